@@ -1,0 +1,77 @@
+//! The `hookline` command line: argument definitions and what each command does.
+//!
+//! `serve` and `migrate` run the server side; `tokens` works directly on the database
+//! (the operator's bootstrap: no server needed). Errors here are `anyhow` with context,
+//! printed by `main` as one clear line.
+
+mod tokens;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{CommonSettings, Config, ServeSettings};
+use crate::store::{self, OpenOptions, Store};
+
+/// hookline: webhooks for container registries.
+#[derive(Debug, Parser)]
+#[command(name = "hookline", version, about, long_about = None)]
+pub struct Cli {
+    #[command(flatten)]
+    common: CommonSettings,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run hookline: the notify endpoint, the dispatcher and the API (or the roles named by --roles).
+    Serve(Box<ServeSettings>),
+    /// Apply database migrations and exit.
+    Migrate,
+    /// Create, list and revoke API and registry tokens (works directly on the database).
+    #[command(subcommand)]
+    Tokens(tokens::TokensCommand),
+}
+
+impl Cli {
+    /// The log format and filter the command asked for (before the config file is read).
+    pub fn logging(&self) -> Result<(crate::config::LogFormat, String), crate::config::ConfigError> {
+        let config = Config::common(self.common.clone())?;
+        Ok((config.log_format, config.log_level))
+    }
+}
+
+/// Runs the parsed command. `shutdown` is cancelled by `main` on SIGTERM/SIGINT.
+pub async fn run(cli: Cli, shutdown: CancellationToken) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Serve(settings) => {
+            let config = Config::resolve(cli.common, *settings)?;
+            crate::server::run(&config, shutdown).await?;
+            Ok(())
+        }
+        Command::Migrate => {
+            let config = Config::common(cli.common)?;
+            let store = open_store(&config, true).await?;
+            store.close().await;
+            println!("database {} is migrated", store::redact_url(&config.db));
+            Ok(())
+        }
+        Command::Tokens(command) => {
+            let config = Config::common(cli.common)?;
+            let store = open_store(&config, true).await?;
+            let result = tokens::run(command, &store).await;
+            store.close().await;
+            result
+        }
+    }
+}
+
+async fn open_store(config: &Config, migrate: bool) -> anyhow::Result<Store> {
+    let mut options = OpenOptions::new(&config.db);
+    options.migrate = migrate;
+    options.max_connections = 2;
+    store::open(&options)
+        .await
+        .with_context(|| format!("opening the database {}", store::redact_url(&config.db)))
+}

@@ -1,0 +1,497 @@
+//! Configuration: TOML file, then `HOOKLINE_…` environment, then flags (flags win).
+//!
+//! Every option is declared once, as an `Option` field of [`CommonSettings`] or
+//! [`ServeSettings`]: clap reads it from a flag or its environment variable, serde reads it
+//! from the file, [`Config::resolve`] merges the two and applies the defaults. The table
+//! in `docs/configuration.md` lists them all; a test checks that it stays complete.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use clap::{Args, CommandFactory, ValueEnum};
+use serde::Deserialize;
+
+use crate::secret::Secret;
+
+/// Options every command that opens the database understands.
+#[derive(Debug, Clone, Default, Args, Deserialize)]
+pub struct CommonSettings {
+    /// TOML configuration file. Its keys are the long flag names with `_` for `-`.
+    #[arg(long, env = "HOOKLINE_CONFIG", global = true)]
+    #[serde(skip)]
+    pub config: Option<PathBuf>,
+    /// Database URL: `sqlite://PATH` (default `sqlite://hookline.db`) or `postgres://…`.
+    #[arg(long, env = "HOOKLINE_DB", global = true)]
+    pub db: Option<String>,
+    /// Log format: `text` (default) or `json`.
+    #[arg(long, env = "HOOKLINE_LOG_FORMAT", global = true)]
+    pub log_format: Option<LogFormat>,
+    /// Log filter in `tracing` syntax (default `info`).
+    #[arg(long, env = "HOOKLINE_LOG_LEVEL", global = true)]
+    pub log_level: Option<String>,
+}
+
+/// Options of `hookline serve`.
+#[derive(Debug, Clone, Default, Args, Deserialize)]
+pub struct ServeSettings {
+    /// Roles to run, comma-separated: `api`, `ingest`, `dispatcher` (default: all three).
+    #[arg(long, env = "HOOKLINE_ROLES", value_delimiter = ',')]
+    pub roles: Option<Vec<Role>>,
+    /// Address of the HTTP ingest endpoint (default 127.0.0.1:8080).
+    #[arg(long, env = "HOOKLINE_INGEST_ADDR")]
+    pub ingest_addr: Option<SocketAddr>,
+    /// Address of the gRPC API (default 127.0.0.1:50051).
+    #[arg(long, env = "HOOKLINE_API_ADDR")]
+    pub api_addr: Option<SocketAddr>,
+    /// A registry token accepted by the notify endpoint without a database entry
+    /// (source name `default`). Unset by default: then only `tokens create --registry` tokens work.
+    #[arg(long, env = "HOOKLINE_REGISTRY_TOKEN", hide_env_values = true)]
+    pub registry_token: Option<Secret>,
+    /// Largest notify request body accepted, in bytes (default 1048576).
+    #[arg(long, env = "HOOKLINE_MAX_BODY_BYTES")]
+    pub max_body_bytes: Option<usize>,
+    /// Most events accepted in one envelope (default 1000).
+    #[arg(long, env = "HOOKLINE_MAX_EVENTS_PER_ENVELOPE")]
+    pub max_events_per_envelope: Option<usize>,
+    /// Database connection pool size (default 8).
+    #[arg(long, env = "HOOKLINE_DB_MAX_CONNECTIONS")]
+    pub db_max_connections: Option<u32>,
+    /// Fallback poll of the queue when no wake-up arrives (default 1s).
+    #[arg(long, env = "HOOKLINE_POLL_INTERVAL")]
+    pub poll_interval: Option<HumanDuration>,
+    /// Most HTTP requests in flight across all endpoints (default 256).
+    #[arg(long, env = "HOOKLINE_MAX_IN_FLIGHT")]
+    pub max_in_flight: Option<usize>,
+    /// Most HTTP requests in flight to one webhook (default 4).
+    #[arg(long, env = "HOOKLINE_MAX_PER_ENDPOINT")]
+    pub max_per_endpoint: Option<usize>,
+    /// TCP/TLS connect timeout of a delivery (default 5s).
+    #[arg(long, env = "HOOKLINE_CONNECT_TIMEOUT")]
+    pub connect_timeout: Option<HumanDuration>,
+    /// Whole-request timeout of a delivery (default 15s).
+    #[arg(long, env = "HOOKLINE_REQUEST_TIMEOUT")]
+    pub request_timeout: Option<HumanDuration>,
+    /// Bytes of a receiver's response body kept in the attempt log (default 16384).
+    #[arg(long, env = "HOOKLINE_RESPONSE_BODY_LIMIT")]
+    pub response_body_limit: Option<usize>,
+    /// Delays before each retry, comma-separated; jitter of up to 20% is added
+    /// (default 5s,30s,2m,10m,30m,1h,3h,6h,12h).
+    #[arg(long, env = "HOOKLINE_RETRY_SCHEDULE", value_delimiter = ',')]
+    pub retry_schedule: Option<Vec<HumanDuration>>,
+    /// Longest `Retry-After` honoured on 429/503 (default 1h).
+    #[arg(long, env = "HOOKLINE_RETRY_AFTER_MAX")]
+    pub retry_after_max: Option<HumanDuration>,
+    /// Consecutive failures that open a webhook's circuit (default 5).
+    #[arg(long, env = "HOOKLINE_CIRCUIT_THRESHOLD")]
+    pub circuit_threshold: Option<u32>,
+    /// How long an open circuit holds deliveries before one probe (default 30s).
+    #[arg(long, env = "HOOKLINE_CIRCUIT_COOLDOWN")]
+    pub circuit_cooldown: Option<HumanDuration>,
+    /// Disable a webhook that has failed continuously for this long (default 3d).
+    #[arg(long, env = "HOOKLINE_DISABLE_AFTER")]
+    pub disable_after: Option<HumanDuration>,
+    /// Lease on a claimed delivery; renewed while the request runs (default 30s).
+    #[arg(long, env = "HOOKLINE_LEASE")]
+    pub lease: Option<HumanDuration>,
+    /// On SIGTERM, how long in-flight deliveries may finish before their leases are released (default 10s).
+    #[arg(long, env = "HOOKLINE_SHUTDOWN_GRACE")]
+    pub shutdown_grace: Option<HumanDuration>,
+}
+
+/// A role `hookline serve` can run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// The gRPC API.
+    Api,
+    /// The HTTP notify endpoint.
+    Ingest,
+    /// The delivery workers.
+    Dispatcher,
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// A duration written for people: `500ms`, `5s`, `2m`, `3d`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HumanDuration(pub Duration);
+
+impl FromStr for HumanDuration {
+    type Err = humantime::DurationError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        humantime::parse_duration(s).map(HumanDuration)
+    }
+}
+
+impl<'de> Deserialize<'de> for HumanDuration {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// Why configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML for our options.
+    #[error("invalid config file {path}: {source}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// The TOML error.
+        #[source]
+        source: toml::de::Error,
+    },
+    /// The file has a key we do not know (a typo would otherwise be ignored silently).
+    #[error("unknown key `{key}` in config file {path}; known keys: {known}")]
+    UnknownKey {
+        /// The file.
+        path: PathBuf,
+        /// The unknown key.
+        key: String,
+        /// The keys we know.
+        known: String,
+    },
+    /// A value is out of range.
+    #[error("invalid value for {option}: {reason}")]
+    Invalid {
+        /// The option.
+        option: &'static str,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+/// Fully resolved configuration with defaults applied. Validated once at start-up.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Database URL.
+    pub db: String,
+    /// Database pool size.
+    pub db_max_connections: u32,
+    /// Log format.
+    pub log_format: LogFormat,
+    /// Log filter.
+    pub log_level: String,
+    /// Which roles `serve` runs.
+    pub roles: Vec<Role>,
+    /// Ingest role settings.
+    pub ingest: IngestConfig,
+    /// API role settings.
+    pub api_addr: SocketAddr,
+    /// Dispatcher role settings.
+    pub dispatch: DispatchConfig,
+}
+
+/// Settings of the notify endpoint.
+#[derive(Debug, Clone)]
+pub struct IngestConfig {
+    /// Listen address.
+    pub addr: SocketAddr,
+    /// Registry token from the environment, accepted as source `default`.
+    pub registry_token: Option<Secret>,
+    /// Largest body accepted.
+    pub max_body_bytes: usize,
+    /// Most events per envelope.
+    pub max_events_per_envelope: usize,
+}
+
+/// Settings of the dispatcher.
+#[derive(Debug, Clone)]
+pub struct DispatchConfig {
+    /// Fallback poll interval.
+    pub poll_interval: Duration,
+    /// Global cap on requests in flight.
+    pub max_in_flight: usize,
+    /// Per-webhook cap on requests in flight.
+    pub max_per_endpoint: usize,
+    /// Connect timeout.
+    pub connect_timeout: Duration,
+    /// Whole-request timeout.
+    pub request_timeout: Duration,
+    /// Response body bytes kept.
+    pub response_body_limit: usize,
+    /// Delay before retry n (1-based) is `retry_schedule[n-1]`; past its end, give up.
+    pub retry_schedule: Vec<Duration>,
+    /// Cap on an honoured `Retry-After`.
+    pub retry_after_max: Duration,
+    /// Consecutive failures that open a circuit.
+    pub circuit_threshold: u32,
+    /// How long an open circuit waits before a probe.
+    pub circuit_cooldown: Duration,
+    /// Continuous failure time after which a webhook is disabled.
+    pub disable_after: Duration,
+    /// Lease length on claimed deliveries.
+    pub lease: Duration,
+    /// Shutdown grace period for in-flight deliveries.
+    pub shutdown_grace: Duration,
+}
+
+/// The default retry schedule of SPEC §5.
+pub fn default_retry_schedule() -> Vec<Duration> {
+    [5, 30, 120, 600, 1800, 3600, 3 * 3600, 6 * 3600, 12 * 3600]
+        .into_iter()
+        .map(Duration::from_secs)
+        .collect()
+}
+
+impl Config {
+    /// Merges flags/env (`cli`) over the file named by `--config` (if any), then defaults.
+    pub fn resolve(common: CommonSettings, serve: ServeSettings) -> Result<Config, ConfigError> {
+        let (file_common, file_serve) = match &common.config {
+            Some(path) => read_file(path)?,
+            None => Default::default(),
+        };
+        let c = common.or(file_common);
+        let s = serve.or(file_serve);
+        let d = |v: Option<HumanDuration>, default: Duration| v.map(|h| h.0).unwrap_or(default);
+        let request_timeout = d(s.request_timeout, Duration::from_secs(15));
+        let config = Config {
+            db: c.db.unwrap_or_else(|| "sqlite://hookline.db".into()),
+            db_max_connections: s.db_max_connections.unwrap_or(8),
+            log_format: c.log_format.unwrap_or_default(),
+            log_level: c.log_level.unwrap_or_else(|| "info".into()),
+            roles: s
+                .roles
+                .unwrap_or_else(|| vec![Role::Api, Role::Ingest, Role::Dispatcher]),
+            ingest: IngestConfig {
+                addr: s
+                    .ingest_addr
+                    .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080))),
+                registry_token: s.registry_token.filter(|t| !t.expose().is_empty()),
+                max_body_bytes: s.max_body_bytes.unwrap_or(1024 * 1024),
+                max_events_per_envelope: s.max_events_per_envelope.unwrap_or(1000),
+            },
+            api_addr: s
+                .api_addr
+                .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 50051))),
+            dispatch: DispatchConfig {
+                poll_interval: d(s.poll_interval, Duration::from_secs(1)),
+                max_in_flight: s.max_in_flight.unwrap_or(256),
+                max_per_endpoint: s.max_per_endpoint.unwrap_or(4),
+                connect_timeout: d(s.connect_timeout, Duration::from_secs(5)),
+                request_timeout,
+                response_body_limit: s.response_body_limit.unwrap_or(16 * 1024),
+                retry_schedule: s
+                    .retry_schedule
+                    .map(|v| v.into_iter().map(|h| h.0).collect())
+                    .unwrap_or_else(default_retry_schedule),
+                retry_after_max: d(s.retry_after_max, Duration::from_secs(3600)),
+                circuit_threshold: s.circuit_threshold.unwrap_or(5),
+                circuit_cooldown: d(s.circuit_cooldown, Duration::from_secs(30)),
+                disable_after: d(s.disable_after, Duration::from_secs(3 * 24 * 3600)),
+                lease: d(s.lease, Duration::from_secs(30)),
+                shutdown_grace: d(s.shutdown_grace, Duration::from_secs(10)),
+            },
+        };
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Configuration for commands that only need the database and logging.
+    pub fn common(common: CommonSettings) -> Result<Config, ConfigError> {
+        Config::resolve(common, ServeSettings::default())
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |option, reason: &str| {
+            Err(ConfigError::Invalid {
+                option,
+                reason: reason.into(),
+            })
+        };
+        if self.roles.is_empty() {
+            return invalid("roles", "name at least one of api, ingest, dispatcher");
+        }
+        if self.ingest.max_body_bytes == 0 {
+            return invalid("max_body_bytes", "must be at least 1");
+        }
+        if self.ingest.max_events_per_envelope == 0 {
+            return invalid("max_events_per_envelope", "must be at least 1");
+        }
+        let d = &self.dispatch;
+        if d.max_in_flight == 0 || d.max_per_endpoint == 0 {
+            return invalid("max_in_flight/max_per_endpoint", "must be at least 1");
+        }
+        if d.poll_interval.is_zero() {
+            return invalid("poll_interval", "must be positive");
+        }
+        if d.lease < Duration::from_secs(1) {
+            return invalid("lease", "must be at least 1s");
+        }
+        if d.request_timeout.is_zero() || d.connect_timeout.is_zero() {
+            return invalid("request_timeout/connect_timeout", "must be positive");
+        }
+        if self.db_max_connections == 0 {
+            return invalid("db_max_connections", "must be at least 1");
+        }
+        Ok(())
+    }
+
+    /// True if `serve` runs this role.
+    pub fn runs(&self, role: Role) -> bool {
+        self.roles.contains(&role)
+    }
+}
+
+impl CommonSettings {
+    fn or(self, file: CommonSettings) -> CommonSettings {
+        CommonSettings {
+            config: self.config,
+            db: self.db.or(file.db),
+            log_format: self.log_format.or(file.log_format),
+            log_level: self.log_level.or(file.log_level),
+        }
+    }
+}
+
+impl ServeSettings {
+    fn or(self, f: ServeSettings) -> ServeSettings {
+        ServeSettings {
+            roles: self.roles.or(f.roles),
+            ingest_addr: self.ingest_addr.or(f.ingest_addr),
+            api_addr: self.api_addr.or(f.api_addr),
+            registry_token: self.registry_token.or(f.registry_token),
+            max_body_bytes: self.max_body_bytes.or(f.max_body_bytes),
+            max_events_per_envelope: self.max_events_per_envelope.or(f.max_events_per_envelope),
+            db_max_connections: self.db_max_connections.or(f.db_max_connections),
+            poll_interval: self.poll_interval.or(f.poll_interval),
+            max_in_flight: self.max_in_flight.or(f.max_in_flight),
+            max_per_endpoint: self.max_per_endpoint.or(f.max_per_endpoint),
+            connect_timeout: self.connect_timeout.or(f.connect_timeout),
+            request_timeout: self.request_timeout.or(f.request_timeout),
+            response_body_limit: self.response_body_limit.or(f.response_body_limit),
+            retry_schedule: self.retry_schedule.or(f.retry_schedule),
+            retry_after_max: self.retry_after_max.or(f.retry_after_max),
+            circuit_threshold: self.circuit_threshold.or(f.circuit_threshold),
+            circuit_cooldown: self.circuit_cooldown.or(f.circuit_cooldown),
+            disable_after: self.disable_after.or(f.disable_after),
+            lease: self.lease.or(f.lease),
+            shutdown_grace: self.shutdown_grace.or(f.shutdown_grace),
+        }
+    }
+}
+
+/// Every option: (file key, flag, environment variable), for docs and the unknown-key check.
+pub fn all_options() -> Vec<(String, String, String)> {
+    #[derive(clap::Parser)]
+    struct All {
+        #[command(flatten)]
+        common: CommonSettings,
+        #[command(flatten)]
+        serve: ServeSettings,
+    }
+    All::command()
+        .get_arguments()
+        .filter_map(|arg| {
+            let long = arg.get_long()?;
+            let env = arg.get_env()?.to_string_lossy().into_owned();
+            Some((long.replace('-', "_"), format!("--{long}"), env))
+        })
+        .collect()
+}
+
+fn read_file(path: &Path) -> Result<(CommonSettings, ServeSettings), ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    let parse_err = |source| ConfigError::Parse {
+        path: path.to_owned(),
+        source,
+    };
+    let table: toml::Table = toml::from_str(&text).map_err(parse_err)?;
+    let known: Vec<String> = all_options()
+        .into_iter()
+        .map(|(key, _, _)| key)
+        .filter(|k| k != "config")
+        .collect();
+    if let Some(key) = table.keys().find(|k| !known.contains(k)) {
+        return Err(ConfigError::UnknownKey {
+            path: path.to_owned(),
+            key: key.clone(),
+            known: known.join(", "),
+        });
+    }
+    let common = toml::from_str(&text).map_err(parse_err)?;
+    let serve = toml::from_str(&text).map_err(parse_err)?;
+    Ok((common, serve))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(text: &str) -> tempfile::NamedTempFile {
+        let f = tempfile::NamedTempFile::new().expect("temp file");
+        std::fs::write(f.path(), text).expect("write config");
+        f
+    }
+
+    #[test]
+    fn defaults_need_no_configuration() {
+        let c = Config::resolve(CommonSettings::default(), ServeSettings::default())
+            .expect("defaults are valid");
+        assert_eq!(c.db, "sqlite://hookline.db");
+        assert_eq!(c.ingest.addr.to_string(), "127.0.0.1:8080");
+        assert_eq!(c.api_addr.to_string(), "127.0.0.1:50051");
+        assert_eq!(c.dispatch.poll_interval, Duration::from_secs(1));
+        assert_eq!(c.dispatch.retry_schedule.len(), 9);
+        assert_eq!(c.roles.len(), 3);
+    }
+
+    #[test]
+    fn flags_win_over_the_file() {
+        let f = file("db = \"sqlite://from-file.db\"\npoll_interval = \"250ms\"\nroles = [\"ingest\"]\n");
+        let common = CommonSettings {
+            config: Some(f.path().to_owned()),
+            db: Some("sqlite://from-flag.db".into()),
+            ..Default::default()
+        };
+        let c = Config::resolve(common, ServeSettings::default()).expect("valid");
+        assert_eq!(c.db, "sqlite://from-flag.db");
+        assert_eq!(c.dispatch.poll_interval, Duration::from_millis(250));
+        assert_eq!(c.roles, vec![Role::Ingest]);
+    }
+
+    #[test]
+    fn unknown_file_keys_are_refused() {
+        let f = file("pol_interval = \"1s\"\n");
+        let common = CommonSettings {
+            config: Some(f.path().to_owned()),
+            ..Default::default()
+        };
+        let err = Config::resolve(common, ServeSettings::default()).expect_err("typo refused");
+        assert!(err.to_string().contains("pol_interval"), "{err}");
+    }
+
+    #[test]
+    fn every_option_is_documented() {
+        let docs = include_str!("../docs/configuration.md");
+        for (key, flag, env) in all_options() {
+            for name in [&key, &flag, &env] {
+                assert!(docs.contains(name.as_str()), "docs/configuration.md lacks {name}");
+            }
+        }
+    }
+}

@@ -1,0 +1,170 @@
+//! hookline's own event model: what a registry told us, normalised.
+//!
+//! `ingest` builds an [`Event`] from each distribution notification; `store` keeps it as
+//! JSON in the `events` table; `dispatch` matches it against webhooks and renders payloads
+//! from it. Nothing here does I/O.
+
+use serde::{Deserialize, Serialize};
+
+/// The kinds of event hookline knows. Names are stable: they appear in webhook filters,
+/// payloads and the API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum EventType {
+    /// A manifest was pushed, with or without a tag.
+    #[serde(rename = "image.pushed")]
+    ImagePushed,
+    /// A manifest was deleted by digest, or a tag was deleted (then `tag` is set).
+    #[serde(rename = "image.deleted")]
+    ImageDeleted,
+    /// A manifest was pulled.
+    #[serde(rename = "image.pulled")]
+    ImagePulled,
+    /// A manifest was mounted from another repository.
+    #[serde(rename = "image.mounted")]
+    ImageMounted,
+    /// A whole repository was deleted (distribution 3.x).
+    #[serde(rename = "repository.deleted")]
+    RepositoryDeleted,
+    /// A blob (layer or config) was pushed. Delivered only to webhooks that ask for it.
+    #[serde(rename = "blob.pushed")]
+    BlobPushed,
+    /// A blob was pulled (GET or HEAD). Delivered only to webhooks that ask for it.
+    #[serde(rename = "blob.pulled")]
+    BlobPulled,
+    /// A blob was mounted from another repository. Delivered only to webhooks that ask for it.
+    #[serde(rename = "blob.mounted")]
+    BlobMounted,
+    /// A test event sent through the normal delivery path on request.
+    #[serde(rename = "ping")]
+    Ping,
+}
+
+impl EventType {
+    /// Every event type, in documentation order.
+    pub const ALL: [EventType; 9] = [
+        EventType::ImagePushed,
+        EventType::ImageDeleted,
+        EventType::ImagePulled,
+        EventType::ImageMounted,
+        EventType::RepositoryDeleted,
+        EventType::BlobPushed,
+        EventType::BlobPulled,
+        EventType::BlobMounted,
+        EventType::Ping,
+    ];
+
+    /// The stable name, e.g. `image.pushed`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventType::ImagePushed => "image.pushed",
+            EventType::ImageDeleted => "image.deleted",
+            EventType::ImagePulled => "image.pulled",
+            EventType::ImageMounted => "image.mounted",
+            EventType::RepositoryDeleted => "repository.deleted",
+            EventType::BlobPushed => "blob.pushed",
+            EventType::BlobPulled => "blob.pulled",
+            EventType::BlobMounted => "blob.mounted",
+            EventType::Ping => "ping",
+        }
+    }
+
+    /// Parses a stable name; `None` for an unknown one.
+    pub fn parse(name: &str) -> Option<EventType> {
+        EventType::ALL.into_iter().find(|t| t.as_str() == name)
+    }
+
+    /// Blob events are noisy (one per layer); webhooks get them only by naming them.
+    pub fn is_blob(self) -> bool {
+        matches!(
+            self,
+            EventType::BlobPushed | EventType::BlobPulled | EventType::BlobMounted
+        )
+    }
+}
+
+impl std::fmt::Display for EventType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A content descriptor the manifest refers to (manifest lists, image layers).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reference {
+    /// Digest of the referenced content, `sha256:…`.
+    pub digest: String,
+    /// Its media type, when the registry said.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub media_type: Option<String>,
+    /// Its size in bytes, when the registry said.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<i64>,
+}
+
+/// One registry event, normalised. Serialised as-is into the `events.body` column.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    /// hookline's id for the event (`evt_…`), stable forever.
+    pub id: String,
+    /// Which registry sent it: the name of its registry token (`default` for the env token).
+    pub source: String,
+    /// The registry's own event id; (source, registry_event_id) is unique.
+    pub registry_event_id: String,
+    /// What happened.
+    #[serde(rename = "type")]
+    pub kind: EventType,
+    /// Repository path, e.g. `acme/tools/app`.
+    pub repository: String,
+    /// Tag, when the event concerns one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tag: Option<String>,
+    /// Content digest, when the event concerns a manifest or blob.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest: Option<String>,
+    /// Media type of the manifest or blob.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub media_type: Option<String>,
+    /// Size in bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<i64>,
+    /// Descriptors a manifest refers to (registry option `includereferences`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub references: Vec<Reference>,
+    /// The registry URL of the content, as the registry gave it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// For mounts: the repository the content came from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from_repository: Option<String>,
+    /// The authenticated user who caused the event, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actor: Option<String>,
+    /// The registry's public host (from the request's Host header), e.g. `registry.example.com:5000`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub registry_host: Option<String>,
+    /// The registry instance (source.addr, source.instanceID).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_addr: Option<String>,
+    /// The registry instance id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_instance_id: Option<String>,
+    /// Request metadata: the registry's request id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+    /// Request metadata: the client's user agent (e.g. `skopeo/1.9.3`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_useragent: Option<String>,
+    /// Request metadata: the client's address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_addr: Option<String>,
+    /// Request metadata: the HTTP method of the registry request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_method: Option<String>,
+    /// When the registry says it happened (RFC 3339, as sent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timestamp: Option<String>,
+    /// When hookline received it (Unix milliseconds).
+    pub received_at: i64,
+    /// The registry's original event object, kept verbatim for the `distribution` payload format.
+    pub original: serde_json::Value,
+}

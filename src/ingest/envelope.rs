@@ -1,0 +1,363 @@
+//! The CNCF distribution notification envelope, and its normalisation into [`Event`]s.
+//!
+//! Pure: bytes in, events and reject reasons out; no I/O, no clock (the caller passes
+//! `received_at`). Each event in an envelope is parsed on its own, so one unusable event
+//! is rejected with a reason while its siblings are kept. Unknown fields are ignored, as
+//! registries add fields over time.
+
+use serde::Deserialize;
+
+use crate::event::{Event, EventType, Reference};
+
+/// Why a whole envelope was refused (HTTP 400).
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum EnvelopeError {
+    /// Not JSON at all.
+    #[error("malformed JSON: {0}")]
+    Malformed(String),
+    /// JSON, but without an `events` array.
+    #[error("the envelope has no `events` array")]
+    NoEvents,
+    /// More events than the configured limit.
+    #[error("the envelope has {count} events; at most {limit} are accepted per request")]
+    TooManyEvents {
+        /// Events in the envelope.
+        count: usize,
+        /// The configured limit.
+        limit: usize,
+    },
+}
+
+/// One event of an envelope that could not be used, and why.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Rejected {
+    /// Position in the envelope's `events` array.
+    pub index: usize,
+    /// The registry's event id, when it had one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// What was wrong.
+    pub reason: String,
+}
+
+/// A parsed envelope: usable events and rejected ones.
+#[derive(Debug, Default)]
+pub struct Parsed {
+    /// Normalised events, in envelope order.
+    pub events: Vec<Event>,
+    /// Events that could not be used.
+    pub rejected: Vec<Rejected>,
+}
+
+/// The envelope: a list of events, each kept raw until parsed on its own.
+#[derive(Deserialize)]
+struct Envelope {
+    events: Option<Vec<serde_json::Value>>,
+}
+
+/// One event as the registry sends it (distribution `notifications.Event`).
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RegistryEvent {
+    id: String,
+    #[serde(default)]
+    timestamp: Option<String>,
+    action: String,
+    target: Target,
+    #[serde(default)]
+    request: Request,
+    #[serde(default)]
+    actor: Actor,
+    #[serde(default)]
+    source: Source,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Target {
+    #[serde(default)]
+    media_type: Option<String>,
+    #[serde(default)]
+    size: Option<i64>,
+    #[serde(default)]
+    digest: Option<String>,
+    /// Older registries send `length` (same as size).
+    #[serde(default)]
+    length: Option<i64>,
+    repository: String,
+    #[serde(default)]
+    from_repository: Option<String>,
+    #[serde(default)]
+    url: Option<String>,
+    #[serde(default)]
+    tag: Option<String>,
+    #[serde(default)]
+    references: Option<Vec<Descriptor>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Descriptor {
+    digest: String,
+    #[serde(default)]
+    media_type: Option<String>,
+    #[serde(default)]
+    size: Option<i64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct Request {
+    #[serde(default)]
+    id: Option<String>,
+    #[serde(default)]
+    addr: Option<String>,
+    #[serde(default)]
+    host: Option<String>,
+    #[serde(default)]
+    method: Option<String>,
+    #[serde(default)]
+    useragent: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct Actor {
+    #[serde(default)]
+    name: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct Source {
+    #[serde(default)]
+    addr: Option<String>,
+    #[serde(default, rename = "instanceID")]
+    instance_id: Option<String>,
+}
+
+/// Media types of manifests (as opposed to blobs).
+const MANIFEST_MEDIA_TYPES: &[&str] = &[
+    "application/vnd.docker.distribution.manifest.v1+json",
+    "application/vnd.docker.distribution.manifest.v1+prettyjws",
+    "application/vnd.docker.distribution.manifest.v2+json",
+    "application/vnd.docker.distribution.manifest.list.v2+json",
+    "application/vnd.oci.image.manifest.v1+json",
+    "application/vnd.oci.image.index.v1+json",
+    "application/vnd.oci.artifact.manifest.v1+json",
+];
+
+/// Longest repository path distribution allows.
+const MAX_REPOSITORY_LEN: usize = 255;
+/// Longest tag the OCI distribution spec allows.
+const MAX_TAG_LEN: usize = 128;
+
+/// Parses an envelope body. `source` names the registry (its token); `new_id` mints
+/// hookline event ids.
+pub fn parse(
+    body: &[u8],
+    source: &str,
+    received_at: i64,
+    max_events: usize,
+    mut new_id: impl FnMut() -> String,
+) -> Result<Parsed, EnvelopeError> {
+    let envelope: Envelope =
+        serde_json::from_slice(body).map_err(|e| EnvelopeError::Malformed(e.to_string()))?;
+    let raw_events = envelope.events.ok_or(EnvelopeError::NoEvents)?;
+    if raw_events.len() > max_events {
+        return Err(EnvelopeError::TooManyEvents {
+            count: raw_events.len(),
+            limit: max_events,
+        });
+    }
+    let mut parsed = Parsed::default();
+    for (index, raw) in raw_events.into_iter().enumerate() {
+        let id = raw.get("id").and_then(|v| v.as_str()).map(str::to_owned);
+        match normalise(&raw, source, received_at) {
+            Ok(mut event) => {
+                event.id = new_id();
+                parsed.events.push(event);
+            }
+            Err(reason) => parsed.rejected.push(Rejected { index, id, reason }),
+        }
+    }
+    Ok(parsed)
+}
+
+/// Turns one raw registry event into an [`Event`] (with an empty `id`), or says why not.
+fn normalise(raw: &serde_json::Value, source: &str, received_at: i64) -> Result<Event, String> {
+    let e: RegistryEvent = serde_json::from_value(raw.clone()).map_err(|e| e.to_string())?;
+    if e.id.trim().is_empty() {
+        return Err("event `id` is empty".into());
+    }
+    let t = &e.target;
+    check_repository(&t.repository)?;
+    if let Some(tag) = &t.tag {
+        if tag.is_empty() || tag.len() > MAX_TAG_LEN {
+            return Err(format!(
+                "target.tag must be 1 to {MAX_TAG_LEN} characters"
+            ));
+        }
+    }
+    let kind = classify(&e.action, t)?;
+    Ok(Event {
+        id: String::new(),
+        source: source.to_owned(),
+        registry_event_id: e.id.clone(),
+        kind,
+        repository: t.repository.clone(),
+        tag: t.tag.clone(),
+        digest: t.digest.clone().filter(|d| !d.is_empty()),
+        media_type: t.media_type.clone().filter(|m| !m.is_empty()),
+        size: t.size.or(t.length),
+        references: t
+            .references
+            .iter()
+            .flatten()
+            .map(|d| Reference {
+                digest: d.digest.clone(),
+                media_type: d.media_type.clone(),
+                size: d.size,
+            })
+            .collect(),
+        url: t.url.clone(),
+        from_repository: t.from_repository.clone(),
+        actor: e.actor.name.clone().filter(|n| !n.is_empty()),
+        registry_host: e.request.host.clone().filter(|h| !h.is_empty()),
+        source_addr: e.source.addr.clone(),
+        source_instance_id: e.source.instance_id.clone(),
+        request_id: e.request.id.clone(),
+        request_useragent: e.request.useragent.clone(),
+        request_addr: e.request.addr.clone(),
+        request_method: e.request.method.clone(),
+        timestamp: e.timestamp.clone(),
+        received_at,
+        original: raw.clone(),
+    })
+}
+
+/// Distribution repository names: lowercase path components separated by `/`.
+fn check_repository(repository: &str) -> Result<(), String> {
+    if repository.is_empty() {
+        return Err("target.repository is empty".into());
+    }
+    if repository.len() > MAX_REPOSITORY_LEN {
+        return Err(format!(
+            "target.repository is longer than {MAX_REPOSITORY_LEN} characters"
+        ));
+    }
+    let valid_component = |c: &str| {
+        !c.is_empty()
+            && c.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
+    };
+    if !repository.split('/').all(valid_component) {
+        return Err(format!(
+            "target.repository `{repository}` is not a valid repository name"
+        ));
+    }
+    Ok(())
+}
+
+/// Maps (action, target) to an event type.
+fn classify(action: &str, t: &Target) -> Result<EventType, String> {
+    let manifest = is_manifest(t);
+    Ok(match action {
+        "push" if manifest => EventType::ImagePushed,
+        "push" => EventType::BlobPushed,
+        "pull" if manifest => EventType::ImagePulled,
+        "pull" => EventType::BlobPulled,
+        "mount" if manifest => EventType::ImageMounted,
+        "mount" => EventType::BlobMounted,
+        // distribution 3.x: a whole repository deleted carries only the repository.
+        "delete" if t.digest.is_none() && t.tag.is_none() => EventType::RepositoryDeleted,
+        // By digest, or a tag deletion carrying `tag`. A blob deletion looks the same
+        // (digest and repository only) and is reported as an image deletion.
+        "delete" => EventType::ImageDeleted,
+        other => return Err(format!("unknown action `{other}`")),
+    })
+}
+
+/// Manifest or blob? The URL says it most reliably; then the tag; then the media type.
+fn is_manifest(t: &Target) -> bool {
+    if let Some(url) = &t.url {
+        if url.contains("/manifests/") {
+            return true;
+        }
+        if url.contains("/blobs/") {
+            return false;
+        }
+    }
+    t.tag.is_some()
+        || t
+            .media_type
+            .as_deref()
+            .is_some_and(|m| MANIFEST_MEDIA_TYPES.contains(&m))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_one(json: &str) -> Result<Event, String> {
+        let parsed = parse(json.as_bytes(), "default", 1, 100, || "evt_x".into())
+            .map_err(|e| e.to_string())?;
+        match (parsed.events.first(), parsed.rejected.first()) {
+            (Some(e), None) => Ok(e.clone()),
+            (_, Some(r)) => Err(r.reason.clone()),
+            _ => Err("no events".into()),
+        }
+    }
+
+    #[test]
+    fn envelope_errors() {
+        let err = |b: &str| parse(b.as_bytes(), "s", 0, 10, String::new).expect_err(b);
+        assert!(matches!(err("{nope"), EnvelopeError::Malformed(_)));
+        assert_eq!(err("{}"), EnvelopeError::NoEvents);
+        assert!(matches!(err("{\"events\": 3}"), EnvelopeError::Malformed(_)));
+        let many = format!("{{\"events\": [{}]}}", vec!["{}"; 11].join(","));
+        assert_eq!(
+            err(&many),
+            EnvelopeError::TooManyEvents {
+                count: 11,
+                limit: 10
+            }
+        );
+    }
+
+    #[test]
+    fn a_repository_delete_has_only_the_repository() {
+        let e = parse_one(
+            r#"{"events":[{"id":"r1","action":"delete","target":{"repository":"acme/app"}}]}"#,
+        )
+        .expect("valid");
+        assert_eq!(e.kind, EventType::RepositoryDeleted);
+        assert_eq!(e.repository, "acme/app");
+    }
+
+    #[test]
+    fn bad_events_say_why() {
+        let reason = |target: &str| {
+            parse_one(&format!(
+                r#"{{"events":[{{"id":"a","action":"push","target":{target}}}]}}"#
+            ))
+            .expect_err(target)
+        };
+        assert!(reason(r#"{"repository":""}"#).contains("empty"));
+        assert!(reason(r#"{"repository":"Acme/App"}"#).contains("not a valid repository"));
+        assert!(reason(r#"{"repository":"a//b"}"#).contains("not a valid repository"));
+        assert!(reason(r#"{"digest":"sha256:1"}"#).contains("repository"));
+        let no_target =
+            parse_one(r#"{"events":[{"id":"a","action":"push"}]}"#).expect_err("no target");
+        assert!(no_target.contains("target"), "{no_target}");
+        let odd = parse_one(r#"{"events":[{"id":"a","action":"frob","target":{"repository":"a"}}]}"#)
+            .expect_err("unknown action");
+        assert!(odd.contains("frob"));
+    }
+
+    #[test]
+    fn unknown_fields_are_ignored() {
+        let e = parse_one(
+            r#"{"events":[{"id":"a","action":"push","newField":1,"target":{"repository":"a","tag":"1","x":[]}}]}"#,
+        )
+        .expect("valid");
+        assert_eq!(e.kind, EventType::ImagePushed);
+    }
+}

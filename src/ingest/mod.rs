@@ -1,0 +1,185 @@
+//! Ingest: the registry's side of hookline, an axum HTTP server.
+//!
+//! `POST /v1/notify` authenticates the registry, checks the media type and size, parses
+//! the envelope (`envelope`), commits every usable event in one transaction, wakes the
+//! dispatchers, and only then answers 2xx. Also serves `GET /healthz`, `GET /readyz` and
+//! `GET /metrics`. It never matches webhooks or sends anything: that is `dispatch`.
+
+mod auth;
+pub mod envelope;
+mod error;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Json;
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+pub use auth::RegistryAuth;
+pub use error::IngestError;
+
+use crate::config::IngestConfig;
+use crate::store::{Store, now_ms};
+
+/// Media types a distribution registry sends envelopes with.
+const ENVELOPE_MEDIA_TYPES: &[&str] = &[
+    "application/vnd.docker.distribution.events.v1+json",
+    "application/vnd.docker.distribution.events.v2+json",
+    "application/json",
+];
+
+/// Shared state of the ingest handlers.
+#[derive(Clone)]
+pub struct IngestState {
+    store: Store,
+    auth: Arc<RegistryAuth>,
+    max_body_bytes: usize,
+    max_events: usize,
+}
+
+impl IngestState {
+    /// State for the handlers from the store and the ingest settings.
+    pub fn new(store: Store, config: &IngestConfig) -> Self {
+        IngestState {
+            store,
+            auth: Arc::new(RegistryAuth::new(config.registry_token.clone())),
+            max_body_bytes: config.max_body_bytes,
+            max_events: config.max_events_per_envelope,
+        }
+    }
+}
+
+/// The ingest HTTP routes.
+pub fn router(state: IngestState) -> Router {
+    Router::new()
+        .route("/v1/notify", post(notify))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .with_state(state)
+}
+
+/// Serves ingest on `listener` until `shutdown` fires; in-flight requests finish first,
+/// so nothing is acknowledged that was not committed.
+pub async fn serve(
+    listener: TcpListener,
+    state: IngestState,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .await
+}
+
+/// The answer to an accepted envelope.
+#[derive(serde::Serialize)]
+struct NotifyResponse {
+    /// Events stored now.
+    accepted: usize,
+    /// Events already stored earlier (a re-sent envelope).
+    duplicates: usize,
+    /// Events that could not be used, with reasons.
+    rejected: Vec<envelope::Rejected>,
+}
+
+async fn notify(
+    State(state): State<IngestState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, IngestError> {
+    let started = Instant::now();
+    // Cheap checks first: an unauthenticated caller cannot make us read a body.
+    let source = state.auth.authenticate(&headers, &state.store).await?;
+    check_media_type(&headers)?;
+    let body = read_body(body, &headers, state.max_body_bytes).await?;
+    let parsed = envelope::parse(&body, &source, now_ms(), state.max_events, || {
+        crate::ids::new_id("evt")
+    })?;
+    for rejected in &parsed.rejected {
+        tracing::warn!(
+            source = %source,
+            index = rejected.index,
+            registry_event_id = rejected.id.as_deref().unwrap_or(""),
+            reason = %rejected.reason,
+            "event rejected"
+        );
+    }
+    metrics::counter!("hookline_events_rejected_total").increment(parsed.rejected.len() as u64);
+    let inserted = if parsed.events.is_empty() {
+        Default::default()
+    } else {
+        state.store.insert_events(&parsed.events).await?
+    };
+    metrics::counter!("hookline_events_received_total").increment(inserted.inserted as u64);
+    metrics::counter!("hookline_events_duplicate_total").increment(inserted.duplicates as u64);
+    metrics::histogram!("hookline_ingest_seconds").record(started.elapsed().as_secs_f64());
+    tracing::debug!(source = %source, accepted = inserted.inserted, duplicates = inserted.duplicates, "envelope stored");
+    Ok(Json(NotifyResponse {
+        accepted: inserted.inserted,
+        duplicates: inserted.duplicates,
+        rejected: parsed.rejected,
+    })
+    .into_response())
+}
+
+/// Reads the body, refusing (and reading no further) past `limit` bytes.
+async fn read_body(body: Body, headers: &HeaderMap, limit: usize) -> Result<Bytes, IngestError> {
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > limit as u64) {
+        return Err(IngestError::TooLarge(limit));
+    }
+    axum::body::to_bytes(body, limit).await.map_err(|error| {
+        let inner = error.into_inner();
+        if inner.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
+            IngestError::TooLarge(limit)
+        } else {
+            IngestError::BodyRead(inner.to_string())
+        }
+    })
+}
+
+fn check_media_type(headers: &HeaderMap) -> Result<(), IngestError> {
+    let value = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let essence = value.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    if ENVELOPE_MEDIA_TYPES.contains(&essence.as_str()) {
+        Ok(())
+    } else {
+        Err(IngestError::UnsupportedMediaType(value.to_owned()))
+    }
+}
+
+async fn healthz() -> impl IntoResponse {
+    Json(serde_json::json!({ "status": "ok" }))
+}
+
+async fn readyz(State(state): State<IngestState>) -> Response {
+    match state.store.ready().await {
+        Ok(()) => Json(serde_json::json!({ "status": "ready" })).into_response(),
+        Err(error) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(serde_json::json!({ "status": "not ready", "reason": error.to_string() })),
+        )
+            .into_response(),
+    }
+}
+
+async fn metrics() -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        crate::telemetry::metrics().render(),
+    )
+        .into_response()
+}

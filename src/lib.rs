@@ -1,0 +1,20 @@
+//! hookline: webhooks for container registries.
+//!
+//! A registry POSTs distribution notification envelopes to `ingest`, which normalises
+//! them into [`event::Event`]s and commits them to the `store` before answering 2xx.
+//! `dispatch` fans each event out to matching webhooks and delivers signed payloads with
+//! leases and non-blocking retries. `server` wires the roles together; `cli` holds the
+//! operator commands. Modules in the order an event travels:
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod config;
+pub mod ingest;
+pub mod event;
+pub mod store;
+pub mod dispatch;
+pub mod server;
+pub mod cli;
+pub mod ids;
+pub mod secret;
+pub mod telemetry;

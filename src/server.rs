@@ -1,0 +1,134 @@
+//! Wires the roles together: opens the store, binds listeners, starts ingest, api and
+//! dispatch, and owns shutdown.
+//!
+//! [`start`] binds every listener before returning, so callers (tests) learn the real
+//! addresses of `127.0.0.1:0` binds. [`Running::wait`] returns once every role stopped
+//! after the shutdown token fired. No global state: one process can run many servers.
+
+use std::net::SocketAddr;
+
+use tokio::net::TcpListener;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{Config, Role};
+use crate::store::{self, OpenOptions, Store};
+
+/// Why the server could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The store could not be opened or migrated.
+    #[error("opening the database {url}: {source}")]
+    Store {
+        /// The database URL, password removed.
+        url: String,
+        /// The cause.
+        #[source]
+        source: store::StoreError,
+    },
+    /// A listener could not be bound.
+    #[error("binding {role} address {addr}: {source}")]
+    Bind {
+        /// Which role.
+        role: &'static str,
+        /// The address.
+        addr: SocketAddr,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A role's server failed.
+    #[error("{role} stopped with an error: {source}")]
+    Role {
+        /// Which role.
+        role: &'static str,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// A started server.
+pub struct Running {
+    /// Where ingest listens, if it runs.
+    pub ingest_addr: Option<SocketAddr>,
+    /// The store the roles share.
+    pub store: Store,
+    tasks: JoinSet<Result<(), RunError>>,
+}
+
+/// Opens the store (running migrations), binds listeners and starts the configured roles.
+pub async fn start(config: &Config, shutdown: CancellationToken) -> Result<Running, RunError> {
+    let mut options = OpenOptions::new(&config.db);
+    options.max_connections = config.db_max_connections;
+    let store = store::open(&options).await.map_err(|source| RunError::Store {
+        url: store::redact_url(&config.db),
+        source,
+    })?;
+    tracing::info!(db = %store::redact_url(&config.db), roles = ?config.roles, "starting hookline");
+    let mut tasks = JoinSet::new();
+    let mut ingest_addr = None;
+
+    if config.runs(Role::Ingest) {
+        let addr = config.ingest.addr;
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| RunError::Bind { role: "ingest", addr, source })?;
+        let local = listener.local_addr().map_err(|source| RunError::Bind { role: "ingest", addr, source })?;
+        ingest_addr = Some(local);
+        tracing::info!(addr = %local, "ingest listening");
+        let state = crate::ingest::IngestState::new(store.clone(), &config.ingest);
+        let token = shutdown.child_token();
+        tasks.spawn(async move {
+            crate::ingest::serve(listener, state, token)
+                .await
+                .map_err(|source| RunError::Role { role: "ingest", source })
+        });
+    }
+    if config.runs(Role::Dispatcher) {
+        let store = store.clone();
+        let dispatch = config.dispatch.clone();
+        let token = shutdown.child_token();
+        store.spawn_remote_wakeups(token.clone());
+        tasks.spawn(async move {
+            crate::dispatch::run(store, dispatch, token).await;
+            Ok(())
+        });
+    }
+    if config.runs(Role::Api) {
+        let token = shutdown.child_token();
+        let addr = config.api_addr;
+        tasks.spawn(async move {
+            tracing::warn!(%addr, "api role: the gRPC API is not implemented yet; nothing listens on its address");
+            token.cancelled().await;
+            Ok(())
+        });
+    }
+    Ok(Running { ingest_addr, store, tasks })
+}
+
+impl Running {
+    /// Waits for every role to stop (after shutdown), then closes the store.
+    /// If one role fails, the others are told to stop too.
+    pub async fn wait(mut self, shutdown: CancellationToken) -> Result<(), RunError> {
+        let mut first_error = None;
+        while let Some(joined) = self.tasks.join_next().await {
+            let result = joined.unwrap_or_else(|join_error| {
+                Err(RunError::Role { role: "task", source: std::io::Error::other(join_error.to_string()) })
+            });
+            if let Err(error) = result {
+                tracing::error!(%error, "role failed; shutting down");
+                shutdown.cancel();
+                first_error.get_or_insert(error);
+            }
+        }
+        self.store.close().await;
+        tracing::info!("hookline stopped");
+        first_error.map_or(Ok(()), Err)
+    }
+}
+
+/// Runs the server until `shutdown` fires and every role has stopped.
+pub async fn run(config: &Config, shutdown: CancellationToken) -> Result<(), RunError> {
+    start(config, shutdown.clone()).await?.wait(shutdown).await
+}

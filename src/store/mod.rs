@@ -1,0 +1,328 @@
+//! Storage: the only code that speaks SQL.
+//!
+//! [`Store`] is the handle every role shares. It wraps one [`Backend`] (SQLite or PostgreSQL,
+//! chosen in exactly one place: [`open`]) and the in-process [`Wake`] signal that tells
+//! dispatchers new work exists. Both backends implement the same trait and pass the same
+//! contract test suite (`tests/it/store_contract.rs`). Timestamps are Unix milliseconds.
+
+mod migrations;
+mod postgres;
+mod sqlite;
+mod types;
+mod wake;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tokio_util::sync::CancellationToken;
+
+use crate::event::Event;
+pub use types::*;
+pub(crate) use types::{WebhookRow, decode_event, group_secrets, last_error, next_state_columns};
+pub use wake::Wake;
+
+/// Why a storage call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database could not be reached or answered with an error.
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    /// Applying migrations failed.
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// The database was migrated by a newer hookline than this one.
+    #[error(
+        "the database schema is at version {found}, newer than this hookline knows (up to {known}); \
+         run a hookline at least as new as the one that migrated it"
+    )]
+    SchemaTooNew {
+        /// The highest version applied to the database.
+        found: i64,
+        /// The highest version this binary carries.
+        known: i64,
+    },
+    /// Migrations have not been applied (readiness check).
+    #[error("the database schema is not migrated (run `hookline migrate`)")]
+    NotMigrated,
+    /// The database URL is not one we support.
+    #[error("unsupported database URL `{0}`: use sqlite://PATH or postgres://…")]
+    UnsupportedUrl(String),
+    /// A stored row could not be decoded (corrupt JSON column).
+    #[error("corrupt row in {table}: {source}")]
+    Corrupt {
+        /// The table holding the row.
+        table: &'static str,
+        /// The decoding error.
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+impl StoreError {
+    /// True when the database is unreachable or overloaded: callers should answer
+    /// "try again later" (HTTP 503, gRPC UNAVAILABLE) rather than "bad request".
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            StoreError::Database(e) => matches!(
+                e,
+                sqlx::Error::Io(_)
+                    | sqlx::Error::PoolTimedOut
+                    | sqlx::Error::PoolClosed
+                    | sqlx::Error::WorkerCrashed
+                    | sqlx::Error::Database(_)
+                    | sqlx::Error::Tls(_)
+                    | sqlx::Error::Protocol(_)
+            ),
+            _ => false,
+        }
+    }
+}
+
+/// Decides which deliveries an event needs (the dispatcher's webhook matching).
+pub type Planner = dyn Fn(&Event) -> Vec<NewDelivery> + Send + Sync;
+
+/// What both backends provide: one trait per concern, so each backend keeps one file per
+/// concern (`schema`, `tokens`, `webhooks`, `events`, `queue`). Every method is one short
+/// transaction (or none): no transaction is ever held open across anything but the database.
+pub trait Backend: Schema + Tokens + Webhooks + Events + Queue {}
+impl<T: Schema + Tokens + Webhooks + Events + Queue> Backend for T {}
+
+/// Connection life cycle and schema.
+#[async_trait]
+pub trait Schema: Send + Sync + 'static {
+    /// Applies embedded migrations; refuses a schema newer than this binary.
+    async fn migrate(&self) -> Result<(), StoreError>;
+    /// Database reachable and schema migrated up to this binary's version.
+    async fn ready(&self) -> Result<(), StoreError>;
+    /// Forwards wake-ups from other processes into `wake` until `cancel` fires.
+    /// PostgreSQL: LISTEN/NOTIFY. SQLite: nothing to listen to, returns at once.
+    async fn forward_remote_wakeups(&self, wake: Wake, cancel: CancellationToken);
+    /// Closes the connection pools.
+    async fn close(&self);
+}
+
+/// API and registry tokens (hashes only).
+#[async_trait]
+pub trait Tokens: Send + Sync {
+    /// Stores a new token (its hash only).
+    async fn insert_token(&self, token: &NewToken) -> Result<(), StoreError>;
+    /// The live (not revoked) token with this hash.
+    async fn find_token(&self, hash: &str) -> Result<Option<TokenRecord>, StoreError>;
+    /// All tokens, newest first, revoked ones included.
+    async fn list_tokens(&self) -> Result<Vec<TokenRecord>, StoreError>;
+    /// Revokes a token; false if no live token has this id.
+    async fn revoke_token(&self, id: &str, now: i64) -> Result<bool, StoreError>;
+}
+
+/// Webhooks and their secrets.
+#[async_trait]
+pub trait Webhooks: Send + Sync {
+    /// Stores a new webhook with its first secret.
+    async fn insert_webhook(&self, webhook: &Webhook, secret: &WebhookSecret)
+    -> Result<(), StoreError>;
+    /// One webhook by id.
+    async fn get_webhook(&self, id: &str) -> Result<Option<Webhook>, StoreError>;
+    /// Counter bumped by every webhook write; cheap to poll.
+    async fn webhooks_revision(&self) -> Result<i64, StoreError>;
+    /// Every enabled webhook with its secrets that are valid at `now`, current first.
+    async fn enabled_webhooks(&self, now: i64) -> Result<Vec<WebhookWithSecrets>, StoreError>;
+    /// Disables a webhook, recording why (410 Gone, failing for too long, …).
+    async fn disable_webhook(&self, id: &str, reason: &str, now: i64) -> Result<(), StoreError>;
+    /// Records the start of a run of failures (Some) or its end (None).
+    async fn set_failing_since(&self, id: &str, since: Option<i64>) -> Result<(), StoreError>;
+}
+
+/// Events as received, and their fan-out into deliveries.
+#[async_trait]
+pub trait Events: Send + Sync {
+    /// Stores events in one transaction, skipping any whose (source, registry_event_id)
+    /// is already stored. Returns how many were new.
+    async fn insert_events(&self, events: &[Event]) -> Result<InsertedEvents, StoreError>;
+    /// Events by id, in no particular order.
+    async fn get_events(&self, ids: &[String]) -> Result<Vec<Event>, StoreError>;
+    /// The most recent events, newest first.
+    async fn recent_events(&self, limit: i64) -> Result<Vec<Event>, StoreError>;
+    /// Takes up to `limit` events not yet fanned out, asks `plan` which deliveries each
+    /// needs, enqueues them and marks the events fanned out, all in one transaction.
+    async fn fan_out(
+        &self,
+        limit: i64,
+        now: i64,
+        plan: &Planner,
+    ) -> Result<FanOutReport, StoreError>;
+}
+
+/// The delivery queue.
+#[async_trait]
+pub trait Queue: Send + Sync {
+    /// Adds deliveries to the queue, due at `now`.
+    async fn enqueue(&self, deliveries: &[NewDelivery], now: i64) -> Result<(), StoreError>;
+    /// Claims up to `limit` due deliveries with a lease. Due means: pending, its time has
+    /// come (or its lease expired), its webhook not skipped, and, for an ordering key, no
+    /// earlier pending delivery with the same key.
+    async fn claim_due(&self, claim: &Claim<'_>) -> Result<Vec<ClaimedDelivery>, StoreError>;
+    /// Pushes the lease of every delivery `owner` holds to `until`.
+    async fn extend_leases(&self, owner: &str, until: i64) -> Result<u64, StoreError>;
+    /// Records attempts and moves each delivery to its next state (complete,
+    /// reschedule or give up), in one transaction. A delivery whose lease was lost
+    /// keeps its state; its attempt is still recorded. Returns how many leases were held.
+    async fn finish(&self, results: &[Finished], now: i64) -> Result<u64, StoreError>;
+    /// Gives leased deliveries back, due at `now`, without counting an attempt.
+    async fn release(&self, leases: &[Lease], now: i64) -> Result<u64, StoreError>;
+    /// Clears expired leases (they are already due again; this makes it visible).
+    async fn reclaim_expired(&self, now: i64) -> Result<u64, StoreError>;
+    /// One delivery by id.
+    async fn get_delivery(&self, id: &str) -> Result<Option<DeliveryRecord>, StoreError>;
+    /// Deliveries of one event, in queue order.
+    async fn deliveries_for_event(&self, event_id: &str)
+    -> Result<Vec<DeliveryRecord>, StoreError>;
+    /// Attempts of one delivery, in order.
+    async fn attempts(&self, delivery_id: &str) -> Result<Vec<AttemptRecord>, StoreError>;
+    /// Counts by status, for metrics and benchmarks.
+    async fn queue_stats(&self, now: i64) -> Result<QueueStats, StoreError>;
+}
+
+/// The shared storage handle: cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    backend: Arc<dyn Backend>,
+    wake: Wake,
+}
+
+/// Options for opening a store.
+#[derive(Debug, Clone)]
+pub struct OpenOptions {
+    /// `sqlite://PATH` or `postgres://…`.
+    pub url: String,
+    /// Pool size for PostgreSQL; readers for SQLite (it always has one writer).
+    pub max_connections: u32,
+    /// How long a caller waits for a pooled connection before the store reports unavailable.
+    pub acquire_timeout: Duration,
+    /// Run migrations on open (serve does; `migrate` runs them explicitly).
+    pub migrate: bool,
+}
+
+impl OpenOptions {
+    /// Defaults for a URL: 8 connections, 5 s acquire timeout, migrate on open.
+    pub fn new(url: impl Into<String>) -> Self {
+        OpenOptions {
+            url: url.into(),
+            max_connections: 8,
+            acquire_timeout: Duration::from_secs(5),
+            migrate: true,
+        }
+    }
+}
+
+/// Opens the store named by the URL. The only place that looks at which database runs.
+pub async fn open(options: &OpenOptions) -> Result<Store, StoreError> {
+    let backend: Arc<dyn Backend> = if let Some(path) = options.url.strip_prefix("sqlite://") {
+        Arc::new(sqlite::SqliteBackend::connect(path, options).await?)
+    } else if options.url.starts_with("postgres://") || options.url.starts_with("postgresql://") {
+        Arc::new(postgres::PgBackend::connect(options).await?)
+    } else {
+        return Err(StoreError::UnsupportedUrl(redact_url(&options.url)));
+    };
+    if options.migrate {
+        backend.migrate().await?;
+    }
+    Ok(Store {
+        backend,
+        wake: Wake::new(),
+    })
+}
+
+/// A database URL with any password removed, fit for logs and errors.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            match url[scheme_end + 3..at].split_once(':') {
+                Some((user, _password)) => {
+                    format!("{}{user}:***{}", &url[..scheme_end + 3], &url[at..])
+                }
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+impl Store {
+    /// The backend, for calls that need no wake-up bookkeeping.
+    pub fn backend(&self) -> &dyn Backend {
+        self.backend.as_ref()
+    }
+
+    /// The in-process wake signal dispatchers wait on.
+    pub fn wake(&self) -> &Wake {
+        &self.wake
+    }
+
+    /// Stores events durably, then wakes dispatchers.
+    pub async fn insert_events(&self, events: &[Event]) -> Result<InsertedEvents, StoreError> {
+        let inserted = self.backend.insert_events(events).await?;
+        if inserted.inserted > 0 {
+            self.wake.notify();
+        }
+        Ok(inserted)
+    }
+
+    /// Enqueues deliveries, then wakes dispatchers.
+    pub async fn enqueue(&self, deliveries: &[NewDelivery], now: i64) -> Result<(), StoreError> {
+        self.backend.enqueue(deliveries, now).await?;
+        self.wake.notify();
+        Ok(())
+    }
+
+    /// Releases leases, then wakes dispatchers so the work is picked up again at once.
+    pub async fn release(&self, leases: &[Lease], now: i64) -> Result<u64, StoreError> {
+        let released = self.backend.release(leases, now).await?;
+        if released > 0 {
+            self.wake.notify();
+        }
+        Ok(released)
+    }
+
+    /// Starts forwarding other processes' wake-ups (PostgreSQL) into this store's signal.
+    pub fn spawn_remote_wakeups(&self, cancel: CancellationToken) -> tokio::task::JoinHandle<()> {
+        let backend = self.backend.clone();
+        let wake = self.wake.clone();
+        tokio::spawn(async move { backend.forward_remote_wakeups(wake, cancel).await })
+    }
+
+    /// Closes the pools.
+    pub async fn close(&self) {
+        self.backend.close().await
+    }
+}
+
+impl std::ops::Deref for Store {
+    type Target = dyn Backend;
+    fn deref(&self) -> &Self::Target {
+        self.backend.as_ref()
+    }
+}
+
+/// Current time in Unix milliseconds.
+pub fn now_ms() -> i64 {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    i64::try_from(now.as_millis()).unwrap_or(i64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact_url;
+
+    #[test]
+    fn redacts_passwords_in_urls() {
+        assert_eq!(
+            redact_url("postgres://app:hunter2@db:5432/x"),
+            "postgres://app:***@db:5432/x"
+        );
+        assert_eq!(redact_url("sqlite://hookline.db"), "sqlite://hookline.db");
+        assert_eq!(redact_url("postgres://pg@db/x"), "postgres://pg@db/x");
+    }
+}

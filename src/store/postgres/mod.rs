@@ -1,0 +1,121 @@
+//! PostgreSQL backend: for several hookline replicas sharing one database.
+//!
+//! Claims use `FOR UPDATE SKIP LOCKED`, so replicas never wait on each other's rows.
+//! Every transaction that creates due work also runs `pg_notify('hookline_work', '')`;
+//! PostgreSQL delivers it on commit, and each replica's listener turns it into a local
+//! wake-up. The fallback poll covers a listener that was reconnecting.
+
+mod events;
+mod queue;
+mod tokens;
+mod webhooks;
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions};
+use sqlx::{Postgres, Transaction};
+use tokio_util::sync::CancellationToken;
+
+use super::{OpenOptions, Schema, StoreError, Wake};
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
+
+/// The channel on which commits announce new due work.
+const WAKE_CHANNEL: &str = "hookline_work";
+
+/// The PostgreSQL store.
+pub struct PgBackend {
+    pool: PgPool,
+}
+
+impl PgBackend {
+    /// Connects a pool to the database at `options.url`.
+    pub async fn connect(options: &OpenOptions) -> Result<Self, StoreError> {
+        let connect = PgConnectOptions::from_str(&options.url)?;
+        let pool = PgPoolOptions::new()
+            .max_connections(options.max_connections.max(2))
+            .acquire_timeout(options.acquire_timeout)
+            .connect_with(connect)
+            .await?;
+        Ok(PgBackend { pool })
+    }
+}
+
+/// Announces new due work to every replica once `tx` commits.
+async fn notify_on_commit(tx: &mut Transaction<'static, Postgres>) -> Result<(), StoreError> {
+    sqlx::query("SELECT pg_notify($1, '')")
+        .bind(WAKE_CHANNEL)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+#[async_trait]
+impl Schema for PgBackend {
+    async fn migrate(&self) -> Result<(), StoreError> {
+        // sqlx takes an advisory lock, so replicas starting together migrate once.
+        super::migrations::refuse_newer(applied_version(&self.pool).await?, &MIGRATOR)?;
+        MIGRATOR.run(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn ready(&self) -> Result<(), StoreError> {
+        super::migrations::check_current(applied_version(&self.pool).await?, &MIGRATOR)
+    }
+
+    async fn forward_remote_wakeups(&self, wake: Wake, cancel: CancellationToken) {
+        let mut backoff = Duration::from_millis(100);
+        while !cancel.is_cancelled() {
+            let mut listener = match PgListener::connect_with(&self.pool).await {
+                Ok(listener) => listener,
+                Err(error) => {
+                    tracing::warn!(%error, "cannot open LISTEN connection; relying on the fallback poll");
+                    tokio::select! {
+                        _ = cancel.cancelled() => return,
+                        _ = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(10));
+                    continue;
+                }
+            };
+            if let Err(error) = listener.listen(WAKE_CHANNEL).await {
+                tracing::warn!(%error, "LISTEN failed; retrying");
+                continue;
+            }
+            backoff = Duration::from_millis(100);
+            // Anything committed while we were not listening is found now.
+            wake.notify();
+            loop {
+                tokio::select! {
+                    _ = cancel.cancelled() => return,
+                    received = listener.recv() => match received {
+                        Ok(_) => wake.notify(),
+                        Err(error) => {
+                            tracing::warn!(%error, "LISTEN connection lost; reconnecting");
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+/// The highest successfully applied migration, or None on a fresh database.
+async fn applied_version(pool: &PgPool) -> Result<Option<i64>, StoreError> {
+    let exists: Option<String> = sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations')::text")
+        .fetch_one(pool)
+        .await?;
+    if exists.is_none() {
+        return Ok(None);
+    }
+    Ok(sqlx::query_scalar("SELECT MAX(version) FROM _sqlx_migrations WHERE success")
+        .fetch_one(pool)
+        .await?)
+}

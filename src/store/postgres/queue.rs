@@ -1,0 +1,226 @@
+//! The delivery queue on PostgreSQL.
+//!
+//! Claiming is one `UPDATE … WHERE seq IN (SELECT … LIMIT n) RETURNING` statement: SQLite
+//! has a single writer, so the statement is atomic and two claimers can never take the
+//! same row. A claim moves `next_attempt_at` to the lease expiry, so an abandoned lease is
+//! simply due again when it runs out.
+
+use async_trait::async_trait;
+use sqlx::{Postgres, Transaction};
+
+use super::{PgBackend, notify_on_commit};
+use crate::store::{
+    AttemptRecord, Claim, ClaimedDelivery, DeliveryRecord, Finished, Lease, NewDelivery, QueueStats, Queue,
+    StoreError, last_error, next_state_columns,
+};
+
+const DELIVERY_COLUMNS: &str = "seq, id, event_id, webhook_id, status, attempts, next_attempt_at, lease_id, \
+     lease_owner, lease_until, ordering_key, last_error, created_at, updated_at";
+
+/// Inserts one pending delivery, due at `now`, inside a write transaction.
+pub(super) async fn insert_delivery(
+    tx: &mut Transaction<'static, Postgres>,
+    delivery: &NewDelivery,
+    now: i64,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO deliveries (id, event_id, webhook_id, status, next_attempt_at, ordering_key, created_at, updated_at) \
+         VALUES ($1, $2, $3, 'pending', $4, $5, $4, $4)",
+    )
+    .bind(&delivery.id)
+    .bind(&delivery.event_id)
+    .bind(&delivery.webhook_id)
+    .bind(now)
+    .bind(&delivery.ordering_key)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+#[async_trait]
+impl Queue for PgBackend {
+    async fn enqueue(&self, deliveries: &[NewDelivery], now: i64) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        for delivery in deliveries {
+            insert_delivery(&mut tx, delivery, now).await?;
+        }
+        notify_on_commit(&mut tx).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn claim_due(&self, claim: &Claim<'_>) -> Result<Vec<ClaimedDelivery>, StoreError> {
+        let lease_id = crate::ids::new_id("lease");
+        let until = claim.now + claim.lease.as_millis() as i64;
+        let rows: Vec<(String, String, String, i64, Option<String>, i64, String)> = sqlx::query_as(
+            "WITH due AS ( \
+               SELECT d.seq FROM deliveries d \
+               WHERE d.status = 'pending' AND d.next_attempt_at <= $4 \
+                 AND d.webhook_id <> ALL($5) \
+                 AND (d.ordering_key IS NULL OR NOT EXISTS ( \
+                   SELECT 1 FROM deliveries p \
+                   WHERE p.ordering_key = d.ordering_key AND p.status = 'pending' AND p.seq < d.seq)) \
+               ORDER BY d.next_attempt_at LIMIT $6 \
+               FOR UPDATE SKIP LOCKED) \
+             UPDATE deliveries d SET lease_id = $1, lease_owner = $2, lease_until = $3, next_attempt_at = $3, updated_at = $4 \
+             FROM due, events e WHERE d.seq = due.seq AND e.id = d.event_id \
+             RETURNING d.id, d.event_id, d.webhook_id, d.attempts, d.ordering_key, d.created_at, e.body",
+        )
+        .bind(&lease_id)
+        .bind(claim.owner)
+        .bind(until)
+        .bind(claim.now)
+        .bind(claim.skip_webhooks)
+        .bind(claim.limit)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, event_id, webhook_id, attempts, ordering_key, created_at, event_body)| ClaimedDelivery {
+                event_body,
+                lease: Lease { delivery_id: id, lease_id: lease_id.clone() },
+                event_id,
+                webhook_id,
+                attempts,
+                ordering_key,
+                created_at,
+            })
+            .collect())
+    }
+
+    async fn extend_leases(&self, owner: &str, until: i64) -> Result<u64, StoreError> {
+        let done = sqlx::query(
+            "UPDATE deliveries SET lease_until = $2, next_attempt_at = $2 \
+             WHERE lease_owner = $1 AND status = 'pending' AND lease_id IS NOT NULL",
+        )
+        .bind(owner)
+        .bind(until)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
+    async fn finish(&self, results: &[Finished], now: i64) -> Result<u64, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let mut held = 0;
+        for result in results {
+            let a = &result.attempt;
+            sqlx::query(
+                "INSERT INTO attempts (id, delivery_id, number, started_at, duration_ms, status_code, \
+                 response_headers, response_body, error, outcome) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+            )
+            .bind(&a.id)
+            .bind(&a.delivery_id)
+            .bind(a.number)
+            .bind(a.started_at)
+            .bind(a.duration_ms)
+            .bind(a.status_code)
+            .bind(&a.response_headers)
+            .bind(&a.response_body)
+            .bind(&a.error)
+            .bind(&a.outcome)
+            .execute(&mut *tx)
+            .await?;
+            let (status, next_at) = next_state_columns(result.next, now);
+            let done = sqlx::query(
+                "UPDATE deliveries SET status = $3, next_attempt_at = $4, attempts = attempts + 1, last_error = $5, \
+                 lease_id = NULL, lease_owner = NULL, lease_until = NULL, updated_at = $6 \
+                 WHERE id = $1 AND lease_id = $2",
+            )
+            .bind(&result.lease.delivery_id)
+            .bind(&result.lease.lease_id)
+            .bind(status)
+            .bind(next_at)
+            .bind(last_error(a))
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            held += done.rows_affected();
+        }
+        tx.commit().await?;
+        Ok(held)
+    }
+
+    async fn release(&self, leases: &[Lease], now: i64) -> Result<u64, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let mut released = 0;
+        for lease in leases {
+            let done = sqlx::query(
+                "UPDATE deliveries SET lease_id = NULL, lease_owner = NULL, lease_until = NULL, next_attempt_at = $3, updated_at = $3 \
+                 WHERE id = $1 AND lease_id = $2 AND status = 'pending'",
+            )
+            .bind(&lease.delivery_id)
+            .bind(&lease.lease_id)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            released += done.rows_affected();
+        }
+        if released > 0 {
+            notify_on_commit(&mut tx).await?;
+        }
+        tx.commit().await?;
+        Ok(released)
+    }
+
+    async fn reclaim_expired(&self, now: i64) -> Result<u64, StoreError> {
+        let done = sqlx::query(
+            "UPDATE deliveries SET lease_id = NULL, lease_owner = NULL, lease_until = NULL \
+             WHERE status = 'pending' AND lease_until IS NOT NULL AND lease_until <= $1",
+        )
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
+    async fn get_delivery(&self, id: &str) -> Result<Option<DeliveryRecord>, StoreError> {
+        Ok(sqlx::query_as(&format!("SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?)
+    }
+
+    async fn deliveries_for_event(&self, event_id: &str) -> Result<Vec<DeliveryRecord>, StoreError> {
+        Ok(sqlx::query_as(&format!("SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE event_id = $1 ORDER BY seq"))
+            .bind(event_id)
+            .fetch_all(&self.pool)
+            .await?)
+    }
+
+    async fn attempts(&self, delivery_id: &str) -> Result<Vec<AttemptRecord>, StoreError> {
+        Ok(sqlx::query_as(
+            "SELECT id, delivery_id, number, started_at, duration_ms, status_code, response_headers, \
+             response_body, error, outcome FROM attempts WHERE delivery_id = $1 ORDER BY number, started_at",
+        )
+        .bind(delivery_id)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    async fn queue_stats(&self, now: i64) -> Result<QueueStats, StoreError> {
+        let (pending, due, succeeded, failed, oldest): (i64, i64, i64, i64, Option<i64>) = sqlx::query_as(
+            "SELECT \
+               COUNT(*) FILTER (WHERE status = 'pending'), \
+               COUNT(*) FILTER (WHERE status = 'pending' AND next_attempt_at <= $1 AND lease_id IS NULL), \
+               COUNT(*) FILTER (WHERE status = 'succeeded'), \
+               COUNT(*) FILTER (WHERE status = 'failed'), \
+               MIN(CASE WHEN status = 'pending' AND next_attempt_at <= $1 AND lease_id IS NULL THEN next_attempt_at END) \
+             FROM deliveries",
+        )
+        .bind(now)
+        .fetch_one(&self.pool)
+        .await?;
+        let unfanned_events: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM events WHERE NOT fanned_out")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(QueueStats {
+            pending,
+            due,
+            succeeded,
+            failed,
+            unfanned_events,
+            oldest_due_age_ms: oldest.map(|t| (now - t).max(0)).unwrap_or(0),
+        })
+    }
+}

@@ -1,0 +1,417 @@
+//! Row and domain types that cross the storage boundary.
+//!
+//! Plain data: what goes into the store and what comes back. Row structs derive
+//! `sqlx::FromRow` once and serve both backends, so the two never disagree on a column.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use crate::secret::Secret;
+
+/// What a token lets its bearer do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenKind {
+    /// A registry posting notifications to the ingest endpoint.
+    Registry,
+    /// An API client confined to one namespace.
+    Namespace,
+    /// An API client that sees every namespace.
+    Admin,
+}
+
+impl TokenKind {
+    /// The name stored in the `tokens.kind` column.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TokenKind::Registry => "registry",
+            TokenKind::Namespace => "namespace",
+            TokenKind::Admin => "admin",
+        }
+    }
+
+    /// Parses a stored kind.
+    pub fn parse(s: &str) -> Option<TokenKind> {
+        match s {
+            "registry" => Some(TokenKind::Registry),
+            "namespace" => Some(TokenKind::Namespace),
+            "admin" => Some(TokenKind::Admin),
+            _ => None,
+        }
+    }
+}
+
+/// A token to store. The token itself is never stored, only its hash.
+#[derive(Debug, Clone)]
+pub struct NewToken {
+    /// Public id, used to list and revoke it.
+    pub id: String,
+    /// What it grants.
+    pub kind: TokenKind,
+    /// Registry name, namespace, or empty for admin.
+    pub subject: String,
+    /// SHA-256 of the token, hex.
+    pub hash: String,
+    /// Creation time.
+    pub created_at: i64,
+}
+
+/// A stored token, without its hash.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct TokenRecord {
+    /// Public id.
+    pub id: String,
+    /// `registry`, `namespace` or `admin`.
+    pub kind: String,
+    /// Registry name, namespace, or empty for admin.
+    pub subject: String,
+    /// Creation time.
+    pub created_at: i64,
+    /// When it was revoked, if it was.
+    pub revoked_at: Option<i64>,
+}
+
+/// A webhook: where to send which events, and how.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Webhook {
+    /// Public id (`wh_…`).
+    pub id: String,
+    /// The tenant: a repository path prefix such as `acme`.
+    pub namespace: String,
+    /// A name for people.
+    pub name: String,
+    /// Destination URL, query string kept verbatim.
+    pub url: String,
+    /// Event type names this webhook wants; empty means every non-blob type.
+    pub event_types: Vec<String>,
+    /// Repository globs; empty means every repository in the namespace.
+    pub repositories: Vec<String>,
+    /// Tag globs; empty means any tag (and events without a tag).
+    pub tags: Vec<String>,
+    /// Payload format name.
+    pub format: String,
+    /// Custom headers sent verbatim.
+    pub headers: BTreeMap<String, String>,
+    /// Deliver in event order per repository:tag.
+    pub ordered: bool,
+    /// False once disabled by a person or by hookline.
+    pub enabled: bool,
+    /// Why hookline disabled it.
+    pub disabled_reason: Option<String>,
+    /// Start of the current run of failed attempts, for auto-disable.
+    pub failing_since: Option<i64>,
+    /// Creation time.
+    pub created_at: i64,
+    /// Last change.
+    pub updated_at: i64,
+}
+
+/// The `webhooks` row as stored (JSON columns undecoded).
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct WebhookRow {
+    pub id: String,
+    pub namespace: String,
+    pub name: String,
+    pub url: String,
+    pub event_types: String,
+    pub repositories: String,
+    pub tags: String,
+    pub format: String,
+    pub headers: String,
+    pub ordered: bool,
+    pub enabled: bool,
+    pub disabled_reason: Option<String>,
+    pub failing_since: Option<i64>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+impl WebhookRow {
+    pub(crate) fn decode(self) -> Result<Webhook, super::StoreError> {
+        let json = |s: &str| -> Result<Vec<String>, super::StoreError> {
+            serde_json::from_str(s).map_err(|source| super::StoreError::Corrupt {
+                table: "webhooks",
+                source,
+            })
+        };
+        Ok(Webhook {
+            event_types: json(&self.event_types)?,
+            repositories: json(&self.repositories)?,
+            tags: json(&self.tags)?,
+            headers: serde_json::from_str(&self.headers).map_err(|source| {
+                super::StoreError::Corrupt {
+                    table: "webhooks",
+                    source,
+                }
+            })?,
+            id: self.id,
+            namespace: self.namespace,
+            name: self.name,
+            url: self.url,
+            format: self.format,
+            ordered: self.ordered,
+            enabled: self.enabled,
+            disabled_reason: self.disabled_reason,
+            failing_since: self.failing_since,
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+        })
+    }
+}
+
+impl Webhook {
+    /// JSON encodings of the list and map columns, in column order.
+    pub(crate) fn json_columns(&self) -> [String; 4] {
+        let list = |v: &Vec<String>| serde_json::to_string(v).unwrap_or_else(|_| "[]".into());
+        [
+            list(&self.event_types),
+            list(&self.repositories),
+            list(&self.tags),
+            serde_json::to_string(&self.headers).unwrap_or_else(|_| "{}".into()),
+        ]
+    }
+}
+
+/// A signing secret of a webhook.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebhookSecret {
+    /// Id of this secret.
+    pub id: String,
+    /// `whsec_<base64>`.
+    pub secret: Secret,
+    /// When it was created.
+    pub created_at: i64,
+    /// None for the current secret; for a rotated-out one, the end of its grace period.
+    pub expires_at: Option<i64>,
+}
+
+/// A webhook with the secrets it signs with right now (current first).
+#[derive(Debug, Clone)]
+pub struct WebhookWithSecrets {
+    /// The webhook.
+    pub webhook: Webhook,
+    /// Valid secrets, current first.
+    pub secrets: Vec<WebhookSecret>,
+}
+
+/// Result of storing a batch of events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct InsertedEvents {
+    /// Events that were new.
+    pub inserted: usize,
+    /// Events already stored (a registry re-sent them).
+    pub duplicates: usize,
+}
+
+/// A delivery to enqueue: one event for one webhook.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewDelivery {
+    /// Public id, sent as `webhook-id`; stable across retries.
+    pub id: String,
+    /// The event.
+    pub event_id: String,
+    /// The webhook.
+    pub webhook_id: String,
+    /// Set for ordered webhooks: deliveries with the same key go out one at a time, in order.
+    pub ordering_key: Option<String>,
+}
+
+/// What one fan-out pass did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct FanOutReport {
+    /// Events fanned out.
+    pub events: usize,
+    /// Deliveries created.
+    pub deliveries: usize,
+}
+
+/// A request to claim due work.
+#[derive(Debug, Clone)]
+pub struct Claim<'a> {
+    /// Who claims (one id per dispatcher process), for lease extension and visibility.
+    pub owner: &'a str,
+    /// The claim's "now".
+    pub now: i64,
+    /// How long the lease lasts unless extended.
+    pub lease: Duration,
+    /// At most this many deliveries.
+    pub limit: i64,
+    /// Webhooks whose concurrency slots are full: skip their deliveries.
+    pub skip_webhooks: &'a [String],
+}
+
+/// Proof of holding a delivery's lease. Finishing or releasing needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    /// The delivery.
+    pub delivery_id: String,
+    /// Unique to this claim; a later claim of the same delivery gets another.
+    pub lease_id: String,
+}
+
+/// A claimed delivery with its event, ready to send.
+#[derive(Debug, Clone)]
+pub struct ClaimedDelivery {
+    /// Lease held on it.
+    pub lease: Lease,
+    /// The event.
+    pub event_id: String,
+    /// The webhook.
+    pub webhook_id: String,
+    /// Attempts made before this one.
+    pub attempts: i64,
+    /// Set for ordered webhooks.
+    pub ordering_key: Option<String>,
+    /// When it was first enqueued.
+    pub created_at: i64,
+    /// The normalised event JSON.
+    pub event_body: String,
+}
+
+/// Where a delivery goes after an attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NextState {
+    /// Delivered (2xx): complete.
+    Succeeded,
+    /// Try again at this time: reschedule.
+    RetryAt(i64),
+    /// No more attempts: give up.
+    Failed,
+}
+
+/// One HTTP try, as recorded.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct AttemptRecord {
+    /// Id of the attempt.
+    pub id: String,
+    /// The delivery.
+    pub delivery_id: String,
+    /// 1 for the first attempt.
+    pub number: i64,
+    /// When the request started.
+    pub started_at: i64,
+    /// How long until the response (or error).
+    pub duration_ms: i64,
+    /// HTTP status, if a response came.
+    pub status_code: Option<i64>,
+    /// Response headers, JSON object.
+    pub response_headers: Option<String>,
+    /// Response body excerpt.
+    pub response_body: Option<String>,
+    /// Transport error or refusal, if any.
+    pub error: Option<String>,
+    /// `succeeded`, `retry`, `failed`, `disabled`.
+    pub outcome: String,
+}
+
+/// An attempt's result and the delivery's next state.
+#[derive(Debug, Clone)]
+pub struct Finished {
+    /// The lease held while attempting.
+    pub lease: Lease,
+    /// The attempt to record.
+    pub attempt: AttemptRecord,
+    /// Where the delivery goes now.
+    pub next: NextState,
+}
+
+/// A delivery as stored.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct DeliveryRecord {
+    /// Queue position (insertion order).
+    pub seq: i64,
+    /// Public id.
+    pub id: String,
+    /// The event.
+    pub event_id: String,
+    /// The webhook.
+    pub webhook_id: String,
+    /// `pending`, `succeeded`, `failed`.
+    pub status: String,
+    /// Attempts made.
+    pub attempts: i64,
+    /// When it is due (while leased: when the lease expires).
+    pub next_attempt_at: i64,
+    /// Current lease, if any.
+    pub lease_id: Option<String>,
+    /// Who holds the lease.
+    pub lease_owner: Option<String>,
+    /// Lease expiry.
+    pub lease_until: Option<i64>,
+    /// Ordering key for ordered webhooks.
+    pub ordering_key: Option<String>,
+    /// The last attempt's error or status summary.
+    pub last_error: Option<String>,
+    /// When enqueued.
+    pub created_at: i64,
+    /// Last change.
+    pub updated_at: i64,
+}
+
+/// Queue depth figures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct QueueStats {
+    /// Pending deliveries (due, scheduled or leased).
+    pub pending: i64,
+    /// Pending and due now, not leased.
+    pub due: i64,
+    /// Succeeded.
+    pub succeeded: i64,
+    /// Failed for good.
+    pub failed: i64,
+    /// Events not yet fanned out.
+    pub unfanned_events: i64,
+    /// Age in ms of the oldest due delivery, 0 if none.
+    pub oldest_due_age_ms: i64,
+}
+
+/// Joins webhook rows with their secret rows (sorted by webhook id, current secret first).
+pub(crate) fn group_secrets(
+    rows: Vec<WebhookRow>,
+    secrets: Vec<(String, String, String, i64, Option<i64>)>,
+) -> Result<Vec<WebhookWithSecrets>, super::StoreError> {
+    let mut by_webhook: std::collections::HashMap<String, Vec<WebhookSecret>> =
+        std::collections::HashMap::new();
+    for (webhook_id, id, secret, created_at, expires_at) in secrets {
+        by_webhook.entry(webhook_id).or_default().push(WebhookSecret {
+            id,
+            secret: Secret::new(secret),
+            created_at,
+            expires_at,
+        });
+    }
+    rows.into_iter()
+        .map(|row| {
+            let secrets = by_webhook.remove(&row.id).unwrap_or_default();
+            Ok(WebhookWithSecrets {
+                webhook: row.decode()?,
+                secrets,
+            })
+        })
+        .collect()
+}
+
+/// Decodes an `events.body` column.
+pub(crate) fn decode_event(body: &str) -> Result<crate::event::Event, super::StoreError> {
+    serde_json::from_str(body).map_err(|source| super::StoreError::Corrupt {
+        table: "events",
+        source,
+    })
+}
+
+/// The `status` and `next_attempt_at` a delivery gets for its next state.
+pub(crate) fn next_state_columns(next: NextState, now: i64) -> (&'static str, i64) {
+    match next {
+        NextState::Succeeded => ("succeeded", now),
+        NextState::RetryAt(at) => ("pending", at),
+        NextState::Failed => ("failed", now),
+    }
+}
+
+/// A one-line summary of what went wrong in an attempt, kept on the delivery.
+pub(crate) fn last_error(attempt: &AttemptRecord) -> Option<String> {
+    match (&attempt.error, attempt.status_code) {
+        (Some(error), _) => Some(error.clone()),
+        (None, Some(code)) if !(200..300).contains(&code) => Some(format!("HTTP {code}")),
+        _ => None,
+    }
+}
