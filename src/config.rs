@@ -462,7 +462,9 @@ mod tests {
 
     #[test]
     fn flags_win_over_the_file() {
-        let f = file("db = \"sqlite://from-file.db\"\npoll_interval = \"250ms\"\nroles = [\"ingest\"]\n");
+        let f = file(
+            "db = \"sqlite://from-file.db\"\npoll_interval = \"250ms\"\nroles = [\"ingest\"]\n",
+        );
         let common = CommonSettings {
             config: Some(f.path().to_owned()),
             db: Some("sqlite://from-flag.db".into()),
@@ -490,7 +492,10 @@ mod tests {
         let docs = include_str!("../docs/configuration.md");
         for (key, flag, env) in all_options() {
             for name in [&key, &flag, &env] {
-                assert!(docs.contains(name.as_str()), "docs/configuration.md lacks {name}");
+                assert!(
+                    docs.contains(name.as_str()),
+                    "docs/configuration.md lacks {name}"
+                );
             }
         }
     }

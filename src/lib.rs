@@ -8,13 +8,13 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
-pub mod config;
-pub mod ingest;
-pub mod event;
-pub mod store;
-pub mod dispatch;
-pub mod server;
 pub mod cli;
+pub mod config;
+pub mod dispatch;
+pub mod event;
 pub mod ids;
+pub mod ingest;
 pub mod secret;
+pub mod server;
+pub mod store;
 pub mod telemetry;

@@ -61,10 +61,12 @@ pub struct Running {
 pub async fn start(config: &Config, shutdown: CancellationToken) -> Result<Running, RunError> {
     let mut options = OpenOptions::new(&config.db);
     options.max_connections = config.db_max_connections;
-    let store = store::open(&options).await.map_err(|source| RunError::Store {
-        url: store::redact_url(&config.db),
-        source,
-    })?;
+    let store = store::open(&options)
+        .await
+        .map_err(|source| RunError::Store {
+            url: store::redact_url(&config.db),
+            source,
+        })?;
     tracing::info!(db = %store::redact_url(&config.db), roles = ?config.roles, "starting hookline");
     let mut tasks = JoinSet::new();
     let mut ingest_addr = None;
@@ -73,8 +75,16 @@ pub async fn start(config: &Config, shutdown: CancellationToken) -> Result<Runni
         let addr = config.ingest.addr;
         let listener = TcpListener::bind(addr)
             .await
-            .map_err(|source| RunError::Bind { role: "ingest", addr, source })?;
-        let local = listener.local_addr().map_err(|source| RunError::Bind { role: "ingest", addr, source })?;
+            .map_err(|source| RunError::Bind {
+                role: "ingest",
+                addr,
+                source,
+            })?;
+        let local = listener.local_addr().map_err(|source| RunError::Bind {
+            role: "ingest",
+            addr,
+            source,
+        })?;
         ingest_addr = Some(local);
         tracing::info!(addr = %local, "ingest listening");
         let state = crate::ingest::IngestState::new(store.clone(), &config.ingest);
@@ -82,7 +92,10 @@ pub async fn start(config: &Config, shutdown: CancellationToken) -> Result<Runni
         tasks.spawn(async move {
             crate::ingest::serve(listener, state, token)
                 .await
-                .map_err(|source| RunError::Role { role: "ingest", source })
+                .map_err(|source| RunError::Role {
+                    role: "ingest",
+                    source,
+                })
         });
     }
     if config.runs(Role::Dispatcher) {
@@ -104,7 +117,11 @@ pub async fn start(config: &Config, shutdown: CancellationToken) -> Result<Runni
             Ok(())
         });
     }
-    Ok(Running { ingest_addr, store, tasks })
+    Ok(Running {
+        ingest_addr,
+        store,
+        tasks,
+    })
 }
 
 impl Running {
@@ -114,7 +131,10 @@ impl Running {
         let mut first_error = None;
         while let Some(joined) = self.tasks.join_next().await {
             let result = joined.unwrap_or_else(|join_error| {
-                Err(RunError::Role { role: "task", source: std::io::Error::other(join_error.to_string()) })
+                Err(RunError::Role {
+                    role: "task",
+                    source: std::io::Error::other(join_error.to_string()),
+                })
             });
             if let Err(error) = result {
                 tracing::error!(%error, "role failed; shutting down");

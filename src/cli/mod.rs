@@ -36,7 +36,9 @@ enum Command {
 
 impl Cli {
     /// The log format and filter the command asked for (before the config file is read).
-    pub fn logging(&self) -> Result<(crate::config::LogFormat, String), crate::config::ConfigError> {
+    pub fn logging(
+        &self,
+    ) -> Result<(crate::config::LogFormat, String), crate::config::ConfigError> {
         let config = Config::common(self.common.clone())?;
         Ok((config.log_format, config.log_level))
     }

@@ -51,7 +51,12 @@ pub enum TokensCommand {
 
 pub async fn run(command: TokensCommand, store: &Store) -> anyhow::Result<()> {
     match command {
-        TokensCommand::Create { registry, namespace, admin, output } => {
+        TokensCommand::Create {
+            registry,
+            namespace,
+            admin,
+            output,
+        } => {
             let (kind, subject) = match (registry, namespace, admin) {
                 (Some(name), _, _) => (TokenKind::Registry, checked_name(&name, "--registry")?),
                 (_, Some(ns), _) => (TokenKind::Namespace, checked_namespace(&ns)?),
@@ -79,7 +84,11 @@ pub async fn run(command: TokensCommand, store: &Store) -> anyhow::Result<()> {
                         "created {} token {}{}; store it now, it is not shown again",
                         kind.as_str(),
                         record.id,
-                        if record.subject.is_empty() { String::new() } else { format!(" for `{}`", record.subject) }
+                        if record.subject.is_empty() {
+                            String::new()
+                        } else {
+                            format!(" for `{}`", record.subject)
+                        }
                     );
                 }
             }
@@ -91,18 +100,30 @@ pub async fn run(command: TokensCommand, store: &Store) -> anyhow::Result<()> {
                 Output::Json => {
                     let list: Vec<_> = tokens
                         .iter()
-                        .map(|t| serde_json::json!({
-                            "id": t.id, "kind": t.kind, "subject": t.subject,
-                            "created_at": t.created_at, "revoked_at": t.revoked_at
-                        }))
+                        .map(|t| {
+                            serde_json::json!({
+                                "id": t.id, "kind": t.kind, "subject": t.subject,
+                                "created_at": t.created_at, "revoked_at": t.revoked_at
+                            })
+                        })
                         .collect();
                     println!("{}", serde_json::Value::Array(list));
                 }
                 Output::Table => {
-                    println!("{:<36}  {:<9}  {:<24}  {:<10}", "ID", "KIND", "SUBJECT", "STATE");
+                    println!(
+                        "{:<36}  {:<9}  {:<24}  {:<10}",
+                        "ID", "KIND", "SUBJECT", "STATE"
+                    );
                     for t in &tokens {
-                        let state = if t.revoked_at.is_some() { "revoked" } else { "active" };
-                        println!("{:<36}  {:<9}  {:<24}  {:<10}", t.id, t.kind, t.subject, state);
+                        let state = if t.revoked_at.is_some() {
+                            "revoked"
+                        } else {
+                            "active"
+                        };
+                        println!(
+                            "{:<36}  {:<9}  {:<24}  {:<10}",
+                            t.id, t.kind, t.subject, state
+                        );
                     }
                 }
             }
@@ -122,7 +143,9 @@ pub async fn run(command: TokensCommand, store: &Store) -> anyhow::Result<()> {
 /// A registry name: 1–64 of `a-z 0-9 . _ -`.
 fn checked_name(name: &str, flag: &str) -> anyhow::Result<String> {
     let ok = (1..=64).contains(&name.len())
-        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b));
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b));
     if !ok {
         bail!("{flag} must be 1 to 64 characters of a-z, 0-9, '.', '_' or '-' (got `{name}`)");
     }
@@ -133,10 +156,14 @@ fn checked_name(name: &str, flag: &str) -> anyhow::Result<String> {
 fn checked_namespace(ns: &str) -> anyhow::Result<String> {
     let ok = (1..=255).contains(&ns.len())
         && ns.split('/').all(|c| {
-            !c.is_empty() && c.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
+            !c.is_empty()
+                && c.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
         });
     if !ok {
-        bail!("--namespace must be a repository path prefix like `acme` or `acme/tools` (lowercase, no leading or trailing `/`; got `{ns}`)");
+        bail!(
+            "--namespace must be a repository path prefix like `acme` or `acme/tools` (lowercase, no leading or trailing `/`; got `{ns}`)"
+        );
     }
     Ok(ns.to_owned())
 }

@@ -11,7 +11,9 @@ use crate::store::Store;
 
 /// Runs the dispatcher role until `shutdown` fires.
 pub async fn run(store: Store, config: DispatchConfig, shutdown: CancellationToken) {
-    tracing::warn!("dispatcher role: delivery is not implemented yet; events are stored and wait in the queue");
+    tracing::warn!(
+        "dispatcher role: delivery is not implemented yet; events are stored and wait in the queue"
+    );
     let mut waiter = store.wake().waiter();
     loop {
         tokio::select! {

@@ -38,12 +38,16 @@ impl RegistryAuth {
     }
 
     /// The source name of the calling registry, or why it is refused.
-    pub async fn authenticate(&self, headers: &HeaderMap, store: &Store) -> Result<String, IngestError> {
+    pub async fn authenticate(
+        &self,
+        headers: &HeaderMap,
+        store: &Store,
+    ) -> Result<String, IngestError> {
         let token = bearer(headers)?;
-        if let Some(expected) = &self.env_token {
-            if constant_time_eq(token.as_bytes(), expected.expose().as_bytes()) {
-                return Ok("default".into());
-            }
+        if let Some(expected) = &self.env_token
+            && constant_time_eq(token.as_bytes(), expected.expose().as_bytes())
+        {
+            return Ok("default".into());
         }
         let hash = hash_token(token);
         if let Some(source) = self.cached(&hash) {
@@ -54,7 +58,9 @@ impl RegistryAuth {
                 self.remember(hash, r.subject.clone());
                 Ok(r.subject)
             }
-            _ => Err(IngestError::Unauthorized("the bearer token is not a valid registry token")),
+            _ => Err(IngestError::Unauthorized(
+                "the bearer token is not a valid registry token",
+            )),
         }
     }
 
@@ -78,14 +84,18 @@ impl RegistryAuth {
 fn bearer(headers: &HeaderMap) -> Result<&str, IngestError> {
     let value = headers
         .get(axum::http::header::AUTHORIZATION)
-        .ok_or(IngestError::Unauthorized("missing `Authorization: Bearer <token>` header"))?
+        .ok_or(IngestError::Unauthorized(
+            "missing `Authorization: Bearer <token>` header",
+        ))?
         .to_str()
         .map_err(|_| IngestError::Unauthorized("the Authorization header is not valid text"))?;
-    let (scheme, token) = value
-        .split_once(' ')
-        .ok_or(IngestError::Unauthorized("the Authorization header must be `Bearer <token>`"))?;
+    let (scheme, token) = value.split_once(' ').ok_or(IngestError::Unauthorized(
+        "the Authorization header must be `Bearer <token>`",
+    ))?;
     if !scheme.eq_ignore_ascii_case("bearer") || token.trim().is_empty() {
-        return Err(IngestError::Unauthorized("the Authorization header must be `Bearer <token>`"));
+        return Err(IngestError::Unauthorized(
+            "the Authorization header must be `Bearer <token>`",
+        ));
     }
     Ok(token.trim())
 }

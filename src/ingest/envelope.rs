@@ -189,12 +189,10 @@ fn normalise(raw: &serde_json::Value, source: &str, received_at: i64) -> Result<
     }
     let t = &e.target;
     check_repository(&t.repository)?;
-    if let Some(tag) = &t.tag {
-        if tag.is_empty() || tag.len() > MAX_TAG_LEN {
-            return Err(format!(
-                "target.tag must be 1 to {MAX_TAG_LEN} characters"
-            ));
-        }
+    if let Some(tag) = &t.tag
+        && (tag.is_empty() || tag.len() > MAX_TAG_LEN)
+    {
+        return Err(format!("target.tag must be 1 to {MAX_TAG_LEN} characters"));
     }
     let kind = classify(&e.action, t)?;
     Ok(Event {
@@ -286,8 +284,7 @@ fn is_manifest(t: &Target) -> bool {
         }
     }
     t.tag.is_some()
-        || t
-            .media_type
+        || t.media_type
             .as_deref()
             .is_some_and(|m| MANIFEST_MEDIA_TYPES.contains(&m))
 }
@@ -311,8 +308,11 @@ mod tests {
         let err = |b: &str| parse(b.as_bytes(), "s", 0, 10, String::new).expect_err(b);
         assert!(matches!(err("{nope"), EnvelopeError::Malformed(_)));
         assert_eq!(err("{}"), EnvelopeError::NoEvents);
-        assert!(matches!(err("{\"events\": 3}"), EnvelopeError::Malformed(_)));
-        let many = format!("{{\"events\": [{}]}}", vec!["{}"; 11].join(","));
+        assert!(matches!(
+            err("{\"events\": 3}"),
+            EnvelopeError::Malformed(_)
+        ));
+        let many = format!("{{\"events\": [{}]}}", ["{}"; 11].join(","));
         assert_eq!(
             err(&many),
             EnvelopeError::TooManyEvents {
@@ -347,8 +347,9 @@ mod tests {
         let no_target =
             parse_one(r#"{"events":[{"id":"a","action":"push"}]}"#).expect_err("no target");
         assert!(no_target.contains("target"), "{no_target}");
-        let odd = parse_one(r#"{"events":[{"id":"a","action":"frob","target":{"repository":"a"}}]}"#)
-            .expect_err("unknown action");
+        let odd =
+            parse_one(r#"{"events":[{"id":"a","action":"frob","target":{"repository":"a"}}]}"#)
+                .expect_err("unknown action");
         assert!(odd.contains("frob"));
     }
 

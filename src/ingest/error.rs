@@ -14,7 +14,9 @@ pub enum IngestError {
     #[error("{0}")]
     Unauthorized(&'static str),
     /// The body is not a distribution envelope media type.
-    #[error("unsupported content type `{0}`; send application/vnd.docker.distribution.events.v1+json, …v2+json or application/json")]
+    #[error(
+        "unsupported content type `{0}`; send application/vnd.docker.distribution.events.v1+json, …v2+json or application/json"
+    )]
     UnsupportedMediaType(String),
     /// The body is larger than the limit.
     #[error("request body is larger than {0} bytes")]

@@ -140,7 +140,10 @@ async fn read_body(body: Body, headers: &HeaderMap, limit: usize) -> Result<Byte
     }
     axum::body::to_bytes(body, limit).await.map_err(|error| {
         let inner = error.into_inner();
-        if inner.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
+        if inner
+            .downcast_ref::<http_body_util::LengthLimitError>()
+            .is_some()
+        {
             IngestError::TooLarge(limit)
         } else {
             IngestError::BodyRead(inner.to_string())
@@ -153,7 +156,12 @@ fn check_media_type(headers: &HeaderMap) -> Result<(), IngestError> {
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
-    let essence = value.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    let essence = value
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
     if ENVELOPE_MEDIA_TYPES.contains(&essence.as_str()) {
         Ok(())
     } else {

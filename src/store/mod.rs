@@ -119,8 +119,11 @@ pub trait Tokens: Send + Sync {
 #[async_trait]
 pub trait Webhooks: Send + Sync {
     /// Stores a new webhook with its first secret.
-    async fn insert_webhook(&self, webhook: &Webhook, secret: &WebhookSecret)
-    -> Result<(), StoreError>;
+    async fn insert_webhook(
+        &self,
+        webhook: &Webhook,
+        secret: &WebhookSecret,
+    ) -> Result<(), StoreError>;
     /// One webhook by id.
     async fn get_webhook(&self, id: &str) -> Result<Option<Webhook>, StoreError>;
     /// Counter bumped by every webhook write; cheap to poll.

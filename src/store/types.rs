@@ -263,8 +263,8 @@ pub struct ClaimedDelivery {
     pub ordering_key: Option<String>,
     /// When it was first enqueued.
     pub created_at: i64,
-    /// The normalised event JSON.
-    pub event_body: String,
+    /// The normalised event JSON; None if the event is no longer stored (pruned).
+    pub event_body: Option<String>,
 }
 
 /// Where a delivery goes after an attempt.
@@ -372,12 +372,15 @@ pub(crate) fn group_secrets(
     let mut by_webhook: std::collections::HashMap<String, Vec<WebhookSecret>> =
         std::collections::HashMap::new();
     for (webhook_id, id, secret, created_at, expires_at) in secrets {
-        by_webhook.entry(webhook_id).or_default().push(WebhookSecret {
-            id,
-            secret: Secret::new(secret),
-            created_at,
-            expires_at,
-        });
+        by_webhook
+            .entry(webhook_id)
+            .or_default()
+            .push(WebhookSecret {
+                id,
+                secret: Secret::new(secret),
+                created_at,
+                expires_at,
+            });
     }
     rows.into_iter()
         .map(|row| {

@@ -16,7 +16,10 @@ impl Events for PgBackend {
         let mut tx = self.pool.begin().await?;
         let mut inserted = 0;
         for event in events {
-            let body = serde_json::to_string(event).map_err(|source| StoreError::Corrupt { table: "events", source })?;
+            let body = serde_json::to_string(event).map_err(|source| StoreError::Corrupt {
+                table: "events",
+                source,
+            })?;
             let done = sqlx::query(
                 "INSERT INTO events (id, source, registry_event_id, type, repository, tag, digest, body, received_at) \
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (source, registry_event_id) DO NOTHING",
@@ -38,22 +41,27 @@ impl Events for PgBackend {
             notify_on_commit(&mut tx).await?;
         }
         tx.commit().await?;
-        Ok(InsertedEvents { inserted, duplicates: events.len() - inserted })
+        Ok(InsertedEvents {
+            inserted,
+            duplicates: events.len() - inserted,
+        })
     }
 
     async fn get_events(&self, ids: &[String]) -> Result<Vec<Event>, StoreError> {
-        let bodies: Vec<String> = sqlx::query_scalar("SELECT body FROM events WHERE id = ANY($1) ORDER BY seq")
-            .bind(ids)
-            .fetch_all(&self.pool)
-            .await?;
+        let bodies: Vec<String> =
+            sqlx::query_scalar("SELECT body FROM events WHERE id = ANY($1) ORDER BY seq")
+                .bind(ids)
+                .fetch_all(&self.pool)
+                .await?;
         bodies.iter().map(|b| decode_event(b)).collect()
     }
 
     async fn recent_events(&self, limit: i64) -> Result<Vec<Event>, StoreError> {
-        let bodies: Vec<String> = sqlx::query_scalar("SELECT body FROM events ORDER BY seq DESC LIMIT $1")
-            .bind(limit)
-            .fetch_all(&self.pool)
-            .await?;
+        let bodies: Vec<String> =
+            sqlx::query_scalar("SELECT body FROM events ORDER BY seq DESC LIMIT $1")
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?;
         bodies.iter().map(|b| decode_event(b)).collect()
     }
 
@@ -72,7 +80,10 @@ impl Events for PgBackend {
         if pending.is_empty() {
             return Ok(FanOutReport::default());
         }
-        let mut report = FanOutReport { events: pending.len(), deliveries: 0 };
+        let mut report = FanOutReport {
+            events: pending.len(),
+            deliveries: 0,
+        };
         for (seq, body) in &pending {
             let deliveries = match decode_event(body) {
                 Ok(event) => plan(&event),

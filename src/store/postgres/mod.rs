@@ -115,7 +115,9 @@ async fn applied_version(pool: &PgPool) -> Result<Option<i64>, StoreError> {
     if exists.is_none() {
         return Ok(None);
     }
-    Ok(sqlx::query_scalar("SELECT MAX(version) FROM _sqlx_migrations WHERE success")
-        .fetch_one(pool)
-        .await?)
+    Ok(
+        sqlx::query_scalar("SELECT MAX(version) FROM _sqlx_migrations WHERE success")
+            .fetch_one(pool)
+            .await?,
+    )
 }

@@ -10,8 +10,8 @@ use sqlx::{Postgres, Transaction};
 
 use super::{PgBackend, notify_on_commit};
 use crate::store::{
-    AttemptRecord, Claim, ClaimedDelivery, DeliveryRecord, Finished, Lease, NewDelivery, QueueStats, Queue,
-    StoreError, last_error, next_state_columns,
+    AttemptRecord, Claim, ClaimedDelivery, DeliveryRecord, Finished, Lease, NewDelivery, Queue,
+    QueueStats, StoreError, last_error, next_state_columns,
 };
 
 const DELIVERY_COLUMNS: &str = "seq, id, event_id, webhook_id, status, attempts, next_attempt_at, lease_id, \
@@ -52,7 +52,7 @@ impl Queue for PgBackend {
     async fn claim_due(&self, claim: &Claim<'_>) -> Result<Vec<ClaimedDelivery>, StoreError> {
         let lease_id = crate::ids::new_id("lease");
         let until = claim.now + claim.lease.as_millis() as i64;
-        let rows: Vec<(String, String, String, i64, Option<String>, i64, String)> = sqlx::query_as(
+        let rows: Vec<(String, String, String, i64, Option<String>, i64, Option<String>)> = sqlx::query_as(
             "WITH due AS ( \
                SELECT d.seq FROM deliveries d \
                WHERE d.status = 'pending' AND d.next_attempt_at <= $4 \
@@ -63,8 +63,9 @@ impl Queue for PgBackend {
                ORDER BY d.next_attempt_at LIMIT $6 \
                FOR UPDATE SKIP LOCKED) \
              UPDATE deliveries d SET lease_id = $1, lease_owner = $2, lease_until = $3, next_attempt_at = $3, updated_at = $4 \
-             FROM due, events e WHERE d.seq = due.seq AND e.id = d.event_id \
-             RETURNING d.id, d.event_id, d.webhook_id, d.attempts, d.ordering_key, d.created_at, e.body",
+             FROM due WHERE d.seq = due.seq \
+             RETURNING d.id, d.event_id, d.webhook_id, d.attempts, d.ordering_key, d.created_at, \
+               (SELECT e.body FROM events e WHERE e.id = d.event_id)",
         )
         .bind(&lease_id)
         .bind(claim.owner)
@@ -76,15 +77,22 @@ impl Queue for PgBackend {
         .await?;
         Ok(rows
             .into_iter()
-            .map(|(id, event_id, webhook_id, attempts, ordering_key, created_at, event_body)| ClaimedDelivery {
-                event_body,
-                lease: Lease { delivery_id: id, lease_id: lease_id.clone() },
-                event_id,
-                webhook_id,
-                attempts,
-                ordering_key,
-                created_at,
-            })
+            .map(
+                |(id, event_id, webhook_id, attempts, ordering_key, created_at, event_body)| {
+                    ClaimedDelivery {
+                        event_body,
+                        lease: Lease {
+                            delivery_id: id,
+                            lease_id: lease_id.clone(),
+                        },
+                        event_id,
+                        webhook_id,
+                        attempts,
+                        ordering_key,
+                        created_at,
+                    }
+                },
+            )
             .collect())
     }
 
@@ -175,17 +183,24 @@ impl Queue for PgBackend {
     }
 
     async fn get_delivery(&self, id: &str) -> Result<Option<DeliveryRecord>, StoreError> {
-        Ok(sqlx::query_as(&format!("SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE id = $1"))
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?)
+        Ok(sqlx::query_as(&format!(
+            "SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?)
     }
 
-    async fn deliveries_for_event(&self, event_id: &str) -> Result<Vec<DeliveryRecord>, StoreError> {
-        Ok(sqlx::query_as(&format!("SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE event_id = $1 ORDER BY seq"))
-            .bind(event_id)
-            .fetch_all(&self.pool)
-            .await?)
+    async fn deliveries_for_event(
+        &self,
+        event_id: &str,
+    ) -> Result<Vec<DeliveryRecord>, StoreError> {
+        Ok(sqlx::query_as(&format!(
+            "SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE event_id = $1 ORDER BY seq"
+        ))
+        .bind(event_id)
+        .fetch_all(&self.pool)
+        .await?)
     }
 
     async fn attempts(&self, delivery_id: &str) -> Result<Vec<AttemptRecord>, StoreError> {
@@ -211,9 +226,10 @@ impl Queue for PgBackend {
         .bind(now)
         .fetch_one(&self.pool)
         .await?;
-        let unfanned_events: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM events WHERE NOT fanned_out")
-            .fetch_one(&self.pool)
-            .await?;
+        let unfanned_events: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM events WHERE NOT fanned_out")
+                .fetch_one(&self.pool)
+                .await?;
         Ok(QueueStats {
             pending,
             due,

@@ -8,14 +8,16 @@ use crate::store::{NewToken, StoreError, TokenRecord, Tokens};
 #[async_trait]
 impl Tokens for PgBackend {
     async fn insert_token(&self, token: &NewToken) -> Result<(), StoreError> {
-        sqlx::query("INSERT INTO tokens (id, kind, subject, hash, created_at) VALUES ($1, $2, $3, $4, $5)")
-            .bind(&token.id)
-            .bind(token.kind.as_str())
-            .bind(&token.subject)
-            .bind(&token.hash)
-            .bind(token.created_at)
-            .execute(&self.pool)
-            .await?;
+        sqlx::query(
+            "INSERT INTO tokens (id, kind, subject, hash, created_at) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(&token.id)
+        .bind(token.kind.as_str())
+        .bind(&token.subject)
+        .bind(&token.hash)
+        .bind(token.created_at)
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 
@@ -37,11 +39,12 @@ impl Tokens for PgBackend {
     }
 
     async fn revoke_token(&self, id: &str, now: i64) -> Result<bool, StoreError> {
-        let done = sqlx::query("UPDATE tokens SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL")
-            .bind(id)
-            .bind(now)
-            .execute(&self.pool)
-            .await?;
+        let done =
+            sqlx::query("UPDATE tokens SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL")
+                .bind(id)
+                .bind(now)
+                .execute(&self.pool)
+                .await?;
         Ok(done.rows_affected() == 1)
     }
 }

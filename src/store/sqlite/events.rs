@@ -13,7 +13,10 @@ impl Events for SqliteBackend {
         let mut tx = self.write().await?;
         let mut inserted = 0;
         for event in events {
-            let body = serde_json::to_string(event).map_err(|source| StoreError::Corrupt { table: "events", source })?;
+            let body = serde_json::to_string(event).map_err(|source| StoreError::Corrupt {
+                table: "events",
+                source,
+            })?;
             let done = sqlx::query(
                 "INSERT INTO events (id, source, registry_event_id, type, repository, tag, digest, body, received_at) \
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) ON CONFLICT (source, registry_event_id) DO NOTHING",
@@ -32,23 +35,32 @@ impl Events for SqliteBackend {
             inserted += done.rows_affected() as usize;
         }
         tx.commit().await?;
-        Ok(InsertedEvents { inserted, duplicates: events.len() - inserted })
+        Ok(InsertedEvents {
+            inserted,
+            duplicates: events.len() - inserted,
+        })
     }
 
     async fn get_events(&self, ids: &[String]) -> Result<Vec<Event>, StoreError> {
-        let ids = serde_json::to_string(ids).map_err(|source| StoreError::Corrupt { table: "events", source })?;
-        let bodies: Vec<String> = sqlx::query_scalar("SELECT body FROM events WHERE id IN (SELECT value FROM json_each(?1)) ORDER BY seq")
-            .bind(ids)
-            .fetch_all(&self.reader)
-            .await?;
+        let ids = serde_json::to_string(ids).map_err(|source| StoreError::Corrupt {
+            table: "events",
+            source,
+        })?;
+        let bodies: Vec<String> = sqlx::query_scalar(
+            "SELECT body FROM events WHERE id IN (SELECT value FROM json_each(?1)) ORDER BY seq",
+        )
+        .bind(ids)
+        .fetch_all(&self.reader)
+        .await?;
         bodies.iter().map(|b| decode_event(b)).collect()
     }
 
     async fn recent_events(&self, limit: i64) -> Result<Vec<Event>, StoreError> {
-        let bodies: Vec<String> = sqlx::query_scalar("SELECT body FROM events ORDER BY seq DESC LIMIT ?1")
-            .bind(limit)
-            .fetch_all(&self.reader)
-            .await?;
+        let bodies: Vec<String> =
+            sqlx::query_scalar("SELECT body FROM events ORDER BY seq DESC LIMIT ?1")
+                .bind(limit)
+                .fetch_all(&self.reader)
+                .await?;
         bodies.iter().map(|b| decode_event(b)).collect()
     }
 
@@ -59,15 +71,19 @@ impl Events for SqliteBackend {
         plan: &Planner,
     ) -> Result<FanOutReport, StoreError> {
         let mut tx = self.write().await?;
-        let pending: Vec<(i64, String)> =
-            sqlx::query_as("SELECT seq, body FROM events WHERE NOT fanned_out ORDER BY seq LIMIT ?1")
-                .bind(limit)
-                .fetch_all(&mut *tx)
-                .await?;
+        let pending: Vec<(i64, String)> = sqlx::query_as(
+            "SELECT seq, body FROM events WHERE NOT fanned_out ORDER BY seq LIMIT ?1",
+        )
+        .bind(limit)
+        .fetch_all(&mut *tx)
+        .await?;
         if pending.is_empty() {
             return Ok(FanOutReport::default());
         }
-        let mut report = FanOutReport { events: pending.len(), deliveries: 0 };
+        let mut report = FanOutReport {
+            events: pending.len(),
+            deliveries: 0,
+        };
         for (seq, body) in &pending {
             let deliveries = match decode_event(body) {
                 Ok(event) => plan(&event),
@@ -86,11 +102,13 @@ impl Events for SqliteBackend {
         let last = pending.last().map(|p| p.0).unwrap_or_default();
         // The rows were read in this write transaction, so no other writer slipped new
         // unfanned rows into the seq range in between.
-        sqlx::query("UPDATE events SET fanned_out = TRUE WHERE seq BETWEEN ?1 AND ?2 AND NOT fanned_out")
-            .bind(first)
-            .bind(last)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(
+            "UPDATE events SET fanned_out = TRUE WHERE seq BETWEEN ?1 AND ?2 AND NOT fanned_out",
+        )
+        .bind(first)
+        .bind(last)
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
         Ok(report)
     }

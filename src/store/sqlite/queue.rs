@@ -10,8 +10,8 @@ use sqlx::{Sqlite, Transaction};
 
 use super::SqliteBackend;
 use crate::store::{
-    AttemptRecord, Claim, ClaimedDelivery, DeliveryRecord, Finished, Lease, NewDelivery, QueueStats, Queue,
-    StoreError, last_error, next_state_columns,
+    AttemptRecord, Claim, ClaimedDelivery, DeliveryRecord, Finished, Lease, NewDelivery, Queue,
+    QueueStats, StoreError, last_error, next_state_columns,
 };
 
 const DELIVERY_COLUMNS: &str = "seq, id, event_id, webhook_id, status, attempts, next_attempt_at, lease_id, \
@@ -51,8 +51,11 @@ impl Queue for SqliteBackend {
     async fn claim_due(&self, claim: &Claim<'_>) -> Result<Vec<ClaimedDelivery>, StoreError> {
         let lease_id = crate::ids::new_id("lease");
         let until = claim.now + claim.lease.as_millis() as i64;
-        let skip = serde_json::to_string(claim.skip_webhooks)
-            .map_err(|source| StoreError::Corrupt { table: "deliveries", source })?;
+        let skip =
+            serde_json::to_string(claim.skip_webhooks).map_err(|source| StoreError::Corrupt {
+                table: "deliveries",
+                source,
+            })?;
         let rows: Vec<(String, String, String, i64, Option<String>, i64)> = sqlx::query_as(
             "UPDATE deliveries SET lease_id = ?1, lease_owner = ?2, lease_until = ?3, next_attempt_at = ?3, updated_at = ?4 \
              WHERE seq IN ( \
@@ -77,26 +80,35 @@ impl Queue for SqliteBackend {
             return Ok(Vec::new());
         }
         let event_ids: Vec<&str> = rows.iter().map(|r| r.1.as_str()).collect();
-        let event_ids = serde_json::to_string(&event_ids)
-            .map_err(|source| StoreError::Corrupt { table: "events", source })?;
-        let bodies: std::collections::HashMap<String, String> =
-            sqlx::query_as("SELECT id, body FROM events WHERE id IN (SELECT value FROM json_each(?1))")
-                .bind(event_ids)
-                .fetch_all(&self.reader)
-                .await?
-                .into_iter()
-                .collect();
+        let event_ids =
+            serde_json::to_string(&event_ids).map_err(|source| StoreError::Corrupt {
+                table: "events",
+                source,
+            })?;
+        let bodies: std::collections::HashMap<String, String> = sqlx::query_as(
+            "SELECT id, body FROM events WHERE id IN (SELECT value FROM json_each(?1))",
+        )
+        .bind(event_ids)
+        .fetch_all(&self.reader)
+        .await?
+        .into_iter()
+        .collect();
         Ok(rows
             .into_iter()
-            .map(|(id, event_id, webhook_id, attempts, ordering_key, created_at)| ClaimedDelivery {
-                event_body: bodies.get(&event_id).cloned().unwrap_or_default(),
-                lease: Lease { delivery_id: id, lease_id: lease_id.clone() },
-                event_id,
-                webhook_id,
-                attempts,
-                ordering_key,
-                created_at,
-            })
+            .map(
+                |(id, event_id, webhook_id, attempts, ordering_key, created_at)| ClaimedDelivery {
+                    event_body: bodies.get(&event_id).cloned(),
+                    lease: Lease {
+                        delivery_id: id,
+                        lease_id: lease_id.clone(),
+                    },
+                    event_id,
+                    webhook_id,
+                    attempts,
+                    ordering_key,
+                    created_at,
+                },
+            )
             .collect())
     }
 
@@ -184,17 +196,24 @@ impl Queue for SqliteBackend {
     }
 
     async fn get_delivery(&self, id: &str) -> Result<Option<DeliveryRecord>, StoreError> {
-        Ok(sqlx::query_as(&format!("SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE id = ?1"))
-            .bind(id)
-            .fetch_optional(&self.reader)
-            .await?)
+        Ok(sqlx::query_as(&format!(
+            "SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE id = ?1"
+        ))
+        .bind(id)
+        .fetch_optional(&self.reader)
+        .await?)
     }
 
-    async fn deliveries_for_event(&self, event_id: &str) -> Result<Vec<DeliveryRecord>, StoreError> {
-        Ok(sqlx::query_as(&format!("SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE event_id = ?1 ORDER BY seq"))
-            .bind(event_id)
-            .fetch_all(&self.reader)
-            .await?)
+    async fn deliveries_for_event(
+        &self,
+        event_id: &str,
+    ) -> Result<Vec<DeliveryRecord>, StoreError> {
+        Ok(sqlx::query_as(&format!(
+            "SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE event_id = ?1 ORDER BY seq"
+        ))
+        .bind(event_id)
+        .fetch_all(&self.reader)
+        .await?)
     }
 
     async fn attempts(&self, delivery_id: &str) -> Result<Vec<AttemptRecord>, StoreError> {
@@ -220,9 +239,10 @@ impl Queue for SqliteBackend {
         .bind(now)
         .fetch_one(&self.reader)
         .await?;
-        let unfanned_events: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM events WHERE NOT fanned_out")
-            .fetch_one(&self.reader)
-            .await?;
+        let unfanned_events: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM events WHERE NOT fanned_out")
+                .fetch_one(&self.reader)
+                .await?;
         Ok(QueueStats {
             pending,
             due,

@@ -10,7 +10,11 @@ const WEBHOOK_COLUMNS: &str = "id, namespace, name, url, event_types, repositori
 
 #[async_trait]
 impl Webhooks for SqliteBackend {
-    async fn insert_webhook(&self, webhook: &Webhook, secret: &WebhookSecret) -> Result<(), StoreError> {
+    async fn insert_webhook(
+        &self,
+        webhook: &Webhook,
+        secret: &WebhookSecret,
+    ) -> Result<(), StoreError> {
         let [event_types, repositories, tags, headers] = webhook.json_columns();
         let mut tx = self.write().await?;
         sqlx::query(
@@ -49,17 +53,21 @@ impl Webhooks for SqliteBackend {
     }
 
     async fn get_webhook(&self, id: &str) -> Result<Option<Webhook>, StoreError> {
-        let row: Option<WebhookRow> = sqlx::query_as(&format!("SELECT {WEBHOOK_COLUMNS} FROM webhooks WHERE id = ?1"))
-            .bind(id)
-            .fetch_optional(&self.reader)
-            .await?;
+        let row: Option<WebhookRow> = sqlx::query_as(&format!(
+            "SELECT {WEBHOOK_COLUMNS} FROM webhooks WHERE id = ?1"
+        ))
+        .bind(id)
+        .fetch_optional(&self.reader)
+        .await?;
         row.map(WebhookRow::decode).transpose()
     }
 
     async fn webhooks_revision(&self) -> Result<i64, StoreError> {
-        Ok(sqlx::query_scalar("SELECT value FROM store_meta WHERE key = 'webhooks_revision'")
-            .fetch_one(&self.reader)
-            .await?)
+        Ok(
+            sqlx::query_scalar("SELECT value FROM store_meta WHERE key = 'webhooks_revision'")
+                .fetch_one(&self.reader)
+                .await?,
+        )
     }
 
     async fn enabled_webhooks(&self, now: i64) -> Result<Vec<WebhookWithSecrets>, StoreError> {
@@ -107,7 +115,9 @@ impl Webhooks for SqliteBackend {
 }
 
 /// Marks the webhook set as changed, inside the writing transaction.
-async fn bump_revision(tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>) -> Result<(), StoreError> {
+async fn bump_revision(
+    tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
+) -> Result<(), StoreError> {
     sqlx::query("UPDATE store_meta SET value = value + 1 WHERE key = 'webhooks_revision'")
         .execute(&mut **tx)
         .await?;

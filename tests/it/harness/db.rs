@@ -1,0 +1,97 @@
+//! One database per test, on either backend.
+//!
+//! `store_test!(name, |db| async move { … })` expands to two tests, `name::sqlite` and
+//! `name::postgres`, running the same body: the storage contract is one suite, not two copies.
+
+use hookline::store::{self, OpenOptions, Store};
+
+use super::pg::{PgDatabase, fresh_database};
+
+/// Which database a test runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// A SQLite file in a temp dir.
+    Sqlite,
+    /// A fresh PostgreSQL database.
+    Postgres,
+}
+
+/// A fresh, empty database for one test.
+pub struct TestDb {
+    /// Which backend.
+    pub backend: Backend,
+    /// Its URL.
+    pub url: String,
+    /// Keeps the SQLite file's directory alive.
+    _dir: Option<tempfile::TempDir>,
+    pg: Option<PgDatabase>,
+}
+
+impl TestDb {
+    /// Creates the database (migrations are applied by `store()`).
+    pub async fn new(backend: Backend) -> TestDb {
+        match backend {
+            Backend::Sqlite => {
+                let dir = tempfile::tempdir().expect("temp dir for sqlite");
+                let url = format!("sqlite://{}", dir.path().join("hookline.db").display());
+                TestDb {
+                    backend,
+                    url,
+                    _dir: Some(dir),
+                    pg: None,
+                }
+            }
+            Backend::Postgres => {
+                let pg = fresh_database().await;
+                TestDb {
+                    backend,
+                    url: pg.url.clone(),
+                    _dir: None,
+                    pg: Some(pg),
+                }
+            }
+        }
+    }
+
+    /// Opens a store (its own pools) on this database, migrating it.
+    pub async fn store(&self) -> Store {
+        store::open(&OpenOptions::new(&self.url))
+            .await
+            .expect("open store")
+    }
+
+    /// Drops the PostgreSQL database (SQLite's dir goes with `self`).
+    pub async fn finish(self) {
+        if let Some(pg) = self.pg {
+            pg.drop_db().await;
+        }
+    }
+}
+
+/// Runs one async test body on both backends, as two tests.
+#[macro_export]
+macro_rules! store_test {
+    ($name:ident, $body:expr) => {
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+            use $crate::harness::db::{Backend, TestDb};
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                let db = TestDb::new(Backend::Sqlite).await;
+                let body = $body;
+                body(&db).await;
+                db.finish().await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                let db = TestDb::new(Backend::Postgres).await;
+                let body = $body;
+                body(&db).await;
+                db.finish().await;
+            }
+        }
+    };
+}

@@ -1,0 +1,6 @@
+//! Integration tests: one binary (see STYLE.md).
+
+mod harness;
+mod pg_selftest;
+mod registry_selftest;
+mod store_contract;

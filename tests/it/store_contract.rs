@@ -1,0 +1,634 @@
+//! The storage contract: every test runs on SQLite and on PostgreSQL (see `store_test!`).
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use hookline::event::{Event, EventType};
+use hookline::store::{
+    AttemptRecord, Claim, ClaimedDelivery, Finished, Lease, NewDelivery, NewToken, NextState,
+    Store, StoreError, TokenKind, Webhook, WebhookSecret,
+};
+use hookline::{ids::new_id, secret::Secret};
+
+use crate::store_test;
+
+const OWNER: &str = "test-owner";
+const LEASE: Duration = Duration::from_secs(30);
+const T0: i64 = 1_800_000_000_000;
+
+pub fn event(source: &str, registry_id: &str, repository: &str, tag: Option<&str>) -> Event {
+    Event {
+        id: new_id("evt"),
+        source: source.into(),
+        registry_event_id: registry_id.into(),
+        kind: EventType::ImagePushed,
+        repository: repository.into(),
+        tag: tag.map(Into::into),
+        digest: Some("sha256:abc".into()),
+        media_type: None,
+        size: Some(1),
+        references: vec![],
+        url: None,
+        from_repository: None,
+        actor: None,
+        registry_host: Some("registry.example:5000".into()),
+        source_addr: None,
+        source_instance_id: None,
+        request_id: None,
+        request_useragent: None,
+        request_addr: None,
+        request_method: None,
+        timestamp: None,
+        received_at: T0,
+        original: serde_json::json!({"id": registry_id}),
+    }
+}
+
+pub fn webhook(namespace: &str, url: &str) -> (Webhook, WebhookSecret) {
+    let id = new_id("wh");
+    (
+        Webhook {
+            id: id.clone(),
+            namespace: namespace.into(),
+            name: "test".into(),
+            url: url.into(),
+            event_types: vec![],
+            repositories: vec![],
+            tags: vec![],
+            format: "hookline".into(),
+            headers: Default::default(),
+            ordered: false,
+            enabled: true,
+            disabled_reason: None,
+            failing_since: None,
+            created_at: T0,
+            updated_at: T0,
+        },
+        WebhookSecret {
+            id: new_id("whs"),
+            secret: Secret::new("whsec_dGVzdHNlY3JldHRlc3RzZWNyZXR0ZXN0c2VjcmV0"),
+            created_at: T0,
+            expires_at: None,
+        },
+    )
+}
+
+/// Enqueues `n` deliveries (one event, one webhook each) due at T0; returns their ids.
+async fn enqueue_n(store: &Store, n: usize, ordering_key: Option<&str>) -> Vec<String> {
+    let deliveries: Vec<NewDelivery> = (0..n)
+        .map(|_| NewDelivery {
+            id: new_id("dlv"),
+            event_id: new_id("evt"),
+            webhook_id: "wh_1".into(),
+            ordering_key: ordering_key.map(Into::into),
+        })
+        .collect();
+    store.enqueue(&deliveries, T0).await.expect("enqueue");
+    deliveries.into_iter().map(|d| d.id).collect()
+}
+
+fn claim(now: i64, limit: i64) -> Claim<'static> {
+    Claim {
+        owner: OWNER,
+        now,
+        lease: LEASE,
+        limit,
+        skip_webhooks: &[],
+    }
+}
+
+fn attempt(delivery_id: &str, number: i64, status: i64) -> AttemptRecord {
+    AttemptRecord {
+        id: new_id("att"),
+        delivery_id: delivery_id.into(),
+        number,
+        started_at: T0,
+        duration_ms: 3,
+        status_code: Some(status),
+        response_headers: Some("{}".into()),
+        response_body: Some("ok".into()),
+        error: None,
+        outcome: "test".into(),
+    }
+}
+
+fn finished(c: &ClaimedDelivery, status: i64, next: NextState) -> Finished {
+    Finished {
+        lease: c.lease.clone(),
+        attempt: attempt(&c.lease.delivery_id, c.attempts + 1, status),
+        next,
+    }
+}
+
+store_test!(migrating_twice_is_a_no_op, async |db: &TestDb| {
+    let store = db.store().await;
+    store
+        .insert_token(&token(TokenKind::Admin, ""))
+        .await
+        .expect("insert");
+    store.close().await;
+    let again = db.store().await; // migrates again
+    again.ready().await.expect("ready after second migration");
+    assert_eq!(
+        again.list_tokens().await.expect("list").len(),
+        1,
+        "data kept"
+    );
+    again.close().await;
+});
+
+store_test!(a_newer_schema_is_refused, async |db: &TestDb| {
+    let store = db.store().await;
+    store.close().await;
+    // Pretend a newer hookline migrated this database.
+    let sql = "INSERT INTO _sqlx_migrations (version, description, installed_on, success, checksum, execution_time) \
+               VALUES (9999, 'from the future', CURRENT_TIMESTAMP, TRUE, X'00', 0)";
+    let pg_sql = sql.replace("X'00'", "'\\x00'::bytea");
+    match db.backend {
+        crate::harness::db::Backend::Sqlite => {
+            let pool = sqlx::SqlitePool::connect(&db.url).await.expect("connect");
+            sqlx::query(sql).execute(&pool).await.expect("insert");
+            pool.close().await;
+        }
+        crate::harness::db::Backend::Postgres => {
+            let pool = sqlx::PgPool::connect(&db.url).await.expect("connect");
+            sqlx::query(&pg_sql).execute(&pool).await.expect("insert");
+            pool.close().await;
+        }
+    }
+    let error = hookline::store::open(&hookline::store::OpenOptions::new(&db.url))
+        .await
+        .err()
+        .expect("a newer schema must be refused");
+    assert!(
+        matches!(error, StoreError::SchemaTooNew { found: 9999, .. }),
+        "{error}"
+    );
+    assert!(
+        error.to_string().contains("newer than this hookline"),
+        "{error}"
+    );
+});
+
+fn token(kind: TokenKind, subject: &str) -> NewToken {
+    let secret = hookline::secret::generate_token();
+    NewToken {
+        id: new_id("tok"),
+        kind,
+        subject: subject.into(),
+        hash: hookline::secret::hash_token(secret.expose()),
+        created_at: T0,
+    }
+}
+
+store_test!(
+    tokens_are_found_by_hash_until_revoked,
+    async |db: &TestDb| {
+        let store = db.store().await;
+        let t = token(TokenKind::Registry, "main");
+        store.insert_token(&t).await.expect("insert");
+        let found = store
+            .find_token(&t.hash)
+            .await
+            .expect("find")
+            .expect("present");
+        assert_eq!(
+            (found.kind.as_str(), found.subject.as_str()),
+            ("registry", "main")
+        );
+        assert!(store.find_token("nope").await.expect("find").is_none());
+        assert!(store.revoke_token(&t.id, T0 + 1).await.expect("revoke"));
+        assert!(
+            !store
+                .revoke_token(&t.id, T0 + 2)
+                .await
+                .expect("revoke twice"),
+            "already revoked"
+        );
+        assert!(
+            store.find_token(&t.hash).await.expect("find").is_none(),
+            "revoked tokens stop working"
+        );
+        let listed = store.list_tokens().await.expect("list");
+        assert_eq!(listed[0].revoked_at, Some(T0 + 1));
+        store.close().await;
+    }
+);
+
+store_test!(events_are_deduplicated_per_source, async |db: &TestDb| {
+    let store = db.store().await;
+    let a = event("main", "reg-1", "acme/app", Some("1.0"));
+    let first = store
+        .insert_events(std::slice::from_ref(&a))
+        .await
+        .expect("insert");
+    assert_eq!((first.inserted, first.duplicates), (1, 0));
+    // The registry re-sends the same event (hookline mints a new id each time).
+    let resent = event("main", "reg-1", "acme/app", Some("1.0"));
+    let other_source = event("mirror", "reg-1", "acme/app", Some("1.0"));
+    let second = store
+        .insert_events(&[resent, other_source])
+        .await
+        .expect("insert");
+    assert_eq!((second.inserted, second.duplicates), (1, 1));
+    let stored = store.recent_events(10).await.expect("recent");
+    assert_eq!(stored.len(), 2);
+    assert_eq!(
+        store
+            .get_events(std::slice::from_ref(&a.id))
+            .await
+            .expect("get")[0],
+        a,
+        "round-trips exactly"
+    );
+    store.close().await;
+});
+
+store_test!(fan_out_creates_deliveries_once, async |db: &TestDb| {
+    let store = db.store().await;
+    let events: Vec<Event> = (0..5)
+        .map(|i| event("main", &format!("r{i}"), "acme/app", Some("1")))
+        .collect();
+    store.insert_events(&events).await.expect("insert");
+    let plan = |e: &Event| {
+        vec![NewDelivery {
+            id: new_id("dlv"),
+            event_id: e.id.clone(),
+            webhook_id: "wh_1".into(),
+            ordering_key: None,
+        }]
+    };
+    let first = store.fan_out(3, T0, &plan).await.expect("fan out");
+    assert_eq!((first.events, first.deliveries), (3, 3));
+    let second = store.fan_out(100, T0, &plan).await.expect("fan out");
+    assert_eq!((second.events, second.deliveries), (2, 2));
+    let third = store.fan_out(100, T0, &plan).await.expect("fan out");
+    assert_eq!((third.events, third.deliveries), (0, 0));
+    for e in &events {
+        assert_eq!(
+            store
+                .deliveries_for_event(&e.id)
+                .await
+                .expect("deliveries")
+                .len(),
+            1
+        );
+    }
+    store.close().await;
+});
+
+store_test!(claim_finish_and_retry, async |db: &TestDb| {
+    let store = db.store().await;
+    let ids = enqueue_n(&store, 3, None).await;
+    assert!(
+        store
+            .claim_due(&claim(T0 - 1, 10))
+            .await
+            .expect("claim")
+            .is_empty(),
+        "not due yet"
+    );
+    let claimed = store.claim_due(&claim(T0, 10)).await.expect("claim");
+    assert_eq!(claimed.len(), 3);
+    assert!(
+        store
+            .claim_due(&claim(T0 + 1, 10))
+            .await
+            .expect("claim")
+            .is_empty(),
+        "leased"
+    );
+    let by_id = |id: &str| {
+        claimed
+            .iter()
+            .find(|c| c.lease.delivery_id == id)
+            .expect("claimed")
+    };
+    let results = [
+        finished(by_id(&ids[0]), 200, NextState::Succeeded),
+        finished(by_id(&ids[1]), 500, NextState::RetryAt(T0 + 5_000)),
+        finished(by_id(&ids[2]), 400, NextState::Failed),
+    ];
+    assert_eq!(store.finish(&results, T0 + 10).await.expect("finish"), 3);
+    let status = async |id: &str| store.get_delivery(id).await.expect("get").expect("exists");
+    assert_eq!(status(&ids[0]).await.status, "succeeded");
+    let retrying = status(&ids[1]).await;
+    assert_eq!(
+        (
+            retrying.status.as_str(),
+            retrying.attempts,
+            retrying.next_attempt_at
+        ),
+        ("pending", 1, T0 + 5_000)
+    );
+    assert_eq!(retrying.last_error.as_deref(), Some("HTTP 500"));
+    assert_eq!(retrying.lease_id, None);
+    assert_eq!(status(&ids[2]).await.status, "failed");
+    assert!(
+        store
+            .claim_due(&claim(T0 + 4_999, 10))
+            .await
+            .expect("claim")
+            .is_empty(),
+        "retry not due yet"
+    );
+    let again = store
+        .claim_due(&claim(T0 + 5_000, 10))
+        .await
+        .expect("claim");
+    assert_eq!(again.len(), 1);
+    assert_eq!(
+        (again[0].lease.delivery_id.as_str(), again[0].attempts),
+        (ids[1].as_str(), 1)
+    );
+    assert_eq!(store.attempts(&ids[1]).await.expect("attempts").len(), 1);
+    let stats = store.queue_stats(T0 + 5_000).await.expect("stats");
+    assert_eq!((stats.pending, stats.succeeded, stats.failed), (1, 1, 1));
+    store.close().await;
+});
+
+store_test!(
+    an_abandoned_lease_comes_back_when_it_expires_and_no_sooner,
+    async |db: &TestDb| {
+        let store = db.store().await;
+        let ids = enqueue_n(&store, 2, None).await;
+        let first = store.claim_due(&claim(T0, 10)).await.expect("claim");
+        assert_eq!(first.len(), 2);
+        // The claimer "dies" here. Just before expiry: nothing.
+        let expiry = T0 + LEASE.as_millis() as i64;
+        assert!(
+            store
+                .claim_due(&claim(expiry - 1, 10))
+                .await
+                .expect("claim")
+                .is_empty()
+        );
+        // At expiry: both come back, under a new lease.
+        let second = store.claim_due(&claim(expiry, 10)).await.expect("claim");
+        assert_eq!(second.len(), 2);
+        assert_ne!(first[0].lease.lease_id, second[0].lease.lease_id);
+        // The first claimer wakes up and tries to finish with its stale lease: refused,
+        // though its attempt is still recorded; the new holder can finish.
+        let stale = finished(&first[0], 200, NextState::Succeeded);
+        assert_eq!(store.finish(&[stale], expiry + 1).await.expect("finish"), 0);
+        let d = store
+            .get_delivery(&first[0].lease.delivery_id)
+            .await
+            .expect("get")
+            .expect("exists");
+        assert_eq!(
+            d.status, "pending",
+            "a stale lease cannot complete a delivery"
+        );
+        let fresh: Vec<Finished> = second
+            .iter()
+            .map(|c| finished(c, 200, NextState::Succeeded))
+            .collect();
+        assert_eq!(store.finish(&fresh, expiry + 2).await.expect("finish"), 2);
+        for id in &ids {
+            assert_eq!(
+                store
+                    .get_delivery(id)
+                    .await
+                    .expect("get")
+                    .expect("exists")
+                    .status,
+                "succeeded"
+            );
+        }
+        store.close().await;
+    }
+);
+
+store_test!(reclaim_expired_and_extend_leases, async |db: &TestDb| {
+    let store = db.store().await;
+    enqueue_n(&store, 2, None).await;
+    let claimed = store.claim_due(&claim(T0, 10)).await.expect("claim");
+    let expiry = T0 + LEASE.as_millis() as i64;
+    assert_eq!(
+        store
+            .extend_leases(OWNER, expiry + 60_000)
+            .await
+            .expect("extend"),
+        2
+    );
+    assert!(
+        store
+            .claim_due(&claim(expiry + 1, 10))
+            .await
+            .expect("claim")
+            .is_empty(),
+        "extended"
+    );
+    assert_eq!(store.reclaim_expired(expiry + 1).await.expect("reclaim"), 0);
+    assert_eq!(
+        store
+            .reclaim_expired(expiry + 60_000)
+            .await
+            .expect("reclaim"),
+        2
+    );
+    let d = store
+        .get_delivery(&claimed[0].lease.delivery_id)
+        .await
+        .expect("get")
+        .expect("exists");
+    assert_eq!((d.lease_id, d.lease_owner), (None, None));
+    assert_eq!(
+        store
+            .claim_due(&claim(expiry + 60_000, 10))
+            .await
+            .expect("claim")
+            .len(),
+        2
+    );
+    store.close().await;
+});
+
+store_test!(release_makes_work_due_at_once, async |db: &TestDb| {
+    let store = db.store().await;
+    enqueue_n(&store, 2, None).await;
+    let claimed = store.claim_due(&claim(T0, 10)).await.expect("claim");
+    let leases: Vec<Lease> = claimed.iter().map(|c| c.lease.clone()).collect();
+    assert_eq!(store.release(&leases, T0 + 1).await.expect("release"), 2);
+    let again = store.claim_due(&claim(T0 + 1, 10)).await.expect("claim");
+    assert_eq!(again.len(), 2);
+    assert_eq!(again[0].attempts, 0, "a release is not an attempt");
+    store.close().await;
+});
+
+store_test!(ordered_deliveries_go_one_at_a_time, async |db: &TestDb| {
+    let store = db.store().await;
+    let ids = enqueue_n(&store, 3, Some("wh_1/acme/app:latest")).await;
+    let first = store.claim_due(&claim(T0, 10)).await.expect("claim");
+    assert_eq!(first.len(), 1);
+    assert_eq!(first[0].lease.delivery_id, ids[0]);
+    // A retry of the first keeps the others waiting, even once they are due.
+    store
+        .finish(
+            &[finished(&first[0], 500, NextState::RetryAt(T0 + 100))],
+            T0,
+        )
+        .await
+        .expect("finish");
+    assert!(
+        store
+            .claim_due(&claim(T0 + 50, 10))
+            .await
+            .expect("claim")
+            .is_empty()
+    );
+    let retry = store.claim_due(&claim(T0 + 100, 10)).await.expect("claim");
+    assert_eq!(retry.len(), 1);
+    assert_eq!(retry[0].lease.delivery_id, ids[0]);
+    store
+        .finish(&[finished(&retry[0], 200, NextState::Succeeded)], T0 + 100)
+        .await
+        .expect("finish");
+    let second = store.claim_due(&claim(T0 + 100, 10)).await.expect("claim");
+    assert_eq!(second.len(), 1);
+    assert_eq!(second[0].lease.delivery_id, ids[1]);
+    // A final failure also lets the next one go.
+    store
+        .finish(&[finished(&second[0], 400, NextState::Failed)], T0 + 100)
+        .await
+        .expect("finish");
+    let third = store.claim_due(&claim(T0 + 100, 10)).await.expect("claim");
+    assert_eq!(third[0].lease.delivery_id, ids[2]);
+    store.close().await;
+});
+
+store_test!(skipped_webhooks_are_not_claimed, async |db: &TestDb| {
+    let store = db.store().await;
+    enqueue_n(&store, 2, None).await;
+    let skip = vec!["wh_1".to_string()];
+    let c = Claim {
+        owner: OWNER,
+        now: T0,
+        lease: LEASE,
+        limit: 10,
+        skip_webhooks: &skip,
+    };
+    assert!(store.claim_due(&c).await.expect("claim").is_empty());
+    assert_eq!(
+        store.claim_due(&claim(T0, 10)).await.expect("claim").len(),
+        2
+    );
+    store.close().await;
+});
+
+store_test!(
+    webhooks_round_trip_and_bump_the_revision,
+    async |db: &TestDb| {
+        let store = db.store().await;
+        let r0 = store.webhooks_revision().await.expect("revision");
+        let (mut wh, secret) = webhook("acme", "http://127.0.0.1:9/hook?x=1");
+        wh.event_types = vec!["image.pushed".into()];
+        wh.repositories = vec!["acme/*".into()];
+        wh.headers.insert("X-Custom".into(), "v".into());
+        store.insert_webhook(&wh, &secret).await.expect("insert");
+        assert_eq!(
+            store.get_webhook(&wh.id).await.expect("get"),
+            Some(wh.clone())
+        );
+        let enabled = store.enabled_webhooks(T0).await.expect("enabled");
+        assert_eq!(enabled.len(), 1);
+        assert_eq!(enabled[0].secrets, vec![secret]);
+        let r1 = store.webhooks_revision().await.expect("revision");
+        assert!(r1 > r0);
+        store
+            .disable_webhook(&wh.id, "receiver answered 410 Gone", T0 + 1)
+            .await
+            .expect("disable");
+        assert!(
+            store
+                .enabled_webhooks(T0)
+                .await
+                .expect("enabled")
+                .is_empty()
+        );
+        let disabled = store
+            .get_webhook(&wh.id)
+            .await
+            .expect("get")
+            .expect("exists");
+        assert_eq!(
+            disabled.disabled_reason.as_deref(),
+            Some("receiver answered 410 Gone")
+        );
+        assert!(store.webhooks_revision().await.expect("revision") > r1);
+        store.close().await;
+    }
+);
+
+/// Claims everything with `claimers` concurrent claimers and checks each row was taken once.
+async fn claim_all_concurrently(stores: Vec<Store>, total: usize) {
+    let mut tasks = tokio::task::JoinSet::new();
+    for (i, store) in stores.into_iter().enumerate() {
+        tasks.spawn(async move {
+            let owner = format!("claimer-{i}");
+            let mut mine = Vec::new();
+            loop {
+                let c = Claim {
+                    owner: &owner,
+                    now: T0,
+                    lease: LEASE,
+                    limit: 50,
+                    skip_webhooks: &[],
+                };
+                let batch = store.claim_due(&c).await.expect("claim");
+                if batch.is_empty() {
+                    break;
+                }
+                mine.extend(batch.into_iter().map(|c| c.lease.delivery_id));
+                tokio::task::yield_now().await;
+            }
+            mine
+        });
+    }
+    let mut seen = HashSet::new();
+    let mut claimers_with_work = 0;
+    while let Some(joined) = tasks.join_next().await {
+        let mine = joined.expect("claimer task");
+        claimers_with_work += usize::from(!mine.is_empty());
+        for id in mine {
+            assert!(seen.insert(id.clone()), "{id} was claimed twice");
+        }
+    }
+    assert_eq!(seen.len(), total, "every row claimed");
+    assert!(
+        claimers_with_work > 1,
+        "the claimers actually ran concurrently"
+    );
+}
+
+store_test!(
+    eight_claimers_share_one_pool_and_take_each_row_once,
+    async |db: &TestDb| {
+        let store = db.store().await;
+        let total = 10_000;
+        for _ in 0..10 {
+            enqueue_n(&store, total / 10, None).await;
+        }
+        claim_all_concurrently(vec![store.clone(); 8], total).await;
+        store.close().await;
+    }
+);
+
+store_test!(
+    eight_claimers_with_separate_pools_take_each_row_once,
+    async |db: &TestDb| {
+        // Separate pools behave like separate replicas.
+        let store = db.store().await;
+        let total = 10_000;
+        for _ in 0..10 {
+            enqueue_n(&store, total / 10, None).await;
+        }
+        let mut stores = Vec::new();
+        for _ in 0..8 {
+            stores.push(db.store().await);
+        }
+        claim_all_concurrently(stores, total).await;
+        store.close().await;
+    }
+);
