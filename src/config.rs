@@ -55,6 +55,10 @@ pub struct ServeSettings {
     /// Most events accepted in one envelope (default 1000).
     #[arg(long, env = "HOOKLINE_MAX_EVENTS_PER_ENVELOPE")]
     pub max_events_per_envelope: Option<usize>,
+    /// How long the notify handler waits for its commit before answering 503 so the
+    /// registry retries; keep it under the registry's endpoint timeout (default 800ms).
+    #[arg(long, env = "HOOKLINE_COMMIT_TIMEOUT")]
+    pub commit_timeout: Option<HumanDuration>,
     /// Database connection pool size (default 8).
     #[arg(long, env = "HOOKLINE_DB_MAX_CONNECTIONS")]
     pub db_max_connections: Option<u32>,
@@ -214,6 +218,8 @@ pub struct IngestConfig {
     pub max_body_bytes: usize,
     /// Most events per envelope.
     pub max_events_per_envelope: usize,
+    /// Longest wait for the commit before answering 503.
+    pub commit_timeout: Duration,
 }
 
 /// Settings of the dispatcher.
@@ -281,6 +287,7 @@ impl Config {
                 registry_token: s.registry_token.filter(|t| !t.expose().is_empty()),
                 max_body_bytes: s.max_body_bytes.unwrap_or(1024 * 1024),
                 max_events_per_envelope: s.max_events_per_envelope.unwrap_or(1000),
+                commit_timeout: d(s.commit_timeout, Duration::from_millis(800)),
             },
             api_addr: s
                 .api_addr
@@ -333,6 +340,9 @@ impl Config {
         if d.max_in_flight == 0 || d.max_per_endpoint == 0 {
             return invalid("max_in_flight/max_per_endpoint", "must be at least 1");
         }
+        if self.ingest.commit_timeout.is_zero() {
+            return invalid("commit_timeout", "must be positive");
+        }
         if d.poll_interval.is_zero() {
             return invalid("poll_interval", "must be positive");
         }
@@ -374,6 +384,7 @@ impl ServeSettings {
             registry_token: self.registry_token.or(f.registry_token),
             max_body_bytes: self.max_body_bytes.or(f.max_body_bytes),
             max_events_per_envelope: self.max_events_per_envelope.or(f.max_events_per_envelope),
+            commit_timeout: self.commit_timeout.or(f.commit_timeout),
             db_max_connections: self.db_max_connections.or(f.db_max_connections),
             poll_interval: self.poll_interval.or(f.poll_interval),
             max_in_flight: self.max_in_flight.or(f.max_in_flight),

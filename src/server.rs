@@ -67,6 +67,7 @@ pub async fn start(config: &Config, shutdown: CancellationToken) -> Result<Runni
             url: store::redact_url(&config.db),
             source,
         })?;
+    crate::telemetry::metrics(); // install the recorder before any metric is recorded
     tracing::info!(db = %store::redact_url(&config.db), roles = ?config.roles, "starting hookline");
     let mut tasks = JoinSet::new();
     let mut ingest_addr = None;

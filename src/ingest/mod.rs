@@ -42,6 +42,7 @@ pub struct IngestState {
     auth: Arc<RegistryAuth>,
     max_body_bytes: usize,
     max_events: usize,
+    commit_timeout: std::time::Duration,
 }
 
 impl IngestState {
@@ -52,6 +53,7 @@ impl IngestState {
             auth: Arc::new(RegistryAuth::new(config.registry_token.clone())),
             max_body_bytes: config.max_body_bytes,
             max_events: config.max_events_per_envelope,
+            commit_timeout: config.commit_timeout,
         }
     }
 }
@@ -115,7 +117,17 @@ async fn notify(
     let inserted = if parsed.events.is_empty() {
         Default::default()
     } else {
-        state.store.insert_events(&parsed.events).await?
+        // A commit that cannot finish in time answers 503 and the registry retries. If it
+        // did commit after all, the retry is deduplicated: still stored exactly once.
+        tokio::time::timeout(
+            state.commit_timeout,
+            state.store.insert_events(&parsed.events),
+        )
+        .await
+        .map_err(|_| {
+            tracing::warn!(source = %source, "commit timed out; answering 503");
+            IngestError::Unavailable
+        })??
     };
     metrics::counter!("hookline_events_received_total").increment(inserted.inserted as u64);
     metrics::counter!("hookline_events_duplicate_total").increment(inserted.duplicates as u64);

@@ -1,3 +1,5 @@
 pub mod db;
 pub mod pg;
+pub mod proxy;
 pub mod registry;
+pub mod server;

@@ -1,0 +1,137 @@
+//! A real hookline server in the test process, on 127.0.0.1:0.
+//!
+//! `TestServer::start(&db, |config| …)` runs `server::start` with the test's database,
+//! a registry token, and any config tweaks; `stop()` cancels it and waits for a clean exit.
+
+use std::net::SocketAddr;
+
+use hookline::config::{CommonSettings, Config, Role, ServeSettings};
+use hookline::store::Store;
+use tokio_util::sync::CancellationToken;
+
+use super::db::TestDb;
+
+/// The registry token every test server accepts (as `HOOKLINE_REGISTRY_TOKEN`).
+pub const REGISTRY_TOKEN: &str = "test-registry-token-0123456789";
+
+/// A running server.
+pub struct TestServer {
+    /// Ingest address.
+    pub ingest: SocketAddr,
+    /// The server's own store handle.
+    pub store: Store,
+    shutdown: CancellationToken,
+    task: tokio::task::JoinHandle<Result<(), hookline::server::RunError>>,
+    http: reqwest::Client,
+}
+
+/// Configuration for tests: the database, port 0, every role unless changed.
+pub fn test_config(db_url: &str) -> Config {
+    let common = CommonSettings {
+        db: Some(db_url.into()),
+        ..Default::default()
+    };
+    let serve = ServeSettings {
+        ingest_addr: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
+        roles: Some(vec![Role::Ingest, Role::Dispatcher]),
+        registry_token: Some(REGISTRY_TOKEN.parse().expect("token")),
+        ..Default::default()
+    };
+    Config::resolve(common, serve).expect("test config is valid")
+}
+
+impl TestServer {
+    /// Starts a server on `db` with `tweak` applied to the test configuration.
+    pub async fn start(db: &TestDb, tweak: impl FnOnce(&mut Config)) -> TestServer {
+        Self::start_url(&db.url, tweak).await
+    }
+
+    /// Starts a server on a database URL (e.g. through a proxy).
+    pub async fn start_url(db_url: &str, tweak: impl FnOnce(&mut Config)) -> TestServer {
+        let mut config = test_config(db_url);
+        tweak(&mut config);
+        let shutdown = CancellationToken::new();
+        let running = hookline::server::start(&config, shutdown.clone())
+            .await
+            .expect("server starts");
+        let ingest = running.ingest_addr.expect("ingest runs");
+        let store = running.store.clone();
+        let token = shutdown.clone();
+        let task = tokio::spawn(async move { running.wait(token).await });
+        let http = reqwest::Client::builder()
+            .no_proxy()
+            .build()
+            .expect("http client");
+        TestServer {
+            ingest,
+            store,
+            shutdown,
+            task,
+            http,
+        }
+    }
+
+    /// `http://127.0.0.1:PORT/v1/notify`.
+    pub fn notify_url(&self) -> String {
+        format!("http://{}/v1/notify", self.ingest)
+    }
+
+    /// POSTs a notify body with a content type and an optional bearer token.
+    pub async fn notify(
+        &self,
+        body: impl Into<reqwest::Body>,
+        content_type: &str,
+        token: Option<&str>,
+    ) -> (u16, serde_json::Value) {
+        let mut request = self
+            .http
+            .post(self.notify_url())
+            .header("content-type", content_type)
+            .body(body);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await.expect("notify request");
+        let status = response.status().as_u16();
+        let text = response.text().await.unwrap_or_default();
+        let json = serde_json::from_str(&text).unwrap_or(serde_json::Value::Null);
+        (status, json)
+    }
+
+    /// POSTs a v1 envelope with the test registry token.
+    pub async fn notify_ok(&self, body: &str) -> serde_json::Value {
+        let (status, json) = self
+            .notify(
+                body.to_owned(),
+                "application/vnd.docker.distribution.events.v1+json",
+                Some(REGISTRY_TOKEN),
+            )
+            .await;
+        assert_eq!(status, 200, "notify answered {status}: {json}");
+        json
+    }
+
+    /// GET a path on the ingest address.
+    pub async fn get(&self, path: &str) -> (u16, String) {
+        let response = self
+            .http
+            .get(format!("http://{}{path}", self.ingest))
+            .send()
+            .await
+            .expect("GET");
+        (
+            response.status().as_u16(),
+            response.text().await.unwrap_or_default(),
+        )
+    }
+
+    /// Cancels the server and waits for every role to stop.
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        tokio::time::timeout(std::time::Duration::from_secs(30), self.task)
+            .await
+            .expect("server stops within 30 s")
+            .expect("server task")
+            .expect("server stops cleanly");
+    }
+}
