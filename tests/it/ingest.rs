@@ -150,14 +150,58 @@ store_test!(
             r#"{"events":[{"id":"x1","action":"push","timestamp":"2026-11-25T01:16:56Z"}]}"#;
         let oversized = format!("{{\"events\":[],\"pad\":\"{}\"}}", "x".repeat(70 * 1024));
         #[rustfmt::skip]
-    let cases: Vec<(&str, String, &str, Option<&str>, u16, &str)> = vec![
-        ("no token", good.clone(), V1, None, 401, "missing `Authorization: Bearer <token>`"),
-        ("wrong token", good.clone(), V1, Some("not-the-token"), 401, "not a valid registry token"),
-        ("wrong content type", good.clone(), "text/plain", Some(REGISTRY_TOKEN), 415, "unsupported content type `text/plain`"),
-        ("malformed JSON", "{\"events\": [".into(), V1, Some(REGISTRY_TOKEN), 400, "malformed JSON"),
-        ("no events array", "{\"foo\": 1}".into(), V1, Some(REGISTRY_TOKEN), 400, "no `events` array"),
-        ("oversized body", oversized, V1, Some(REGISTRY_TOKEN), 413, "larger than 65536 bytes"),
-    ];
+    // (case, body, content type, token, status, reason)
+    type Case<'a> = (&'a str, String, &'a str, Option<&'a str>, u16, &'a str);
+        let cases: Vec<Case> = vec![
+            (
+                "no token",
+                good.clone(),
+                V1,
+                None,
+                401,
+                "missing `Authorization: Bearer <token>`",
+            ),
+            (
+                "wrong token",
+                good.clone(),
+                V1,
+                Some("not-the-token"),
+                401,
+                "not a valid registry token",
+            ),
+            (
+                "wrong content type",
+                good.clone(),
+                "text/plain",
+                Some(REGISTRY_TOKEN),
+                415,
+                "unsupported content type `text/plain`",
+            ),
+            (
+                "malformed JSON",
+                "{\"events\": [".into(),
+                V1,
+                Some(REGISTRY_TOKEN),
+                400,
+                "malformed JSON",
+            ),
+            (
+                "no events array",
+                "{\"foo\": 1}".into(),
+                V1,
+                Some(REGISTRY_TOKEN),
+                400,
+                "no `events` array",
+            ),
+            (
+                "oversized body",
+                oversized,
+                V1,
+                Some(REGISTRY_TOKEN),
+                413,
+                "larger than 65536 bytes",
+            ),
+        ];
         for (name, body, content_type, token, status, reason) in cases {
             let (got, json) = server.notify(body, content_type, token).await;
             assert_eq!(got, status, "{name}: {json}");
