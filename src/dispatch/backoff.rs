@@ -165,8 +165,14 @@ mod tests {
     #[test]
     fn retry_after_is_capped_and_floored() {
         let p = policy();
-        assert_eq!(p.next(1, Some(secs(86_400)), 0.0), Decision::RetryIn(secs(600)));
-        assert_eq!(p.next(1, Some(Duration::ZERO), 0.0), Decision::RetryIn(secs(1)));
+        assert_eq!(
+            p.next(1, Some(secs(86_400)), 0.0),
+            Decision::RetryIn(secs(600))
+        );
+        assert_eq!(
+            p.next(1, Some(Duration::ZERO), 0.0),
+            Decision::RetryIn(secs(1))
+        );
         assert_eq!(
             p.next(1, Some(Duration::from_millis(300)), 0.0),
             Decision::RetryIn(secs(1))
@@ -216,7 +222,10 @@ mod tests {
     #[test]
     fn past_dates_and_negative_values_are_none() {
         let now = SystemTime::UNIX_EPOCH + secs(1_445_412_480 + 1);
-        assert_eq!(parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", now), None);
+        assert_eq!(
+            parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", now),
+            None
+        );
         assert_eq!(parse_retry_after("-5", now), None);
     }
 

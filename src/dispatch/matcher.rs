@@ -310,3 +310,465 @@ impl std::fmt::Debug for Matcher {
     }
 }
 
+#[cfg(test)]
+mod tests {
+    use std::collections::{BTreeMap, BTreeSet};
+
+    use super::*;
+    use crate::secret::Secret;
+    use crate::store::WebhookSecret;
+
+    const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
+    fn strings(items: &[&str]) -> Vec<String> {
+        items.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    fn webhook(id: &str, namespace: &str) -> Webhook {
+        Webhook {
+            id: id.into(),
+            namespace: namespace.into(),
+            name: id.into(),
+            url: "https://example.com/hook".into(),
+            event_types: vec![],
+            repositories: vec![],
+            tags: vec![],
+            format: "hookline".into(),
+            headers: BTreeMap::new(),
+            ordered: false,
+            enabled: true,
+            disabled_reason: None,
+            failing_since: None,
+            created_at: 0,
+            updated_at: 0,
+        }
+    }
+
+    fn with_secrets(webhook: Webhook, secrets: &[&str]) -> WebhookWithSecrets {
+        WebhookWithSecrets {
+            webhook,
+            secrets: secrets
+                .iter()
+                .enumerate()
+                .map(|(i, s)| WebhookSecret {
+                    id: format!("sec_{i}"),
+                    secret: Secret::new(*s),
+                    created_at: 0,
+                    expires_at: None,
+                })
+                .collect(),
+        }
+    }
+
+    fn hook(id: &str, namespace: &str) -> WebhookWithSecrets {
+        with_secrets(webhook(id, namespace), &[SECRET])
+    }
+
+    fn filtered(
+        id: &str,
+        namespace: &str,
+        types: &[&str],
+        repos: &[&str],
+        tags: &[&str],
+    ) -> WebhookWithSecrets {
+        let mut w = webhook(id, namespace);
+        w.event_types = strings(types);
+        w.repositories = strings(repos);
+        w.tags = strings(tags);
+        with_secrets(w, &[SECRET])
+    }
+
+    fn event(kind: EventType, repository: &str, tag: Option<&str>) -> Event {
+        Event {
+            id: "evt_1".into(),
+            source: "default".into(),
+            registry_event_id: "r1".into(),
+            kind,
+            repository: repository.into(),
+            tag: tag.map(Into::into),
+            digest: None,
+            media_type: None,
+            size: None,
+            references: vec![],
+            url: None,
+            from_repository: None,
+            actor: None,
+            registry_host: None,
+            source_addr: None,
+            source_instance_id: None,
+            request_id: None,
+            request_useragent: None,
+            request_addr: None,
+            request_method: None,
+            timestamp: None,
+            received_at: 0,
+            original: serde_json::Value::Null,
+        }
+    }
+
+    fn pushed(repository: &str, tag: Option<&str>) -> Event {
+        event(EventType::ImagePushed, repository, tag)
+    }
+
+    fn ids(matches: Vec<Arc<CompiledWebhook>>) -> BTreeSet<String> {
+        matches.iter().map(|w| w.webhook.id.clone()).collect()
+    }
+
+    fn set(items: &[&str]) -> BTreeSet<String> {
+        items.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    fn filters(types: &[&str], repos: &[&str], tags: &[&str]) -> Filters {
+        compile_filters(&strings(types), &strings(repos), &strings(tags)).expect("valid filters")
+    }
+
+    #[test]
+    fn namespace_holds_itself_and_below_but_not_lookalikes() {
+        let m = Matcher::new(vec![hook("wh_acme", "acme")]);
+        for repo in ["acme", "acme/app", "acme/tools/app"] {
+            assert_eq!(
+                ids(m.matching(&pushed(repo, None))),
+                set(&["wh_acme"]),
+                "{repo}"
+            );
+        }
+        for repo in [
+            "acmecorp/app",
+            "acmecorp",
+            "acm",
+            "other/acme/app",
+            "xacme/app",
+        ] {
+            assert!(m.matching(&pushed(repo, None)).is_empty(), "{repo}");
+        }
+    }
+
+    #[test]
+    fn admin_wide_namespace_gets_every_repository() {
+        let m = Matcher::new(vec![hook("wh_admin", ""), hook("wh_acme", "acme")]);
+        assert_eq!(
+            ids(m.matching(&pushed("zeta/app", None))),
+            set(&["wh_admin"])
+        );
+        assert_eq!(ids(m.matching(&pushed("solo", None))), set(&["wh_admin"]));
+        assert_eq!(
+            ids(m.matching(&pushed("acme/app", None))),
+            set(&["wh_admin", "wh_acme"])
+        );
+    }
+
+    #[test]
+    fn nested_namespaces_each_get_their_share() {
+        let m = Matcher::new(vec![
+            hook("wh_acme", "acme"),
+            hook("wh_tools", "acme/tools"),
+            hook("wh_deep", "acme/tools/app"),
+        ]);
+        assert_eq!(
+            ids(m.matching(&pushed("acme/tools/app", None))),
+            set(&["wh_acme", "wh_tools", "wh_deep"])
+        );
+        assert_eq!(
+            ids(m.matching(&pushed("acme/tools/lib", None))),
+            set(&["wh_acme", "wh_tools"])
+        );
+        assert_eq!(
+            ids(m.matching(&pushed("acme/toolsx/app", None))),
+            set(&["wh_acme"])
+        );
+        assert_eq!(
+            ids(m.matching(&pushed("acme/app", None))),
+            set(&["wh_acme"])
+        );
+    }
+
+    #[test]
+    fn results_go_from_outermost_namespace_inwards() {
+        let m = Matcher::new(vec![
+            hook("wh_deep", "a/b"),
+            hook("wh_mid", "a"),
+            hook("wh_admin", ""),
+        ]);
+        let order: Vec<String> = m
+            .matching(&pushed("a/b/c", None))
+            .iter()
+            .map(|w| w.webhook.id.clone())
+            .collect();
+        assert_eq!(order, ["wh_admin", "wh_mid", "wh_deep"]);
+    }
+
+    #[test]
+    fn candidate_namespaces_are_every_slash_prefix() {
+        let c: Vec<&str> = candidate_namespaces("acme/tools/app").collect();
+        assert_eq!(c, ["", "acme", "acme/tools", "acme/tools/app"]);
+        assert_eq!(
+            candidate_namespaces("solo").collect::<Vec<_>>(),
+            ["", "solo"]
+        );
+        assert_eq!(candidate_namespaces("").collect::<Vec<_>>(), [""]);
+    }
+
+    #[test]
+    fn empty_event_types_mean_every_non_blob_type_but_ping() {
+        let f = filters(&[], &[], &[]);
+        for kind in EventType::ALL {
+            let want = !kind.is_blob() && kind != EventType::Ping;
+            assert_eq!(f.matches(&event(kind, "acme/app", None)), want, "{kind}");
+        }
+    }
+
+    #[test]
+    fn listed_event_types_are_the_only_ones() {
+        let f = filters(&["image.deleted", "repository.deleted"], &[], &[]);
+        assert!(f.matches(&event(EventType::ImageDeleted, "a/b", None)));
+        assert!(f.matches(&event(EventType::RepositoryDeleted, "a/b", None)));
+        assert!(!f.matches(&event(EventType::ImagePushed, "a/b", None)));
+        assert!(!f.matches(&event(EventType::BlobPushed, "a/b", None)));
+    }
+
+    #[test]
+    fn blob_types_only_when_listed() {
+        let f = filters(&["blob.pushed", "image.pushed"], &[], &[]);
+        assert!(f.matches(&event(EventType::BlobPushed, "a/b", None)));
+        assert!(f.matches(&event(EventType::ImagePushed, "a/b", None)));
+        assert!(!f.matches(&event(EventType::BlobPulled, "a/b", None)));
+        assert!(!f.matches(&event(EventType::BlobMounted, "a/b", None)));
+        let m = Matcher::new(vec![
+            filtered("wh_blob", "a", &["blob.pulled"], &[], &[]),
+            hook("wh_plain", "a"),
+        ]);
+        assert_eq!(
+            ids(m.matching(&event(EventType::BlobPulled, "a/b", None))),
+            set(&["wh_blob"])
+        );
+    }
+
+    #[test]
+    fn ping_is_never_fanned_out() {
+        let m = Matcher::new(vec![
+            hook("wh_all", ""),
+            filtered("wh_ping", "a", &["ping"], &[], &[]),
+        ]);
+        assert!(m.matching(&event(EventType::Ping, "a/b", None)).is_empty());
+        let wh = m.get("wh_ping").expect("indexed");
+        assert!(!wh.wants(&event(EventType::Ping, "a/b", None)));
+    }
+
+    #[test]
+    fn single_star_stays_in_one_segment_and_double_star_crosses() {
+        let one = filters(&[], &["acme/*"], &[]);
+        assert!(one.matches(&pushed("acme/app", None)));
+        assert!(!one.matches(&pushed("acme/tools/app", None)));
+        assert!(!one.matches(&pushed("acme", None)));
+        let any = filters(&[], &["acme/**"], &[]);
+        assert!(any.matches(&pushed("acme/app", None)));
+        assert!(any.matches(&pushed("acme/tools/app", None)));
+        let q = filters(&[], &["acme/app?"], &[]);
+        assert!(q.matches(&pushed("acme/app1", None)));
+        assert!(!q.matches(&pushed("acme/app/", None)));
+        assert!(!q.matches(&pushed("acme/app", None)));
+    }
+
+    #[test]
+    fn repository_globs_match_the_full_path_and_any_one_suffices() {
+        let f = filters(&[], &["acme/web", "acme/*/api"], &[]);
+        assert!(f.matches(&pushed("acme/web", None)));
+        assert!(f.matches(&pushed("acme/billing/api", None)));
+        assert!(!f.matches(&pushed("acme/web2", None)));
+        assert!(!f.matches(&pushed("x/acme/web", None)));
+        assert!(!f.matches(&pushed("acme/billing/api/v2", None)));
+    }
+
+    #[test]
+    fn tag_globs_need_a_matching_tag() {
+        let f = filters(&[], &[], &["1.*", "v[0-9]*", "latest"]);
+        for tag in ["1.2", "1.2.3", "v3", "v10-rc1", "latest"] {
+            assert!(f.matches(&pushed("a/b", Some(tag))), "{tag}");
+        }
+        for tag in ["2.0", "vx", "latest2", "11.0"] {
+            assert!(!f.matches(&pushed("a/b", Some(tag))), "{tag}");
+        }
+        assert!(!f.matches(&pushed("a/b", None)), "tagless event");
+        assert!(!filters(&[], &[], &["*"]).matches(&pushed("a/b", None)));
+    }
+
+    #[test]
+    fn no_tag_filter_takes_tagged_and_tagless_events() {
+        let f = filters(&[], &[], &[]);
+        assert!(f.matches(&pushed("a/b", None)));
+        assert!(f.matches(&pushed("a/b", Some("anything"))));
+    }
+
+    #[test]
+    fn bad_filters_name_the_field() {
+        let err = compile_filters(&[], &strings(&["acme/[abc"]), &[]).expect_err("bad");
+        assert_eq!(err.field(), "repositories");
+        assert!(matches!(&err, FilterError::BadGlob { pattern, .. } if pattern == "acme/[abc"));
+        assert!(
+            err.to_string().starts_with("repositories: invalid glob"),
+            "{err}"
+        );
+
+        let err = compile_filters(&[], &[], &strings(&["1.*", "{a,b"])).expect_err("bad");
+        assert_eq!(err.field(), "tags");
+        assert!(err.to_string().contains("{a,b"), "{err}");
+
+        let err = compile_filters(&[], &[], &strings(&[""])).expect_err("empty");
+        assert_eq!(err.field(), "tags");
+
+        let err = compile_filters(&strings(&["image.pushed", "image.exploded"]), &[], &[])
+            .expect_err("unknown");
+        assert_eq!(err, FilterError::UnknownEventType("image.exploded".into()));
+        assert_eq!(err.field(), "event_types");
+    }
+
+    #[test]
+    fn skips_invalid_and_disabled_webhooks() {
+        let mut disabled = webhook("wh_off", "a");
+        disabled.enabled = false;
+        let m = Matcher::new(vec![
+            hook("wh_ok", "a"),
+            filtered("wh_bad", "a", &[], &["a/[x"], &[]),
+            filtered("wh_unknown", "a", &["nope"], &[], &[]),
+            with_secrets(disabled, &[SECRET]),
+        ]);
+        assert_eq!(m.len(), 1);
+        assert!(!m.is_empty());
+        assert!(m.get("wh_ok").is_some());
+        assert!(m.get("wh_bad").is_none() && m.get("wh_off").is_none());
+        assert_eq!(ids(m.matching(&pushed("a/b", None))), set(&["wh_ok"]));
+        assert!(Matcher::new(vec![]).is_empty());
+    }
+
+    #[test]
+    fn keys_keep_order_and_skip_undecodable_secrets() {
+        let m = Matcher::new(vec![with_secrets(
+            webhook("wh_1", "a"),
+            &["whsec_aGVsbG8=", "whsec_not*base64", "d29ybGQ="],
+        )]);
+        let wh = m.get("wh_1").expect("compiled");
+        assert_eq!(wh.keys, vec![b"hello".to_vec(), b"world".to_vec()]);
+        let shown = format!("{wh:?}");
+        assert!(!shown.contains("104, 101"), "{shown}");
+    }
+
+    #[test]
+    fn wants_checks_namespace_and_filters() {
+        let m = Matcher::new(vec![filtered("wh_1", "acme", &[], &["acme/*"], &["1.*"])]);
+        let wh = m.get("wh_1").expect("compiled");
+        assert!(wh.wants(&pushed("acme/app", Some("1.0"))));
+        assert!(!wh.wants(&pushed("acme/app", Some("2.0"))));
+        assert!(!wh.wants(&pushed("acmecorp/app", Some("1.0"))));
+    }
+
+    /// 5,000 webhooks over 1,000 namespaces (with `t1`/`t10`/`t100` prefix traps and nested
+    /// `tN/team` tenants); every answer is checked against a brute-force scan.
+    #[test]
+    fn thousands_of_webhooks_match_exactly() {
+        let namespaces: Vec<String> = (0..1000)
+            .map(|i| match i {
+                0 => String::new(),
+                1..800 => format!("t{i}"),
+                _ => format!("t{}/team", i - 800),
+            })
+            .collect();
+        let mut all = Vec::new();
+        for j in 0..5000 {
+            let ns = &namespaces[j % 1000];
+            let id = format!("wh_{j}");
+            let app = format!("{ns}/app*");
+            let deep = format!("{ns}/**");
+            all.push(match j / 1000 {
+                0 => hook(&id, ns),
+                1 => filtered(&id, ns, &["image.deleted"], &[], &[]),
+                2 if !ns.is_empty() => filtered(&id, ns, &[], &[&app], &[]),
+                3 => filtered(&id, ns, &[], &[], &["1.*"]),
+                4 if !ns.is_empty() => {
+                    filtered(&id, ns, &["blob.pushed", "image.pushed"], &[&deep], &[])
+                }
+                _ => hook(&id, ns),
+            });
+        }
+        let m = Matcher::new(all);
+        assert_eq!(m.len(), 5000);
+
+        // The rules, restated independently of the globs.
+        let expect = |e: &Event| -> BTreeSet<String> {
+            (0..5000)
+                .filter(|&j| {
+                    let ns = &namespaces[j % 1000];
+                    let repo = e.repository.as_str();
+                    let in_ns = ns.is_empty() || repo == ns || repo.starts_with(&format!("{ns}/"));
+                    let default_type =
+                        matches!(e.kind, EventType::ImagePushed | EventType::ImageDeleted);
+                    let below = repo.strip_prefix(&format!("{ns}/"));
+                    in_ns
+                        && match j / 1000 {
+                            1 => e.kind == EventType::ImageDeleted,
+                            2 if !ns.is_empty() => {
+                                default_type
+                                    && below
+                                        .is_some_and(|r| r.starts_with("app") && !r.contains('/'))
+                            }
+                            3 => {
+                                default_type
+                                    && e.tag.as_deref().is_some_and(|t| t.starts_with("1."))
+                            }
+                            4 if !ns.is_empty() => {
+                                matches!(e.kind, EventType::BlobPushed | EventType::ImagePushed)
+                                    && below.is_some()
+                            }
+                            _ => default_type,
+                        }
+                })
+                .map(|j| format!("wh_{j}"))
+                .collect()
+        };
+
+        let repos = [
+            "t1",
+            "t1/app",
+            "t1/app2",
+            "t1/lib",
+            "t1/lib/app",
+            "t10/app",
+            "t100/app",
+            "t1/team",
+            "t1/team/app",
+            "t1/team/app1/x",
+            "t199/team/apple",
+            "t799/app",
+            "t800/app",
+            "nobody/app",
+            "t5/teamx/app",
+        ];
+        let kinds = [
+            EventType::ImagePushed,
+            EventType::ImageDeleted,
+            EventType::BlobPushed,
+            EventType::BlobPulled,
+            EventType::Ping,
+        ];
+        let mut total = 0;
+        for repo in repos {
+            for kind in kinds {
+                for tag in [None, Some("1.2"), Some("2.0")] {
+                    let e = event(kind, repo, tag);
+                    let got = m.matching(&e);
+                    assert_eq!(got.len(), ids(got.clone()).len(), "no duplicates");
+                    let want = if kind == EventType::Ping {
+                        BTreeSet::new()
+                    } else {
+                        expect(&e)
+                    };
+                    assert_eq!(ids(got), want, "{kind} {repo} {tag:?}");
+                    total += want.len();
+                }
+            }
+        }
+        assert!(
+            total > 100,
+            "the scenario should exercise real matches, got {total}"
+        );
+    }
+}

@@ -69,13 +69,7 @@ pub fn sign(key: &[u8], msg_id: &str, timestamp: i64, body: &[u8]) -> String {
     let timestamp = timestamp.to_string();
     let mac = hmac_sha256(
         key,
-        &[
-            msg_id.as_bytes(),
-            b".",
-            timestamp.as_bytes(),
-            b".",
-            body,
-        ],
+        &[msg_id.as_bytes(), b".", timestamp.as_bytes(), b".", body],
     );
     format!("v1,{}", STANDARD.encode(mac))
 }
