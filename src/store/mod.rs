@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::event::Event;
 pub use types::*;
-pub(crate) use types::{WebhookRow, decode_event, group_secrets, last_error, next_state_columns};
+pub(crate) use types::{WebhookRow, group_secrets, last_error, next_state_columns};
 pub use wake::Wake;
 
 /// Why a storage call failed.
@@ -148,10 +148,13 @@ pub trait Events: Send + Sync {
     async fn recent_events(&self, limit: i64) -> Result<Vec<Event>, StoreError>;
     /// Takes up to `limit` events not yet fanned out, asks `plan` which deliveries each
     /// needs, enqueues them and marks the events fanned out, all in one transaction.
+    /// `plan` was built from `webhooks_revision`; if webhooks changed since, nothing is
+    /// done and the report says `stale`: rebuild the plan and call again.
     async fn fan_out(
         &self,
         limit: i64,
         now: i64,
+        webhooks_revision: i64,
         plan: &Planner,
     ) -> Result<FanOutReport, StoreError>;
 }

@@ -222,6 +222,8 @@ pub struct FanOutReport {
     pub events: usize,
     /// Deliveries created.
     pub deliveries: usize,
+    /// Webhooks changed since the plan was built: nothing was done.
+    pub stale: bool,
 }
 
 /// A request to claim due work.
@@ -393,8 +395,8 @@ pub(crate) fn group_secrets(
         .collect()
 }
 
-/// Decodes an `events.body` column.
-pub(crate) fn decode_event(body: &str) -> Result<crate::event::Event, super::StoreError> {
+/// Decodes an `events.body` column (also a claimed delivery's event body).
+pub fn decode_event(body: &str) -> Result<crate::event::Event, super::StoreError> {
     serde_json::from_str(body).map_err(|source| super::StoreError::Corrupt {
         table: "events",
         source,

@@ -1,7 +1,9 @@
 //! Integration tests: one binary (see STYLE.md).
 
+mod dispatch;
 mod harness;
 mod ingest;
 mod pg_selftest;
 mod registry_selftest;
+mod replicas;
 mod store_contract;

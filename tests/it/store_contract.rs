@@ -258,12 +258,27 @@ store_test!(fan_out_creates_deliveries_once, async |db: &TestDb| {
             ordering_key: None,
         }]
     };
-    let first = store.fan_out(3, T0, &plan).await.expect("fan out");
+    let first = store.fan_out(3, T0, 0, &plan).await.expect("fan out");
     assert_eq!((first.events, first.deliveries), (3, 3));
-    let second = store.fan_out(100, T0, &plan).await.expect("fan out");
+    let second = store.fan_out(100, T0, 0, &plan).await.expect("fan out");
     assert_eq!((second.events, second.deliveries), (2, 2));
-    let third = store.fan_out(100, T0, &plan).await.expect("fan out");
+    let third = store.fan_out(100, T0, 0, &plan).await.expect("fan out");
     assert_eq!((third.events, third.deliveries), (0, 0));
+    // A plan built before a webhook change is refused, and nothing is taken.
+    store
+        .insert_events(&[event("main", "r-late", "acme/app", None)])
+        .await
+        .expect("insert");
+    let (wh, secret) = webhook("acme", "http://127.0.0.1:9/");
+    store.insert_webhook(&wh, &secret).await.expect("webhook");
+    let stale = store.fan_out(100, T0, 0, &plan).await.expect("fan out");
+    assert!(stale.stale && stale.events == 0, "{stale:?}");
+    let revision = store.webhooks_revision().await.expect("revision");
+    let fresh = store
+        .fan_out(100, T0, revision, &plan)
+        .await
+        .expect("fan out");
+    assert_eq!((fresh.events, fresh.stale), (1, false));
     for e in &events {
         assert_eq!(
             store

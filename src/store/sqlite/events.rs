@@ -68,6 +68,7 @@ impl Events for SqliteBackend {
         &self,
         limit: i64,
         now: i64,
+        webhooks_revision: i64,
         plan: &Planner,
     ) -> Result<FanOutReport, StoreError> {
         let mut tx = self.write().await?;
@@ -80,9 +81,20 @@ impl Events for SqliteBackend {
         if pending.is_empty() {
             return Ok(FanOutReport::default());
         }
+        // Read after taking the events: every webhook committed before them is counted.
+        let revision: i64 =
+            sqlx::query_scalar("SELECT value FROM store_meta WHERE key = 'webhooks_revision'")
+                .fetch_one(&mut *tx)
+                .await?;
+        if revision != webhooks_revision {
+            return Ok(FanOutReport {
+                stale: true,
+                ..FanOutReport::default()
+            });
+        }
         let mut report = FanOutReport {
             events: pending.len(),
-            deliveries: 0,
+            ..FanOutReport::default()
         };
         for (seq, body) in &pending {
             let deliveries = match decode_event(body) {

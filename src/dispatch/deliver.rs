@@ -1,0 +1,280 @@
+//! One delivery: render, sign, send, decide what happens next, hand the result over.
+//!
+//! The decision: 2xx completes; 410 Gone fails the delivery and disables the webhook;
+//! anything else (other statuses, transport errors, timeouts, 3xx: redirects are not
+//! followed) is rescheduled per the retry policy, honouring `Retry-After` on 429/503,
+//! until the schedule runs out. Failures feed the webhook's circuit breaker and its
+//! "failing since" clock, which disables it after `disable_after`.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio_util::sync::CancellationToken;
+
+use super::backoff::Decision;
+use super::client::{self, Outgoing};
+use super::matcher::CompiledWebhook;
+use super::recorder::Outcome;
+use super::{Dispatcher, lock, payload, sign};
+use crate::store::{AttemptRecord, ClaimedDelivery, Finished, NextState, decode_event, now_ms};
+
+/// How an attempt ended, for the attempt log and metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Verdict {
+    Succeeded,
+    Retry,
+    Failed,
+    /// 410 Gone: the webhook is disabled.
+    Gone,
+}
+
+impl Verdict {
+    fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Succeeded => "succeeded",
+            Verdict::Retry => "retry",
+            Verdict::Failed => "failed",
+            Verdict::Gone => "disabled",
+        }
+    }
+}
+
+impl Dispatcher {
+    /// Delivers one claimed delivery. Cancelled only at the end of the shutdown grace
+    /// period: then nothing is recorded and its lease is released by the caller.
+    pub(super) async fn deliver(
+        self: Arc<Self>,
+        webhook: Arc<CompiledWebhook>,
+        delivery: ClaimedDelivery,
+        cancel: CancellationToken,
+    ) {
+        let webhook_id = webhook.webhook.id.clone();
+        let ordered = delivery.ordering_key.is_some();
+        let event = match delivery.event_body.as_deref().map(decode_event) {
+            Some(Ok(event)) => event,
+            Some(Err(error)) => {
+                tracing::error!(delivery_id = %delivery.lease.delivery_id, %error, "stored event does not decode");
+                self.finish_slot(&webhook_id);
+                return self
+                    .give_up_unsent(delivery, "the stored event cannot be decoded")
+                    .await;
+            }
+            None => {
+                self.finish_slot(&webhook_id);
+                return self
+                    .give_up_unsent(delivery, "the event is no longer stored")
+                    .await;
+            }
+        };
+        if webhook.keys.is_empty() {
+            // Never send unsigned: receivers could not tell us from a forger.
+            self.finish_slot(&webhook_id);
+            return self
+                .give_up_unsent(delivery, "the webhook has no usable signing secret")
+                .await;
+        }
+        let body = payload::render(&webhook.webhook.format, &event);
+        let timestamp = now_ms() / 1000;
+        let delivery_id = delivery.lease.delivery_id.clone();
+        let signature = sign::signature_header(&webhook.keys, &delivery_id, timestamp, &body.body);
+        let out = Outgoing {
+            url: &webhook.webhook.url,
+            content_type: body.content_type,
+            custom_headers: &webhook.webhook.headers,
+            signature_headers: vec![
+                ("webhook-id", delivery_id.clone()),
+                ("webhook-timestamp", timestamp.to_string()),
+                ("webhook-signature", signature),
+            ],
+            body: body.body,
+        };
+        let response = tokio::select! {
+            response = client::send(&self.client, out, self.config.response_body_limit) => response,
+            _ = cancel.cancelled() => {
+                self.finish_slot(&webhook_id);
+                return;
+            }
+        };
+        metrics::histogram!("hookline_attempt_seconds").record(response.duration.as_secs_f64());
+
+        let attempts_made = delivery.attempts + 1;
+        let now = now_ms();
+        let success = response.status.is_some_and(|s| (200..300).contains(&s));
+        let (verdict, next) = if success {
+            (Verdict::Succeeded, NextState::Succeeded)
+        } else if response.status == Some(410) {
+            (Verdict::Gone, NextState::Failed)
+        } else {
+            let decision = self.policy.next(
+                u32::try_from(attempts_made).unwrap_or(u32::MAX),
+                response.retry_after,
+                rand::random::<f64>(),
+            );
+            match decision {
+                Decision::RetryIn(delay) => (
+                    Verdict::Retry,
+                    NextState::RetryAt(now + delay.as_millis() as i64),
+                ),
+                Decision::GiveUp => (Verdict::Failed, NextState::Failed),
+            }
+        };
+        metrics::counter!("hookline_attempts_total", "outcome" => verdict.as_str()).increment(1);
+        if matches!(next, NextState::Succeeded | NextState::Failed) {
+            let outcome = if success { "succeeded" } else { "failed" };
+            metrics::counter!("hookline_deliveries_total", "outcome" => outcome).increment(1);
+        }
+        tracing::debug!(%delivery_id, webhook_id = %webhook_id, status = ?response.status, error = ?response.error, outcome = verdict.as_str(), "attempt");
+
+        self.track_health(&webhook, success, verdict, now).await;
+        let attempt = AttemptRecord {
+            id: crate::ids::new_id("att"),
+            delivery_id: delivery_id.clone(),
+            number: attempts_made,
+            started_at: response.started_at,
+            duration_ms: response.duration.as_millis() as i64,
+            status_code: response.status.map(i64::from),
+            response_headers: response.headers,
+            response_body: response.body,
+            error: response.error,
+            outcome: verdict.as_str().into(),
+        };
+        self.hand_over(
+            Finished {
+                lease: delivery.lease,
+                attempt,
+                next,
+            },
+            ordered,
+        )
+        .await;
+        self.finish_slot(&webhook_id);
+    }
+
+    /// Circuit breaker, "failing since" clock, and disabling the webhook when it is gone
+    /// or has failed for too long.
+    async fn track_health(
+        &self,
+        webhook: &CompiledWebhook,
+        success: bool,
+        verdict: Verdict,
+        now: i64,
+    ) {
+        let id = &webhook.webhook.id;
+        let (transition, disable) = {
+            let mut shared = lock(&self.shared);
+            let known = *shared
+                .failing_since
+                .entry(id.clone())
+                .or_insert(webhook.webhook.failing_since);
+            if success {
+                shared.circuits.on_success(id);
+                shared.failing_since.insert(id.clone(), None);
+                (known.is_some().then_some(None), None)
+            } else {
+                if shared.circuits.on_failure(id, Instant::now()) {
+                    tracing::warn!(webhook_id = %id, "circuit opened: holding this webhook's deliveries for the cool-down");
+                }
+                match known {
+                    None => {
+                        shared.failing_since.insert(id.clone(), Some(now));
+                        (Some(Some(now)), None)
+                    }
+                    Some(since) if now - since >= self.config.disable_after.as_millis() as i64 => {
+                        let reason = format!(
+                            "failing continuously since {} (longer than {})",
+                            payload::rfc3339(since),
+                            humantime::format_duration(self.config.disable_after)
+                        );
+                        (None, Some(reason))
+                    }
+                    Some(_) => (None, None),
+                }
+            }
+        };
+        let disable = if verdict == Verdict::Gone {
+            Some(format!(
+                "the receiver answered 410 Gone at {}",
+                payload::rfc3339(now)
+            ))
+        } else {
+            disable
+        };
+        if let Some(since) = transition
+            && let Err(error) = self.store.set_failing_since(id, since).await
+        {
+            tracing::warn!(webhook_id = %id, %error, "could not record the webhook's failure clock");
+        }
+        if let Some(reason) = disable {
+            match self.store.disable_webhook(id, &reason, now).await {
+                Ok(()) => {
+                    metrics::counter!("hookline_webhooks_disabled_total").increment(1);
+                    tracing::warn!(webhook_id = %id, %reason, "webhook disabled");
+                }
+                Err(error) => {
+                    tracing::warn!(webhook_id = %id, %error, "could not disable the webhook")
+                }
+            }
+        }
+    }
+
+    /// Fails a delivery that was never sent, recording why as its attempt.
+    pub(super) async fn give_up_unsent(&self, delivery: ClaimedDelivery, reason: &str) {
+        let ordered = delivery.ordering_key.is_some();
+        let attempt = AttemptRecord {
+            id: crate::ids::new_id("att"),
+            delivery_id: delivery.lease.delivery_id.clone(),
+            number: delivery.attempts + 1,
+            started_at: now_ms(),
+            duration_ms: 0,
+            status_code: None,
+            response_headers: None,
+            response_body: None,
+            error: Some(format!("not sent: {reason}")),
+            outcome: Verdict::Failed.as_str().into(),
+        };
+        metrics::counter!("hookline_deliveries_total", "outcome" => "failed").increment(1);
+        tracing::warn!(delivery_id = %delivery.lease.delivery_id, webhook_id = %delivery.webhook_id, reason, "delivery failed without sending");
+        lock(&self.shared)
+            .leases
+            .insert(delivery.lease.delivery_id.clone(), delivery.lease.clone());
+        self.hand_over(
+            Finished {
+                lease: delivery.lease,
+                attempt,
+                next: NextState::Failed,
+            },
+            ordered,
+        )
+        .await;
+    }
+
+    /// Passes a result to the recorder; from then on the recorder owns the lease.
+    async fn hand_over(&self, finished: Finished, ordered: bool) {
+        let delivery_id = finished.lease.delivery_id.clone();
+        if self
+            .results
+            .send(Outcome { finished, ordered })
+            .await
+            .is_err()
+        {
+            tracing::error!(%delivery_id, "recorder is gone; the lease will expire and the delivery go out again");
+        }
+        lock(&self.shared).leases.remove(&delivery_id);
+    }
+
+    /// Frees the request slot and lets the loop claim more.
+    fn finish_slot(&self, webhook_id: &str) {
+        {
+            let mut shared = lock(&self.shared);
+            if let Some(n) = shared.in_flight.get_mut(webhook_id) {
+                *n -= 1;
+                if *n == 0 {
+                    shared.in_flight.remove(webhook_id);
+                }
+            }
+            shared.total = shared.total.saturating_sub(1);
+        }
+        metrics::gauge!("hookline_requests_in_flight").decrement(1.0);
+        self.slot_freed.notify_one();
+    }
+}
