@@ -1,0 +1,685 @@
+//! hookline end-to-end benchmark: `cargo bench --bench e2e [-- --quick] [-- --backend sqlite|postgres]`.
+//!
+//! Starts the release `hookline` binary against SQLite, then PostgreSQL, with a fast
+//! receiver on 127.0.0.1, and drives bounded load through the real notify endpoint.
+//! Every figure that matters is a ratio taken in the same run (these machines are noisy):
+//! hookline's delivery rate against `wrk`'s raw rate on the same receiver. Loopback only;
+//! every loop is bounded in count and time. Prints a Markdown table for BENCHMARKS.md.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::extract::State;
+use hookline::store::{self, OpenOptions, Store, Webhook, WebhookSecret};
+
+const TOKEN: &str = "bench-registry-token";
+const SECRET: &str = "whsec_dGVzdHNlY3JldHRlc3RzZWNyZXR0ZXN0c2VjcmV0";
+/// Hard cap on any single wait, so the whole run stays bounded.
+const WAIT_CAP: Duration = Duration::from_secs(120);
+
+type Error = Box<dyn std::error::Error + Send + Sync>;
+
+#[derive(Clone, Copy)]
+struct Scale {
+    deliveries: usize,
+    latency_rate: u64,
+    latency_secs: u64,
+    backlog_big: usize,
+    backlog_probe: usize,
+    wrk_secs: u64,
+}
+
+const FULL: Scale = Scale {
+    deliveries: 20_000,
+    latency_rate: 200,
+    latency_secs: 20,
+    backlog_big: 1_000_000,
+    backlog_probe: 10_000,
+    wrk_secs: 5,
+};
+const QUICK: Scale = Scale {
+    deliveries: 2_000,
+    latency_rate: 100,
+    latency_secs: 3,
+    backlog_big: 50_000,
+    backlog_probe: 2_000,
+    wrk_secs: 2,
+};
+
+fn main() -> Result<(), Error> {
+    let args: Vec<String> = std::env::args().collect();
+    let scale = if args.iter().any(|a| a == "--quick") {
+        QUICK
+    } else {
+        FULL
+    };
+    let backends: Vec<&str> = match args.iter().position(|a| a == "--backend") {
+        Some(i) => vec![args.get(i + 1).map(String::as_str).unwrap_or("sqlite")],
+        None => vec!["sqlite", "postgres"],
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        println!("# hookline benchmark\n");
+        println!("machine: {} cores, {}", cores(), mem_total());
+        let mut report = Vec::new();
+        for backend in backends {
+            report.push(run_backend(backend, scale).await?);
+        }
+        println!("\n{}", report.join("\n"));
+        Ok(())
+    })
+}
+
+/// A receiver that answers 200 at once; counts requests and, when asked, arrival times.
+#[derive(Default)]
+struct Sink {
+    count: AtomicUsize,
+    /// request id (from the hookline payload's `request.id`) → arrival.
+    arrivals: Mutex<HashMap<String, Instant>>,
+    track: std::sync::atomic::AtomicBool,
+    /// Hang this long on requests to `/hang`.
+    hang_ms: AtomicU64,
+}
+
+async fn sink_handler(
+    State(sink): State<Arc<Sink>>,
+    uri: axum::http::Uri,
+    body: Bytes,
+) -> &'static str {
+    if uri.path() == "/hang" {
+        tokio::time::sleep(Duration::from_millis(sink.hang_ms.load(Ordering::Relaxed))).await;
+        return "ok";
+    }
+    if sink.track.load(Ordering::Relaxed)
+        && let Ok(v) = serde_json::from_slice::<serde_json::Value>(&body)
+        && let Some(id) = v["request"]["id"].as_str()
+    {
+        sink.arrivals
+            .lock()
+            .expect("lock")
+            .insert(id.to_owned(), Instant::now());
+    }
+    sink.count.fetch_add(1, Ordering::Relaxed);
+    "ok"
+}
+
+async fn start_sink() -> Result<(SocketAddr, Arc<Sink>), Error> {
+    let sink = Arc::new(Sink::default());
+    let app = axum::Router::new()
+        .fallback(sink_handler)
+        .with_state(sink.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    Ok((addr, sink))
+}
+
+/// A fresh database for one scenario.
+async fn fresh_db(backend: &str, dir: &std::path::Path, name: &str) -> Result<String, Error> {
+    match backend {
+        "sqlite" => Ok(format!(
+            "sqlite://{}",
+            dir.join(format!("{name}.db")).display()
+        )),
+        _ => {
+            let server = std::env::var("BENCH_DATABASE_URL")
+                .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+            let db = format!("hookline_bench_{name}");
+            let pool = sqlx::PgPool::connect(&server).await?;
+            sqlx::raw_sql(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
+                .execute(&pool)
+                .await?;
+            sqlx::raw_sql(&format!("CREATE DATABASE {db}"))
+                .execute(&pool)
+                .await?;
+            pool.close().await;
+            let base = server.rsplit_once('/').map(|(b, _)| b).unwrap_or(&server);
+            Ok(format!("{base}/{db}"))
+        }
+    }
+}
+
+async fn add_webhooks(url: &str, targets: &[String]) -> Result<Store, Error> {
+    let store = store::open(&OpenOptions::new(url)).await?;
+    for (i, target) in targets.iter().enumerate() {
+        let id = format!("wh_bench_{i:04}");
+        let webhook = Webhook {
+            id: id.clone(),
+            namespace: "acme".into(),
+            name: format!("bench {i}"),
+            url: target.clone(),
+            event_types: vec![],
+            repositories: vec![],
+            tags: vec![],
+            format: "hookline".into(),
+            headers: Default::default(),
+            ordered: false,
+            enabled: true,
+            disabled_reason: None,
+            failing_since: None,
+            created_at: store::now_ms(),
+            updated_at: store::now_ms(),
+        };
+        let secret = WebhookSecret {
+            id: format!("whs_bench_{i:04}"),
+            secret: hookline::secret::Secret::new(SECRET),
+            created_at: store::now_ms(),
+            expires_at: None,
+        };
+        store.insert_webhook(&webhook, &secret).await?;
+    }
+    Ok(store)
+}
+
+/// The release hookline binary, killed on drop.
+struct Hookline {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl Hookline {
+    async fn start(db: &str, roles: &str, extra: &[&str]) -> Result<Hookline, Error> {
+        let addr = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
+        let mut args = vec![
+            "serve".to_string(),
+            "--roles".into(),
+            roles.into(),
+            "--db".into(),
+            db.into(),
+            "--ingest-addr".into(),
+            addr.to_string(),
+            "--registry-token".into(),
+            TOKEN.into(),
+            "--log-level".into(),
+            "warn".into(),
+        ];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let child = Command::new(env!("CARGO_BIN_EXE_hookline"))
+            .args(&args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .spawn()?;
+        let h = Hookline { child, addr };
+        let client = reqwest::Client::new();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while client
+            .get(format!("http://{addr}/healthz"))
+            .send()
+            .await
+            .is_err()
+        {
+            if Instant::now() > deadline {
+                return Err("hookline did not start".into());
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Ok(h)
+    }
+
+    fn rss_mb(&self) -> f64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .unwrap_or_default();
+        status
+            .lines()
+            .find(|l| l.starts_with("VmRSS:"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|kb| kb.parse::<f64>().ok())
+            .map_or(0.0, |kb| kb / 1024.0)
+    }
+}
+
+impl Drop for Hookline {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn envelope(i: u64, run: &str) -> String {
+    serde_json::json!({"events": [{
+        "id": format!("{run}-{i}"),
+        "timestamp": "2026-11-25T01:16:56.986524926Z",
+        "action": "push",
+        "target": {
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "size": 345,
+            "digest": "sha256:ab09df3b044990449fbd0a7f841bbfba912842e49212a79a8e029b8370aa6fb0",
+            "length": 345,
+            "repository": "acme/app",
+            "url": "http://127.0.0.1:5000/v2/acme/app/manifests/sha256:ab09df3b044990449fbd0a7f841bbfba912842e49212a79a8e029b8370aa6fb0",
+            "tag": format!("1.{i}"),
+        },
+        "request": {"id": format!("{run}-{i}"), "addr": "127.0.0.1:1", "host": "127.0.0.1:5000", "method": "PUT", "useragent": "bench"},
+        "actor": {},
+        "source": {"addr": "bench:5000", "instanceID": "bench"}
+    }]})
+    .to_string()
+}
+
+/// POSTs `count` single-event envelopes with `concurrency` clients. Returns the commit
+/// (2xx) instant of each, by request id.
+async fn drive(
+    addr: SocketAddr,
+    run: &str,
+    count: u64,
+    concurrency: usize,
+) -> Result<HashMap<String, Instant>, Error> {
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(concurrency)
+        .build()?;
+    let next = Arc::new(AtomicU64::new(0));
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..concurrency {
+        let (client, next, run) = (client.clone(), next.clone(), run.to_owned());
+        tasks.spawn(async move {
+            let mut acks = Vec::new();
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= count {
+                    return Ok::<_, reqwest::Error>(acks);
+                }
+                let response = client
+                    .post(format!("http://{addr}/v1/notify"))
+                    .bearer_auth(TOKEN)
+                    .header(
+                        "content-type",
+                        "application/vnd.docker.distribution.events.v1+json",
+                    )
+                    .body(envelope(i, &run))
+                    .send()
+                    .await?;
+                if response.status().is_success() {
+                    acks.push((format!("{run}-{i}"), Instant::now()));
+                }
+            }
+        });
+    }
+    let mut acks = HashMap::new();
+    while let Some(joined) = tasks.join_next().await {
+        acks.extend(joined??);
+    }
+    Ok(acks)
+}
+
+async fn wait_count(sink: &Sink, target: usize, cap: Duration) -> Result<(), Error> {
+    let deadline = Instant::now() + cap;
+    while sink.count.load(Ordering::Relaxed) < target {
+        if Instant::now() > deadline {
+            return Err(format!(
+                "only {} of {target} deliveries arrived in {cap:?}",
+                sink.count.load(Ordering::Relaxed)
+            )
+            .into());
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    Ok(())
+}
+
+/// wrk's raw request rate against `url` with a body of `body_len` bytes.
+fn wrk_rate(url: &str, body_len: usize, secs: u64, dir: &std::path::Path) -> Result<f64, Error> {
+    let script = dir.join("post.lua");
+    std::fs::write(
+        &script,
+        format!(
+            "wrk.method = \"POST\"\nwrk.body = string.rep(\"x\", {body_len})\nwrk.headers[\"Content-Type\"] = \"application/json\"\n"
+        ),
+    )?;
+    let out = Command::new("wrk")
+        .args(["-t1", "-c32", &format!("-d{secs}s"), "-s"])
+        .arg(&script)
+        .arg(url)
+        .output()
+        .map_err(|e| format!("running wrk (apt-get install wrk): {e}"))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.lines()
+        .find(|l| l.starts_with("Requests/sec:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| format!("unexpected wrk output: {text}").into())
+}
+
+/// wrk posting unique single-event envelopes at the notify endpoint (ingest alone).
+fn wrk_ingest(addr: SocketAddr, secs: u64, dir: &std::path::Path) -> Result<f64, Error> {
+    let template = envelope(0, "WRKID").replace("WRKID-0", "%s");
+    let script = dir.join("ingest.lua");
+    std::fs::write(
+        &script,
+        format!(
+            "local n = 0\nlocal tpl = [==[{template}]==]\nwrk.method = \"POST\"\n\
+             wrk.headers[\"Content-Type\"] = \"application/vnd.docker.distribution.events.v1+json\"\n\
+             wrk.headers[\"Authorization\"] = \"Bearer {TOKEN}\"\n\
+             request = function()\n  n = n + 1\n  local id = string.format(\"wrk-%d\", n)\n  \
+             return wrk.format(nil, nil, nil, (tpl:gsub(\"%%s\", id)))\nend\n"
+        ),
+    )?;
+    let out = Command::new("wrk")
+        .args(["-t1", "-c16", &format!("-d{secs}s"), "-s"])
+        .arg(&script)
+        .arg(format!("http://{addr}/v1/notify"))
+        .output()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    if text.contains("Non-2xx") {
+        return Err(format!("ingest answered non-2xx under wrk: {text}").into());
+    }
+    text.lines()
+        .find(|l| l.starts_with("Requests/sec:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| format!("unexpected wrk output: {text}").into())
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.1} ms", d.as_secs_f64() * 1000.0)
+}
+
+async fn run_backend(backend: &str, scale: Scale) -> Result<String, Error> {
+    let dir = tempfile::tempdir()?;
+    let mut rows: Vec<(String, String)> = Vec::new();
+    let (sink_addr, sink) = start_sink().await?;
+    let sink_url = format!("http://{sink_addr}/hook");
+    eprintln!("[{backend}] raw receiver rate (wrk)");
+    // The same body size as hookline's payload for these events.
+    let payload_len = hookline::dispatch::payload::render("hookline", &bench_event(0))
+        .body
+        .len();
+    let raw = wrk_rate(&sink_url, payload_len, scale.wrk_secs, dir.path())?;
+    rows.push((
+        "(1) receiver raw rate, wrk c=32".into(),
+        format!("{raw:.0} req/s"),
+    ));
+    sink.count.store(0, Ordering::Relaxed);
+
+    // (7) ingest alone
+    {
+        eprintln!("[{backend}] ingest alone");
+        let db = fresh_db(backend, dir.path(), &format!("{backend}_ingest")).await?;
+        store::open(&OpenOptions::new(&db)).await?.close().await;
+        let h = Hookline::start(&db, "ingest", &[]).await?;
+        let rate = wrk_ingest(h.addr, scale.wrk_secs, dir.path())?;
+        rows.push((
+            "(7) ingest alone, single-event envelopes (wrk c=16)".into(),
+            format!("{rate:.0} /s"),
+        ));
+    }
+
+    // (2) end-to-end delivery rate with 1, 10, 100 webhooks; (6) memory
+    let mut rss_idle = 0.0;
+    let mut rss_after = 0.0;
+    for webhooks in [1usize, 10, 100] {
+        eprintln!("[{backend}] end to end, {webhooks} webhooks");
+        let db = fresh_db(backend, dir.path(), &format!("{backend}_e2e{webhooks}")).await?;
+        let targets = vec![sink_url.clone(); webhooks];
+        add_webhooks(&db, &targets).await?.close().await;
+        let h = Hookline::start(&db, "ingest,dispatcher", &[]).await?;
+        if webhooks == 1 {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            rss_idle = h.rss_mb();
+        }
+        sink.count.store(0, Ordering::Relaxed);
+        let envelopes = (scale.deliveries / webhooks) as u64;
+        let expected = envelopes as usize * webhooks;
+        let started = Instant::now();
+        drive(h.addr, &format!("e2e{webhooks}"), envelopes, 32).await?;
+        let ingested = started.elapsed();
+        wait_count(&sink, expected, WAIT_CAP).await?;
+        let elapsed = started.elapsed();
+        let rate = expected as f64 / elapsed.as_secs_f64();
+        rows.push((
+            format!("(2) end to end, {webhooks} webhook(s): {envelopes} envelopes → {expected} deliveries"),
+            format!("{rate:.0} deliveries/s = {:.0}% of raw (ingest done in {:.1}s, all delivered in {:.1}s)", 100.0 * rate / raw, ingested.as_secs_f64(), elapsed.as_secs_f64()),
+        ));
+        if webhooks == 1 {
+            rss_after = h.rss_mb();
+        }
+    }
+
+    // (3) latency at a fixed moderate rate
+    {
+        eprintln!("[{backend}] latency at {} events/s", scale.latency_rate);
+        let db = fresh_db(backend, dir.path(), &format!("{backend}_latency")).await?;
+        add_webhooks(&db, std::slice::from_ref(&sink_url))
+            .await?
+            .close()
+            .await;
+        let h = Hookline::start(&db, "ingest,dispatcher", &[]).await?;
+        sink.arrivals.lock().expect("lock").clear();
+        sink.track.store(true, Ordering::Relaxed);
+        let total = scale.latency_rate * scale.latency_secs;
+        let client = reqwest::Client::new();
+        let mut ticker =
+            tokio::time::interval(Duration::from_micros(1_000_000 / scale.latency_rate));
+        let acks = Arc::new(Mutex::new(HashMap::new()));
+        let mut tasks = tokio::task::JoinSet::new();
+        for i in 0..total {
+            ticker.tick().await;
+            let (client, acks, addr) = (client.clone(), acks.clone(), h.addr);
+            tasks.spawn(async move {
+                let r = client
+                    .post(format!("http://{addr}/v1/notify"))
+                    .bearer_auth(TOKEN)
+                    .header("content-type", "application/json")
+                    .body(envelope(i, "lat"))
+                    .send()
+                    .await;
+                if r.is_ok_and(|r| r.status().is_success()) {
+                    acks.lock()
+                        .expect("lock")
+                        .insert(format!("lat-{i}"), Instant::now());
+                }
+            });
+        }
+        while tasks.join_next().await.is_some() {}
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while sink.arrivals.lock().expect("lock").len() < total as usize
+            && Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        sink.track.store(false, Ordering::Relaxed);
+        let arrivals = sink.arrivals.lock().expect("lock").clone();
+        let acks = acks.lock().expect("lock").clone();
+        // Commit-to-receiver: from the 2xx (the commit) to arrival. A delivery can arrive
+        // before the client has read its 2xx; those count as 0.
+        let mut lat: Vec<Duration> = acks
+            .iter()
+            .filter_map(|(id, acked)| {
+                arrivals
+                    .get(id)
+                    .map(|arrived| arrived.saturating_duration_since(*acked))
+            })
+            .collect();
+        lat.sort();
+        rows.push((
+            format!(
+                "(3) commit → receiver latency at {}/s for {}s ({} of {total} measured)",
+                scale.latency_rate,
+                scale.latency_secs,
+                lat.len()
+            ),
+            format!(
+                "p50 {} · p90 {} · p99 {} · max {}",
+                ms(percentile(&lat, 0.5)),
+                ms(percentile(&lat, 0.9)),
+                ms(percentile(&lat, 0.99)),
+                ms(lat.last().copied().unwrap_or_default())
+            ),
+        ));
+        drop(h);
+    }
+
+    // (4) isolation: healthy endpoints with and without one that hangs 10 s per request
+    {
+        let mut rates = Vec::new();
+        for with_hang in [false, true] {
+            eprintln!("[{backend}] isolation, hanging endpoint: {with_hang}");
+            let db = fresh_db(backend, dir.path(), &format!("{backend}_iso{with_hang}")).await?;
+            let mut targets = vec![sink_url.clone(); 10];
+            if with_hang {
+                sink.hang_ms.store(10_000, Ordering::Relaxed);
+                targets.push(format!("http://{sink_addr}/hang"));
+            }
+            add_webhooks(&db, &targets).await?.close().await;
+            let h =
+                Hookline::start(&db, "ingest,dispatcher", &["--shutdown-grace", "100ms"]).await?;
+            sink.count.store(0, Ordering::Relaxed);
+            let envelopes = (scale.deliveries / 10) as u64;
+            let started = Instant::now();
+            drive(h.addr, &format!("iso{with_hang}"), envelopes, 32).await?;
+            wait_count(&sink, envelopes as usize * 10, WAIT_CAP).await?;
+            rates.push(envelopes as f64 * 10.0 / started.elapsed().as_secs_f64());
+        }
+        rows.push((
+            "(4) isolation: 10 healthy webhooks, without / with an 11th hanging 10 s".into(),
+            format!(
+                "{:.0} / {:.0} deliveries/s ({:+.1}%)",
+                rates[0],
+                rates[1],
+                100.0 * (rates[1] - rates[0]) / rates[0]
+            ),
+        ));
+    }
+
+    // (5) backlog: claim-and-deliver rate with a small and a huge queue; (6) memory at 1M
+    {
+        let mut rates = Vec::new();
+        let mut rss_backlog = 0.0;
+        for queued in [scale.backlog_probe, scale.backlog_big] {
+            eprintln!("[{backend}] backlog of {queued}");
+            let db = fresh_db(backend, dir.path(), &format!("{backend}_backlog{queued}")).await?;
+            let targets = vec![sink_url.clone(); 10];
+            let store = add_webhooks(&db, &targets).await?;
+            store.close().await;
+            seed_backlog(backend, &db, queued).await?;
+            sink.count.store(0, Ordering::Relaxed);
+            let started = Instant::now();
+            let h = Hookline::start(&db, "ingest,dispatcher", &[]).await?;
+            wait_count(&sink, scale.backlog_probe, WAIT_CAP).await?;
+            rates.push(scale.backlog_probe as f64 / started.elapsed().as_secs_f64());
+            rss_backlog = h.rss_mb();
+        }
+        rows.push((
+            format!(
+                "(5) backlog: first {} deliveries with {} / {} queued",
+                scale.backlog_probe, scale.backlog_probe, scale.backlog_big
+            ),
+            format!(
+                "{:.0} / {:.0} deliveries/s (ratio {:.2})",
+                rates[0],
+                rates[1],
+                rates[1] / rates[0]
+            ),
+        ));
+        rows.push((
+            "(6) memory (RSS): idle / after (2) / with the big backlog".into(),
+            format!("{rss_idle:.1} MB / {rss_after:.1} MB / {rss_backlog:.1} MB"),
+        ));
+    }
+
+    let mut table = format!("## {backend}\n\n| measure | result |\n|---|---|\n");
+    for (k, v) in rows {
+        table.push_str(&format!("| {k} | {v} |\n"));
+    }
+    Ok(table)
+}
+
+/// Puts `n` due deliveries (over 10 webhooks, one event) straight into the queue.
+async fn seed_backlog(backend: &str, url: &str, n: usize) -> Result<(), Error> {
+    let now = store::now_ms();
+    let body = serde_json::to_string(&bench_event(now))?;
+    if backend == "sqlite" {
+        let pool = sqlx::SqlitePool::connect(url).await?;
+        sqlx::query("INSERT INTO events (id, source, registry_event_id, type, repository, tag, digest, body, received_at, fanned_out) VALUES ('evt_bench', 'bench', 'bench', 'image.pushed', 'acme/app', '1.0', NULL, ?1, ?2, TRUE)")
+            .bind(&body).bind(now).execute(&pool).await?;
+        sqlx::query(
+            "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < ?1) \
+             INSERT INTO deliveries (id, event_id, webhook_id, status, next_attempt_at, created_at, updated_at) \
+             SELECT 'dlv_bench_' || x, 'evt_bench', printf('wh_bench_%04d', x % 10), 'pending', ?2, ?2, ?2 FROM c",
+        )
+        .bind(n as i64).bind(now).execute(&pool).await?;
+        pool.close().await;
+    } else {
+        let pool = sqlx::PgPool::connect(url).await?;
+        sqlx::query("INSERT INTO events (id, source, registry_event_id, type, repository, tag, digest, body, received_at, fanned_out) VALUES ('evt_bench', 'bench', 'bench', 'image.pushed', 'acme/app', '1.0', NULL, $1, $2, TRUE)")
+            .bind(&body).bind(now).execute(&pool).await?;
+        sqlx::query(
+            "INSERT INTO deliveries (id, event_id, webhook_id, status, next_attempt_at, created_at, updated_at) \
+             SELECT 'dlv_bench_' || x, 'evt_bench', 'wh_bench_' || lpad((x % 10)::text, 4, '0'), 'pending', $2, $2, $2 \
+             FROM generate_series(1, $1) AS x",
+        )
+        .bind(n as i64).bind(now).execute(&pool).await?;
+        sqlx::raw_sql("VACUUM ANALYZE deliveries")
+            .execute(&pool)
+            .await?;
+        pool.close().await;
+    }
+    Ok(())
+}
+
+fn bench_event(now: i64) -> hookline::event::Event {
+    hookline::event::Event {
+        id: "evt_bench".into(),
+        source: "bench".into(),
+        registry_event_id: "bench".into(),
+        kind: hookline::event::EventType::ImagePushed,
+        repository: "acme/app".into(),
+        tag: Some("1.0".into()),
+        digest: Some(
+            "sha256:ab09df3b044990449fbd0a7f841bbfba912842e49212a79a8e029b8370aa6fb0".into(),
+        ),
+        media_type: Some("application/vnd.oci.image.manifest.v1+json".into()),
+        size: Some(345),
+        references: vec![],
+        url: None,
+        from_repository: None,
+        actor: None,
+        registry_host: Some("127.0.0.1:5000".into()),
+        source_addr: None,
+        source_instance_id: None,
+        request_id: Some("backlog".into()),
+        request_useragent: None,
+        request_addr: None,
+        request_method: None,
+        timestamp: None,
+        received_at: now,
+        original: serde_json::json!({}),
+    }
+}
+
+fn cores() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+}
+
+fn mem_total() -> String {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .next()
+                .map(|l| l.split_whitespace().nth(1).unwrap_or("0").to_owned())
+        })
+        .and_then(|kb| kb.parse::<f64>().ok())
+        .map_or_else(
+            || "unknown memory".into(),
+            |kb| format!("{:.1} GiB RAM", kb / 1024.0 / 1024.0),
+        )
+}
