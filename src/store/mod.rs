@@ -134,6 +134,30 @@ pub trait Webhooks: Send + Sync {
     async fn disable_webhook(&self, id: &str, reason: &str, now: i64) -> Result<(), StoreError>;
     /// Records the start of a run of failures (Some) or its end (None).
     async fn set_failing_since(&self, id: &str, since: Option<i64>) -> Result<(), StoreError>;
+    /// Webhooks matching `query`, ordered by id (creation order), at most `query.limit`.
+    async fn list_webhooks(&self, query: &WebhookQuery) -> Result<Vec<Webhook>, StoreError>;
+    /// Writes the changeable fields of `webhook` (name, url, filters, format, headers,
+    /// ordered, enabled, disabled_reason, updated_at) if the stored row still has
+    /// `expected_updated_at`: a compare-and-set, so a concurrent change (an update, or the
+    /// dispatcher disabling it) is never overwritten unseen. Re-enabling clears
+    /// `failing_since`. False if the webhook is gone or changed meanwhile.
+    async fn update_webhook(
+        &self,
+        webhook: &Webhook,
+        expected_updated_at: i64,
+    ) -> Result<bool, StoreError>;
+    /// Deletes a webhook and its secrets; false if there was none. Its deliveries stay:
+    /// the dispatcher fails pending ones ("webhook deleted") and the log keeps the rest.
+    async fn delete_webhook(&self, id: &str) -> Result<bool, StoreError>;
+    /// Makes `secret` the webhook's current secret; the previous current one stays valid
+    /// until `previous_expires_at`; secrets expired by `secret.created_at` are dropped.
+    /// False if the webhook does not exist.
+    async fn rotate_secret(
+        &self,
+        webhook_id: &str,
+        secret: &WebhookSecret,
+        previous_expires_at: i64,
+    ) -> Result<bool, StoreError>;
 }
 
 /// Events as received, and their fan-out into deliveries.
@@ -146,6 +170,14 @@ pub trait Events: Send + Sync {
     async fn get_events(&self, ids: &[String]) -> Result<Vec<Event>, StoreError>;
     /// The most recent events, newest first.
     async fn recent_events(&self, limit: i64) -> Result<Vec<Event>, StoreError>;
+    /// Stores an event that is addressed rather than matched (a test ping), already
+    /// fanned out, together with its deliveries, in one transaction.
+    async fn insert_fanned_out(
+        &self,
+        event: &Event,
+        deliveries: &[NewDelivery],
+        now: i64,
+    ) -> Result<(), StoreError>;
     /// Takes up to `limit` events not yet fanned out, asks `plan` which deliveries each
     /// needs, enqueues them and marks the events fanned out, all in one transaction.
     /// `plan` was built from `webhooks_revision`; if webhooks changed since, nothing is
@@ -277,6 +309,21 @@ impl Store {
     /// Enqueues deliveries, then wakes dispatchers.
     pub async fn enqueue(&self, deliveries: &[NewDelivery], now: i64) -> Result<(), StoreError> {
         self.backend.enqueue(deliveries, now).await?;
+        self.wake.notify();
+        Ok(())
+    }
+
+    /// Stores an addressed event with its deliveries (see [`Events::insert_fanned_out`]),
+    /// then wakes dispatchers.
+    pub async fn insert_fanned_out(
+        &self,
+        event: &Event,
+        deliveries: &[NewDelivery],
+        now: i64,
+    ) -> Result<(), StoreError> {
+        self.backend
+            .insert_fanned_out(event, deliveries, now)
+            .await?;
         self.wake.notify();
         Ok(())
     }

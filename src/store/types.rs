@@ -171,6 +171,25 @@ impl Webhook {
     }
 }
 
+/// Which webhooks [`Webhooks::list_webhooks`](super::Webhooks::list_webhooks) returns.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WebhookQuery {
+    /// Only webhooks whose namespace is this one or lies below it (`acme` holds `acme`
+    /// and `acme/tools`, not `acmecorp`). None: every namespace. This is how a tenant's
+    /// visibility reaches SQL, so it compares path segments, never `LIKE` patterns.
+    pub within: Option<String>,
+    /// Only enabled (true) or disabled (false) webhooks.
+    pub enabled: Option<bool>,
+    /// Only names containing this text, ignoring ASCII case.
+    pub name_contains: Option<String>,
+    /// Only URLs containing this text.
+    pub url_contains: Option<String>,
+    /// Only ids after this one: the keyset cursor of pagination.
+    pub after_id: Option<String>,
+    /// At most this many.
+    pub limit: i64,
+}
+
 /// A signing secret of a webhook.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WebhookSecret {

@@ -647,3 +647,6 @@ store_test!(
         store.close().await;
     }
 );
+
+/// Webhook management (the API's storage): listing, updates, deletes, rotation, pings.
+mod webhooks;

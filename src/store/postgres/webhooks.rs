@@ -3,7 +3,9 @@
 use async_trait::async_trait;
 
 use super::PgBackend;
-use crate::store::{StoreError, Webhook, WebhookRow, WebhookSecret, WebhookWithSecrets, Webhooks};
+use crate::store::{
+    StoreError, Webhook, WebhookQuery, WebhookRow, WebhookSecret, WebhookWithSecrets, Webhooks,
+};
 
 const WEBHOOK_COLUMNS: &str = "id, namespace, name, url, event_types, repositories, tags, format, \
      headers, ordered, enabled, disabled_reason, failing_since, created_at, updated_at";
@@ -111,6 +113,127 @@ impl Webhooks for PgBackend {
             .execute(&self.pool)
             .await?;
         Ok(())
+    }
+
+    async fn list_webhooks(&self, query: &WebhookQuery) -> Result<Vec<Webhook>, StoreError> {
+        // Namespace visibility compares whole path segments (`acme` holds `acme/x`, not
+        // `acmecorp`) with substr, never LIKE, whose `_` and `%` a namespace may contain.
+        let rows: Vec<WebhookRow> = sqlx::query_as(&format!(
+            "SELECT {WEBHOOK_COLUMNS} FROM webhooks \
+             WHERE ($1::text IS NULL OR namespace = $1::text OR substr(namespace, 1, length($1::text) + 1) = $1::text || '/') \
+               AND ($2::boolean IS NULL OR enabled = $2::boolean) \
+               AND ($3::text IS NULL OR strpos(lower(name COLLATE \"C\"), lower($3::text COLLATE \"C\")) > 0) \
+               AND ($4::text IS NULL OR strpos(url, $4::text) > 0) \
+               AND ($5::text IS NULL OR id > $5::text) \
+             ORDER BY id LIMIT $6"
+        ))
+        .bind(&query.within)
+        .bind(query.enabled)
+        .bind(&query.name_contains)
+        .bind(&query.url_contains)
+        .bind(&query.after_id)
+        .bind(query.limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter().map(WebhookRow::decode).collect()
+    }
+
+    async fn update_webhook(
+        &self,
+        webhook: &Webhook,
+        expected_updated_at: i64,
+    ) -> Result<bool, StoreError> {
+        let [event_types, repositories, tags, headers] = webhook.json_columns();
+        let mut tx = self.pool.begin().await?;
+        // SET expressions read the old row: re-enabling starts a fresh failure record.
+        let done = sqlx::query(
+            "UPDATE webhooks SET name = $3, url = $4, event_types = $5, repositories = $6, tags = $7, \
+             format = $8, headers = $9, ordered = $10, enabled = $11, disabled_reason = $12, \
+             failing_since = CASE WHEN $11 AND NOT enabled THEN NULL ELSE failing_since END, \
+             updated_at = $13 \
+             WHERE id = $1 AND updated_at = $2",
+        )
+        .bind(&webhook.id)
+        .bind(expected_updated_at)
+        .bind(&webhook.name)
+        .bind(&webhook.url)
+        .bind(event_types)
+        .bind(repositories)
+        .bind(tags)
+        .bind(&webhook.format)
+        .bind(headers)
+        .bind(webhook.ordered)
+        .bind(webhook.enabled)
+        .bind(&webhook.disabled_reason)
+        .bind(webhook.updated_at)
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Ok(false);
+        }
+        bump_revision(&mut tx).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn delete_webhook(&self, id: &str) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("DELETE FROM webhook_secrets WHERE webhook_id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        let done = sqlx::query("DELETE FROM webhooks WHERE id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Ok(false);
+        }
+        bump_revision(&mut tx).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn rotate_secret(
+        &self,
+        webhook_id: &str,
+        secret: &WebhookSecret,
+        previous_expires_at: i64,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        // Serialises concurrent rotations of one webhook: exactly one current secret.
+        let exists: Option<i32> =
+            sqlx::query_scalar("SELECT 1 FROM webhooks WHERE id = $1 FOR UPDATE")
+                .bind(webhook_id)
+                .fetch_optional(&mut *tx)
+                .await?;
+        if exists.is_none() {
+            return Ok(false);
+        }
+        sqlx::query(
+            "DELETE FROM webhook_secrets WHERE webhook_id = $1 AND expires_at IS NOT NULL AND expires_at <= $2",
+        )
+        .bind(webhook_id)
+        .bind(secret.created_at)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "UPDATE webhook_secrets SET expires_at = $2 WHERE webhook_id = $1 AND expires_at IS NULL",
+        )
+        .bind(webhook_id)
+        .bind(previous_expires_at)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("INSERT INTO webhook_secrets (id, webhook_id, secret, created_at, expires_at) VALUES ($1, $2, $3, $4, NULL)")
+            .bind(&secret.id)
+            .bind(webhook_id)
+            .bind(secret.secret.expose())
+            .bind(secret.created_at)
+            .execute(&mut *tx)
+            .await?;
+        bump_revision(&mut tx).await?;
+        tx.commit().await?;
+        Ok(true)
     }
 }
 

@@ -5,7 +5,9 @@ use async_trait::async_trait;
 use super::SqliteBackend;
 use super::queue::insert_delivery;
 use crate::event::Event;
-use crate::store::{Events, FanOutReport, InsertedEvents, Planner, StoreError, decode_event};
+use crate::store::{
+    Events, FanOutReport, InsertedEvents, NewDelivery, Planner, StoreError, decode_event,
+};
 
 #[async_trait]
 impl Events for SqliteBackend {
@@ -62,6 +64,39 @@ impl Events for SqliteBackend {
                 .fetch_all(&self.reader)
                 .await?;
         bodies.iter().map(|b| decode_event(b)).collect()
+    }
+
+    async fn insert_fanned_out(
+        &self,
+        event: &Event,
+        deliveries: &[NewDelivery],
+        now: i64,
+    ) -> Result<(), StoreError> {
+        let body = serde_json::to_string(event).map_err(|source| StoreError::Corrupt {
+            table: "events",
+            source,
+        })?;
+        let mut tx = self.write().await?;
+        sqlx::query(
+            "INSERT INTO events (id, source, registry_event_id, type, repository, tag, digest, body, received_at, fanned_out) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, TRUE)",
+        )
+        .bind(&event.id)
+        .bind(&event.source)
+        .bind(&event.registry_event_id)
+        .bind(event.kind.as_str())
+        .bind(&event.repository)
+        .bind(&event.tag)
+        .bind(&event.digest)
+        .bind(body)
+        .bind(event.received_at)
+        .execute(&mut *tx)
+        .await?;
+        for delivery in deliveries {
+            insert_delivery(&mut tx, delivery, now).await?;
+        }
+        tx.commit().await?;
+        Ok(())
     }
 
     async fn fan_out(
