@@ -167,11 +167,11 @@ impl Dispatcher {
                 .entry(id.clone())
                 .or_insert(webhook.webhook.failing_since);
             if success {
-                shared.circuits.on_success(id);
+                shared.lanes.circuits.on_success(id);
                 shared.failing_since.insert(id.clone(), None);
                 (known.is_some().then_some(None), None)
             } else {
-                if shared.circuits.on_failure(id, Instant::now()) {
+                if shared.lanes.circuits.on_failure(id, Instant::now()) {
                     tracing::warn!(webhook_id = %id, "circuit opened: holding this webhook's deliveries for the cool-down");
                 }
                 match known {
@@ -262,19 +262,14 @@ impl Dispatcher {
         lock(&self.shared).leases.remove(&delivery_id);
     }
 
-    /// Frees the request slot and lets the loop claim more.
-    fn finish_slot(&self, webhook_id: &str) {
-        {
-            let mut shared = lock(&self.shared);
-            if let Some(n) = shared.in_flight.get_mut(webhook_id) {
-                *n -= 1;
-                if *n == 0 {
-                    shared.in_flight.remove(webhook_id);
-                }
-            }
-            shared.total = shared.total.saturating_sub(1);
-        }
+    /// Frees the request slot, starts the next waiting delivery, and lets the loop claim
+    /// more once the lane has room.
+    fn finish_slot(self: &Arc<Self>, webhook_id: &str) {
+        let room = lock(&self.shared).lanes.finished(webhook_id);
         metrics::gauge!("hookline_requests_in_flight").decrement(1.0);
-        self.slot_freed.notify_one();
+        self.pump();
+        if room {
+            self.slot_freed.notify_one();
+        }
     }
 }

@@ -10,6 +10,7 @@ pub mod backoff;
 mod circuit;
 pub mod client;
 mod deliver;
+mod lanes;
 pub mod matcher;
 pub mod payload;
 mod recorder;
@@ -28,22 +29,18 @@ use crate::event::Event;
 use crate::store::{ClaimedDelivery, Lease, NewDelivery, Store, now_ms};
 use backoff::RetryPolicy;
 use circuit::Circuits;
+use lanes::{Job, Lanes};
 use matcher::Matcher;
 
 /// Most events fanned out per transaction.
 const FAN_OUT_BATCH: i64 = 500;
-/// Most deliveries claimed per query.
-const CLAIM_BATCH: usize = 500;
 /// How often queue depth gauges are refreshed.
 const STATS_EVERY: Duration = Duration::from_secs(5);
 
 /// State shared between the loop and the delivery tasks.
 struct Shared {
-    /// Requests in flight per webhook (the per-endpoint cap).
-    in_flight: HashMap<String, usize>,
-    /// Requests in flight in all (the global cap).
-    total: usize,
-    circuits: Circuits,
+    /// Claimed deliveries per webhook, and the concurrency caps.
+    lanes: Lanes,
     /// Leases of deliveries whose result is not yet handed to the recorder: released on shutdown.
     leases: HashMap<String, Lease>,
     /// Start of each webhook's current run of failures, as last written to the store.
@@ -57,9 +54,15 @@ struct Dispatcher {
     client: reqwest::Client,
     policy: RetryPolicy,
     shared: Mutex<Shared>,
-    /// Signalled when a request finishes, so the loop can claim more.
+    /// Signalled when a lane has room for more, so the loop claims again.
     slot_freed: Notify,
     results: mpsc::Sender<recorder::Outcome>,
+    /// Delivery tasks; waited for at shutdown.
+    sends: TaskTracker,
+    /// Cancels delivery tasks still running when the shutdown grace period ends.
+    cancel_sends: CancellationToken,
+    /// Set at shutdown: start nothing new.
+    shutdown: CancellationToken,
 }
 
 /// Runs the dispatcher role until `shutdown` fires, then drains: in-flight requests get
@@ -81,9 +84,11 @@ pub async fn run(store: Store, config: DispatchConfig, shutdown: CancellationTok
             retry_after_max: config.retry_after_max,
         },
         shared: Mutex::new(Shared {
-            in_flight: HashMap::new(),
-            total: 0,
-            circuits: Circuits::new(config.circuit_threshold, config.circuit_cooldown),
+            lanes: Lanes::new(
+                config.max_in_flight,
+                config.max_per_endpoint,
+                Circuits::new(config.circuit_threshold, config.circuit_cooldown),
+            ),
             leases: HashMap::new(),
             failing_since: HashMap::new(),
         }),
@@ -92,10 +97,11 @@ pub async fn run(store: Store, config: DispatchConfig, shutdown: CancellationTok
         config,
         client,
         results,
+        sends: TaskTracker::new(),
+        cancel_sends: CancellationToken::new(),
+        shutdown: shutdown.clone(),
     });
     tracing::info!(%owner, "dispatcher started");
-    let sends = TaskTracker::new();
-    let cancel_sends = CancellationToken::new();
     let renewer = tokio::spawn(renew_leases(
         dispatcher.clone(),
         owner.clone(),
@@ -109,16 +115,18 @@ pub async fn run(store: Store, config: DispatchConfig, shutdown: CancellationTok
         secrets_expire_at: None,
         last_stats: None,
     };
-    looper.run(&sends, &cancel_sends, &shutdown).await;
+    looper.run(&shutdown).await;
 
-    // Drain: let in-flight requests finish within the grace period, then stop the rest.
+    // Drain: what waits in lanes goes back; in-flight requests get the grace period.
+    lock(&dispatcher.shared).lanes.drain_all();
+    let sends = dispatcher.sends.clone();
     sends.close();
     if tokio::time::timeout(dispatcher.config.shutdown_grace, sends.wait())
         .await
         .is_err()
     {
         tracing::warn!("shutdown grace period over; abandoning in-flight requests");
-        cancel_sends.cancel();
+        dispatcher.cancel_sends.cancel();
         sends.wait().await;
     }
     let leftover: Vec<Lease> = lock(&dispatcher.shared)
@@ -156,16 +164,11 @@ struct Loop {
 }
 
 impl Loop {
-    async fn run(
-        &mut self,
-        sends: &TaskTracker,
-        cancel_sends: &CancellationToken,
-        shutdown: &CancellationToken,
-    ) {
+    async fn run(&mut self, shutdown: &CancellationToken) {
         let mut waiter = self.d.store.wake().waiter();
         let mut failures = 0u32;
         while !shutdown.is_cancelled() {
-            let more = match self.cycle(sends, cancel_sends).await {
+            let more = match self.cycle().await {
                 Ok(more) => {
                     failures = 0;
                     more
@@ -195,11 +198,7 @@ impl Loop {
 
     /// One pass: refresh webhooks, fan out, claim and start deliveries.
     /// Returns true if a full batch was claimed (more work is likely due).
-    async fn cycle(
-        &mut self,
-        sends: &TaskTracker,
-        cancel_sends: &CancellationToken,
-    ) -> Result<bool, crate::store::StoreError> {
+    async fn cycle(&mut self) -> Result<bool, crate::store::StoreError> {
         let now = now_ms();
         self.refresh_matcher(now, false).await?;
         self.report_stats(now).await;
@@ -227,7 +226,7 @@ impl Loop {
                 break;
             }
         }
-        let (limit, skip) = self.capacity();
+        let (limit, skip) = lock(&self.d.shared).lanes.claim_plan(Instant::now());
         if limit == 0 {
             return Ok(false);
         }
@@ -240,49 +239,16 @@ impl Loop {
         };
         let claimed = self.d.store.claim_due(&claim).await?;
         let full = claimed.len() == limit;
-        self.start(claimed, sends, cancel_sends).await?;
+        self.admit(claimed).await?;
         Ok(full)
     }
 
-    /// How many deliveries to claim, and which webhooks have no free slot.
-    fn capacity(&self) -> (usize, Vec<String>) {
-        let mut shared = lock(&self.d.shared);
-        let free = self
-            .d
-            .config
-            .max_in_flight
-            .saturating_sub(shared.total)
-            .min(CLAIM_BATCH);
-        let now = Instant::now();
-        let cap = self.d.config.max_per_endpoint;
-        let busy: Vec<(String, usize)> = shared
-            .in_flight
-            .iter()
-            .map(|(k, v)| (k.clone(), *v))
-            .collect();
-        let mut skip: Vec<String> = busy
-            .into_iter()
-            .filter(|(id, n)| *n >= shared.circuits.allowance(id, cap, now))
-            .map(|(id, _)| id)
-            .collect();
-        skip.extend(
-            shared
-                .circuits
-                .blocked(now)
-                .filter(|id| !shared.in_flight.contains_key(*id))
-                .map(str::to_owned),
-        );
-        (free, skip)
-    }
-
-    /// Starts a task per claimed delivery; gives back what exceeds a webhook's slots.
-    async fn start(
+    /// Queues claimed deliveries in their lanes and starts what may start.
+    async fn admit(
         &mut self,
         claimed: Vec<ClaimedDelivery>,
-        sends: &TaskTracker,
-        cancel_sends: &CancellationToken,
     ) -> Result<(), crate::store::StoreError> {
-        let mut overflow = Vec::new();
+        let mut jobs = Vec::with_capacity(claimed.len());
         for delivery in claimed {
             let mut webhook = self.matcher.get(&delivery.webhook_id);
             if webhook.is_none() {
@@ -290,47 +256,24 @@ impl Loop {
                 self.refresh_matcher(now_ms(), true).await?;
                 webhook = self.matcher.get(&delivery.webhook_id);
             }
-            let Some(webhook) = webhook else {
-                self.d
-                    .give_up_unsent(delivery, "the webhook is disabled or deleted; not sent")
-                    .await;
-                continue;
-            };
-            {
-                let mut shared = lock(&self.d.shared);
-                let now = Instant::now();
-                let allowed = shared.circuits.allowance(
-                    &webhook.webhook.id,
-                    self.d.config.max_per_endpoint,
-                    now,
-                );
-                let running = shared
-                    .in_flight
-                    .get(&webhook.webhook.id)
-                    .copied()
-                    .unwrap_or(0);
-                if running >= allowed {
-                    overflow.push(delivery.lease.clone());
-                    continue;
+            match webhook {
+                Some(webhook) => jobs.push(Job { webhook, delivery }),
+                None => {
+                    self.d
+                        .give_up_unsent(delivery, "the webhook is disabled or deleted; not sent")
+                        .await;
                 }
-                shared.circuits.on_start(&webhook.webhook.id, now);
-                *shared
-                    .in_flight
-                    .entry(webhook.webhook.id.clone())
-                    .or_insert(0) += 1;
-                shared.total += 1;
-                shared
-                    .leases
-                    .insert(delivery.lease.delivery_id.clone(), delivery.lease.clone());
             }
-            metrics::gauge!("hookline_requests_in_flight").increment(1.0);
-            let d = self.d.clone();
-            let cancel = cancel_sends.clone();
-            sends.spawn(async move { d.deliver(webhook, delivery, cancel).await });
         }
-        if !overflow.is_empty() {
-            self.d.store.release(&overflow, now_ms()).await?;
+        {
+            let mut shared = lock(&self.d.shared);
+            for job in jobs {
+                let lease = job.delivery.lease.clone();
+                shared.leases.insert(lease.delivery_id.clone(), lease);
+                shared.lanes.admit(job);
+            }
         }
+        self.d.pump();
         Ok(())
     }
 
@@ -370,6 +313,46 @@ impl Loop {
                 metrics::gauge!("hookline_events_unfanned").set(stats.unfanned_events as f64);
             }
             Err(error) => tracing::debug!(%error, "queue stats unavailable"),
+        }
+    }
+}
+
+impl Dispatcher {
+    /// Starts every queued delivery that a free slot allows, and gives back what waits
+    /// behind an open circuit.
+    fn pump(self: &Arc<Self>) {
+        if self.shutdown.is_cancelled() {
+            return;
+        }
+        let now = Instant::now();
+        let (ready, blocked) = {
+            let mut shared = lock(&self.shared);
+            let mut ready = Vec::new();
+            while let Some(job) = shared.lanes.next_ready(now) {
+                ready.push(job);
+            }
+            let blocked: Vec<Lease> = shared
+                .lanes
+                .drain_blocked(now)
+                .into_iter()
+                .filter_map(|job| shared.leases.remove(&job.delivery.lease.delivery_id))
+                .collect();
+            (ready, blocked)
+        };
+        for job in ready {
+            metrics::gauge!("hookline_requests_in_flight").increment(1.0);
+            let d = self.clone();
+            let cancel = self.cancel_sends.clone();
+            self.sends
+                .spawn(async move { d.deliver(job.webhook, job.delivery, cancel).await });
+        }
+        if !blocked.is_empty() {
+            let store = self.store.clone();
+            tokio::spawn(async move {
+                if let Err(error) = store.release(&blocked, now_ms()).await {
+                    tracing::warn!(%error, "could not release deliveries held by an open circuit; their leases expire");
+                }
+            });
         }
     }
 }

@@ -6,6 +6,7 @@
 //! `GET /metrics`. It never matches webhooks or sends anything: that is `dispatch`.
 
 mod auth;
+mod committer;
 pub mod envelope;
 mod error;
 
@@ -39,6 +40,7 @@ const ENVELOPE_MEDIA_TYPES: &[&str] = &[
 #[derive(Clone)]
 pub struct IngestState {
     store: Store,
+    committer: committer::Committer,
     auth: Arc<RegistryAuth>,
     max_body_bytes: usize,
     max_events: usize,
@@ -49,6 +51,7 @@ impl IngestState {
     /// State for the handlers from the store and the ingest settings.
     pub fn new(store: Store, config: &IngestConfig) -> Self {
         IngestState {
+            committer: committer::Committer::start(store.clone()),
             store,
             auth: Arc::new(RegistryAuth::new(config.registry_token.clone())),
             max_body_bytes: config.max_body_bytes,
@@ -119,15 +122,12 @@ async fn notify(
     } else {
         // A commit that cannot finish in time answers 503 and the registry retries. If it
         // did commit after all, the retry is deduplicated: still stored exactly once.
-        tokio::time::timeout(
-            state.commit_timeout,
-            state.store.insert_events(&parsed.events),
-        )
-        .await
-        .map_err(|_| {
-            tracing::warn!(source = %source, "commit timed out; answering 503");
-            IngestError::Unavailable
-        })??
+        tokio::time::timeout(state.commit_timeout, state.committer.commit(parsed.events))
+            .await
+            .map_err(|_| {
+                tracing::warn!(source = %source, "commit timed out; answering 503");
+                IngestError::Unavailable
+            })??
     };
     metrics::counter!("hookline_events_received_total").increment(inserted.inserted as u64);
     metrics::counter!("hookline_events_duplicate_total").increment(inserted.duplicates as u64);

@@ -163,9 +163,18 @@ pub trait Webhooks: Send + Sync {
 /// Events as received, and their fan-out into deliveries.
 #[async_trait]
 pub trait Events: Send + Sync {
-    /// Stores events in one transaction, skipping any whose (source, registry_event_id)
-    /// is already stored. Returns how many were new.
-    async fn insert_events(&self, events: &[Event]) -> Result<InsertedEvents, StoreError>;
+    /// Stores several envelopes' events in one transaction (group commit), skipping any
+    /// whose (source, registry_event_id) is already stored. Returns, per envelope, how
+    /// many were new.
+    async fn insert_event_batches(
+        &self,
+        batches: &[&[Event]],
+    ) -> Result<Vec<InsertedEvents>, StoreError>;
+    /// Stores one envelope's events in one transaction; see `insert_event_batches`.
+    async fn insert_events(&self, events: &[Event]) -> Result<InsertedEvents, StoreError> {
+        let counts = self.insert_event_batches(&[events]).await?;
+        Ok(counts.first().copied().unwrap_or_default())
+    }
     /// Events by id, in no particular order.
     async fn get_events(&self, ids: &[String]) -> Result<Vec<Event>, StoreError>;
     /// The most recent events, newest first.
@@ -304,6 +313,18 @@ impl Store {
             self.wake.notify();
         }
         Ok(inserted)
+    }
+
+    /// Stores several envelopes in one transaction, then wakes dispatchers.
+    pub async fn insert_event_batches(
+        &self,
+        batches: &[&[Event]],
+    ) -> Result<Vec<InsertedEvents>, StoreError> {
+        let counts = self.backend.insert_event_batches(batches).await?;
+        if counts.iter().any(|c| c.inserted > 0) {
+            self.wake.notify();
+        }
+        Ok(counts)
     }
 
     /// Enqueues deliveries, then wakes dispatchers.

@@ -11,15 +11,20 @@ use crate::store::{
 
 #[async_trait]
 impl Events for SqliteBackend {
-    async fn insert_events(&self, events: &[Event]) -> Result<InsertedEvents, StoreError> {
+    async fn insert_event_batches(
+        &self,
+        batches: &[&[Event]],
+    ) -> Result<Vec<InsertedEvents>, StoreError> {
         let mut tx = self.write().await?;
-        let mut inserted = 0;
-        for event in events {
-            let body = serde_json::to_string(event).map_err(|source| StoreError::Corrupt {
-                table: "events",
-                source,
-            })?;
-            let done = sqlx::query(
+        let mut counts = Vec::with_capacity(batches.len());
+        for events in batches {
+            let mut inserted = 0;
+            for event in events.iter() {
+                let body = serde_json::to_string(event).map_err(|source| StoreError::Corrupt {
+                    table: "events",
+                    source,
+                })?;
+                let done = sqlx::query(
                 "INSERT INTO events (id, source, registry_event_id, type, repository, tag, digest, body, received_at) \
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) ON CONFLICT (source, registry_event_id) DO NOTHING",
             )
@@ -34,13 +39,15 @@ impl Events for SqliteBackend {
             .bind(event.received_at)
             .execute(&mut *tx)
             .await?;
-            inserted += done.rows_affected() as usize;
+                inserted += done.rows_affected() as usize;
+            }
+            counts.push(InsertedEvents {
+                inserted,
+                duplicates: events.len() - inserted,
+            });
         }
         tx.commit().await?;
-        Ok(InsertedEvents {
-            inserted,
-            duplicates: events.len() - inserted,
-        })
+        Ok(counts)
     }
 
     async fn get_events(&self, ids: &[String]) -> Result<Vec<Event>, StoreError> {
