@@ -52,6 +52,8 @@ pub enum RunError {
 pub struct Running {
     /// Where ingest listens, if it runs.
     pub ingest_addr: Option<SocketAddr>,
+    /// Where the gRPC API listens, if it runs.
+    pub api_addr: Option<SocketAddr>,
     /// The store the roles share.
     pub store: Store,
     tasks: JoinSet<Result<(), RunError>>,
@@ -109,17 +111,32 @@ pub async fn start(config: &Config, shutdown: CancellationToken) -> Result<Runni
             Ok(())
         });
     }
+    let mut api_addr = None;
     if config.runs(Role::Api) {
-        let token = shutdown.child_token();
         let addr = config.api_addr;
+        let bind_error = |source| RunError::Bind {
+            role: "api",
+            addr,
+            source,
+        };
+        let listener = TcpListener::bind(addr).await.map_err(bind_error)?;
+        let local = listener.local_addr().map_err(bind_error)?;
+        api_addr = Some(local);
+        tracing::info!(addr = %local, "api listening (gRPC)");
+        let store = store.clone();
+        let token = shutdown.child_token();
         tasks.spawn(async move {
-            tracing::warn!(%addr, "api role: the gRPC API is not implemented yet; nothing listens on its address");
-            token.cancelled().await;
-            Ok(())
+            crate::api::serve(listener, store, token)
+                .await
+                .map_err(|source| RunError::Role {
+                    role: "api",
+                    source,
+                })
         });
     }
     Ok(Running {
         ingest_addr,
+        api_addr,
         store,
         tasks,
     })

@@ -1,13 +1,16 @@
 //! The `hookline` command line: argument definitions and what each command does.
 //!
 //! `serve` and `migrate` run the server side; `tokens` works directly on the database
-//! (the operator's bootstrap: no server needed). Errors here are `anyhow` with context,
-//! printed by `main` as one clear line.
+//! (the operator's bootstrap: no server needed); `webhooks` is a gRPC client of the api
+//! role (`client.rs` connects and explains failures). Errors here are `anyhow` with
+//! context, printed by `main` as one clear line.
 
+mod client;
 mod tokens;
+mod webhooks;
 
 use anyhow::Context;
-use clap::{Parser, Subcommand};
+use clap::{Parser, Subcommand, ValueEnum};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{CommonSettings, Config, ServeSettings};
@@ -32,6 +35,18 @@ enum Command {
     /// Create, list and revoke API and registry tokens (works directly on the database).
     #[command(subcommand)]
     Tokens(tokens::TokensCommand),
+    /// Manage webhooks through the gRPC API (--server, --token).
+    Webhooks(webhooks::WebhooksArgs),
+}
+
+/// Output style of client commands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum Output {
+    /// Aligned columns for people.
+    #[default]
+    Table,
+    /// JSON for scripts.
+    Json,
 }
 
 impl Cli {
@@ -66,6 +81,7 @@ pub async fn run(cli: Cli, shutdown: CancellationToken) -> anyhow::Result<()> {
             store.close().await;
             result
         }
+        Command::Webhooks(args) => webhooks::run(args).await,
     }
 }
 

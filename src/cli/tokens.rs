@@ -3,20 +3,11 @@
 //! A token is printed once, at creation, and only its SHA-256 hash is stored.
 
 use anyhow::bail;
-use clap::{ArgGroup, Subcommand, ValueEnum};
+use clap::{ArgGroup, Subcommand};
 
+use super::Output;
 use crate::secret::{generate_token, hash_token};
 use crate::store::{NewToken, Store, TokenKind, now_ms};
-
-/// Output style of client commands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
-pub enum Output {
-    /// Aligned columns for people.
-    #[default]
-    Table,
-    /// JSON for scripts.
-    Json,
-}
 
 #[derive(Debug, Subcommand)]
 pub enum TokensCommand {

@@ -1,0 +1,140 @@
+//! Conversions between the `hookline.v1` messages and the domain types.
+//!
+//! Pure and total on the domain side: every stored webhook has a proto form. The proto
+//! side may carry numbers no enum knows (proto3 enums are open); those come back as
+//! `None` and `validate` turns them into INVALID_ARGUMENT.
+
+use std::collections::BTreeMap;
+
+use super::proto;
+use crate::event::EventType;
+use crate::store::Webhook;
+
+/// Payload format names as stored, in the order of the proto enum.
+pub(crate) const FORMATS: [&str; 5] = [
+    "hookline",
+    "cloudevents",
+    "dockerhub",
+    "harbor",
+    "distribution",
+];
+
+/// The proto enum of an event type.
+pub(crate) fn event_type_to_proto(kind: EventType) -> proto::EventType {
+    use proto::EventType as P;
+    match kind {
+        EventType::ImagePushed => P::ImagePushed,
+        EventType::ImageDeleted => P::ImageDeleted,
+        EventType::ImagePulled => P::ImagePulled,
+        EventType::ImageMounted => P::ImageMounted,
+        EventType::RepositoryDeleted => P::RepositoryDeleted,
+        EventType::BlobPushed => P::BlobPushed,
+        EventType::BlobPulled => P::BlobPulled,
+        EventType::BlobMounted => P::BlobMounted,
+        EventType::Ping => P::Ping,
+    }
+}
+
+/// The event type of a proto enum value; None for UNSPECIFIED and unknown numbers.
+pub(crate) fn event_type_from_proto(value: i32) -> Option<EventType> {
+    EventType::ALL
+        .into_iter()
+        .find(|kind| event_type_to_proto(*kind) as i32 == value)
+}
+
+/// The proto enum of a stored format name (unknown names read as `hookline`, which is
+/// what the dispatcher sends for them).
+pub(crate) fn format_to_proto(name: &str) -> proto::PayloadFormat {
+    use proto::PayloadFormat as P;
+    match name {
+        "cloudevents" => P::Cloudevents,
+        "dockerhub" => P::Dockerhub,
+        "harbor" => P::Harbor,
+        "distribution" => P::Distribution,
+        _ => P::Hookline,
+    }
+}
+
+/// The stored name of a proto format; UNSPECIFIED means `hookline`; None for unknown numbers.
+pub(crate) fn format_from_proto(value: i32) -> Option<&'static str> {
+    if value == proto::PayloadFormat::Unspecified as i32 {
+        return Some("hookline");
+    }
+    FORMATS
+        .into_iter()
+        .find(|name| format_to_proto(name) as i32 == value)
+}
+
+/// Unix milliseconds as a protobuf timestamp.
+pub(crate) fn timestamp(unix_ms: i64) -> prost_types::Timestamp {
+    prost_types::Timestamp {
+        seconds: unix_ms.div_euclid(1000),
+        nanos: (unix_ms.rem_euclid(1000) * 1_000_000) as i32,
+    }
+}
+
+/// A stored webhook as the API shows it. There is no secret in a `Webhook` to leak.
+pub(crate) fn webhook_to_proto(w: &Webhook) -> proto::Webhook {
+    proto::Webhook {
+        id: w.id.clone(),
+        namespace: Some(w.namespace.clone()),
+        name: w.name.clone(),
+        url: w.url.clone(),
+        event_types: w
+            .event_types
+            .iter()
+            .filter_map(|name| EventType::parse(name))
+            .map(|kind| event_type_to_proto(kind) as i32)
+            .collect(),
+        repositories: w.repositories.clone(),
+        tags: w.tags.clone(),
+        payload_format: format_to_proto(&w.format) as i32,
+        headers: w
+            .headers
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+        ordered: w.ordered,
+        enabled: Some(w.enabled),
+        disabled_reason: w.disabled_reason.clone().unwrap_or_default(),
+        created_at: Some(timestamp(w.created_at)),
+        updated_at: Some(timestamp(w.updated_at)),
+    }
+}
+
+/// Headers in the stored (sorted) form.
+pub(crate) fn headers(map: &std::collections::HashMap<String, String>) -> BTreeMap<String, String> {
+    map.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_event_type_round_trips() {
+        for kind in EventType::ALL {
+            assert_eq!(
+                event_type_from_proto(event_type_to_proto(kind) as i32),
+                Some(kind)
+            );
+        }
+        assert_eq!(event_type_from_proto(0), None, "UNSPECIFIED");
+        assert_eq!(event_type_from_proto(99), None);
+    }
+
+    #[test]
+    fn every_format_round_trips() {
+        for name in FORMATS {
+            assert_eq!(format_from_proto(format_to_proto(name) as i32), Some(name));
+        }
+        assert_eq!(format_from_proto(0), Some("hookline"));
+        assert_eq!(format_from_proto(99), None);
+    }
+
+    #[test]
+    fn timestamps_split_milliseconds() {
+        let t = timestamp(1_700_000_000_123);
+        assert_eq!((t.seconds, t.nanos), (1_700_000_000, 123_000_000));
+    }
+}

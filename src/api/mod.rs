@@ -1,0 +1,54 @@
+//! The api role: hookline's public gRPC API (`proto/hookline/v1`), with gRPC server
+//! reflection (v1) and `grpc.health.v1` health beside it.
+//!
+//! `service.rs` implements `WebhookService`; `auth.rs` turns a bearer token into a
+//! [`Caller`](auth::Caller) confined to a namespace; `validate.rs` holds every input
+//! rule; `convert.rs` maps proto messages to store types; `error.rs` is the one place
+//! where errors become `Status`. Everything goes through `store`; the dispatcher notices
+//! webhook changes by the store's revision counter, and test pings by its wake signal.
+
+mod auth;
+pub(crate) mod convert;
+mod error;
+pub mod proto;
+mod service;
+mod validate;
+
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::store::Store;
+use proto::webhook_service_server::WebhookServiceServer;
+
+/// Largest request message accepted; webhook requests are a few KiB at most.
+const MAX_MESSAGE_BYTES: usize = 256 * 1024;
+
+/// Serves the API on `listener` until `shutdown` fires, then stops accepting and lets
+/// in-flight calls finish.
+pub async fn serve(
+    listener: TcpListener,
+    store: Store,
+    shutdown: CancellationToken,
+) -> Result<(), std::io::Error> {
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health
+        .set_serving::<WebhookServiceServer<service::WebhookApi>>()
+        .await;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .map_err(std::io::Error::other)?;
+    let webhooks = WebhookServiceServer::new(service::WebhookApi::new(store))
+        .max_decoding_message_size(MAX_MESSAGE_BYTES);
+    tonic::transport::Server::builder()
+        .add_service(webhooks)
+        .add_service(health_service)
+        .add_service(reflection)
+        .serve_with_incoming_shutdown(
+            tonic::transport::server::TcpIncoming::from(listener),
+            shutdown.cancelled_owned(),
+        )
+        .await
+        .map_err(std::io::Error::other)
+}

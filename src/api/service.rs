@@ -1,0 +1,492 @@
+//! `hookline.v1.WebhookService`: one method per RPC, each the same shape: authenticate,
+//! validate, load the webhook and check the caller sees its namespace (NOT_FOUND
+//! otherwise), then one store call.
+//!
+//! Secrets leave only through CreateWebhook and RotateWebhookSecret responses. Logs name
+//! webhook ids, namespaces and token ids; never secrets, tokens, URLs or header values.
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use tonic::{Request, Response, Status};
+
+use super::auth::{Caller, authenticate, within};
+use super::convert::{timestamp, webhook_to_proto};
+use super::error::{Violations, webhook_not_found};
+use super::proto::{self, webhook_service_server::WebhookService};
+use super::validate;
+use crate::dispatch::sign::generate_secret;
+use crate::event::{Event, EventType};
+use crate::ids::new_id;
+use crate::store::{NewDelivery, Store, Webhook, WebhookQuery, WebhookSecret, now_ms};
+
+/// How often an update is retried when a concurrent write changed the webhook first.
+const UPDATE_ATTEMPTS: usize = 5;
+
+/// The fields UpdateWebhook may change.
+const UPDATABLE: [&str; 9] = [
+    "name",
+    "url",
+    "event_types",
+    "repositories",
+    "tags",
+    "payload_format",
+    "headers",
+    "ordered",
+    "enabled",
+];
+
+/// The service implementation: a store handle and nothing else.
+pub(crate) struct WebhookApi {
+    store: Store,
+}
+
+impl WebhookApi {
+    pub(crate) fn new(store: Store) -> Self {
+        WebhookApi { store }
+    }
+
+    /// The webhook with this id if the caller sees it; NOT_FOUND alike for "absent"
+    /// and "someone else's".
+    async fn visible(&self, caller: &Caller, id: &str) -> Result<Webhook, Status> {
+        if id.is_empty() {
+            return Err(Violations::one("id", "required"));
+        }
+        match self.store.get_webhook(id).await? {
+            Some(webhook) if caller.sees(&webhook.namespace) => Ok(webhook),
+            _ => Err(webhook_not_found()),
+        }
+    }
+}
+
+/// An opaque page token: the last id of the previous page, base64url.
+fn encode_page_token(last_id: &str) -> String {
+    URL_SAFE_NO_PAD.encode(last_id)
+}
+
+fn decode_page_token(token: &str, v: &mut Violations) -> Option<String> {
+    if token.is_empty() {
+        return None;
+    }
+    let id = URL_SAFE_NO_PAD
+        .decode(token)
+        .ok()
+        .and_then(|bytes| String::from_utf8(bytes).ok())
+        .filter(|id| id.starts_with("wh_") && id.len() <= 64);
+    if id.is_none() {
+        v.add(
+            "page_token",
+            "not a token from a previous ListWebhooks response",
+        );
+    }
+    id
+}
+
+/// The namespace a list is confined to: the narrower of the token's and the request's.
+/// None: everything (admin, no filter). Err: the two do not overlap (empty result).
+fn list_scope(caller: &Caller, requested: &str) -> Result<Option<String>, ()> {
+    let requested = (!requested.is_empty()).then_some(requested);
+    match (caller.scope(), requested) {
+        (None, requested) => Ok(requested.map(Into::into)),
+        (Some(scope), None) => Ok(Some(scope.into())),
+        (Some(scope), Some(requested)) if within(scope, requested) => Ok(Some(requested.into())),
+        (Some(scope), Some(requested)) if within(requested, scope) => Ok(Some(scope.into())),
+        _ => Err(()),
+    }
+}
+
+#[tonic::async_trait]
+impl WebhookService for WebhookApi {
+    async fn create_webhook(
+        &self,
+        request: Request<proto::CreateWebhookRequest>,
+    ) -> Result<Response<proto::CreateWebhookResponse>, Status> {
+        let caller = authenticate(&self.store, &request).await?;
+        let request = request.into_inner();
+        let Some(input) = request.webhook else {
+            return Err(Violations::one("webhook", "required"));
+        };
+        let mut v = Violations::default();
+        let namespace = match (caller.scope(), input.namespace.as_deref()) {
+            (Some(scope), None) => scope.to_owned(),
+            (Some(scope), Some(ns)) => {
+                validate::namespace("webhook.namespace", ns, &mut v);
+                if !validate::creatable(scope, ns) {
+                    v.add(
+                        "webhook.namespace",
+                        format!("must be `{scope}` (your token's namespace) or lie below it"),
+                    );
+                }
+                ns.to_owned()
+            }
+            (None, None) => {
+                v.add(
+                    "webhook.namespace",
+                    "required with an admin token (\"\" means every repository)",
+                );
+                String::new()
+            }
+            (None, Some("")) => String::new(),
+            (None, Some(ns)) => {
+                validate::namespace("webhook.namespace", ns, &mut v);
+                ns.to_owned()
+            }
+        };
+        let fields = validate::fields(&input, &namespace, &mut v);
+        let secret = if request.secret.is_empty() {
+            Some(generate_secret())
+        } else {
+            validate::secret("secret", &request.secret, &mut v)
+        };
+        v.check()?;
+        let Some(secret) = secret else {
+            return Err(Violations::one("secret", "invalid"));
+        };
+        let now = now_ms();
+        let webhook = Webhook {
+            id: new_id("wh"),
+            namespace,
+            name: fields.name,
+            url: fields.url,
+            event_types: fields.event_types,
+            repositories: fields.repositories,
+            tags: fields.tags,
+            format: fields.format,
+            headers: fields.headers,
+            ordered: input.ordered,
+            enabled: input.enabled.unwrap_or(true),
+            disabled_reason: None,
+            failing_since: None,
+            created_at: now,
+            updated_at: now,
+        };
+        let stored_secret = WebhookSecret {
+            id: new_id("whs"),
+            secret: secret.clone(),
+            created_at: now,
+            expires_at: None,
+        };
+        self.store.insert_webhook(&webhook, &stored_secret).await?;
+        tracing::info!(webhook_id = %webhook.id, namespace = %webhook.namespace, token_id = caller.token_id(), "webhook created");
+        Ok(Response::new(proto::CreateWebhookResponse {
+            webhook: Some(webhook_to_proto(&webhook)),
+            secret: secret.expose().to_owned(),
+        }))
+    }
+
+    async fn get_webhook(
+        &self,
+        request: Request<proto::GetWebhookRequest>,
+    ) -> Result<Response<proto::GetWebhookResponse>, Status> {
+        let caller = authenticate(&self.store, &request).await?;
+        let webhook = self.visible(&caller, &request.get_ref().id).await?;
+        Ok(Response::new(proto::GetWebhookResponse {
+            webhook: Some(webhook_to_proto(&webhook)),
+        }))
+    }
+
+    async fn list_webhooks(
+        &self,
+        request: Request<proto::ListWebhooksRequest>,
+    ) -> Result<Response<proto::ListWebhooksResponse>, Status> {
+        let caller = authenticate(&self.store, &request).await?;
+        let r = request.into_inner();
+        let mut v = Violations::default();
+        let page_size = validate::page_size(r.page_size, &mut v);
+        let after_id = decode_page_token(&r.page_token, &mut v);
+        if !r.namespace.is_empty() {
+            validate::namespace("namespace", &r.namespace, &mut v);
+        }
+        let name_contains = validate::filter_text("name_contains", &r.name_contains, &mut v);
+        let url_contains = validate::filter_text("url_contains", &r.url_contains, &mut v);
+        v.check()?;
+        let Ok(within) = list_scope(&caller, &r.namespace) else {
+            return Ok(Response::new(proto::ListWebhooksResponse::default()));
+        };
+        let mut page = self
+            .store
+            .list_webhooks(&WebhookQuery {
+                within,
+                enabled: r.enabled,
+                name_contains,
+                url_contains,
+                after_id,
+                limit: page_size + 1,
+            })
+            .await?;
+        let more = page.len() as i64 > page_size;
+        page.truncate(page_size as usize);
+        let next_page_token = match page.last() {
+            Some(last) if more => encode_page_token(&last.id),
+            _ => String::new(),
+        };
+        Ok(Response::new(proto::ListWebhooksResponse {
+            webhooks: page.iter().map(webhook_to_proto).collect(),
+            next_page_token,
+        }))
+    }
+
+    async fn update_webhook(
+        &self,
+        request: Request<proto::UpdateWebhookRequest>,
+    ) -> Result<Response<proto::UpdateWebhookResponse>, Status> {
+        let caller = authenticate(&self.store, &request).await?;
+        let request = request.into_inner();
+        let Some(input) = request.webhook else {
+            return Err(Violations::one("webhook", "required"));
+        };
+        let paths = request.update_mask.map(|m| m.paths).unwrap_or_default();
+        let mut v = Violations::default();
+        if paths.is_empty() {
+            v.add(
+                "update_mask",
+                format!("name the fields to change: {}", UPDATABLE.join(", ")),
+            );
+        }
+        for path in &paths {
+            if !UPDATABLE.contains(&path.as_str()) {
+                v.add(
+                    "update_mask",
+                    format!(
+                        "`{path}` cannot be changed; changeable fields: {}",
+                        UPDATABLE.join(", ")
+                    ),
+                );
+            }
+        }
+        v.check()?;
+        let has = |field: &str| paths.iter().any(|p| p == field);
+        for _ in 0..UPDATE_ATTEMPTS {
+            let current = self.visible(&caller, &input.id).await?;
+            // Merge: start from the stored webhook, take the masked fields from the request.
+            let mut merged = webhook_to_proto(&current);
+            if has("name") {
+                merged.name = input.name.clone();
+            }
+            if has("url") {
+                merged.url = input.url.clone();
+            }
+            if has("event_types") {
+                merged.event_types = input.event_types.clone();
+            }
+            if has("repositories") {
+                merged.repositories = input.repositories.clone();
+            }
+            if has("tags") {
+                merged.tags = input.tags.clone();
+            }
+            if has("payload_format") {
+                merged.payload_format = input.payload_format;
+            }
+            if has("headers") {
+                merged.headers = input.headers.clone();
+            }
+            let mut v = Violations::default();
+            let fields = validate::fields(&merged, &current.namespace, &mut v);
+            v.check()?;
+            let mut next = current.clone();
+            next.name = fields.name;
+            next.url = fields.url;
+            // Stored event type names that the proto cannot show are kept as they are.
+            if has("event_types") {
+                next.event_types = fields.event_types;
+            }
+            next.repositories = fields.repositories;
+            next.tags = fields.tags;
+            if has("payload_format") {
+                next.format = fields.format;
+            }
+            next.headers = fields.headers;
+            if has("ordered") {
+                next.ordered = input.ordered;
+            }
+            if has("enabled") {
+                let enabled = input.enabled.unwrap_or(true);
+                if enabled != current.enabled {
+                    next.enabled = enabled;
+                    next.disabled_reason = None;
+                }
+            }
+            next.updated_at = now_ms().max(current.updated_at + 1);
+            if self.store.update_webhook(&next, current.updated_at).await? {
+                tracing::info!(webhook_id = %next.id, fields = ?paths, token_id = caller.token_id(), "webhook updated");
+                return Ok(Response::new(proto::UpdateWebhookResponse {
+                    webhook: Some(webhook_to_proto(&next)),
+                }));
+            }
+        }
+        Err(Status::aborted(
+            "the webhook kept changing concurrently; read it again and retry",
+        ))
+    }
+
+    async fn delete_webhook(
+        &self,
+        request: Request<proto::DeleteWebhookRequest>,
+    ) -> Result<Response<proto::DeleteWebhookResponse>, Status> {
+        let caller = authenticate(&self.store, &request).await?;
+        let webhook = self.visible(&caller, &request.get_ref().id).await?;
+        if !self.store.delete_webhook(&webhook.id).await? {
+            return Err(webhook_not_found());
+        }
+        tracing::info!(webhook_id = %webhook.id, namespace = %webhook.namespace, token_id = caller.token_id(), "webhook deleted");
+        Ok(Response::new(proto::DeleteWebhookResponse {}))
+    }
+
+    async fn rotate_webhook_secret(
+        &self,
+        request: Request<proto::RotateWebhookSecretRequest>,
+    ) -> Result<Response<proto::RotateWebhookSecretResponse>, Status> {
+        let caller = authenticate(&self.store, &request).await?;
+        let r = request.into_inner();
+        let webhook = self.visible(&caller, &r.id).await?;
+        let mut v = Violations::default();
+        let grace = validate::grace(r.grace_period.as_ref(), &mut v);
+        let secret = if r.secret.is_empty() {
+            Some(generate_secret())
+        } else {
+            validate::secret("secret", &r.secret, &mut v)
+        };
+        v.check()?;
+        let Some(secret) = secret else {
+            return Err(Violations::one("secret", "invalid"));
+        };
+        let now = now_ms();
+        let expires_at = now + i64::try_from(grace.as_millis()).unwrap_or(i64::MAX / 2);
+        let stored = WebhookSecret {
+            id: new_id("whs"),
+            secret: secret.clone(),
+            created_at: now,
+            expires_at: None,
+        };
+        if !self
+            .store
+            .rotate_secret(&webhook.id, &stored, expires_at)
+            .await?
+        {
+            return Err(webhook_not_found());
+        }
+        tracing::info!(webhook_id = %webhook.id, grace = ?grace, token_id = caller.token_id(), "webhook secret rotated");
+        Ok(Response::new(proto::RotateWebhookSecretResponse {
+            secret: secret.expose().to_owned(),
+            previous_secret_expires_at: Some(timestamp(expires_at)),
+        }))
+    }
+
+    async fn test_webhook(
+        &self,
+        request: Request<proto::TestWebhookRequest>,
+    ) -> Result<Response<proto::TestWebhookResponse>, Status> {
+        let caller = authenticate(&self.store, &request).await?;
+        let webhook = self.visible(&caller, &request.get_ref().id).await?;
+        if !webhook.enabled {
+            return Err(Status::failed_precondition(format!(
+                "the webhook is disabled{}; enable it before sending a test ping",
+                webhook
+                    .disabled_reason
+                    .as_deref()
+                    .map(|r| format!(" ({r})"))
+                    .unwrap_or_default()
+            )));
+        }
+        let now = now_ms();
+        let event = ping(&webhook, now);
+        let delivery = NewDelivery {
+            id: new_id("dlv"),
+            event_id: event.id.clone(),
+            webhook_id: webhook.id.clone(),
+            ordering_key: None,
+        };
+        self.store
+            .insert_fanned_out(&event, std::slice::from_ref(&delivery), now)
+            .await?;
+        tracing::info!(webhook_id = %webhook.id, delivery_id = %delivery.id, token_id = caller.token_id(), "test ping queued");
+        Ok(Response::new(proto::TestWebhookResponse {
+            event_id: event.id,
+            delivery_id: delivery.id,
+        }))
+    }
+}
+
+/// The `ping` event for a webhook: addressed to it alone, in its namespace's name.
+fn ping(webhook: &Webhook, now: i64) -> Event {
+    let repository = if webhook.namespace.is_empty() {
+        "ping".to_owned()
+    } else {
+        webhook.namespace.clone()
+    };
+    let registry_event_id = new_id("ping");
+    let time = crate::dispatch::payload::rfc3339(now);
+    Event {
+        id: new_id("evt"),
+        source: "hookline".into(),
+        original: serde_json::json!({
+            "id": registry_event_id,
+            "timestamp": time,
+            "action": "ping",
+            "target": { "repository": repository },
+        }),
+        registry_event_id,
+        kind: EventType::Ping,
+        repository,
+        tag: None,
+        digest: None,
+        media_type: None,
+        size: None,
+        references: vec![],
+        url: None,
+        from_repository: None,
+        actor: None,
+        registry_host: None,
+        source_addr: None,
+        source_instance_id: None,
+        request_id: None,
+        request_useragent: None,
+        request_addr: None,
+        request_method: None,
+        timestamp: Some(time),
+        received_at: now,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn page_tokens_round_trip_and_reject_garbage() {
+        let id = new_id("wh");
+        let mut v = Violations::default();
+        assert_eq!(decode_page_token(&encode_page_token(&id), &mut v), Some(id));
+        assert_eq!(decode_page_token("", &mut v), None);
+        assert!(v.check().is_ok());
+        for bad in ["%%%", "aGVsbG8", &encode_page_token("evt_1")] {
+            let mut v = Violations::default();
+            decode_page_token(bad, &mut v);
+            assert!(v.check().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn list_scope_is_the_narrower_namespace() {
+        let admin = Caller::Admin {
+            token_id: "t".into(),
+        };
+        let acme = Caller::Namespace {
+            token_id: "t".into(),
+            namespace: "acme".into(),
+        };
+        assert_eq!(list_scope(&admin, ""), Ok(None));
+        assert_eq!(list_scope(&admin, "x"), Ok(Some("x".into())));
+        assert_eq!(list_scope(&acme, ""), Ok(Some("acme".into())));
+        assert_eq!(
+            list_scope(&acme, "acme/tools"),
+            Ok(Some("acme/tools".into()))
+        );
+        assert_eq!(list_scope(&acme, "acmecorp"), Err(()));
+        let tools = Caller::Namespace {
+            token_id: "t".into(),
+            namespace: "acme/tools".into(),
+        };
+        assert_eq!(list_scope(&tools, "acme"), Ok(Some("acme/tools".into())));
+    }
+}

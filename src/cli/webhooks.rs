@@ -1,0 +1,559 @@
+//! `hookline webhooks create|list|get|update|delete|rotate-secret|test`: gRPC clients of
+//! the API. Tables for people, `--output json` for scripts.
+//!
+//! A webhook's secret is printed by `create` and `rotate-secret` only, on stdout, once;
+//! everything else about it goes through the API's own rules (validation happens on the
+//! server, so the CLI and other clients can never disagree).
+
+use anyhow::{Context, bail};
+use clap::{ArgGroup, Args, Subcommand};
+use prost_types::FieldMask;
+use serde_json::{Value, json};
+
+use super::Output;
+use super::client::{Client, ClientArgs};
+use crate::api::convert::{FORMATS, event_type_from_proto, event_type_to_proto, format_to_proto};
+use crate::api::proto;
+use crate::config::HumanDuration;
+use crate::event::EventType;
+use crate::secret::Secret;
+
+/// `hookline webhooks …`
+#[derive(Debug, Args)]
+pub struct WebhooksArgs {
+    #[command(flatten)]
+    client: ClientArgs,
+    #[command(subcommand)]
+    command: WebhooksCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum WebhooksCommand {
+    /// Register a webhook and print its signing secret (shown this once).
+    Create(Box<CreateArgs>),
+    /// List webhooks: every page, or one page with --page-size.
+    List(ListArgs),
+    /// Show one webhook.
+    Get {
+        /// The webhook's id (`wh_…`).
+        id: String,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t)]
+        output: Output,
+    },
+    /// Change a webhook: only the options given change.
+    Update(Box<UpdateArgs>),
+    /// Delete a webhook and its secrets; its pending deliveries are not sent.
+    Delete {
+        /// The webhook's id.
+        id: String,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t)]
+        output: Output,
+    },
+    /// Make a new signing secret current and print it; the old one stays valid for --grace.
+    RotateSecret {
+        /// The webhook's id.
+        id: String,
+        /// How long the previous secret stays valid (default 24h, at most 30d).
+        #[arg(long)]
+        grace: Option<HumanDuration>,
+        /// The new secret (`whsec_…`); generated when not given.
+        #[arg(long)]
+        secret: Option<Secret>,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t)]
+        output: Output,
+    },
+    /// Send a `ping` event to the webhook through the normal delivery path.
+    Test {
+        /// The webhook's id.
+        id: String,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t)]
+        output: Output,
+    },
+}
+
+#[derive(Debug, Args)]
+struct CreateArgs {
+    /// A name for people.
+    #[arg(long)]
+    name: String,
+    /// Where deliveries are POSTed (http or https).
+    #[arg(long)]
+    url: String,
+    /// Namespace (repository prefix); defaults to the token's. Admin tokens must give one ("" = every repository).
+    #[arg(long)]
+    namespace: Option<String>,
+    /// Event type to deliver, repeatable (default: every non-blob type).
+    #[arg(long = "event-type", value_name = "TYPE", value_parser = parse_event_type)]
+    event_types: Vec<i32>,
+    /// Repository glob inside the namespace, repeatable (`acme/*`, `acme/tools/**`).
+    #[arg(long = "repository", value_name = "GLOB")]
+    repositories: Vec<String>,
+    /// Tag glob, repeatable (`v*`); when given, only tagged events whose tag matches.
+    #[arg(long = "tag", value_name = "GLOB")]
+    tags: Vec<String>,
+    /// Payload format: hookline, cloudevents, dockerhub, harbor, distribution.
+    #[arg(long, default_value = "hookline", value_parser = parse_format)]
+    format: i32,
+    /// Custom header sent with every delivery, repeatable.
+    #[arg(long = "header", value_name = "NAME=VALUE", value_parser = parse_header)]
+    headers: Vec<(String, String)>,
+    /// Deliver one repository:tag's events one at a time, in order.
+    #[arg(long)]
+    ordered: bool,
+    /// Create it disabled.
+    #[arg(long)]
+    disabled: bool,
+    /// Signing secret (`whsec_…`); generated when not given.
+    #[arg(long)]
+    secret: Option<Secret>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t)]
+    output: Output,
+}
+
+#[derive(Debug, Args)]
+struct ListArgs {
+    /// Only this namespace and those below it.
+    #[arg(long)]
+    namespace: Option<String>,
+    /// Only enabled (true) or disabled (false) webhooks.
+    #[arg(long, value_name = "BOOL")]
+    enabled: Option<bool>,
+    /// Only names containing this text.
+    #[arg(long)]
+    name_contains: Option<String>,
+    /// Only URLs containing this text.
+    #[arg(long)]
+    url_contains: Option<String>,
+    /// Fetch one page of this size (1–500) and print the next page's token.
+    #[arg(long)]
+    page_size: Option<i32>,
+    /// Continue from this page token.
+    #[arg(long)]
+    page_token: Option<String>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t)]
+    output: Output,
+}
+
+#[derive(Debug, Args)]
+#[command(group(ArgGroup::new("state").args(["enable", "disable"])))]
+struct UpdateArgs {
+    /// The webhook's id.
+    id: String,
+    /// New name.
+    #[arg(long)]
+    name: Option<String>,
+    /// New URL.
+    #[arg(long)]
+    url: Option<String>,
+    /// Replace the event types, repeatable.
+    #[arg(long = "event-type", value_name = "TYPE", value_parser = parse_event_type)]
+    event_types: Vec<i32>,
+    /// Clear the event types (every non-blob type).
+    #[arg(long, conflicts_with = "event_types")]
+    no_event_types: bool,
+    /// Replace the repository globs, repeatable.
+    #[arg(long = "repository", value_name = "GLOB")]
+    repositories: Vec<String>,
+    /// Clear the repository globs (the whole namespace).
+    #[arg(long, conflicts_with = "repositories")]
+    no_repositories: bool,
+    /// Replace the tag globs, repeatable.
+    #[arg(long = "tag", value_name = "GLOB")]
+    tags: Vec<String>,
+    /// Clear the tag globs (any tag or none).
+    #[arg(long, conflicts_with = "tags")]
+    no_tags: bool,
+    /// New payload format.
+    #[arg(long, value_parser = parse_format)]
+    format: Option<i32>,
+    /// Replace the custom headers, repeatable.
+    #[arg(long = "header", value_name = "NAME=VALUE", value_parser = parse_header)]
+    headers: Vec<(String, String)>,
+    /// Remove every custom header.
+    #[arg(long, conflicts_with = "headers")]
+    no_headers: bool,
+    /// Ordered delivery on or off.
+    #[arg(long, value_name = "BOOL")]
+    ordered: Option<bool>,
+    /// Enable (clears the reason hookline disabled it for).
+    #[arg(long)]
+    enable: bool,
+    /// Disable.
+    #[arg(long)]
+    disable: bool,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t)]
+    output: Output,
+}
+
+fn parse_event_type(name: &str) -> Result<i32, String> {
+    EventType::parse(name)
+        .map(|kind| event_type_to_proto(kind) as i32)
+        .ok_or_else(|| {
+            let known: Vec<&str> = EventType::ALL.iter().map(|t| t.as_str()).collect();
+            format!("unknown event type; known: {}", known.join(", "))
+        })
+}
+
+fn parse_format(name: &str) -> Result<i32, String> {
+    FORMATS
+        .contains(&name)
+        .then(|| format_to_proto(name) as i32)
+        .ok_or_else(|| format!("unknown format; known: {}", FORMATS.join(", ")))
+}
+
+fn parse_header(text: &str) -> Result<(String, String), String> {
+    text.split_once('=')
+        .map(|(k, v)| (k.trim().to_owned(), v.to_owned()))
+        .filter(|(k, _)| !k.is_empty())
+        .ok_or_else(|| "expected NAME=VALUE".to_owned())
+}
+
+/// Runs a webhooks command against the server.
+pub async fn run(args: WebhooksArgs) -> anyhow::Result<()> {
+    let c = &args.client;
+    let mut client = c.connect().await?;
+    match args.command {
+        WebhooksCommand::Create(a) => create(c, &mut client, *a).await,
+        WebhooksCommand::List(a) => list(c, &mut client, a).await,
+        WebhooksCommand::Get { id, output } => {
+            let response = client
+                .get_webhook(proto::GetWebhookRequest { id: id.clone() })
+                .await
+                .map_err(|s| c.explain(s, &format!("webhook {id}")))?
+                .into_inner();
+            let webhook = response.webhook.context("the server sent no webhook")?;
+            print_webhook(&webhook, output);
+            Ok(())
+        }
+        WebhooksCommand::Update(a) => update(c, &mut client, *a).await,
+        WebhooksCommand::Delete { id, output } => {
+            client
+                .delete_webhook(proto::DeleteWebhookRequest { id: id.clone() })
+                .await
+                .map_err(|s| c.explain(s, &format!("webhook {id}")))?;
+            match output {
+                Output::Json => println!("{}", json!({ "id": id, "deleted": true })),
+                Output::Table => println!("deleted {id}"),
+            }
+            Ok(())
+        }
+        WebhooksCommand::RotateSecret {
+            id,
+            grace,
+            secret,
+            output,
+        } => {
+            let response = client
+                .rotate_webhook_secret(proto::RotateWebhookSecretRequest {
+                    id: id.clone(),
+                    grace_period: grace.map(|g| prost_types::Duration {
+                        seconds: g.0.as_secs().try_into().unwrap_or(i64::MAX),
+                        nanos: g.0.subsec_nanos() as i32,
+                    }),
+                    secret: secret.map(|s| s.expose().to_owned()).unwrap_or_default(),
+                })
+                .await
+                .map_err(|s| c.explain(s, &format!("webhook {id}")))?
+                .into_inner();
+            let until = time_text(response.previous_secret_expires_at.as_ref());
+            match output {
+                Output::Json => println!(
+                    "{}",
+                    json!({ "id": id, "secret": response.secret, "previous_secret_expires_at": until })
+                ),
+                Output::Table => {
+                    println!("{}", response.secret);
+                    eprintln!(
+                        "new secret for {id}; the previous one stays valid until {until}. Store it now, it is not shown again"
+                    );
+                }
+            }
+            Ok(())
+        }
+        WebhooksCommand::Test { id, output } => {
+            let response = client
+                .test_webhook(proto::TestWebhookRequest { id: id.clone() })
+                .await
+                .map_err(|s| c.explain(s, &format!("webhook {id}")))?
+                .into_inner();
+            match output {
+                Output::Json => println!(
+                    "{}",
+                    json!({ "id": id, "event_id": response.event_id, "delivery_id": response.delivery_id })
+                ),
+                Output::Table => println!(
+                    "ping queued for {id}: delivery {} (the receiver sees it as the webhook-id header)",
+                    response.delivery_id
+                ),
+            }
+            Ok(())
+        }
+    }
+}
+
+async fn create(c: &ClientArgs, client: &mut Client, a: CreateArgs) -> anyhow::Result<()> {
+    let request = proto::CreateWebhookRequest {
+        webhook: Some(proto::Webhook {
+            namespace: a.namespace,
+            name: a.name,
+            url: a.url,
+            event_types: a.event_types,
+            repositories: a.repositories,
+            tags: a.tags,
+            payload_format: a.format,
+            headers: a.headers.into_iter().collect(),
+            ordered: a.ordered,
+            enabled: Some(!a.disabled),
+            ..Default::default()
+        }),
+        secret: a.secret.map(|s| s.expose().to_owned()).unwrap_or_default(),
+    };
+    let response = client
+        .create_webhook(request)
+        .await
+        .map_err(|s| c.explain(s, "webhook"))?
+        .into_inner();
+    let webhook = response.webhook.context("the server sent no webhook")?;
+    match a.output {
+        Output::Json => println!(
+            "{}",
+            json!({ "webhook": webhook_json(&webhook), "secret": response.secret })
+        ),
+        Output::Table => {
+            print_webhook(&webhook, Output::Table);
+            println!("{:<16}{}", "secret", response.secret);
+            eprintln!(
+                "created {}; store the secret now, it is not shown again",
+                webhook.id
+            );
+        }
+    }
+    Ok(())
+}
+
+async fn list(c: &ClientArgs, client: &mut Client, a: ListArgs) -> anyhow::Result<()> {
+    let one_page = a.page_size.is_some() || a.page_token.is_some();
+    let mut request = proto::ListWebhooksRequest {
+        page_size: a.page_size.unwrap_or(if one_page { 0 } else { 500 }),
+        page_token: a.page_token.unwrap_or_default(),
+        namespace: a.namespace.unwrap_or_default(),
+        enabled: a.enabled,
+        name_contains: a.name_contains.unwrap_or_default(),
+        url_contains: a.url_contains.unwrap_or_default(),
+    };
+    let mut webhooks = Vec::new();
+    let next = loop {
+        let page = client
+            .list_webhooks(request.clone())
+            .await
+            .map_err(|s| c.explain(s, "page"))?
+            .into_inner();
+        webhooks.extend(page.webhooks);
+        if one_page || page.next_page_token.is_empty() {
+            break page.next_page_token;
+        }
+        request.page_token = page.next_page_token;
+    };
+    match a.output {
+        Output::Json => println!(
+            "{}",
+            json!({
+                "webhooks": webhooks.iter().map(webhook_json).collect::<Vec<_>>(),
+                "next_page_token": next,
+            })
+        ),
+        Output::Table => {
+            println!(
+                "{:<35}  {:<16}  {:<24}  {:<8}  {:<24}  URL",
+                "ID", "NAMESPACE", "NAME", "ENABLED", "EVENTS"
+            );
+            for w in &webhooks {
+                let events = event_names(&w.event_types);
+                println!(
+                    "{:<35}  {:<16}  {:<24}  {:<8}  {:<24}  {}",
+                    w.id,
+                    w.namespace.as_deref().unwrap_or_default(),
+                    w.name,
+                    if w.enabled.unwrap_or(true) {
+                        "yes"
+                    } else {
+                        "no"
+                    },
+                    if events.is_empty() {
+                        "(default)".to_owned()
+                    } else {
+                        events.join(",")
+                    },
+                    w.url
+                );
+            }
+            if !next.is_empty() {
+                eprintln!("more: --page-token {next}");
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn update(c: &ClientArgs, client: &mut Client, a: UpdateArgs) -> anyhow::Result<()> {
+    let mut paths = Vec::new();
+    let mut webhook = proto::Webhook {
+        id: a.id.clone(),
+        ..Default::default()
+    };
+    if let Some(name) = a.name {
+        webhook.name = name;
+        paths.push("name");
+    }
+    if let Some(url) = a.url {
+        webhook.url = url;
+        paths.push("url");
+    }
+    if !a.event_types.is_empty() || a.no_event_types {
+        webhook.event_types = a.event_types;
+        paths.push("event_types");
+    }
+    if !a.repositories.is_empty() || a.no_repositories {
+        webhook.repositories = a.repositories;
+        paths.push("repositories");
+    }
+    if !a.tags.is_empty() || a.no_tags {
+        webhook.tags = a.tags;
+        paths.push("tags");
+    }
+    if let Some(format) = a.format {
+        webhook.payload_format = format;
+        paths.push("payload_format");
+    }
+    if !a.headers.is_empty() || a.no_headers {
+        webhook.headers = a.headers.into_iter().collect();
+        paths.push("headers");
+    }
+    if let Some(ordered) = a.ordered {
+        webhook.ordered = ordered;
+        paths.push("ordered");
+    }
+    if a.enable || a.disable {
+        webhook.enabled = Some(a.enable);
+        paths.push("enabled");
+    }
+    if paths.is_empty() {
+        bail!(
+            "nothing to change: give at least one option (see `hookline webhooks update --help`)"
+        );
+    }
+    let response = client
+        .update_webhook(proto::UpdateWebhookRequest {
+            webhook: Some(webhook),
+            update_mask: Some(FieldMask {
+                paths: paths.into_iter().map(str::to_owned).collect(),
+            }),
+        })
+        .await
+        .map_err(|s| c.explain(s, &format!("webhook {}", a.id)))?
+        .into_inner();
+    let webhook = response.webhook.context("the server sent no webhook")?;
+    print_webhook(&webhook, a.output);
+    Ok(())
+}
+
+fn event_names(values: &[i32]) -> Vec<String> {
+    values
+        .iter()
+        .map(|v| event_type_from_proto(*v).map_or_else(|| v.to_string(), |t| t.as_str().to_owned()))
+        .collect()
+}
+
+fn format_name(value: i32) -> &'static str {
+    crate::api::convert::format_from_proto(value).unwrap_or("unknown")
+}
+
+fn time_text(t: Option<&prost_types::Timestamp>) -> String {
+    t.map(|t| crate::dispatch::payload::rfc3339(t.seconds * 1000 + i64::from(t.nanos / 1_000_000)))
+        .unwrap_or_default()
+}
+
+/// A webhook as JSON for scripts: names, not enum numbers. Never has a secret to show.
+fn webhook_json(w: &proto::Webhook) -> Value {
+    let mut headers: Vec<(&String, &String)> = w.headers.iter().collect();
+    headers.sort();
+    json!({
+        "id": w.id,
+        "namespace": w.namespace,
+        "name": w.name,
+        "url": w.url,
+        "event_types": event_names(&w.event_types),
+        "repositories": w.repositories,
+        "tags": w.tags,
+        "format": format_name(w.payload_format),
+        "headers": headers
+            .into_iter()
+            .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+            .collect::<serde_json::Map<String, Value>>(),
+        "ordered": w.ordered,
+        "enabled": w.enabled.unwrap_or(true),
+        "disabled_reason": (!w.disabled_reason.is_empty()).then_some(&w.disabled_reason),
+        "created_at": time_text(w.created_at.as_ref()),
+        "updated_at": time_text(w.updated_at.as_ref()),
+    })
+}
+
+fn print_webhook(w: &proto::Webhook, output: Output) {
+    if output == Output::Json {
+        println!("{}", webhook_json(w));
+        return;
+    }
+    let list = |v: &[String]| {
+        if v.is_empty() {
+            "(any)".to_owned()
+        } else {
+            v.join(", ")
+        }
+    };
+    let events = event_names(&w.event_types);
+    let mut headers: Vec<String> = w.headers.iter().map(|(k, v)| format!("{k}: {v}")).collect();
+    headers.sort();
+    let rows = [
+        ("id", w.id.clone()),
+        ("namespace", w.namespace.clone().unwrap_or_default()),
+        ("name", w.name.clone()),
+        ("url", w.url.clone()),
+        (
+            "event types",
+            if events.is_empty() {
+                "(every non-blob type)".into()
+            } else {
+                events.join(", ")
+            },
+        ),
+        ("repositories", list(&w.repositories)),
+        ("tags", list(&w.tags)),
+        ("format", format_name(w.payload_format).into()),
+        (
+            "headers",
+            if headers.is_empty() {
+                "(none)".into()
+            } else {
+                headers.join("; ")
+            },
+        ),
+        ("ordered", w.ordered.to_string()),
+        ("enabled", w.enabled.unwrap_or(true).to_string()),
+        ("disabled reason", w.disabled_reason.clone()),
+        ("created", time_text(w.created_at.as_ref())),
+        ("updated", time_text(w.updated_at.as_ref())),
+    ];
+    for (key, value) in rows {
+        if key == "disabled reason" && value.is_empty() {
+            continue;
+        }
+        println!("{key:<16}{value}");
+    }
+}
