@@ -109,8 +109,9 @@ impl WebhookService for WebhookApi {
         let namespace = match (caller.scope(), input.namespace.as_deref()) {
             (Some(scope), None) => scope.to_owned(),
             (Some(scope), Some(ns)) => {
-                validate::namespace("webhook.namespace", ns, &mut v);
-                if !validate::creatable(scope, ns) {
+                if validate::namespace("webhook.namespace", ns, &mut v)
+                    && !validate::creatable(scope, ns)
+                {
                     v.add(
                         "webhook.namespace",
                         format!("must be `{scope}` (your token's namespace) or lie below it"),

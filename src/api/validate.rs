@@ -257,8 +257,8 @@ pub(crate) fn secret(field: &str, value: &str, v: &mut Violations) -> Option<Sec
     }
 }
 
-/// A namespace as tokens and webhooks use it: `acme`, `acme/tools`.
-pub(crate) fn namespace(field: &str, ns: &str, v: &mut Violations) {
+/// A namespace as tokens and webhooks use it: `acme`, `acme/tools`. True if valid.
+pub(crate) fn namespace(field: &str, ns: &str, v: &mut Violations) -> bool {
     let ok = ns.len() <= 255
         && ns.split('/').all(|segment| {
             !segment.is_empty()
@@ -272,6 +272,7 @@ pub(crate) fn namespace(field: &str, ns: &str, v: &mut Violations) {
             "must be a repository path prefix like `acme` or `acme/tools` (lowercase letters, digits, `.`, `_`, `-`; segments separated by `/`)",
         );
     }
+    ok
 }
 
 /// Whether a namespace token's caller may create in `ns` (at or below its own).

@@ -1,5 +1,6 @@
 //! Integration tests: one binary (see STYLE.md).
 
+mod api;
 mod dispatch;
 mod harness;
 mod ingest;

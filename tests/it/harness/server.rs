@@ -2,11 +2,13 @@
 //!
 //! `TestServer::start(&db, |config| …)` runs `server::start` with the test's database,
 //! a registry token, and any config tweaks; `stop()` cancels it and waits for a clean exit.
+//! Every listener binds port 0; add the api role with [`with_api`] and talk to it with
+//! `api_client(token)` after minting a token with `token(kind, subject)`.
 
 use std::net::SocketAddr;
 
 use hookline::config::{CommonSettings, Config, Role, ServeSettings};
-use hookline::store::Store;
+use hookline::store::{NewToken, Store, TokenKind};
 use tokio_util::sync::CancellationToken;
 
 use super::db::TestDb;
@@ -18,6 +20,8 @@ pub const REGISTRY_TOKEN: &str = "test-registry-token-0123456789";
 pub struct TestServer {
     /// Ingest address.
     pub ingest: SocketAddr,
+    /// gRPC API address, when the api role runs.
+    pub api: Option<SocketAddr>,
     /// The server's own store handle.
     pub store: Store,
     shutdown: CancellationToken,
@@ -33,11 +37,19 @@ pub fn test_config(db_url: &str) -> Config {
     };
     let serve = ServeSettings {
         ingest_addr: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
+        api_addr: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
         roles: Some(vec![Role::Ingest, Role::Dispatcher]),
         registry_token: Some(REGISTRY_TOKEN.parse().expect("token")),
         ..Default::default()
     };
     Config::resolve(common, serve).expect("test config is valid")
+}
+
+/// Config tweak: also run the gRPC API.
+pub fn with_api(config: &mut Config) {
+    if !config.roles.contains(&Role::Api) {
+        config.roles.push(Role::Api);
+    }
 }
 
 impl TestServer {
@@ -58,6 +70,7 @@ impl TestServer {
             .await
             .expect("server starts");
         let ingest = running.ingest_addr.expect("ingest runs");
+        let api = running.api_addr;
         let store = running.store.clone();
         let token = shutdown.clone();
         let task = tokio::spawn(async move { running.wait(token).await });
@@ -67,6 +80,7 @@ impl TestServer {
             .expect("http client");
         TestServer {
             ingest,
+            api,
             store,
             shutdown,
             task,
@@ -126,6 +140,37 @@ impl TestServer {
             response.status().as_u16(),
             response.text().await.unwrap_or_default(),
         )
+    }
+
+    /// Creates an API (or registry) token straight in the store, as `hookline tokens
+    /// create` does; returns (token id, token).
+    pub async fn token(&self, kind: TokenKind, subject: &str) -> (String, String) {
+        let token = hookline::secret::generate_token();
+        let record = NewToken {
+            id: hookline::ids::new_id("tok"),
+            kind,
+            subject: subject.into(),
+            hash: hookline::secret::hash_token(token.expose()),
+            created_at: hookline::store::now_ms(),
+        };
+        self.store
+            .insert_token(&record)
+            .await
+            .expect("insert token");
+        (record.id, token.expose().to_owned())
+    }
+
+    /// `http://127.0.0.1:PORT` of the API.
+    pub fn api_url(&self) -> String {
+        format!(
+            "http://{}",
+            self.api.expect("the api role runs (use with_api)")
+        )
+    }
+
+    /// A webhooks client sending `authorization: Bearer <token>` (none if `token` is None).
+    pub async fn api_client(&self, token: Option<&str>) -> super::api::Client {
+        super::api::client(&self.api_url(), token).await
     }
 
     /// Cancels the server and waits for every role to stop.
