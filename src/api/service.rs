@@ -167,7 +167,7 @@ impl WebhookService for WebhookApi {
             expires_at: None,
         };
         self.store.insert_webhook(&webhook, &stored_secret).await?;
-        tracing::info!(webhook_id = %webhook.id, namespace = %webhook.namespace, token_id = caller.token_id(), "webhook created");
+        tracing::info!(webhook_id = %webhook.id, namespace = %webhook.namespace, token_id = %caller.token_id(), "webhook created");
         Ok(Response::new(proto::CreateWebhookResponse {
             webhook: Some(webhook_to_proto(&webhook)),
             secret: secret.expose().to_owned(),
@@ -309,7 +309,7 @@ impl WebhookService for WebhookApi {
             }
             next.updated_at = now_ms().max(current.updated_at + 1);
             if self.store.update_webhook(&next, current.updated_at).await? {
-                tracing::info!(webhook_id = %next.id, fields = ?paths, token_id = caller.token_id(), "webhook updated");
+                tracing::info!(webhook_id = %next.id, fields = ?paths, token_id = %caller.token_id(), "webhook updated");
                 return Ok(Response::new(proto::UpdateWebhookResponse {
                     webhook: Some(webhook_to_proto(&next)),
                 }));
@@ -329,7 +329,7 @@ impl WebhookService for WebhookApi {
         if !self.store.delete_webhook(&webhook.id).await? {
             return Err(webhook_not_found());
         }
-        tracing::info!(webhook_id = %webhook.id, namespace = %webhook.namespace, token_id = caller.token_id(), "webhook deleted");
+        tracing::info!(webhook_id = %webhook.id, namespace = %webhook.namespace, token_id = %caller.token_id(), "webhook deleted");
         Ok(Response::new(proto::DeleteWebhookResponse {}))
     }
 
@@ -366,7 +366,7 @@ impl WebhookService for WebhookApi {
         {
             return Err(webhook_not_found());
         }
-        tracing::info!(webhook_id = %webhook.id, grace = ?grace, token_id = caller.token_id(), "webhook secret rotated");
+        tracing::info!(webhook_id = %webhook.id, grace = ?grace, token_id = %caller.token_id(), "webhook secret rotated");
         Ok(Response::new(proto::RotateWebhookSecretResponse {
             secret: secret.expose().to_owned(),
             previous_secret_expires_at: Some(timestamp(expires_at)),
@@ -400,7 +400,7 @@ impl WebhookService for WebhookApi {
         self.store
             .insert_fanned_out(&event, std::slice::from_ref(&delivery), now)
             .await?;
-        tracing::info!(webhook_id = %webhook.id, delivery_id = %delivery.id, token_id = caller.token_id(), "test ping queued");
+        tracing::info!(webhook_id = %webhook.id, delivery_id = %delivery.id, token_id = %caller.token_id(), "test ping queued");
         Ok(Response::new(proto::TestWebhookResponse {
             event_id: event.id,
             delivery_id: delivery.id,

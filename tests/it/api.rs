@@ -405,16 +405,10 @@ store_test!(
             "no ping was queued"
         );
 
-        assert_eq!(
-            ids(&list_all(&mut acme_api, 10).await),
-            ids([&a, &t])
-        );
+        assert_eq!(ids(&list_all(&mut acme_api, 10).await), ids([&a, &t]));
         assert_eq!(ids(&list_all(&mut tools_api, 10).await), ids([&t]));
         assert_eq!(ids(&list_all(&mut other_api, 10).await), ids([&o]));
-        assert_eq!(
-            ids(&list_all(&mut admin_api, 10).await),
-            ids([&a, &t, &o])
-        );
+        assert_eq!(ids(&list_all(&mut admin_api, 10).await), ids([&a, &t, &o]));
         tools_api.get_webhook(get(&t.id)).await.expect("its own");
         acme_api
             .get_webhook(get(&t.id))

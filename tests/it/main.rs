@@ -1,6 +1,7 @@
 //! Integration tests: one binary (see STYLE.md).
 
 mod api;
+mod cli;
 mod dispatch;
 mod harness;
 mod ingest;
