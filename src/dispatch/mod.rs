@@ -35,7 +35,7 @@ use matcher::Matcher;
 /// Most events fanned out per transaction.
 const FAN_OUT_BATCH: i64 = 500;
 /// How often queue depth gauges are refreshed.
-const STATS_EVERY: Duration = Duration::from_secs(5);
+const STATS_EVERY: Duration = Duration::from_secs(15);
 
 /// State shared between the loop and the delivery tasks.
 struct Shared {
@@ -102,18 +102,14 @@ pub async fn run(store: Store, config: DispatchConfig, shutdown: CancellationTok
         shutdown: shutdown.clone(),
     });
     tracing::info!(%owner, "dispatcher started");
-    let renewer = tokio::spawn(renew_leases(
-        dispatcher.clone(),
-        owner.clone(),
-        shutdown.clone(),
-    ));
+    let renewer = tokio::spawn(renew_leases(dispatcher.clone(), shutdown.clone()));
+    tokio::spawn(report_stats(dispatcher.store.clone(), shutdown.clone()));
     let mut looper = Loop {
         d: dispatcher.clone(),
         owner,
         matcher: Arc::new(Matcher::default()),
         revision: None,
         secrets_expire_at: None,
-        last_stats: None,
     };
     looper.run(&shutdown).await;
 
@@ -160,7 +156,6 @@ struct Loop {
     revision: Option<i64>,
     /// When the earliest rotated-out secret expires: the matcher must be rebuilt then.
     secrets_expire_at: Option<i64>,
-    last_stats: Option<Instant>,
 }
 
 impl Loop {
@@ -201,7 +196,6 @@ impl Loop {
     async fn cycle(&mut self) -> Result<bool, crate::store::StoreError> {
         let now = now_ms();
         self.refresh_matcher(now, false).await?;
-        self.report_stats(now).await;
         loop {
             let matcher = self.matcher.clone();
             let plan = move |event: &Event| plan_deliveries(&matcher, event);
@@ -298,23 +292,6 @@ impl Loop {
         tracing::debug!(revision, webhooks = self.matcher.len(), "webhooks loaded");
         Ok(())
     }
-
-    async fn report_stats(&mut self, now: i64) {
-        if self.last_stats.is_some_and(|at| at.elapsed() < STATS_EVERY) {
-            return;
-        }
-        self.last_stats = Some(Instant::now());
-        match self.d.store.queue_stats(now).await {
-            Ok(stats) => {
-                metrics::gauge!("hookline_queue_pending").set(stats.pending as f64);
-                metrics::gauge!("hookline_queue_due").set(stats.due as f64);
-                metrics::gauge!("hookline_queue_oldest_due_seconds")
-                    .set(stats.oldest_due_age_ms as f64 / 1000.0);
-                metrics::gauge!("hookline_events_unfanned").set(stats.unfanned_events as f64);
-            }
-            Err(error) => tracing::debug!(%error, "queue stats unavailable"),
-        }
-    }
 }
 
 impl Dispatcher {
@@ -383,27 +360,47 @@ pub fn ordering_key(webhook_id: &str, event: &Event) -> String {
     )
 }
 
-/// Keeps every lease this process holds alive while its requests run.
-async fn renew_leases(d: Arc<Dispatcher>, owner: String, shutdown: CancellationToken) {
+/// Keeps every lease this process holds alive while its deliveries wait or run.
+async fn renew_leases(d: Arc<Dispatcher>, shutdown: CancellationToken) {
     let every = d.config.lease / 3;
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => {}
             _ = tokio::time::sleep(every) => {}
         }
-        let held = lock(&d.shared).leases.len();
-        if held > 0 {
+        let held: Vec<Lease> = lock(&d.shared).leases.values().cloned().collect();
+        if !held.is_empty() {
             let until = now_ms() + d.config.lease.as_millis() as i64;
-            if let Err(error) = d.store.extend_leases(&owner, until).await {
+            if let Err(error) = d.store.extend_leases(&held, until).await {
                 tracing::warn!(%error, "could not extend leases");
             }
         }
         // Keep renewing through the shutdown grace period, until nothing is held.
-        if shutdown.is_cancelled() && held == 0 {
-            return;
-        }
         if shutdown.is_cancelled() {
+            if held.is_empty() {
+                return;
+            }
             tokio::time::sleep(every.min(Duration::from_millis(200))).await;
+        }
+    }
+}
+
+/// Refreshes the queue gauges now and then, off the claim loop (the counts scan the table).
+async fn report_stats(store: Store, shutdown: CancellationToken) {
+    loop {
+        match store.queue_stats(now_ms()).await {
+            Ok(stats) => {
+                metrics::gauge!("hookline_queue_pending").set(stats.pending as f64);
+                metrics::gauge!("hookline_queue_due").set(stats.due as f64);
+                metrics::gauge!("hookline_queue_oldest_due_seconds")
+                    .set(stats.oldest_due_age_ms as f64 / 1000.0);
+                metrics::gauge!("hookline_events_unfanned").set(stats.unfanned_events as f64);
+            }
+            Err(error) => tracing::debug!(%error, "queue stats unavailable"),
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(STATS_EVERY) => {}
         }
     }
 }

@@ -209,8 +209,9 @@ pub trait Queue: Send + Sync {
     /// come (or its lease expired), its webhook not skipped, and, for an ordering key, no
     /// earlier pending delivery with the same key.
     async fn claim_due(&self, claim: &Claim<'_>) -> Result<Vec<ClaimedDelivery>, StoreError>;
-    /// Pushes the lease of every delivery `owner` holds to `until`.
-    async fn extend_leases(&self, owner: &str, until: i64) -> Result<u64, StoreError>;
+    /// Pushes these leases (if still held) to `until`. By id, so the cost does not grow
+    /// with the queue. Returns how many were still held.
+    async fn extend_leases(&self, leases: &[Lease], until: i64) -> Result<u64, StoreError>;
     /// Records attempts and moves each delivery to its next state (complete,
     /// reschedule or give up), in one transaction. A delivery whose lease was lost
     /// keeps its state; its attempt is still recorded. Returns how many leases were held.

@@ -418,3 +418,101 @@ store_test!(filters_choose_the_webhooks, async |db: &TestDb| {
     );
     server.stop().await;
 });
+
+store_test!(an_exhausted_schedule_ends_failed, async |db: &TestDb| {
+    let receiver = Receiver::start().await;
+    receiver.set_default(Reply::status(500));
+    let server = TestServer::start(db, |c| {
+        fast(c);
+        c.dispatch.retry_schedule = vec![Duration::from_millis(50); 2];
+    })
+    .await;
+    add_webhook(&server.store, &receiver.url(), |_| {}).await;
+    server.notify_ok(&push("acme/app", "1.4")).await;
+    receiver.wait_for(3, Duration::from_secs(10)).await;
+    let delivery = only_delivery(&server.store).await;
+    let done = wait_delivery(&server.store, &delivery.id, Duration::from_secs(5), |d| {
+        d.status == "failed"
+    })
+    .await;
+    assert_eq!(done.attempts, 3, "the first try and two retries");
+    assert_eq!(done.last_error.as_deref(), Some("HTTP 500"));
+    let outcomes: Vec<String> = server
+        .store
+        .attempts(&delivery.id)
+        .await
+        .expect("attempts")
+        .into_iter()
+        .map(|a| a.outcome)
+        .collect();
+    assert_eq!(outcomes, ["retry", "retry", "failed"]);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(receiver.received().len(), 3, "nothing after giving up");
+    server.stop().await;
+});
+
+store_test!(
+    an_open_circuit_holds_deliveries_then_probes_once,
+    async |db: &TestDb| {
+        let receiver = Receiver::start().await;
+        receiver.set_default(Reply::status(500));
+        let server = TestServer::start(db, |c| {
+            fast(c);
+            c.dispatch.retry_schedule = vec![Duration::from_millis(50); 20];
+            c.dispatch.circuit_threshold = 3;
+            c.dispatch.circuit_cooldown = Duration::from_millis(1500);
+        })
+        .await;
+        add_webhook(&server.store, &receiver.url(), |_| {}).await;
+        for i in 0..3 {
+            server.notify_ok(&push("acme/app", &format!("1.{i}"))).await;
+        }
+        receiver.wait_for(3, Duration::from_secs(10)).await;
+        // Three failures opened the circuit: nothing goes out during the cool-down…
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+        assert_eq!(receiver.received().len(), 3, "held during the cool-down");
+        // …then exactly one probe; it fails, so the circuit opens again.
+        receiver.wait_for(4, Duration::from_secs(5)).await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert_eq!(receiver.received().len(), 4, "one probe, not a burst");
+        // A good probe closes it and the rest flows.
+        receiver.set_default(Reply::ok());
+        receiver.wait_for(7, Duration::from_secs(10)).await;
+        server.stop().await;
+    }
+);
+
+store_test!(
+    a_webhook_failing_too_long_is_disabled_with_a_reason,
+    async |db: &TestDb| {
+        let receiver = Receiver::start().await;
+        receiver.set_default(Reply::status(503));
+        let server = TestServer::start(db, |c| {
+            fast(c);
+            c.dispatch.retry_schedule = vec![Duration::from_millis(100); 50];
+            c.dispatch.circuit_threshold = 1000;
+            c.dispatch.disable_after = Duration::from_millis(600);
+        })
+        .await;
+        let wh = add_webhook(&server.store, &receiver.url(), |_| {}).await;
+        server.notify_ok(&push("acme/app", "1.4")).await;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let disabled = loop {
+            let w = server
+                .store
+                .get_webhook(&wh.id)
+                .await
+                .expect("get")
+                .expect("exists");
+            if !w.enabled {
+                break w;
+            }
+            assert!(Instant::now() < deadline, "never disabled: {w:?}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        let reason = disabled.disabled_reason.unwrap_or_default();
+        assert!(reason.contains("failing continuously since"), "{reason}");
+        assert!(disabled.failing_since.is_some());
+        server.stop().await;
+    }
+);

@@ -8,4 +8,5 @@ mod ingest;
 mod pg_selftest;
 mod registry_selftest;
 mod replicas;
+mod serve;
 mod store_contract;

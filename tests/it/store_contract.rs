@@ -420,12 +420,25 @@ store_test!(reclaim_expired_and_extend_leases, async |db: &TestDb| {
     enqueue_n(&store, 2, None).await;
     let claimed = store.claim_due(&claim(T0, 10)).await.expect("claim");
     let expiry = T0 + LEASE.as_millis() as i64;
+    let leases: Vec<Lease> = claimed.iter().map(|c| c.lease.clone()).collect();
     assert_eq!(
         store
-            .extend_leases(OWNER, expiry + 60_000)
+            .extend_leases(&leases, expiry + 60_000)
             .await
             .expect("extend"),
         2
+    );
+    let stale = Lease {
+        delivery_id: leases[0].delivery_id.clone(),
+        lease_id: "not-ours".into(),
+    };
+    assert_eq!(
+        store
+            .extend_leases(&[stale], expiry + 90_000)
+            .await
+            .expect("extend"),
+        0,
+        "only a held lease is extended"
     );
     assert!(
         store

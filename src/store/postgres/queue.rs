@@ -96,12 +96,16 @@ impl Queue for PgBackend {
             .collect())
     }
 
-    async fn extend_leases(&self, owner: &str, until: i64) -> Result<u64, StoreError> {
+    async fn extend_leases(&self, leases: &[Lease], until: i64) -> Result<u64, StoreError> {
+        let ids: Vec<&str> = leases.iter().map(|l| l.delivery_id.as_str()).collect();
+        let lease_ids: Vec<&str> = leases.iter().map(|l| l.lease_id.as_str()).collect();
         let done = sqlx::query(
-            "UPDATE deliveries SET lease_until = $2, next_attempt_at = $2 \
-             WHERE lease_owner = $1 AND status = 'pending' AND lease_id IS NOT NULL",
+            "UPDATE deliveries d SET lease_until = $3, next_attempt_at = $3 \
+             FROM unnest($1::text[], $2::text[]) AS l(id, lease_id) \
+             WHERE d.id = l.id AND d.lease_id = l.lease_id AND d.status = 'pending'",
         )
-        .bind(owner)
+        .bind(&ids)
+        .bind(&lease_ids)
         .bind(until)
         .execute(&self.pool)
         .await?;

@@ -112,16 +112,23 @@ impl Queue for SqliteBackend {
             .collect())
     }
 
-    async fn extend_leases(&self, owner: &str, until: i64) -> Result<u64, StoreError> {
-        let done = sqlx::query(
-            "UPDATE deliveries SET lease_until = ?2, next_attempt_at = ?2 \
-             WHERE lease_owner = ?1 AND status = 'pending' AND lease_id IS NOT NULL",
-        )
-        .bind(owner)
-        .bind(until)
-        .execute(&self.writer)
-        .await?;
-        Ok(done.rows_affected())
+    async fn extend_leases(&self, leases: &[Lease], until: i64) -> Result<u64, StoreError> {
+        let mut tx = self.write().await?;
+        let mut held = 0;
+        for lease in leases {
+            let done = sqlx::query(
+                "UPDATE deliveries SET lease_until = ?3, next_attempt_at = ?3 \
+                 WHERE id = ?1 AND lease_id = ?2 AND status = 'pending'",
+            )
+            .bind(&lease.delivery_id)
+            .bind(&lease.lease_id)
+            .bind(until)
+            .execute(&mut *tx)
+            .await?;
+            held += done.rows_affected();
+        }
+        tx.commit().await?;
+        Ok(held)
     }
 
     async fn finish(&self, results: &[Finished], now: i64) -> Result<u64, StoreError> {
