@@ -6,6 +6,7 @@
 //! context, printed by `main` as one clear line.
 
 mod client;
+mod show;
 mod tokens;
 mod webhooks;
 
