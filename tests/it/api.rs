@@ -196,7 +196,24 @@ store_test!(webhooks_crud_round_trip, async |db: &TestDb| {
         ("cloudevents", false)
     );
 
-    // Re-enabling through the API.
+    // hookline disabling it (410 Gone) shows with the reason; re-enabling clears the reason.
+    server
+        .store
+        .disable_webhook(
+            &created.id,
+            "the receiver answered 410 Gone",
+            hookline::store::now_ms(),
+        )
+        .await
+        .expect("disable");
+    let disabled = api
+        .get_webhook(get(&created.id))
+        .await
+        .expect("get")
+        .into_inner();
+    let disabled = disabled.webhook.expect("webhook");
+    assert_eq!(disabled.enabled, Some(false));
+    assert_eq!(disabled.disabled_reason, "the receiver answered 410 Gone");
     let enabled = api
         .update_webhook(UpdateWebhookRequest {
             webhook: Some(proto::Webhook {
@@ -212,6 +229,7 @@ store_test!(webhooks_crud_round_trip, async |db: &TestDb| {
         .webhook
         .expect("webhook");
     assert_eq!(enabled.enabled, Some(true));
+    assert_eq!(enabled.disabled_reason, "");
 
     api.delete_webhook(DeleteWebhookRequest {
         id: created.id.clone(),
