@@ -145,7 +145,8 @@ pub async fn send(client: &reqwest::Client, out: Outgoing<'_>, body_limit: usize
         duration: started.elapsed(),
         status: Some(status),
         headers: headers_json,
-        body: Some(String::from_utf8_lossy(&body).into_owned()),
+        // NUL cannot be stored in a PostgreSQL text column; a receiver may send one.
+        body: Some(String::from_utf8_lossy(&body).replace('\0', "\u{fffd}")),
         error,
         retry_after,
     }

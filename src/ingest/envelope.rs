@@ -148,6 +148,8 @@ const MANIFEST_MEDIA_TYPES: &[&str] = &[
 const MAX_REPOSITORY_LEN: usize = 255;
 /// Longest tag the OCI distribution spec allows.
 const MAX_TAG_LEN: usize = 128;
+/// Longest registry event id accepted (distribution sends UUIDs).
+const MAX_ID_LEN: usize = 256;
 
 /// Parses an envelope body. `source` names the registry (its token); `new_id` mints
 /// hookline event ids.
@@ -184,15 +186,28 @@ pub fn parse(
 /// Turns one raw registry event into an [`Event`] (with an empty `id`), or says why not.
 fn normalise(raw: &serde_json::Value, source: &str, received_at: i64) -> Result<Event, String> {
     let e: RegistryEvent = serde_json::from_value(raw.clone()).map_err(|e| e.to_string())?;
-    if e.id.trim().is_empty() {
-        return Err("event `id` is empty".into());
+    if e.id.trim().is_empty() || e.id.len() > MAX_ID_LEN || e.id.chars().any(char::is_control) {
+        return Err(format!(
+            "event `id` must be 1 to {MAX_ID_LEN} characters without control characters"
+        ));
     }
     let t = &e.target;
     check_repository(&t.repository)?;
     if let Some(tag) = &t.tag
-        && (tag.is_empty() || tag.len() > MAX_TAG_LEN)
+        && !valid_tag(tag)
     {
-        return Err(format!("target.tag must be 1 to {MAX_TAG_LEN} characters"));
+        return Err(format!(
+            "target.tag `{}` is not a valid tag (1 to {MAX_TAG_LEN} of A-Z a-z 0-9 _ . -, not starting with . or -)",
+            tag.escape_debug()
+        ));
+    }
+    if let Some(digest) = t.digest.as_deref().filter(|d| !d.is_empty())
+        && !valid_digest(digest)
+    {
+        return Err(format!(
+            "target.digest `{}` is not a valid digest (algorithm:hex)",
+            digest.escape_debug()
+        ));
     }
     let kind = classify(&e.action, t)?;
     Ok(Event {
@@ -229,6 +244,33 @@ fn normalise(raw: &serde_json::Value, source: &str, received_at: i64) -> Result<
         received_at,
         original: raw.clone(),
     })
+}
+
+/// OCI distribution tags: `[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}`.
+fn valid_tag(tag: &str) -> bool {
+    let mut bytes = tag.bytes();
+    let first_ok = bytes
+        .next()
+        .is_some_and(|b| b.is_ascii_alphanumeric() || b == b'_');
+    first_ok
+        && tag.len() <= MAX_TAG_LEN
+        && bytes.all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+}
+
+/// OCI digests: `algorithm:encoded`, e.g. `sha256:` and 64 hex characters.
+fn valid_digest(digest: &str) -> bool {
+    let Some((algorithm, encoded)) = digest.split_once(':') else {
+        return false;
+    };
+    digest.len() <= 255
+        && !algorithm.is_empty()
+        && algorithm
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"+._-".contains(&b))
+        && !encoded.is_empty()
+        && encoded
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"=_-".contains(&b))
 }
 
 /// Distribution repository names: lowercase path components separated by `/`.
@@ -351,6 +393,46 @@ mod tests {
             parse_one(r#"{"events":[{"id":"a","action":"frob","target":{"repository":"a"}}]}"#)
                 .expect_err("unknown action");
         assert!(odd.contains("frob"));
+    }
+
+    #[test]
+    fn ids_tags_and_digests_are_checked() {
+        let with = |id: &str, target: &str| {
+            parse_one(&format!(
+                r#"{{"events":[{{"id":{id},"action":"push","target":{target}}}]}}"#
+            ))
+        };
+        let tag = |t: &str| with("\"a\"", &format!(r#"{{"repository":"a","tag":{t}}}"#));
+        assert!(tag("\"1.0\"").is_ok() && tag("\"v1_2-rc.3\"").is_ok() && tag("\"_x\"").is_ok());
+        for bad in [
+            "\"\"",
+            "\".hidden\"",
+            "\"-x\"",
+            "\"a b\"",
+            "\"a\\u0000b\"",
+            "\"a/b\"",
+        ] {
+            assert!(
+                tag(bad).expect_err(bad).contains("not a valid tag"),
+                "{bad}"
+            );
+        }
+        assert!(tag(&format!("\"{}\"", "a".repeat(129))).is_err());
+        let digest = |d: &str| with("\"a\"", &format!(r#"{{"repository":"a","digest":{d}}}"#));
+        assert!(digest("\"sha256:ab09\"").is_ok());
+        for bad in ["\"ab09\"", "\"sha256:\"", "\"sha256:a b\"", "\"SHA256:ab\""] {
+            assert!(
+                digest(bad).expect_err(bad).contains("not a valid digest"),
+                "{bad}"
+            );
+        }
+        let repo = r#"{"repository":"a"}"#;
+        assert!(
+            with("\"x\\u0001y\"", repo)
+                .expect_err("control")
+                .contains("control")
+        );
+        assert!(with(&format!("\"{}\"", "i".repeat(257)), repo).is_err());
     }
 
     #[test]

@@ -6,8 +6,9 @@ use async_trait::async_trait;
 
 use super::PgBackend;
 use super::notify_on_commit;
-use super::queue::insert_delivery;
+use super::queue::insert_deliveries;
 use crate::event::Event;
+use crate::store::batch;
 use crate::store::{
     Events, FanOutReport, InsertedEvents, NewDelivery, Planner, StoreError, decode_event,
 };
@@ -18,42 +19,25 @@ impl Events for PgBackend {
         &self,
         batches: &[&[Event]],
     ) -> Result<Vec<InsertedEvents>, StoreError> {
+        let rows = batch::event_rows(batches)?;
         let mut tx = self.pool.begin().await?;
-        let mut counts = Vec::with_capacity(batches.len());
-        for events in batches {
-            let mut inserted = 0;
-            for event in events.iter() {
-                let body = serde_json::to_string(event).map_err(|source| StoreError::Corrupt {
-                    table: "events",
-                    source,
-                })?;
-                let done = sqlx::query(
-                "INSERT INTO events (id, source, registry_event_id, type, repository, tag, digest, body, received_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (source, registry_event_id) DO NOTHING",
-            )
-            .bind(&event.id)
-            .bind(&event.source)
-            .bind(&event.registry_event_id)
-            .bind(event.kind.as_str())
-            .bind(&event.repository)
-            .bind(&event.tag)
-            .bind(&event.digest)
-            .bind(body)
-            .bind(event.received_at)
-            .execute(&mut *tx)
-            .await?;
-                inserted += done.rows_affected() as usize;
-            }
-            counts.push(InsertedEvents {
-                inserted,
-                duplicates: events.len() - inserted,
-            });
-        }
-        if counts.iter().any(|c| c.inserted > 0) {
+        let inserted: Vec<String> = sqlx::query_scalar(
+            "INSERT INTO events (id, source, registry_event_id, type, repository, tag, digest, body, received_at) \
+             SELECT r.id, r.source, r.registry_event_id, r.type, r.repository, r.tag, r.digest, r.body, r.received_at \
+             FROM jsonb_array_elements($1::jsonb) WITH ORDINALITY AS e(value, n), \
+                  jsonb_to_record(e.value) AS r(id text, source text, registry_event_id text, type text, \
+                    repository text, tag text, digest text, body text, received_at bigint) \
+             ORDER BY e.n \
+             ON CONFLICT (source, registry_event_id) DO NOTHING RETURNING id",
+        )
+        .bind(rows)
+        .fetch_all(&mut *tx)
+        .await?;
+        if !inserted.is_empty() {
             notify_on_commit(&mut tx).await?;
         }
         tx.commit().await?;
-        Ok(counts)
+        Ok(batch::count_inserted(batches, &inserted))
     }
 
     async fn get_events(&self, ids: &[String]) -> Result<Vec<Event>, StoreError> {
@@ -100,9 +84,7 @@ impl Events for PgBackend {
         .bind(event.received_at)
         .execute(&mut *tx)
         .await?;
-        for delivery in deliveries {
-            insert_delivery(&mut tx, delivery, now).await?;
-        }
+        insert_deliveries(&mut tx, deliveries, now).await?;
         notify_on_commit(&mut tx).await?;
         tx.commit().await?;
         Ok(())
@@ -139,20 +121,18 @@ impl Events for PgBackend {
             events: pending.len(),
             ..FanOutReport::default()
         };
+        let mut deliveries = Vec::new();
         for (seq, body) in &pending {
-            let deliveries = match decode_event(body) {
-                Ok(event) => plan(&event),
+            match decode_event(body) {
+                Ok(event) => deliveries.extend(plan(&event)),
                 Err(error) => {
                     // Undeliverable as stored; skipping keeps fan-out from wedging on it.
                     tracing::error!(seq, %error, "event body does not decode; no deliveries created");
-                    Vec::new()
                 }
-            };
-            for delivery in &deliveries {
-                insert_delivery(&mut tx, delivery, now).await?;
             }
-            report.deliveries += deliveries.len();
         }
+        insert_deliveries(&mut tx, &deliveries, now).await?;
+        report.deliveries = deliveries.len();
         let seqs: Vec<i64> = pending.iter().map(|p| p.0).collect();
         sqlx::query("UPDATE events SET fanned_out = TRUE WHERE seq = ANY($1)")
             .bind(seqs)

@@ -9,29 +9,34 @@ use async_trait::async_trait;
 use sqlx::{Postgres, Transaction};
 
 use super::{PgBackend, notify_on_commit};
+use crate::store::batch;
 use crate::store::{
     AttemptRecord, Claim, ClaimedDelivery, DeliveryRecord, Finished, Lease, NewDelivery, Queue,
-    QueueStats, StoreError, last_error, next_state_columns,
+    QueueStats, StoreError,
 };
 
 const DELIVERY_COLUMNS: &str = "seq, id, event_id, webhook_id, status, attempts, next_attempt_at, lease_id, \
      lease_owner, lease_until, ordering_key, last_error, created_at, updated_at";
 
-/// Inserts one pending delivery, due at `now`, inside a write transaction.
-pub(super) async fn insert_delivery(
+/// Inserts pending deliveries, due at `now`, in one statement inside a transaction.
+/// Rows keep the slice's order, so `seq` follows event order.
+pub(super) async fn insert_deliveries(
     tx: &mut Transaction<'static, Postgres>,
-    delivery: &NewDelivery,
+    deliveries: &[NewDelivery],
     now: i64,
 ) -> Result<(), StoreError> {
+    if deliveries.is_empty() {
+        return Ok(());
+    }
     sqlx::query(
         "INSERT INTO deliveries (id, event_id, webhook_id, status, next_attempt_at, ordering_key, created_at, updated_at) \
-         VALUES ($1, $2, $3, 'pending', $4, $5, $4, $4)",
+         SELECT r.id, r.event_id, r.webhook_id, 'pending', $2, r.ordering_key, $2, $2 \
+         FROM jsonb_array_elements($1::jsonb) WITH ORDINALITY AS e(value, n), \
+              jsonb_to_record(e.value) AS r(id text, event_id text, webhook_id text, ordering_key text) \
+         ORDER BY e.n",
     )
-    .bind(&delivery.id)
-    .bind(&delivery.event_id)
-    .bind(&delivery.webhook_id)
+    .bind(batch::delivery_rows(deliveries)?)
     .bind(now)
-    .bind(&delivery.ordering_key)
     .execute(&mut **tx)
     .await?;
     Ok(())
@@ -41,9 +46,7 @@ pub(super) async fn insert_delivery(
 impl Queue for PgBackend {
     async fn enqueue(&self, deliveries: &[NewDelivery], now: i64) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
-        for delivery in deliveries {
-            insert_delivery(&mut tx, delivery, now).await?;
-        }
+        insert_deliveries(&mut tx, deliveries, now).await?;
         notify_on_commit(&mut tx).await?;
         tx.commit().await?;
         Ok(())
@@ -113,42 +116,33 @@ impl Queue for PgBackend {
     }
 
     async fn finish(&self, results: &[Finished], now: i64) -> Result<u64, StoreError> {
-        let mut tx = self.pool.begin().await?;
-        let mut held = 0;
-        for result in results {
-            let a = &result.attempt;
-            sqlx::query(
-                "INSERT INTO attempts (id, delivery_id, number, started_at, duration_ms, status_code, \
-                 response_headers, response_body, error, outcome) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-            )
-            .bind(&a.id)
-            .bind(&a.delivery_id)
-            .bind(a.number)
-            .bind(a.started_at)
-            .bind(a.duration_ms)
-            .bind(a.status_code)
-            .bind(&a.response_headers)
-            .bind(&a.response_body)
-            .bind(&a.error)
-            .bind(&a.outcome)
-            .execute(&mut *tx)
-            .await?;
-            let (status, next_at) = next_state_columns(result.next, now);
-            let done = sqlx::query(
-                "UPDATE deliveries SET status = $3, next_attempt_at = $4, attempts = attempts + 1, last_error = $5, \
-                 lease_id = NULL, lease_owner = NULL, lease_until = NULL, updated_at = $6 \
-                 WHERE id = $1 AND lease_id = $2",
-            )
-            .bind(&result.lease.delivery_id)
-            .bind(&result.lease.lease_id)
-            .bind(status)
-            .bind(next_at)
-            .bind(last_error(a))
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-            held += done.rows_affected();
+        if results.is_empty() {
+            return Ok(0);
         }
+        let (attempts, updates) = batch::result_rows(results, now)?;
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO attempts (id, delivery_id, number, started_at, duration_ms, status_code, \
+             response_headers, response_body, error, outcome) \
+             SELECT * FROM jsonb_to_recordset($1::jsonb) AS r(id text, delivery_id text, number bigint, \
+               started_at bigint, duration_ms bigint, status_code bigint, response_headers text, \
+               response_body text, error text, outcome text)",
+        )
+        .bind(attempts)
+        .execute(&mut *tx)
+        .await?;
+        // Only a delivery whose lease is still ours moves on; a lost lease keeps its state.
+        let held = sqlx::query(
+            "UPDATE deliveries d SET status = r.status, next_attempt_at = r.next_at, attempts = d.attempts + 1, \
+             last_error = r.last_error, lease_id = NULL, lease_owner = NULL, lease_until = NULL, updated_at = $2 \
+             FROM jsonb_to_recordset($1::jsonb) AS r(id text, lease_id text, status text, next_at bigint, last_error text) \
+             WHERE d.id = r.id AND d.lease_id = r.lease_id",
+        )
+        .bind(updates)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
         tx.commit().await?;
         Ok(held)
     }

@@ -3,8 +3,9 @@
 use async_trait::async_trait;
 
 use super::SqliteBackend;
-use super::queue::insert_delivery;
+use super::queue::insert_deliveries;
 use crate::event::Event;
+use crate::store::batch;
 use crate::store::{
     Events, FanOutReport, InsertedEvents, NewDelivery, Planner, StoreError, decode_event,
 };
@@ -15,39 +16,24 @@ impl Events for SqliteBackend {
         &self,
         batches: &[&[Event]],
     ) -> Result<Vec<InsertedEvents>, StoreError> {
+        let rows = batch::event_rows(batches)?;
         let mut tx = self.write().await?;
-        let mut counts = Vec::with_capacity(batches.len());
-        for events in batches {
-            let mut inserted = 0;
-            for event in events.iter() {
-                let body = serde_json::to_string(event).map_err(|source| StoreError::Corrupt {
-                    table: "events",
-                    source,
-                })?;
-                let done = sqlx::query(
-                "INSERT INTO events (id, source, registry_event_id, type, repository, tag, digest, body, received_at) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) ON CONFLICT (source, registry_event_id) DO NOTHING",
-            )
-            .bind(&event.id)
-            .bind(&event.source)
-            .bind(&event.registry_event_id)
-            .bind(event.kind.as_str())
-            .bind(&event.repository)
-            .bind(&event.tag)
-            .bind(&event.digest)
-            .bind(body)
-            .bind(event.received_at)
-            .execute(&mut *tx)
-            .await?;
-                inserted += done.rows_affected() as usize;
-            }
-            counts.push(InsertedEvents {
-                inserted,
-                duplicates: events.len() - inserted,
-            });
-        }
+        // `WHERE true` lets SQLite parse the upsert clause after a SELECT.
+        let inserted: Vec<String> = sqlx::query_scalar(
+            "INSERT INTO events (id, source, registry_event_id, type, repository, tag, digest, body, received_at) \
+             SELECT json_extract(value, '$.id'), json_extract(value, '$.source'), \
+                    json_extract(value, '$.registry_event_id'), json_extract(value, '$.type'), \
+                    json_extract(value, '$.repository'), json_extract(value, '$.tag'), \
+                    json_extract(value, '$.digest'), json_extract(value, '$.body'), \
+                    json_extract(value, '$.received_at') \
+             FROM json_each(?1) WHERE true \
+             ON CONFLICT (source, registry_event_id) DO NOTHING RETURNING id",
+        )
+        .bind(rows)
+        .fetch_all(&mut *tx)
+        .await?;
         tx.commit().await?;
-        Ok(counts)
+        Ok(batch::count_inserted(batches, &inserted))
     }
 
     async fn get_events(&self, ids: &[String]) -> Result<Vec<Event>, StoreError> {
@@ -99,9 +85,7 @@ impl Events for SqliteBackend {
         .bind(event.received_at)
         .execute(&mut *tx)
         .await?;
-        for delivery in deliveries {
-            insert_delivery(&mut tx, delivery, now).await?;
-        }
+        insert_deliveries(&mut tx, deliveries, now).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -138,20 +122,18 @@ impl Events for SqliteBackend {
             events: pending.len(),
             ..FanOutReport::default()
         };
+        let mut deliveries = Vec::new();
         for (seq, body) in &pending {
-            let deliveries = match decode_event(body) {
-                Ok(event) => plan(&event),
+            match decode_event(body) {
+                Ok(event) => deliveries.extend(plan(&event)),
                 Err(error) => {
                     // Undeliverable as stored; skipping keeps fan-out from wedging on it.
                     tracing::error!(seq, %error, "event body does not decode; no deliveries created");
-                    Vec::new()
                 }
-            };
-            for delivery in &deliveries {
-                insert_delivery(&mut tx, delivery, now).await?;
             }
-            report.deliveries += deliveries.len();
         }
+        insert_deliveries(&mut tx, &deliveries, now).await?;
+        report.deliveries = deliveries.len();
         let first = pending.first().map(|p| p.0).unwrap_or_default();
         let last = pending.last().map(|p| p.0).unwrap_or_default();
         // The rows were read in this write transaction, so no other writer slipped new

@@ -9,29 +9,34 @@ use async_trait::async_trait;
 use sqlx::{Sqlite, Transaction};
 
 use super::SqliteBackend;
+use crate::store::batch;
 use crate::store::{
     AttemptRecord, Claim, ClaimedDelivery, DeliveryRecord, Finished, Lease, NewDelivery, Queue,
-    QueueStats, StoreError, last_error, next_state_columns,
+    QueueStats, StoreError,
 };
 
 const DELIVERY_COLUMNS: &str = "seq, id, event_id, webhook_id, status, attempts, next_attempt_at, lease_id, \
      lease_owner, lease_until, ordering_key, last_error, created_at, updated_at";
 
-/// Inserts one pending delivery, due at `now`, inside a write transaction.
-pub(super) async fn insert_delivery(
+/// Inserts pending deliveries, due at `now`, in one statement inside a write
+/// transaction. Rows keep the slice's order, so `seq` follows event order.
+pub(super) async fn insert_deliveries(
     tx: &mut Transaction<'static, Sqlite>,
-    delivery: &NewDelivery,
+    deliveries: &[NewDelivery],
     now: i64,
 ) -> Result<(), StoreError> {
+    if deliveries.is_empty() {
+        return Ok(());
+    }
     sqlx::query(
         "INSERT INTO deliveries (id, event_id, webhook_id, status, next_attempt_at, ordering_key, created_at, updated_at) \
-         VALUES (?1, ?2, ?3, 'pending', ?4, ?5, ?4, ?4)",
+         SELECT json_extract(value, '$.id'), json_extract(value, '$.event_id'), \
+                json_extract(value, '$.webhook_id'), 'pending', ?2, \
+                json_extract(value, '$.ordering_key'), ?2, ?2 \
+         FROM json_each(?1) ORDER BY key",
     )
-    .bind(&delivery.id)
-    .bind(&delivery.event_id)
-    .bind(&delivery.webhook_id)
+    .bind(batch::delivery_rows(deliveries)?)
     .bind(now)
-    .bind(&delivery.ordering_key)
     .execute(&mut **tx)
     .await?;
     Ok(())
@@ -41,9 +46,7 @@ pub(super) async fn insert_delivery(
 impl Queue for SqliteBackend {
     async fn enqueue(&self, deliveries: &[NewDelivery], now: i64) -> Result<(), StoreError> {
         let mut tx = self.write().await?;
-        for delivery in deliveries {
-            insert_delivery(&mut tx, delivery, now).await?;
-        }
+        insert_deliveries(&mut tx, deliveries, now).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -132,42 +135,39 @@ impl Queue for SqliteBackend {
     }
 
     async fn finish(&self, results: &[Finished], now: i64) -> Result<u64, StoreError> {
-        let mut tx = self.write().await?;
-        let mut held = 0;
-        for result in results {
-            let a = &result.attempt;
-            sqlx::query(
-                "INSERT INTO attempts (id, delivery_id, number, started_at, duration_ms, status_code, \
-                 response_headers, response_body, error, outcome) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-            )
-            .bind(&a.id)
-            .bind(&a.delivery_id)
-            .bind(a.number)
-            .bind(a.started_at)
-            .bind(a.duration_ms)
-            .bind(a.status_code)
-            .bind(&a.response_headers)
-            .bind(&a.response_body)
-            .bind(&a.error)
-            .bind(&a.outcome)
-            .execute(&mut *tx)
-            .await?;
-            let (status, next_at) = next_state_columns(result.next, now);
-            let done = sqlx::query(
-                "UPDATE deliveries SET status = ?3, next_attempt_at = ?4, attempts = attempts + 1, last_error = ?5, \
-                 lease_id = NULL, lease_owner = NULL, lease_until = NULL, updated_at = ?6 \
-                 WHERE id = ?1 AND lease_id = ?2",
-            )
-            .bind(&result.lease.delivery_id)
-            .bind(&result.lease.lease_id)
-            .bind(status)
-            .bind(next_at)
-            .bind(last_error(a))
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-            held += done.rows_affected();
+        if results.is_empty() {
+            return Ok(0);
         }
+        let (attempts, updates) = batch::result_rows(results, now)?;
+        let mut tx = self.write().await?;
+        sqlx::query(
+            "INSERT INTO attempts (id, delivery_id, number, started_at, duration_ms, status_code, \
+             response_headers, response_body, error, outcome) \
+             SELECT json_extract(value, '$.id'), json_extract(value, '$.delivery_id'), \
+                    json_extract(value, '$.number'), json_extract(value, '$.started_at'), \
+                    json_extract(value, '$.duration_ms'), json_extract(value, '$.status_code'), \
+                    json_extract(value, '$.response_headers'), json_extract(value, '$.response_body'), \
+                    json_extract(value, '$.error'), json_extract(value, '$.outcome') \
+             FROM json_each(?1)",
+        )
+        .bind(attempts)
+        .execute(&mut *tx)
+        .await?;
+        // Only a delivery whose lease is still ours moves on; a lost lease keeps its state.
+        let held = sqlx::query(
+            "UPDATE deliveries SET status = r.status, next_attempt_at = r.next_at, attempts = attempts + 1, \
+             last_error = r.last_error, lease_id = NULL, lease_owner = NULL, lease_until = NULL, updated_at = ?2 \
+             FROM (SELECT json_extract(value, '$.id') AS id, json_extract(value, '$.lease_id') AS lease_id, \
+                          json_extract(value, '$.status') AS status, json_extract(value, '$.next_at') AS next_at, \
+                          json_extract(value, '$.last_error') AS last_error \
+                   FROM json_each(?1)) AS r \
+             WHERE deliveries.id = r.id AND deliveries.lease_id = r.lease_id",
+        )
+        .bind(updates)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
         tx.commit().await?;
         Ok(held)
     }
