@@ -22,6 +22,9 @@ use proto::webhook_service_server::WebhookServiceServer;
 
 /// Largest request message accepted; webhook requests are a few KiB at most.
 const MAX_MESSAGE_BYTES: usize = 256 * 1024;
+/// Longest a call may take before it is cancelled with DEADLINE_EXCEEDED; every RPC is a
+/// few short database calls, so only a stuck database gets anywhere near it.
+const CALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Serves the API on `listener` until `shutdown` fires, then stops accepting and lets
 /// in-flight calls finish.
@@ -42,6 +45,7 @@ pub async fn serve(
     let webhooks = WebhookServiceServer::new(service::WebhookApi::new(store))
         .max_decoding_message_size(MAX_MESSAGE_BYTES);
     tonic::transport::Server::builder()
+        .timeout(CALL_TIMEOUT)
         .add_service(webhooks)
         .add_service(health_service)
         .add_service(reflection)
