@@ -243,11 +243,14 @@ impl Loop {
         claimed: Vec<ClaimedDelivery>,
     ) -> Result<(), crate::store::StoreError> {
         let mut jobs = Vec::with_capacity(claimed.len());
+        let mut refreshed = false;
         for delivery in claimed {
             let mut webhook = self.matcher.get(&delivery.webhook_id);
-            if webhook.is_none() {
-                // Perhaps created after our last refresh (a test ping): look once more.
+            if webhook.is_none() && !refreshed {
+                // Perhaps created after our last refresh (a test ping): look once more,
+                // once per batch (a deleted webhook may have many deliveries here).
                 self.refresh_matcher(now_ms(), true).await?;
+                refreshed = true;
                 webhook = self.matcher.get(&delivery.webhook_id);
             }
             match webhook {
