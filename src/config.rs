@@ -13,6 +13,7 @@ use std::time::Duration;
 use clap::{Args, CommandFactory, ValueEnum};
 use serde::Deserialize;
 
+use crate::dispatch::ssrf::{Cidr, Guard};
 use crate::secret::Secret;
 
 /// Options every command that opens the database understands.
@@ -102,6 +103,37 @@ pub struct ServeSettings {
     /// On SIGTERM, how long in-flight deliveries may finish before their leases are released (default 10s).
     #[arg(long, env = "HOOKLINE_SHUTDOWN_GRACE")]
     pub shutdown_grace: Option<HumanDuration>,
+    /// Destination ranges webhooks may reach although they are not public (loopback,
+    /// private, …), comma-separated CIDRs such as `127.0.0.0/8,10.1.0.0/16` (default: none).
+    #[arg(long, env = "HOOKLINE_ALLOW_CIDRS", value_delimiter = ',')]
+    pub allow_cidrs: Option<Vec<Cidr>>,
+    /// Most webhooks in one namespace, counting the namespaces below it (default 1000).
+    #[arg(long, env = "HOOKLINE_MAX_WEBHOOKS_PER_NAMESPACE")]
+    pub max_webhooks_per_namespace: Option<usize>,
+    /// Most repository globs, and separately tag globs, per webhook (default 50).
+    #[arg(long, env = "HOOKLINE_MAX_FILTERS_PER_WEBHOOK")]
+    pub max_filters_per_webhook: Option<usize>,
+    /// Most custom headers per webhook (default 20).
+    #[arg(long, env = "HOOKLINE_MAX_CUSTOM_HEADERS")]
+    pub max_custom_headers: Option<usize>,
+    /// Largest page a list call may ask for (default 500).
+    #[arg(long, env = "HOOKLINE_MAX_PAGE_SIZE")]
+    pub max_page_size: Option<u32>,
+    /// Largest gRPC request message, in bytes (default 262144).
+    #[arg(long, env = "HOOKLINE_API_MAX_MESSAGE_BYTES")]
+    pub api_max_message_bytes: Option<usize>,
+    /// API calls per second allowed per API token; 0 turns the limit off (default 50).
+    #[arg(long, env = "HOOKLINE_API_RATE_LIMIT")]
+    pub api_rate_limit: Option<u32>,
+    /// API calls a token may make in a burst above its rate (default 100).
+    #[arg(long, env = "HOOKLINE_API_RATE_BURST")]
+    pub api_rate_burst: Option<u32>,
+    /// Notify requests per second allowed per registry token; 0 turns the limit off (default 1000).
+    #[arg(long, env = "HOOKLINE_INGEST_RATE_LIMIT")]
+    pub ingest_rate_limit: Option<u32>,
+    /// Notify requests a registry may send in a burst above its rate (default 5000).
+    #[arg(long, env = "HOOKLINE_INGEST_RATE_BURST")]
+    pub ingest_rate_burst: Option<u32>,
 }
 
 /// A role `hookline serve` can run.
@@ -205,6 +237,37 @@ pub struct Config {
     pub api_addr: SocketAddr,
     /// Dispatcher role settings.
     pub dispatch: DispatchConfig,
+    /// API limits.
+    pub api: ApiConfig,
+    /// Which destinations webhooks may reach; the API vets at registration, the
+    /// dispatcher at every send. Tests swap its resolver with `Guard::with_lookup`.
+    pub ssrf: Guard,
+}
+
+/// A request rate: `per_second` sustained, `burst` at once; `per_second == 0` means no limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimit {
+    /// Sustained requests per second; 0 turns the limit off.
+    pub per_second: u32,
+    /// Requests allowed at once above the sustained rate.
+    pub burst: u32,
+}
+
+/// Limits of the gRPC API, each answered with its own clear error.
+#[derive(Debug, Clone)]
+pub struct ApiConfig {
+    /// Most webhooks per namespace subtree (RESOURCE_EXHAUSTED past it).
+    pub max_webhooks_per_namespace: usize,
+    /// Most repository globs, and separately tag globs, per webhook.
+    pub max_filters_per_webhook: usize,
+    /// Most custom headers per webhook.
+    pub max_custom_headers: usize,
+    /// Largest list page.
+    pub max_page_size: u32,
+    /// Largest request message (tonic's decoding limit).
+    pub max_message_bytes: usize,
+    /// Calls per API token (RESOURCE_EXHAUSTED past it).
+    pub rate_limit: RateLimit,
 }
 
 /// Settings of the notify endpoint.
@@ -220,6 +283,8 @@ pub struct IngestConfig {
     pub max_events_per_envelope: usize,
     /// Longest wait for the commit before answering 503.
     pub commit_timeout: Duration,
+    /// Notify requests per registry token (429 with `Retry-After` past it).
+    pub rate_limit: RateLimit,
 }
 
 /// Settings of the dispatcher.
@@ -288,6 +353,10 @@ impl Config {
                 max_body_bytes: s.max_body_bytes.unwrap_or(1024 * 1024),
                 max_events_per_envelope: s.max_events_per_envelope.unwrap_or(1000),
                 commit_timeout: d(s.commit_timeout, Duration::from_millis(800)),
+                rate_limit: RateLimit {
+                    per_second: s.ingest_rate_limit.unwrap_or(1000),
+                    burst: s.ingest_rate_burst.unwrap_or(5000),
+                },
             },
             api_addr: s
                 .api_addr
@@ -310,6 +379,18 @@ impl Config {
                 lease: d(s.lease, Duration::from_secs(30)),
                 shutdown_grace: d(s.shutdown_grace, Duration::from_secs(10)),
             },
+            api: ApiConfig {
+                max_webhooks_per_namespace: s.max_webhooks_per_namespace.unwrap_or(1000),
+                max_filters_per_webhook: s.max_filters_per_webhook.unwrap_or(50),
+                max_custom_headers: s.max_custom_headers.unwrap_or(20),
+                max_page_size: s.max_page_size.unwrap_or(500),
+                max_message_bytes: s.api_max_message_bytes.unwrap_or(256 * 1024),
+                rate_limit: RateLimit {
+                    per_second: s.api_rate_limit.unwrap_or(50),
+                    burst: s.api_rate_burst.unwrap_or(100),
+                },
+            },
+            ssrf: Guard::new(s.allow_cidrs.unwrap_or_default()),
         };
         config.validate()?;
         Ok(config)
@@ -355,6 +436,28 @@ impl Config {
         if self.db_max_connections == 0 {
             return invalid("db_max_connections", "must be at least 1");
         }
+        let a = &self.api;
+        if a.max_webhooks_per_namespace == 0
+            || a.max_filters_per_webhook == 0
+            || a.max_custom_headers == 0
+            || a.max_page_size == 0
+        {
+            return invalid(
+                "max_webhooks_per_namespace/max_filters_per_webhook/max_custom_headers/max_page_size",
+                "must be at least 1",
+            );
+        }
+        if a.max_message_bytes < 1024 {
+            return invalid("api_max_message_bytes", "must be at least 1024");
+        }
+        for (option, rate) in [
+            ("api_rate_burst", a.rate_limit),
+            ("ingest_rate_burst", self.ingest.rate_limit),
+        ] {
+            if rate.per_second > 0 && rate.burst == 0 {
+                return invalid(option, "must be at least 1 when the rate limit is on");
+            }
+        }
         Ok(())
     }
 
@@ -399,6 +502,18 @@ impl ServeSettings {
             disable_after: self.disable_after.or(f.disable_after),
             lease: self.lease.or(f.lease),
             shutdown_grace: self.shutdown_grace.or(f.shutdown_grace),
+            allow_cidrs: self.allow_cidrs.or(f.allow_cidrs),
+            max_webhooks_per_namespace: self
+                .max_webhooks_per_namespace
+                .or(f.max_webhooks_per_namespace),
+            max_filters_per_webhook: self.max_filters_per_webhook.or(f.max_filters_per_webhook),
+            max_custom_headers: self.max_custom_headers.or(f.max_custom_headers),
+            max_page_size: self.max_page_size.or(f.max_page_size),
+            api_max_message_bytes: self.api_max_message_bytes.or(f.api_max_message_bytes),
+            api_rate_limit: self.api_rate_limit.or(f.api_rate_limit),
+            api_rate_burst: self.api_rate_burst.or(f.api_rate_burst),
+            ingest_rate_limit: self.ingest_rate_limit.or(f.ingest_rate_limit),
+            ingest_rate_burst: self.ingest_rate_burst.or(f.ingest_rate_burst),
         }
     }
 }

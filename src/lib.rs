@@ -15,6 +15,7 @@ pub mod dispatch;
 pub mod event;
 pub mod ids;
 pub mod ingest;
+pub mod ratelimit;
 pub mod secret;
 pub mod server;
 pub mod store;

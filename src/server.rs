@@ -104,10 +104,11 @@ pub async fn start(config: &Config, shutdown: CancellationToken) -> Result<Runni
     if config.runs(Role::Dispatcher) {
         let store = store.clone();
         let dispatch = config.dispatch.clone();
+        let guard = config.ssrf.clone();
         let token = shutdown.child_token();
         store.spawn_remote_wakeups(token.clone());
         tasks.spawn(async move {
-            crate::dispatch::run(store, dispatch, token).await;
+            crate::dispatch::run(store, dispatch, guard, token).await;
             Ok(())
         });
     }
@@ -124,9 +125,10 @@ pub async fn start(config: &Config, shutdown: CancellationToken) -> Result<Runni
         api_addr = Some(local);
         tracing::info!(addr = %local, "api listening (gRPC)");
         let store = store.clone();
+        let (limits, guard) = (config.api.clone(), config.ssrf.clone());
         let token = shutdown.child_token();
         tasks.spawn(async move {
-            crate::api::serve(listener, store, token)
+            crate::api::serve(listener, store, limits, guard, token)
                 .await
                 .map_err(|source| RunError::Role {
                     role: "api",

@@ -67,6 +67,12 @@ impl Violations {
     }
 }
 
+/// RESOURCE_EXHAUSTED for a token over its rate, with a `google.rpc.RetryInfo` detail.
+pub(crate) fn rate_limited(limited: crate::ratelimit::Limited) -> Status {
+    let details = ErrorDetails::with_retry_info(Some(limited.retry_after));
+    Status::with_error_details(Code::ResourceExhausted, limited.to_string(), details)
+}
+
 /// NOT_FOUND for a webhook that does not exist or that the caller may not see: the two
 /// answers are identical, so a tenant cannot probe for another's ids.
 pub(crate) fn webhook_not_found() -> Status {

@@ -17,22 +17,25 @@ mod validate;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use crate::config::ApiConfig;
+use crate::dispatch::ssrf::Guard;
 use crate::store::Store;
 use proto::webhook_service_server::WebhookServiceServer;
-
-/// Largest request message accepted; webhook requests are a few KiB at most.
-const MAX_MESSAGE_BYTES: usize = 256 * 1024;
 /// Longest a call may take before it is cancelled with DEADLINE_EXCEEDED; every RPC is a
 /// few short database calls, so only a stuck database gets anywhere near it.
 const CALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Serves the API on `listener` until `shutdown` fires, then stops accepting and lets
-/// in-flight calls finish.
+/// in-flight calls finish. `limits` bound every input; `guard` vets webhook URLs.
 pub async fn serve(
     listener: TcpListener,
     store: Store,
+    limits: ApiConfig,
+    guard: Guard,
     shutdown: CancellationToken,
 ) -> Result<(), std::io::Error> {
+    // A request larger than this is refused by tonic (OUT_OF_RANGE) before it is decoded.
+    let max_message_bytes = limits.max_message_bytes;
     let (health, health_service) = tonic_health::server::health_reporter();
     health
         .set_serving::<WebhookServiceServer<service::WebhookApi>>()
@@ -42,8 +45,8 @@ pub async fn serve(
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1()
         .map_err(std::io::Error::other)?;
-    let webhooks = WebhookServiceServer::new(service::WebhookApi::new(store))
-        .max_decoding_message_size(MAX_MESSAGE_BYTES);
+    let webhooks = WebhookServiceServer::new(service::WebhookApi::new(store, limits, guard))
+        .max_decoding_message_size(max_message_bytes);
     tonic::transport::Server::builder()
         .timeout(CALL_TIMEOUT)
         .add_service(webhooks)

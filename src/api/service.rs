@@ -14,9 +14,12 @@ use super::convert::{timestamp, webhook_to_proto};
 use super::error::{Violations, webhook_not_found};
 use super::proto::{self, webhook_service_server::WebhookService};
 use super::validate;
+use crate::config::ApiConfig;
 use crate::dispatch::sign::generate_secret;
+use crate::dispatch::ssrf::Guard;
 use crate::event::{Event, EventType};
 use crate::ids::new_id;
+use crate::ratelimit::Limiter;
 use crate::store::{NewDelivery, Store, Webhook, WebhookQuery, WebhookSecret, now_ms};
 
 /// How often an update is retried when a concurrent write changed the webhook first.
@@ -35,14 +38,60 @@ const UPDATABLE: [&str; 9] = [
     "enabled",
 ];
 
-/// The service implementation: a store handle and nothing else.
+/// The service implementation: the store, the limits, and the SSRF guard.
 pub(crate) struct WebhookApi {
     store: Store,
+    limits: ApiConfig,
+    guard: Guard,
+    /// Calls per API token.
+    limiter: Limiter,
 }
 
 impl WebhookApi {
-    pub(crate) fn new(store: Store) -> Self {
-        WebhookApi { store }
+    pub(crate) fn new(store: Store, limits: ApiConfig, guard: Guard) -> Self {
+        WebhookApi {
+            store,
+            limiter: Limiter::new(limits.rate_limit),
+            limits,
+            guard,
+        }
+    }
+
+    /// Authenticates the call, then counts it against its token's rate.
+    async fn caller<T>(&self, request: &Request<T>) -> Result<Caller, Status> {
+        let caller = authenticate(&self.store, request).await?;
+        self.limiter
+            .check(caller.token_id())
+            .map_err(super::error::rate_limited)?;
+        Ok(caller)
+    }
+
+    /// RESOURCE_EXHAUSTED if the tenant already holds `max_webhooks_per_namespace`
+    /// webhooks. The tenant is the caller's token namespace with everything below it (an
+    /// admin: the new webhook's namespace); admin every-repository webhooks are not counted.
+    async fn check_quota(&self, caller: &Caller, namespace: &str) -> Result<(), Status> {
+        let tenant = caller.scope().unwrap_or(namespace);
+        if tenant.is_empty() {
+            return Ok(());
+        }
+        let max = self.limits.max_webhooks_per_namespace;
+        let held = self
+            .store
+            .list_webhooks(&WebhookQuery {
+                within: Some(tenant.to_owned()),
+                limit: i64::try_from(max).unwrap_or(i64::MAX),
+                ..Default::default()
+            })
+            .await?
+            .len();
+        if held >= max {
+            return Err(Status::resource_exhausted(format!(
+                "namespace `{tenant}` already has {max} webhooks, the most allowed \
+                 (max_webhooks_per_namespace, counting the namespaces below it); delete unused \
+                 ones or ask the operator to raise the limit"
+            )));
+        }
+        Ok(())
     }
 
     /// The webhook with this id if the caller sees it; NOT_FOUND alike for "absent"
@@ -100,7 +149,7 @@ impl WebhookService for WebhookApi {
         &self,
         request: Request<proto::CreateWebhookRequest>,
     ) -> Result<Response<proto::CreateWebhookResponse>, Status> {
-        let caller = authenticate(&self.store, &request).await?;
+        let caller = self.caller(&request).await?;
         let request = request.into_inner();
         let Some(input) = request.webhook else {
             return Err(Violations::one("webhook", "required"));
@@ -132,13 +181,15 @@ impl WebhookService for WebhookApi {
                 ns.to_owned()
             }
         };
-        let fields = validate::fields(&input, &namespace, &mut v);
+        let fields = validate::fields(&input, &namespace, &self.limits, &mut v);
         let secret = if request.secret.is_empty() {
             Some(generate_secret())
         } else {
             validate::secret("secret", &request.secret, &mut v)
         };
         v.check()?;
+        validate::destination(&self.guard, &fields.url).await?;
+        self.check_quota(&caller, &namespace).await?;
         let Some(secret) = secret else {
             return Err(Violations::one("secret", "invalid"));
         };
@@ -178,7 +229,7 @@ impl WebhookService for WebhookApi {
         &self,
         request: Request<proto::GetWebhookRequest>,
     ) -> Result<Response<proto::GetWebhookResponse>, Status> {
-        let caller = authenticate(&self.store, &request).await?;
+        let caller = self.caller(&request).await?;
         let webhook = self.visible(&caller, &request.get_ref().id).await?;
         Ok(Response::new(proto::GetWebhookResponse {
             webhook: Some(webhook_to_proto(&webhook)),
@@ -189,10 +240,10 @@ impl WebhookService for WebhookApi {
         &self,
         request: Request<proto::ListWebhooksRequest>,
     ) -> Result<Response<proto::ListWebhooksResponse>, Status> {
-        let caller = authenticate(&self.store, &request).await?;
+        let caller = self.caller(&request).await?;
         let r = request.into_inner();
         let mut v = Violations::default();
-        let page_size = validate::page_size(r.page_size, &mut v);
+        let page_size = validate::page_size(r.page_size, self.limits.max_page_size, &mut v);
         let after_id = decode_page_token(&r.page_token, &mut v);
         if !r.namespace.is_empty() {
             validate::namespace("namespace", &r.namespace, &mut v);
@@ -230,7 +281,7 @@ impl WebhookService for WebhookApi {
         &self,
         request: Request<proto::UpdateWebhookRequest>,
     ) -> Result<Response<proto::UpdateWebhookResponse>, Status> {
-        let caller = authenticate(&self.store, &request).await?;
+        let caller = self.caller(&request).await?;
         let request = request.into_inner();
         let Some(input) = request.webhook else {
             return Err(Violations::one("webhook", "required"));
@@ -282,8 +333,11 @@ impl WebhookService for WebhookApi {
                 merged.headers = input.headers.clone();
             }
             let mut v = Violations::default();
-            let fields = validate::fields(&merged, &current.namespace, &mut v);
+            let fields = validate::fields(&merged, &current.namespace, &self.limits, &mut v);
             v.check()?;
+            if has("url") && fields.url != current.url {
+                validate::destination(&self.guard, &fields.url).await?;
+            }
             let mut next = current.clone();
             next.name = fields.name;
             next.url = fields.url;
@@ -324,7 +378,7 @@ impl WebhookService for WebhookApi {
         &self,
         request: Request<proto::DeleteWebhookRequest>,
     ) -> Result<Response<proto::DeleteWebhookResponse>, Status> {
-        let caller = authenticate(&self.store, &request).await?;
+        let caller = self.caller(&request).await?;
         let webhook = self.visible(&caller, &request.get_ref().id).await?;
         if !self.store.delete_webhook(&webhook.id).await? {
             return Err(webhook_not_found());
@@ -337,7 +391,7 @@ impl WebhookService for WebhookApi {
         &self,
         request: Request<proto::RotateWebhookSecretRequest>,
     ) -> Result<Response<proto::RotateWebhookSecretResponse>, Status> {
-        let caller = authenticate(&self.store, &request).await?;
+        let caller = self.caller(&request).await?;
         let r = request.into_inner();
         let webhook = self.visible(&caller, &r.id).await?;
         let mut v = Violations::default();
@@ -377,7 +431,7 @@ impl WebhookService for WebhookApi {
         &self,
         request: Request<proto::TestWebhookRequest>,
     ) -> Result<Response<proto::TestWebhookResponse>, Status> {
-        let caller = authenticate(&self.store, &request).await?;
+        let caller = self.caller(&request).await?;
         let webhook = self.visible(&caller, &request.get_ref().id).await?;
         if !webhook.enabled {
             return Err(Status::failed_precondition(format!(

@@ -14,40 +14,50 @@ use super::auth::within;
 use super::convert::{event_type_from_proto, format_from_proto};
 use super::error::Violations;
 use super::proto;
+use crate::config::ApiConfig;
 use crate::dispatch::matcher::compile_filters;
 use crate::dispatch::sign;
+use crate::dispatch::ssrf::Guard;
 use crate::secret::Secret;
 
 /// Longest accepted URL.
 pub(crate) const MAX_URL: usize = 2048;
 /// Longest accepted name.
 pub(crate) const MAX_NAME: usize = 128;
-/// Most repository (and, separately, tag) globs per webhook.
-pub(crate) const MAX_GLOBS: usize = 50;
 /// Longest accepted glob.
 pub(crate) const MAX_GLOB: usize = 255;
-/// Most custom headers per webhook.
-pub(crate) const MAX_HEADERS: usize = 20;
+/// Longest custom header name.
+pub(crate) const MAX_HEADER_NAME: usize = 128;
 /// Longest custom header value.
 pub(crate) const MAX_HEADER_VALUE: usize = 4096;
+/// Most bytes of all custom header names and values together.
+pub(crate) const MAX_HEADERS_BYTES: usize = 16 * 1024;
 /// Longest list filter text.
 pub(crate) const MAX_FILTER: usize = 255;
-/// Default and largest page of ListWebhooks.
+/// Page of ListWebhooks when the request names none (or the largest, if smaller).
 pub(crate) const DEFAULT_PAGE: i64 = 50;
-/// Largest page of ListWebhooks.
-pub(crate) const MAX_PAGE: i64 = 500;
 /// Longest grace period of a rotated-out secret.
 pub(crate) const MAX_GRACE: Duration = Duration::from_secs(30 * 24 * 3600);
 /// Grace period when the request names none.
 pub(crate) const DEFAULT_GRACE: Duration = Duration::from_secs(24 * 3600);
 
-/// Headers hookline sets itself; `webhook-*` is refused as a whole.
-const RESERVED_HEADERS: [&str; 5] = [
+/// Headers hookline sets itself, and hop-by-hop headers that describe a connection
+/// rather than a request; `webhook-*` is refused as a whole.
+const RESERVED_HEADERS: [&str; 14] = [
     "host",
     "content-length",
     "content-type",
+    "content-encoding",
     "transfer-encoding",
     "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "upgrade",
+    "expect",
 ];
 
 /// A webhook's user-settable fields in stored form.
@@ -63,12 +73,24 @@ pub(crate) struct Fields {
 }
 
 /// Checks every user-settable field of `w` for a webhook in `namespace`.
-pub(crate) fn fields(w: &proto::Webhook, namespace: &str, v: &mut Violations) -> Fields {
+pub(crate) fn fields(
+    w: &proto::Webhook,
+    namespace: &str,
+    limits: &ApiConfig,
+    v: &mut Violations,
+) -> Fields {
     name(&w.name, v);
     url(&w.url, v);
     let event_types = event_types(&w.event_types, v);
-    globs("webhook.repositories", &w.repositories, Some(namespace), v);
-    globs("webhook.tags", &w.tags, None, v);
+    let max_globs = limits.max_filters_per_webhook;
+    globs(
+        "webhook.repositories",
+        &w.repositories,
+        Some(namespace),
+        max_globs,
+        v,
+    );
+    globs("webhook.tags", &w.tags, None, max_globs, v);
     let format = match format_from_proto(w.payload_format) {
         Some(format) => format.to_owned(),
         None => {
@@ -79,7 +101,7 @@ pub(crate) fn fields(w: &proto::Webhook, namespace: &str, v: &mut Violations) ->
             String::new()
         }
     };
-    headers(&w.headers, v);
+    headers(&w.headers, limits.max_custom_headers, v);
     Fields {
         name: w.name.clone(),
         url: w.url.clone(),
@@ -147,11 +169,11 @@ fn event_types(values: &[i32], v: &mut Violations) -> Vec<String> {
 }
 
 /// Repository globs (`confine` = the namespace) or tag globs (`confine` = None).
-fn globs(field: &str, patterns: &[String], confine: Option<&str>, v: &mut Violations) {
-    if patterns.len() > MAX_GLOBS {
+fn globs(field: &str, patterns: &[String], confine: Option<&str>, max: usize, v: &mut Violations) {
+    if patterns.len() > max {
         return v.add(
             field,
-            format!("at most {MAX_GLOBS} patterns (got {})", patterns.len()),
+            format!("at most {max} patterns (got {})", patterns.len()),
         );
     }
     for (i, pattern) in patterns.iter().enumerate() {
@@ -206,11 +228,18 @@ pub(crate) fn confined(pattern: &str, namespace: &str) -> bool {
         .is_some_and(|rest| rest.starts_with('/'))
 }
 
-fn headers(map: &HashMap<String, String>, v: &mut Violations) {
-    if map.len() > MAX_HEADERS {
+fn headers(map: &HashMap<String, String>, max: usize, v: &mut Violations) {
+    if map.len() > max {
         return v.add(
             "webhook.headers",
-            format!("at most {MAX_HEADERS} headers (got {})", map.len()),
+            format!("at most {max} headers (got {})", map.len()),
+        );
+    }
+    let total: usize = map.iter().map(|(k, v)| k.len() + v.len()).sum();
+    if total > MAX_HEADERS_BYTES {
+        return v.add(
+            "webhook.headers",
+            format!("at most {MAX_HEADERS_BYTES} bytes of names and values together (got {total})"),
         );
     }
     let mut names: Vec<&String> = map.keys().collect();
@@ -219,13 +248,22 @@ fn headers(map: &HashMap<String, String>, v: &mut Violations) {
         let value = &map[name];
         let field = format!("webhook.headers[{name:?}]");
         let lower = name.to_ascii_lowercase();
-        if HeaderName::from_bytes(name.as_bytes()).is_err() {
+        if name.len() > MAX_HEADER_NAME {
+            v.add(
+                "webhook.headers",
+                format!("a header name is longer than {MAX_HEADER_NAME} bytes"),
+            );
+        } else if HeaderName::from_bytes(name.as_bytes()).is_err() {
             v.add(
                 field,
                 "not a valid header name (letters, digits and !#$%&'*+-.^_`|~ only)",
             );
         } else if RESERVED_HEADERS.contains(&lower.as_str()) || lower.starts_with("webhook-") {
-            v.add(field, "set by hookline; it cannot be overridden");
+            v.add(
+                field,
+                "set by hookline or hop-by-hop (host, content-*, connection, te, upgrade, \
+                 proxy-*, webhook-*, …); it cannot be set",
+            );
         } else if value.len() > MAX_HEADER_VALUE {
             v.add(
                 field,
@@ -280,19 +318,33 @@ pub(crate) fn creatable(scope: &str, ns: &str) -> bool {
     !ns.is_empty() && within(scope, ns)
 }
 
-/// The page size of a list request.
-pub(crate) fn page_size(value: i32, v: &mut Violations) -> i64 {
+/// The page size of a list request, at most `max`.
+pub(crate) fn page_size(value: i32, max: u32, v: &mut Violations) -> i64 {
+    let max = i64::from(max);
     match i64::from(value) {
-        0 => DEFAULT_PAGE,
-        n if (1..=MAX_PAGE).contains(&n) => n,
+        0 => DEFAULT_PAGE.min(max),
+        n if (1..=max).contains(&n) => n,
         n => {
             v.add(
                 "page_size",
-                format!("must be between 1 and {MAX_PAGE} (got {n})"),
+                format!("must be between 1 and {max} (got {n})"),
             );
-            DEFAULT_PAGE
+            DEFAULT_PAGE.min(max)
         }
     }
+}
+
+/// The SSRF check at registration: the URL's IP literal, or every address its host
+/// resolves to now, must be public or allow-listed. INVALID_ARGUMENT on `webhook.url`
+/// otherwise (quoting the host and address, never the path or query).
+pub(crate) async fn destination(guard: &Guard, url: &str) -> Result<(), tonic::Status> {
+    let Ok(parsed) = reqwest::Url::parse(url) else {
+        return Err(Violations::one("webhook.url", "not a valid URL"));
+    };
+    guard
+        .vet_url(&parsed)
+        .await
+        .map_err(|error| Violations::one("webhook.url", error.to_string()))
 }
 
 /// An optional list filter text ("" means no filter).
@@ -338,12 +390,19 @@ mod tests {
 
     type Change = Box<dyn FnOnce(&mut proto::Webhook)>;
 
+    /// The default limits.
+    fn limits() -> ApiConfig {
+        crate::config::Config::resolve(Default::default(), Default::default())
+            .expect("defaults")
+            .api
+    }
+
     /// The fields named by the violations of `w` in namespace `acme`.
     fn problems(change: impl FnOnce(&mut proto::Webhook)) -> String {
         let mut w = valid();
         change(&mut w);
         let mut v = Violations::default();
-        fields(&w, "acme", &mut v);
+        fields(&w, "acme", &limits(), &mut v);
         match v.check() {
             Ok(()) => String::new(),
             Err(status) => status.message().to_owned(),
@@ -354,7 +413,7 @@ mod tests {
     fn a_valid_webhook_passes() {
         assert_eq!(problems(|_| {}), "");
         let mut v = Violations::default();
-        let f = fields(&valid(), "acme", &mut v);
+        let f = fields(&valid(), "acme", &limits(), &mut v);
         assert_eq!(f.format, "hookline");
         assert_eq!(f.event_types, ["image.pushed"]);
     }
@@ -538,12 +597,12 @@ mod tests {
         assert!(creatable("acme", "acme/tools") && creatable("acme", "acme"));
         assert!(!creatable("acme", "acmecorp") && !creatable("acme", ""));
         let mut v = Violations::default();
-        assert_eq!(page_size(0, &mut v), 50);
-        assert_eq!(page_size(500, &mut v), 500);
+        assert_eq!(page_size(0, 500, &mut v), 50);
+        assert_eq!(page_size(500, 500, &mut v), 500);
         assert!(v.check().is_ok());
         for bad in [-1, 501] {
             let mut v = Violations::default();
-            page_size(bad, &mut v);
+            page_size(bad, 500, &mut v);
             assert!(v.into_status().message().starts_with("page_size:"));
         }
     }

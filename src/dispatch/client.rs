@@ -4,6 +4,11 @@
 //! no redirects followed (a 3xx is a failed attempt), and at most `body_limit` bytes of
 //! the response kept. Error texts never include the URL: its query string may carry a
 //! receiver's secret.
+//!
+//! Every destination passes the SSRF guard (`ssrf`): names resolve through
+//! `Guard::resolver`, which answers only vetted addresses, so the socket connects to an
+//! address that was vetted; IP literals are vetted here before any socket exists. A
+//! refusal comes back as a [`Response`] with `refused` set, never as a connection.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant, SystemTime};
@@ -11,16 +16,19 @@ use std::time::{Duration, Instant, SystemTime};
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 
 use super::backoff::parse_retry_after;
+use super::ssrf::{self, Guard};
 
 /// Response headers kept in the attempt log, at most.
 const MAX_LOGGED_HEADERS: usize = 32;
 
-/// Builds the dispatcher's shared client.
+/// Builds the dispatcher's shared client, resolving every name through `guard`.
 pub fn build(
     connect_timeout: Duration,
     request_timeout: Duration,
+    guard: &Guard,
 ) -> reqwest::Result<reqwest::Client> {
     reqwest::Client::builder()
+        .dns_resolver(guard.resolver())
         .user_agent(concat!("hookline/", env!("CARGO_PKG_VERSION")))
         .redirect(reqwest::redirect::Policy::none())
         .connect_timeout(connect_timeout)
@@ -63,12 +71,46 @@ pub struct Response {
     pub error: Option<String>,
     /// A `Retry-After` hint on 429/503.
     pub retry_after: Option<Duration>,
+    /// The SSRF guard refused the destination: nothing was sent, and retrying cannot help.
+    pub refused: bool,
+}
+
+impl Response {
+    fn failed(started_at: i64, started: Instant, error: String, refused: bool) -> Response {
+        Response {
+            started_at,
+            duration: started.elapsed(),
+            status: None,
+            headers: None,
+            body: None,
+            error: Some(error),
+            retry_after: None,
+            refused,
+        }
+    }
 }
 
 /// Sends one request and captures the result. Never fails: errors are part of the result.
-pub async fn send(client: &reqwest::Client, out: Outgoing<'_>, body_limit: usize) -> Response {
+pub async fn send(
+    client: &reqwest::Client,
+    guard: &Guard,
+    out: Outgoing<'_>,
+    body_limit: usize,
+) -> Response {
     let started_at = crate::store::now_ms();
     let started = Instant::now();
+    let url = match reqwest::Url::parse(out.url) {
+        Ok(url) => url,
+        Err(error) => {
+            let error = format!("the webhook URL is invalid: {error}");
+            return Response::failed(started_at, started, error, false);
+        }
+    };
+    // reqwest connects to an IP literal without asking the resolver: vet it here.
+    if let Err(refused) = guard.vet_literal(&url) {
+        let error = format!("destination refused: {refused}");
+        return Response::failed(started_at, started, error, true);
+    }
     let mut headers = HeaderMap::new();
     for (name, value) in out.custom_headers {
         // Validated at the API; a bad one here is skipped rather than failing the delivery.
@@ -88,7 +130,7 @@ pub async fn send(client: &reqwest::Client, out: Outgoing<'_>, body_limit: usize
         }
     }
     let result = client
-        .post(out.url)
+        .post(url)
         .headers(headers)
         .body(out.body)
         .send()
@@ -96,15 +138,12 @@ pub async fn send(client: &reqwest::Client, out: Outgoing<'_>, body_limit: usize
     let mut response = match result {
         Ok(response) => response,
         Err(error) => {
-            return Response {
-                started_at,
-                duration: started.elapsed(),
-                status: None,
-                headers: None,
-                body: None,
-                error: Some(describe(error)),
-                retry_after: None,
-            };
+            // The resolver's refusal surfaces as a connect error; find the verdict in it.
+            if let Some(refused) = ssrf::refused_in(&error) {
+                let error = refused.to_string();
+                return Response::failed(started_at, started, error, true);
+            }
+            return Response::failed(started_at, started, describe(error), false);
         }
     };
     let status = response.status().as_u16();
@@ -149,6 +188,7 @@ pub async fn send(client: &reqwest::Client, out: Outgoing<'_>, body_limit: usize
         body: Some(String::from_utf8_lossy(&body).replace('\0', "\u{fffd}")),
         error,
         retry_after,
+        refused: false,
     }
 }
 

@@ -26,6 +26,8 @@ enum Verdict {
     Failed,
     /// 410 Gone: the webhook is disabled.
     Gone,
+    /// The SSRF guard refused the destination: nothing was sent; the delivery fails at once.
+    Refused,
 }
 
 impl Verdict {
@@ -35,6 +37,7 @@ impl Verdict {
             Verdict::Retry => "retry",
             Verdict::Failed => "failed",
             Verdict::Gone => "disabled",
+            Verdict::Refused => "refused",
         }
     }
 }
@@ -89,7 +92,7 @@ impl Dispatcher {
             body: body.body,
         };
         let response = tokio::select! {
-            response = client::send(&self.client, out, self.config.response_body_limit) => response,
+            response = client::send(&self.client, &self.guard, out, self.config.response_body_limit) => response,
             _ = cancel.cancelled() => {
                 self.finish_slot(&webhook_id);
                 return;
@@ -104,6 +107,10 @@ impl Dispatcher {
             (Verdict::Succeeded, NextState::Succeeded)
         } else if response.status == Some(410) {
             (Verdict::Gone, NextState::Failed)
+        } else if response.refused {
+            // Retrying cannot change the verdict until the URL or the allow-list changes.
+            tracing::warn!(%delivery_id, webhook_id = %webhook_id, "destination refused by the SSRF guard; delivery failed");
+            (Verdict::Refused, NextState::Failed)
         } else {
             let decision = self.policy.next(
                 u32::try_from(attempts_made).unwrap_or(u32::MAX),

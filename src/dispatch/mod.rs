@@ -15,6 +15,7 @@ pub mod matcher;
 pub mod payload;
 mod recorder;
 pub mod sign;
+pub mod ssrf;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -52,6 +53,8 @@ struct Dispatcher {
     store: Store,
     config: DispatchConfig,
     client: reqwest::Client,
+    /// Vets destinations; the client resolves through it too.
+    guard: ssrf::Guard,
     policy: RetryPolicy,
     shared: Mutex<Shared>,
     /// Signalled when a lane has room for more, so the loop claims again.
@@ -67,8 +70,13 @@ struct Dispatcher {
 
 /// Runs the dispatcher role until `shutdown` fires, then drains: in-flight requests get
 /// `shutdown_grace` to finish, leases of the rest are released.
-pub async fn run(store: Store, config: DispatchConfig, shutdown: CancellationToken) {
-    let client = match client::build(config.connect_timeout, config.request_timeout) {
+pub async fn run(
+    store: Store,
+    config: DispatchConfig,
+    guard: ssrf::Guard,
+    shutdown: CancellationToken,
+) {
+    let client = match client::build(config.connect_timeout, config.request_timeout, &guard) {
         Ok(client) => client,
         Err(error) => {
             tracing::error!(%error, "cannot build the HTTP client; dispatcher not started");
@@ -96,6 +104,7 @@ pub async fn run(store: Store, config: DispatchConfig, shutdown: CancellationTok
         store,
         config,
         client,
+        guard,
         results,
         sends: TaskTracker::new(),
         cancel_sends: CancellationToken::new(),

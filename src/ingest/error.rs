@@ -27,6 +27,9 @@ pub enum IngestError {
     /// Not an envelope.
     #[error("{0}")]
     BadEnvelope(#[from] super::envelope::EnvelopeError),
+    /// The registry sends faster than its rate limit; it retries after `Retry-After`.
+    #[error("{0}")]
+    RateLimited(crate::ratelimit::Limited),
     /// The database is unreachable: the registry should retry later.
     #[error("storage is unavailable; retry later")]
     Unavailable,
@@ -45,6 +48,7 @@ impl IngestError {
             IngestError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "body_too_large"),
             IngestError::BodyRead(_) => (StatusCode::BAD_REQUEST, "body_unreadable"),
             IngestError::BadEnvelope(_) => (StatusCode::BAD_REQUEST, "bad_envelope"),
+            IngestError::RateLimited(_) => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
             IngestError::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             IngestError::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
@@ -55,7 +59,20 @@ impl IntoResponse for IngestError {
     fn into_response(self) -> Response {
         let (status, code) = self.status_and_code();
         let body = Json(serde_json::json!({ "error": code, "reason": self.to_string() }));
+        let retry_after = match &self {
+            // Whole seconds, rounded up: never tell a registry to come back too early.
+            IngestError::RateLimited(limited) => {
+                Some(limited.retry_after.as_millis().div_ceil(1000).max(1))
+            }
+            _ => None,
+        };
         let mut response = (status, body).into_response();
+        if let Some(seconds) = retry_after {
+            response.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from(seconds as u64),
+            );
+        }
         if status == StatusCode::UNAUTHORIZED {
             response.headers_mut().insert(
                 axum::http::header::WWW_AUTHENTICATE,

@@ -42,6 +42,8 @@ pub struct IngestState {
     store: Store,
     committer: committer::Committer,
     auth: Arc<RegistryAuth>,
+    /// Requests per registry source: generous, since a refused registry retries.
+    limiter: Arc<crate::ratelimit::Limiter>,
     max_body_bytes: usize,
     max_events: usize,
     commit_timeout: std::time::Duration,
@@ -54,6 +56,7 @@ impl IngestState {
             committer: committer::Committer::start(store.clone()),
             store,
             auth: Arc::new(RegistryAuth::new(config.registry_token.clone())),
+            limiter: Arc::new(crate::ratelimit::Limiter::new(config.rate_limit)),
             max_body_bytes: config.max_body_bytes,
             max_events: config.max_events_per_envelope,
             commit_timeout: config.commit_timeout,
@@ -102,6 +105,10 @@ async fn notify(
     let started = Instant::now();
     // Cheap checks first: an unauthenticated caller cannot make us read a body.
     let source = state.auth.authenticate(&headers, &state.store).await?;
+    state.limiter.check(&source).map_err(|limited| {
+        tracing::warn!(source = %source, "notify rate limit exceeded; answering 429");
+        IngestError::RateLimited(limited)
+    })?;
     check_media_type(&headers)?;
     let body = read_body(body, &headers, state.max_body_bytes).await?;
     let parsed = envelope::parse(&body, &source, now_ms(), state.max_events, || {

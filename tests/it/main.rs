@@ -8,5 +8,6 @@ mod ingest;
 mod pg_selftest;
 mod registry_selftest;
 mod replicas;
+mod safety;
 mod serve;
 mod store_contract;

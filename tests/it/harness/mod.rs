@@ -5,4 +5,5 @@ pub mod process;
 pub mod proxy;
 pub mod receiver;
 pub mod registry;
+pub mod resolver;
 pub mod server;

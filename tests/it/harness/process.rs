@@ -25,6 +25,8 @@ impl Hookline {
         let child = Command::new(env!("CARGO_BIN_EXE_hookline"))
             .args(args)
             .env("HOOKLINE_LOG_LEVEL", "info,sqlx=warn")
+            // Receivers listen on loopback, which hookline refuses unless allow-listed.
+            .env("HOOKLINE_ALLOW_CIDRS", "127.0.0.0/8")
             .stdin(Stdio::null())
             .stdout(log.reopen().expect("log"))
             .stderr(log.reopen().expect("log"))

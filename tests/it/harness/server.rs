@@ -40,9 +40,19 @@ pub fn test_config(db_url: &str) -> Config {
         api_addr: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
         roles: Some(vec![Role::Ingest, Role::Dispatcher]),
         registry_token: Some(REGISTRY_TOKEN.parse().expect("token")),
+        // Receivers listen on loopback, which the SSRF guard refuses unless allow-listed.
+        allow_cidrs: Some(vec!["127.0.0.0/8".parse().expect("cidr")]),
+        // Tests create hundreds of webhooks in a burst; tests/it/safety.rs checks the limit.
+        api_rate_limit: Some(100_000),
+        api_rate_burst: Some(100_000),
         ..Default::default()
     };
-    Config::resolve(common, serve).expect("test config is valid")
+    let mut config = Config::resolve(common, serve).expect("test config is valid");
+    // Names resolve without DNS: `localhost` as usual, any other name to 127.0.0.1.
+    config.ssrf = config
+        .ssrf
+        .with_lookup(std::sync::Arc::new(super::resolver::Names::default()));
+    config
 }
 
 /// Config tweak: also run the gRPC API.
