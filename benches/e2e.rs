@@ -162,6 +162,8 @@ async fn add_webhooks(url: &str, targets: &[String]) -> Result<Store, Error> {
             tags: vec![],
             format: "hookline".into(),
             headers: Default::default(),
+            signature_header: None,
+            payload_options: Default::default(),
             ordered: false,
             enabled: true,
             disabled_reason: None,
@@ -419,9 +421,13 @@ async fn run_backend(backend: &str, scale: Scale) -> Result<String, Error> {
     let sink_url = format!("http://{sink_addr}/hook");
     eprintln!("[{backend}] raw receiver rate (wrk)");
     // The same body size as hookline's payload for these events.
-    let payload_len = hookline::dispatch::payload::render("hookline", &bench_event(0))
-        .body
-        .len();
+    let payload_len = hookline::dispatch::payload::render(
+        hookline::dispatch::payload::Format::Hookline,
+        &Default::default(),
+        &bench_event(0),
+    )
+    .body
+    .len();
     // hookline opens at most 4 connections to one webhook (max_per_endpoint), so the
     // fair physical limit for one webhook is the sink at 4 connections.
     let raw4 = wrk_rate(&sink_url, payload_len, 4, scale.wrk_secs, dir.path())?;

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use super::proto;
 use crate::event::EventType;
-use crate::store::Webhook;
+use crate::store::{PayloadOptions, Webhook};
 
 /// Payload format names as stored, in the order of the proto enum.
 pub(crate) const FORMATS: [&str; 5] = [
@@ -99,7 +99,26 @@ pub(crate) fn webhook_to_proto(w: &Webhook) -> proto::Webhook {
         disabled_reason: w.disabled_reason.clone().unwrap_or_default(),
         created_at: Some(timestamp(w.created_at)),
         updated_at: Some(timestamp(w.updated_at)),
+        signature_header: w.signature_header.clone().unwrap_or_default(),
+        payload_options: Some(options_to_proto(&w.payload_options)),
     }
+}
+
+/// Payload options as the API shows them.
+pub(crate) fn options_to_proto(o: &PayloadOptions) -> proto::PayloadOptions {
+    proto::PayloadOptions {
+        include_host_in_repo_name: o.include_host_in_repo_name,
+        harbor_deletes: o.harbor_deletes,
+    }
+}
+
+/// Payload options as stored; unset means the defaults.
+pub(crate) fn options_from_proto(o: Option<&proto::PayloadOptions>) -> PayloadOptions {
+    o.map(|o| PayloadOptions {
+        include_host_in_repo_name: o.include_host_in_repo_name,
+        harbor_deletes: o.harbor_deletes,
+    })
+    .unwrap_or_default()
 }
 
 /// Headers in the stored (sorted) form.
@@ -130,6 +149,16 @@ mod tests {
         }
         assert_eq!(format_from_proto(0), Some("hookline"));
         assert_eq!(format_from_proto(99), None);
+    }
+
+    #[test]
+    fn payload_options_round_trip() {
+        let o = PayloadOptions {
+            include_host_in_repo_name: Some(false),
+            harbor_deletes: true,
+        };
+        assert_eq!(options_from_proto(Some(&options_to_proto(&o))), o);
+        assert_eq!(options_from_proto(None), PayloadOptions::default());
     }
 
     #[test]

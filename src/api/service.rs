@@ -26,7 +26,7 @@ use crate::store::{NewDelivery, Store, Webhook, WebhookQuery, WebhookSecret, now
 const UPDATE_ATTEMPTS: usize = 5;
 
 /// The fields UpdateWebhook may change.
-const UPDATABLE: [&str; 9] = [
+const UPDATABLE: [&str; 11] = [
     "name",
     "url",
     "event_types",
@@ -36,6 +36,8 @@ const UPDATABLE: [&str; 9] = [
     "headers",
     "ordered",
     "enabled",
+    "signature_header",
+    "payload_options",
 ];
 
 /// The service implementation: the store, the limits, and the SSRF guard.
@@ -204,6 +206,8 @@ impl WebhookService for WebhookApi {
             tags: fields.tags,
             format: fields.format,
             headers: fields.headers,
+            signature_header: fields.signature_header,
+            payload_options: fields.payload_options,
             ordered: input.ordered,
             enabled: input.enabled.unwrap_or(true),
             disabled_reason: None,
@@ -332,6 +336,12 @@ impl WebhookService for WebhookApi {
             if has("headers") {
                 merged.headers = input.headers.clone();
             }
+            if has("signature_header") {
+                merged.signature_header = input.signature_header.clone();
+            }
+            if has("payload_options") {
+                merged.payload_options = input.payload_options;
+            }
             let mut v = Violations::default();
             let fields = validate::fields(&merged, &current.namespace, &self.limits, &mut v);
             v.check()?;
@@ -351,6 +361,8 @@ impl WebhookService for WebhookApi {
                 next.format = fields.format;
             }
             next.headers = fields.headers;
+            next.signature_header = fields.signature_header;
+            next.payload_options = fields.payload_options;
             if has("ordered") {
                 next.ordered = input.ordered;
             }

@@ -70,6 +70,8 @@ pub(crate) struct Fields {
     pub tags: Vec<String>,
     pub format: String,
     pub headers: BTreeMap<String, String>,
+    pub signature_header: Option<String>,
+    pub payload_options: crate::store::PayloadOptions,
 }
 
 /// Checks every user-settable field of `w` for a webhook in `namespace`.
@@ -102,6 +104,7 @@ pub(crate) fn fields(
         }
     };
     headers(&w.headers, limits.max_custom_headers, v);
+    signature_header(&w.signature_header, &w.headers, v);
     Fields {
         name: w.name.clone(),
         url: w.url.clone(),
@@ -110,6 +113,36 @@ pub(crate) fn fields(
         tags: w.tags.clone(),
         format,
         headers: super::convert::headers(&w.headers),
+        signature_header: (!w.signature_header.is_empty()).then(|| w.signature_header.clone()),
+        payload_options: super::convert::options_from_proto(w.payload_options.as_ref()),
+    }
+}
+
+/// Longest GitHub-style signature header name.
+pub(crate) const MAX_SIGNATURE_HEADER: usize = 64;
+
+/// The optional GitHub-style signature header's name: an HTTP token, not one hookline
+/// sets, and not a custom header's name too (one of the two values would be lost).
+fn signature_header(name: &str, custom: &HashMap<String, String>, v: &mut Violations) {
+    const FIELD: &str = "webhook.signature_header";
+    if name.is_empty() {
+        return;
+    }
+    let lower = name.to_ascii_lowercase();
+    if name.len() > MAX_SIGNATURE_HEADER {
+        v.add(FIELD, format!("at most {MAX_SIGNATURE_HEADER} characters"));
+    } else if HeaderName::from_bytes(name.as_bytes()).is_err() {
+        v.add(
+            FIELD,
+            "not a valid header name (letters, digits and !#$%&'*+-.^_`|~ only)",
+        );
+    } else if RESERVED_HEADERS.contains(&lower.as_str()) || lower.starts_with("webhook-") {
+        v.add(FIELD, "set by hookline; choose another name");
+    } else if custom.keys().any(|k| k.eq_ignore_ascii_case(name)) {
+        v.add(
+            FIELD,
+            "also a custom header name; remove that header or choose another name",
+        );
     }
 }
 
@@ -416,11 +449,17 @@ mod tests {
         let f = fields(&valid(), "acme", &limits(), &mut v);
         assert_eq!(f.format, "hookline");
         assert_eq!(f.event_types, ["image.pushed"]);
+        assert_eq!(f.signature_header, None);
+        let mut w = valid();
+        w.signature_header = "X-Hub-Signature-256".into();
+        let f = fields(&w, "acme", &limits(), &mut v);
+        assert_eq!(f.signature_header.as_deref(), Some("X-Hub-Signature-256"));
+        assert!(v.check().is_ok());
     }
 
     #[test]
     fn each_rule_names_its_field() {
-        let cases: Vec<(&str, Change)> = vec![
+        let mut cases: Vec<(&str, Change)> = vec![
             ("webhook.name: required", Box::new(|w| w.name.clear())),
             (
                 "webhook.name: at most 128",
@@ -522,6 +561,28 @@ mod tests {
                 }),
             ),
         ];
+        cases.extend::<Vec<(&str, Change)>>(vec![
+            (
+                "webhook.signature_header: not a valid header name",
+                Box::new(|w| w.signature_header = "X Signature".into()),
+            ),
+            (
+                "webhook.signature_header: set by hookline",
+                Box::new(|w| w.signature_header = "Webhook-Signature".into()),
+            ),
+            (
+                "webhook.signature_header: set by hookline",
+                Box::new(|w| w.signature_header = "content-type".into()),
+            ),
+            (
+                "webhook.signature_header: also a custom header name",
+                Box::new(|w| w.signature_header = "x-team".into()),
+            ),
+            (
+                "webhook.signature_header: at most 64",
+                Box::new(|w| w.signature_header = "x".repeat(65)),
+            ),
+        ]);
         for (expected, change) in cases {
             let got = problems(change);
             assert!(

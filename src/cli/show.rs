@@ -27,6 +27,7 @@ pub(super) fn time_text(t: Option<&prost_types::Timestamp>) -> String {
 pub(super) fn webhook_json(w: &proto::Webhook) -> Value {
     let mut headers: Vec<(&String, &String)> = w.headers.iter().collect();
     headers.sort();
+    let options = w.payload_options.unwrap_or_default();
     json!({
         "id": w.id,
         "namespace": w.namespace,
@@ -40,6 +41,11 @@ pub(super) fn webhook_json(w: &proto::Webhook) -> Value {
             .into_iter()
             .map(|(k, v)| (k.clone(), Value::String(v.clone())))
             .collect::<serde_json::Map<String, Value>>(),
+        "signature_header": (!w.signature_header.is_empty()).then_some(&w.signature_header),
+        "payload_options": {
+            "include_host_in_repo_name": options.include_host_in_repo_name,
+            "harbor_deletes": options.harbor_deletes,
+        },
         "ordered": w.ordered,
         "enabled": w.enabled.unwrap_or(true),
         "disabled_reason": (!w.disabled_reason.is_empty()).then_some(&w.disabled_reason),
@@ -87,6 +93,15 @@ pub(super) fn print_webhook(w: &proto::Webhook, output: Output) {
                 headers.join("; ")
             },
         ),
+        (
+            "signature hdr",
+            if w.signature_header.is_empty() {
+                "(none)".into()
+            } else {
+                w.signature_header.clone()
+            },
+        ),
+        ("format options", options_text(w)),
         ("ordered", w.ordered.to_string()),
         ("enabled", w.enabled.unwrap_or(true).to_string()),
         ("disabled reason", w.disabled_reason.clone()),
@@ -94,9 +109,22 @@ pub(super) fn print_webhook(w: &proto::Webhook, output: Output) {
         ("updated", time_text(w.updated_at.as_ref())),
     ];
     for (key, value) in rows {
-        if key == "disabled reason" && value.is_empty() {
+        if (key == "disabled reason" || key == "format options") && value.is_empty() {
             continue;
         }
         println!("{key:<16}{value}");
     }
+}
+
+/// The payload options that differ from the defaults, for people ("" when none do).
+fn options_text(w: &proto::Webhook) -> String {
+    let o = w.payload_options.unwrap_or_default();
+    let mut parts = Vec::new();
+    if let Some(include) = o.include_host_in_repo_name {
+        parts.push(format!("include_host_in_repo_name={include}"));
+    }
+    if o.harbor_deletes {
+        parts.push("harbor_deletes=true".to_owned());
+    }
+    parts.join(", ")
 }

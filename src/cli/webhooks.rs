@@ -105,6 +105,15 @@ struct CreateArgs {
     /// Deliver one repository:tag's events one at a time, in order.
     #[arg(long)]
     ordered: bool,
+    /// Also sign GitHub-style in this header (`X-Signature`, `X-Hub-Signature-256`): `sha256=<hex>`.
+    #[arg(long, value_name = "NAME")]
+    signature_header: Option<String>,
+    /// dockerhub format: whether `repo_name` starts with the registry host (default: yes, unless Docker Hub).
+    #[arg(long, value_name = "BOOL")]
+    include_host_in_repo_name: Option<bool>,
+    /// harbor format: deliver deletes too, as DELETE_ARTIFACT.
+    #[arg(long)]
+    harbor_deletes: bool,
     /// Create it disabled.
     #[arg(long)]
     disabled: bool,
@@ -182,6 +191,18 @@ struct UpdateArgs {
     /// Ordered delivery on or off.
     #[arg(long, value_name = "BOOL")]
     ordered: Option<bool>,
+    /// Also sign GitHub-style in this header (`X-Signature`, `X-Hub-Signature-256`).
+    #[arg(long, value_name = "NAME")]
+    signature_header: Option<String>,
+    /// Stop sending the GitHub-style signature header.
+    #[arg(long, conflicts_with = "signature_header")]
+    no_signature_header: bool,
+    /// dockerhub format: whether `repo_name` starts with the registry host.
+    #[arg(long, value_name = "BOOL")]
+    include_host_in_repo_name: Option<bool>,
+    /// harbor format: deliver deletes too (true) or pushes only (false).
+    #[arg(long, value_name = "BOOL")]
+    harbor_deletes: Option<bool>,
     /// Enable (clears the reason hookline disabled it for).
     #[arg(long)]
     enable: bool,
@@ -312,6 +333,11 @@ async fn create(c: &ClientArgs, client: &mut Client, a: CreateArgs) -> anyhow::R
             headers: a.headers.into_iter().collect(),
             ordered: a.ordered,
             enabled: Some(!a.disabled),
+            signature_header: a.signature_header.unwrap_or_default(),
+            payload_options: Some(proto::PayloadOptions {
+                include_host_in_repo_name: a.include_host_in_repo_name,
+                harbor_deletes: a.harbor_deletes,
+            }),
             ..Default::default()
         }),
         secret: a.secret.map(|s| s.expose().to_owned()).unwrap_or_default(),
@@ -444,6 +470,28 @@ async fn update(c: &ClientArgs, client: &mut Client, a: UpdateArgs) -> anyhow::R
     if a.enable || a.disable {
         webhook.enabled = Some(a.enable);
         paths.push("enabled");
+    }
+    if a.signature_header.is_some() || a.no_signature_header {
+        webhook.signature_header = a.signature_header.unwrap_or_default();
+        paths.push("signature_header");
+    }
+    if a.include_host_in_repo_name.is_some() || a.harbor_deletes.is_some() {
+        // The options travel as one message: start from the stored ones.
+        let current = client
+            .get_webhook(proto::GetWebhookRequest { id: a.id.clone() })
+            .await
+            .map_err(|s| c.explain(s, &format!("webhook {}", a.id)))?
+            .into_inner()
+            .webhook
+            .and_then(|w| w.payload_options)
+            .unwrap_or_default();
+        webhook.payload_options = Some(proto::PayloadOptions {
+            include_host_in_repo_name: a
+                .include_host_in_repo_name
+                .or(current.include_host_in_repo_name),
+            harbor_deletes: a.harbor_deletes.unwrap_or(current.harbor_deletes),
+        });
+        paths.push("payload_options");
     }
     if paths.is_empty() {
         bail!(

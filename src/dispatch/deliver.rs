@@ -76,14 +76,26 @@ impl Dispatcher {
                 .give_up_unsent(delivery, "the webhook has no usable signing secret")
                 .await;
         }
-        let body = payload::render(&webhook.webhook.format, &event);
+        let body = payload::render(webhook.format, &webhook.webhook.payload_options, &event);
         let timestamp = now_ms() / 1000;
         let delivery_id = delivery.lease.delivery_id.clone();
         let signature = sign::signature_header(&webhook.keys, &delivery_id, timestamp, &body.body);
+        // The optional GitHub-style header travels with the custom headers (the API keeps
+        // their names apart), so the client needs no per-webhook header names.
+        let with_github;
+        let custom_headers = match (&webhook.webhook.signature_header, &webhook.github_secret) {
+            (Some(name), Some(secret)) => {
+                let mut headers = webhook.webhook.headers.clone();
+                headers.insert(name.clone(), sign::github_signature(secret, &body.body));
+                with_github = headers;
+                &with_github
+            }
+            _ => &webhook.webhook.headers,
+        };
         let out = Outgoing {
             url: &webhook.webhook.url,
             content_type: body.content_type,
-            custom_headers: &webhook.webhook.headers,
+            custom_headers,
             signature_headers: vec![
                 ("webhook-id", delivery_id.clone()),
                 ("webhook-timestamp", timestamp.to_string()),

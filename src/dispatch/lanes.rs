@@ -193,6 +193,8 @@ mod tests {
                         tags: vec![],
                         format: "hookline".into(),
                         headers: Default::default(),
+                        signature_header: None,
+                        payload_options: Default::default(),
                         ordered: false,
                         enabled: true,
                         disabled_reason: None,

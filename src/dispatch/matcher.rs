@@ -11,8 +11,10 @@ use std::sync::Arc;
 
 use globset::{Candidate, GlobBuilder, GlobSet, GlobSetBuilder};
 
+use crate::dispatch::payload::{self, Format};
 use crate::dispatch::sign;
 use crate::event::{Event, EventType};
+use crate::secret::Secret;
 use crate::store::{Webhook, WebhookWithSecrets};
 
 /// Why a webhook's filters cannot be used. Also the API's `INVALID_ARGUMENT` detail.
@@ -159,6 +161,11 @@ pub struct CompiledWebhook {
     pub webhook: Webhook,
     /// Signing keys (decoded secrets), current first; undecodable secrets are left out.
     pub keys: Vec<Vec<u8>>,
+    /// The payload format, parsed once.
+    pub format: Format,
+    /// The current secret, verbatim, when the webhook wants a GitHub-style signature
+    /// header too (that header carries one signature, so only the current secret signs).
+    pub github_secret: Option<Secret>,
     filters: Filters,
 }
 
@@ -182,11 +189,24 @@ impl CompiledWebhook {
         if keys.is_empty() {
             tracing::warn!(webhook_id = %webhook.id, "webhook has no usable signing secret");
         }
+        let github_secret = webhook
+            .signature_header
+            .as_ref()
+            .and_then(|_| secrets.first().map(|s| s.secret.clone()));
         Ok(CompiledWebhook {
+            format: Format::parse(&webhook.format),
             webhook,
             keys,
+            github_secret,
             filters,
         })
+    }
+
+    /// Whether the filters pass the event and the payload format can carry it (a
+    /// dockerhub webhook gets tag pushes only: `payload::delivers`).
+    fn accepts(&self, event: &Event) -> bool {
+        self.filters.matches(event)
+            && payload::delivers(self.format, &self.webhook.payload_options, event)
     }
 
     /// Whether this webhook wants the event: namespace and filters, `ping` never.
@@ -194,7 +214,7 @@ impl CompiledWebhook {
     pub fn wants(&self, event: &Event) -> bool {
         event.kind != EventType::Ping
             && in_namespace(&self.webhook.namespace, &event.repository)
-            && self.filters.matches(event)
+            && self.accepts(event)
     }
 }
 
@@ -204,6 +224,7 @@ impl std::fmt::Debug for CompiledWebhook {
         f.debug_struct("CompiledWebhook")
             .field("webhook", &self.webhook)
             .field("keys", &self.keys.len())
+            .field("format", &self.format)
             .field("filters", &self.filters)
             .finish()
     }
@@ -290,7 +311,7 @@ impl Matcher {
         candidate_namespaces(&event.repository)
             .filter_map(|namespace| self.by_namespace.get(namespace))
             .flatten()
-            .filter(|webhook| webhook.filters.matches(event))
+            .filter(|webhook| webhook.accepts(event))
             .cloned()
             .collect()
     }
@@ -335,6 +356,8 @@ mod tests {
             tags: vec![],
             format: "hookline".into(),
             headers: BTreeMap::new(),
+            signature_header: None,
+            payload_options: Default::default(),
             ordered: false,
             enabled: true,
             disabled_reason: None,

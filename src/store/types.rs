@@ -91,6 +91,10 @@ pub struct Webhook {
     pub format: String,
     /// Custom headers sent verbatim.
     pub headers: BTreeMap<String, String>,
+    /// Name of an extra GitHub-style signature header (`X-Hub-Signature-256`), if any.
+    pub signature_header: Option<String>,
+    /// Format-specific choices (dockerhub `repo_name`, harbor deletes).
+    pub payload_options: PayloadOptions,
     /// Deliver in event order per repository:tag.
     pub ordered: bool,
     /// False once disabled by a person or by hookline.
@@ -117,6 +121,8 @@ pub(crate) struct WebhookRow {
     pub tags: String,
     pub format: String,
     pub headers: String,
+    pub signature_header: Option<String>,
+    pub payload_options: String,
     pub ordered: bool,
     pub enabled: bool,
     pub disabled_reason: Option<String>,
@@ -143,6 +149,13 @@ impl WebhookRow {
                     source,
                 }
             })?,
+            payload_options: serde_json::from_str(&self.payload_options).map_err(|source| {
+                super::StoreError::Corrupt {
+                    table: "webhooks",
+                    source,
+                }
+            })?,
+            signature_header: self.signature_header,
             id: self.id,
             namespace: self.namespace,
             name: self.name,
@@ -169,6 +182,26 @@ impl Webhook {
             serde_json::to_string(&self.headers).unwrap_or_else(|_| "{}".into()),
         ]
     }
+
+    /// JSON encoding of the `payload_options` column.
+    pub(crate) fn options_column(&self) -> String {
+        serde_json::to_string(&self.payload_options).unwrap_or_else(|_| "{}".into())
+    }
+}
+
+/// Choices a webhook makes about its payload format, stored as JSON. Options of other
+/// formats than the webhook's are kept but have no effect.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PayloadOptions {
+    /// dockerhub: whether `repository.repo_name` starts with the registry host
+    /// (`reg.example.com:5000/team/app`). None: yes, unless the registry is Docker Hub
+    /// itself; Keel and Kargo match images by host, so a bare name would not match.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub include_host_in_repo_name: Option<bool>,
+    /// harbor: deliver deletes too, as `DELETE_ARTIFACT`. Off by default because Harbor
+    /// receivers (Argo CD Image Updater, Kargo) answer 400 to anything but `PUSH_ARTIFACT`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub harbor_deletes: bool,
 }
 
 /// Which webhooks [`Webhooks::list_webhooks`](super::Webhooks::list_webhooks) returns.

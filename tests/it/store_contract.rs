@@ -57,6 +57,8 @@ pub fn webhook(namespace: &str, url: &str) -> (Webhook, WebhookSecret) {
             tags: vec![],
             format: "hookline".into(),
             headers: Default::default(),
+            signature_header: None,
+            payload_options: Default::default(),
             ordered: false,
             enabled: true,
             disabled_reason: None,

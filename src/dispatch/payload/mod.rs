@@ -1,0 +1,343 @@
+//! What a receiver gets: the request body for an event, per payload format.
+//!
+//! Pure: an [`Event`] and the webhook's [`Format`] and [`PayloadOptions`] in, bytes and a
+//! content type out. [`delivers`] says which events a format can carry at all (fan-out
+//! asks it, so a dockerhub webhook never gets a delivery for a delete). The body of a
+//! delivery is the same on every attempt (only the signature headers change), so
+//! receivers can deduplicate on `webhook-id` and compare bodies. One file per format;
+//! docs/payloads/ documents each, and tests/it/payloads.rs checks them against the
+//! consumers listed in consumers.md.
+
+mod cloudevents;
+mod distribution;
+mod dockerhub;
+mod harbor;
+mod hookline;
+
+use crate::event::{Event, EventType};
+use crate::store::PayloadOptions;
+
+/// A webhook's payload format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Format {
+    /// hookline's own versioned JSON (docs/payloads/hookline.md).
+    #[default]
+    Hookline,
+    /// CloudEvents 1.0, structured JSON mode.
+    CloudEvents,
+    /// The Docker Hub webhook callback shape; tag pushes only.
+    DockerHub,
+    /// Harbor's default webhook shape; pushes only unless deletes are asked for.
+    Harbor,
+    /// The registry's own notification envelope, unchanged.
+    Distribution,
+}
+
+impl Format {
+    /// Every format, in the order of the proto enum.
+    pub const ALL: [Format; 5] = [
+        Format::Hookline,
+        Format::CloudEvents,
+        Format::DockerHub,
+        Format::Harbor,
+        Format::Distribution,
+    ];
+
+    /// The stored name, e.g. `cloudevents`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Format::Hookline => "hookline",
+            Format::CloudEvents => "cloudevents",
+            Format::DockerHub => "dockerhub",
+            Format::Harbor => "harbor",
+            Format::Distribution => "distribution",
+        }
+    }
+
+    /// Parses a stored name. Unknown names read as `hookline` (the API stores known ones
+    /// only; a newer hookline's format falls back to ours rather than to nothing).
+    pub fn parse(name: &str) -> Format {
+        Format::ALL
+            .into_iter()
+            .find(|f| f.as_str() == name)
+            .unwrap_or_default()
+    }
+}
+
+/// A rendered body with its content type.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Payload {
+    /// `Content-Type` header value.
+    pub content_type: &'static str,
+    /// The body.
+    pub body: Vec<u8>,
+}
+
+/// Plain JSON: what the dockerhub and harbor receivers insist on, and hookline's own.
+pub const JSON: &str = "application/json";
+
+/// Whether `format` can carry `event` at all. Fan-out creates no delivery otherwise, so a
+/// receiver never gets a body it would misparse: Docker Hub consumers need a tag push
+/// (Argo CD Image Updater and Keel answer 400 "tag cannot be empty" to anything else), and
+/// Harbor consumers accept `PUSH_ARTIFACT` only unless the webhook asked for deletes.
+/// Test pings are addressed to one webhook and never pass through here.
+pub fn delivers(format: Format, options: &PayloadOptions, event: &Event) -> bool {
+    let tag_push = event.kind == EventType::ImagePushed && event.tag.is_some();
+    match format {
+        Format::Hookline | Format::CloudEvents | Format::Distribution => true,
+        Format::DockerHub => tag_push,
+        Format::Harbor => {
+            tag_push || (options.harbor_deletes && event.kind == EventType::ImageDeleted)
+        }
+    }
+}
+
+/// Renders `event` in `format`. A `ping` has no Docker Hub or Harbor equivalent: those
+/// webhooks get hookline's ping body (as `application/json`), which their receivers
+/// ignore or refuse without deploying anything, and which still proves the connection.
+pub fn render(format: Format, options: &PayloadOptions, event: &Event) -> Payload {
+    let json = |value: serde_json::Value| value.to_string().into_bytes();
+    match format {
+        Format::Hookline => Payload {
+            content_type: JSON,
+            body: json(hookline::render(event)),
+        },
+        Format::DockerHub | Format::Harbor if event.kind == EventType::Ping => Payload {
+            content_type: JSON,
+            body: json(hookline::render(event)),
+        },
+        Format::CloudEvents => Payload {
+            content_type: cloudevents::CONTENT_TYPE,
+            body: json(cloudevents::render(event)),
+        },
+        Format::DockerHub => Payload {
+            content_type: JSON,
+            body: json(dockerhub::render(event, options)),
+        },
+        Format::Harbor => Payload {
+            content_type: JSON,
+            body: json(harbor::render(event)),
+        },
+        Format::Distribution => Payload {
+            content_type: distribution::CONTENT_TYPE,
+            body: json(distribution::render(event)),
+        },
+    }
+}
+
+/// `registry/repository:tag@digest`, with whatever parts the event has.
+pub fn image_reference(e: &Event) -> String {
+    let mut image = qualified_repository(e);
+    if let Some(tag) = &e.tag {
+        image.push(':');
+        image.push_str(tag);
+    }
+    if let Some(digest) = &e.digest {
+        image.push('@');
+        image.push_str(digest);
+    }
+    image
+}
+
+/// `registry/repository`, or the bare repository when the registry host is unknown.
+fn qualified_repository(e: &Event) -> String {
+    match &e.registry_host {
+        Some(host) => format!("{host}/{}", e.repository),
+        None => e.repository.clone(),
+    }
+}
+
+/// The event's time: the registry's timestamp when it sent a valid one, else when
+/// hookline received the event. Unix milliseconds.
+fn event_time_ms(e: &Event) -> i64 {
+    e.timestamp
+        .as_deref()
+        .and_then(|t| {
+            time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).ok()
+        })
+        .map(|t| (t.unix_timestamp_nanos() / 1_000_000) as i64)
+        .unwrap_or(e.received_at)
+}
+
+/// The event's time as RFC 3339: the registry's own text when it sent a valid one.
+fn event_time_text(e: &Event) -> String {
+    match e.timestamp.as_deref() {
+        Some(t)
+            if time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339)
+                .is_ok() =>
+        {
+            t.to_owned()
+        }
+        _ => rfc3339(e.received_at),
+    }
+}
+
+/// Splits a repository path Docker Hub / Harbor style: the first segment is the
+/// namespace (project), the rest the name. `app` has an empty namespace.
+fn split_repository(repository: &str) -> (&str, &str) {
+    repository.split_once('/').unwrap_or(("", repository))
+}
+
+/// The URL scheme the registry uses, from the content URL it reported; https otherwise.
+fn registry_scheme(e: &Event) -> &'static str {
+    match e.url.as_deref() {
+        Some(url) if url.starts_with("http://") => "http",
+        _ => "https",
+    }
+}
+
+/// Unix milliseconds as RFC 3339 UTC.
+pub fn rfc3339(unix_ms: i64) -> String {
+    let nanos = i128::from(unix_ms) * 1_000_000;
+    time::OffsetDateTime::from_unix_timestamp_nanos(nanos)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use serde_json::{Value, json};
+
+    use super::*;
+
+    pub(crate) fn event() -> Event {
+        Event {
+            id: "evt_1".into(),
+            source: "default".into(),
+            registry_event_id: "r1".into(),
+            kind: EventType::ImagePushed,
+            repository: "acme/tools/app".into(),
+            tag: Some("1.4".into()),
+            digest: Some("sha256:abc".into()),
+            media_type: Some("application/vnd.oci.image.manifest.v1+json".into()),
+            size: Some(10),
+            references: vec![],
+            url: Some("http://registry.example:5000/v2/acme/tools/app/manifests/sha256:abc".into()),
+            from_repository: None,
+            actor: Some("alice".into()),
+            registry_host: Some("registry.example:5000".into()),
+            source_addr: None,
+            source_instance_id: None,
+            request_id: None,
+            request_useragent: None,
+            request_addr: None,
+            request_method: None,
+            timestamp: Some("2026-11-25T01:16:56.986524926Z".into()),
+            received_at: 1_764_000_000_123,
+            original: json!({"id": "r1", "action": "push"}),
+        }
+    }
+
+    fn body(format: Format, e: &Event) -> Value {
+        let p = render(format, &PayloadOptions::default(), e);
+        serde_json::from_slice(&p.body).expect("json")
+    }
+
+    #[test]
+    fn format_names_round_trip_and_unknown_is_hookline() {
+        for f in Format::ALL {
+            assert_eq!(Format::parse(f.as_str()), f);
+        }
+        assert_eq!(Format::parse("carrier-pigeon"), Format::Hookline);
+    }
+
+    #[test]
+    fn image_reference_has_what_the_event_has() {
+        let mut e = event();
+        assert_eq!(
+            image_reference(&e),
+            "registry.example:5000/acme/tools/app:1.4@sha256:abc"
+        );
+        e.registry_host = None;
+        e.digest = None;
+        assert_eq!(image_reference(&e), "acme/tools/app:1.4");
+    }
+
+    #[test]
+    fn only_tag_pushes_reach_dockerhub_and_harbor_unless_deletes_are_asked_for() {
+        let opts = PayloadOptions::default();
+        let deletes = PayloadOptions {
+            harbor_deletes: true,
+            ..Default::default()
+        };
+        let push = event();
+        let mut untagged = event();
+        untagged.tag = None;
+        let mut delete = event();
+        delete.kind = EventType::ImageDeleted;
+        let mut pull = event();
+        pull.kind = EventType::ImagePulled;
+        for f in [Format::Hookline, Format::CloudEvents, Format::Distribution] {
+            for e in [&push, &untagged, &delete, &pull] {
+                assert!(delivers(f, &opts, e), "{f:?} {:?}", e.kind);
+            }
+        }
+        assert!(delivers(Format::DockerHub, &opts, &push));
+        assert!(delivers(Format::Harbor, &opts, &push));
+        for e in [&untagged, &delete, &pull] {
+            assert!(!delivers(Format::DockerHub, &deletes, e));
+            assert!(!delivers(Format::Harbor, &opts, e));
+        }
+        assert!(delivers(Format::Harbor, &deletes, &delete));
+        assert!(!delivers(Format::Harbor, &deletes, &pull));
+    }
+
+    #[test]
+    fn pings_to_dockerhub_and_harbor_are_hookline_pings() {
+        let mut ping = event();
+        ping.kind = EventType::Ping;
+        for f in [Format::DockerHub, Format::Harbor] {
+            let p = render(f, &PayloadOptions::default(), &ping);
+            assert_eq!(p.content_type, "application/json");
+            let v: Value = serde_json::from_slice(&p.body).expect("json");
+            assert_eq!(v["type"], "ping");
+        }
+    }
+
+    #[test]
+    fn content_types() {
+        let e = event();
+        let ct = |f| render(f, &PayloadOptions::default(), &e).content_type;
+        assert_eq!(ct(Format::Hookline), "application/json");
+        assert_eq!(ct(Format::DockerHub), "application/json");
+        assert_eq!(ct(Format::Harbor), "application/json");
+        assert_eq!(ct(Format::CloudEvents), "application/cloudevents+json");
+        assert_eq!(
+            ct(Format::Distribution),
+            "application/vnd.docker.distribution.events.v1+json"
+        );
+    }
+
+    #[test]
+    fn the_same_event_renders_the_same_bytes() {
+        for f in Format::ALL {
+            let o = PayloadOptions::default();
+            assert_eq!(render(f, &o, &event()), render(f, &o, &event()));
+        }
+    }
+
+    #[test]
+    fn event_time_prefers_the_registry_timestamp() {
+        let mut e = event();
+        assert_eq!(event_time_ms(&e) / 1000, 1_795_569_416);
+        assert_eq!(event_time_text(&e), "2026-11-25T01:16:56.986524926Z");
+        e.timestamp = Some("yesterday".into());
+        assert_eq!(event_time_ms(&e), e.received_at);
+        assert_eq!(event_time_text(&e), "2025-11-24T16:00:00.123Z");
+        assert_eq!(
+            body(Format::Hookline, &e)["time"],
+            "2025-11-24T16:00:00.123Z"
+        );
+    }
+
+    #[test]
+    fn repositories_split_at_the_first_segment() {
+        assert_eq!(split_repository("acme/tools/app"), ("acme", "tools/app"));
+        assert_eq!(split_repository("acme/app"), ("acme", "app"));
+        assert_eq!(split_repository("app"), ("", "app"));
+    }
+}
