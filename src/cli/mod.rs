@@ -2,10 +2,12 @@
 //!
 //! `serve` and `migrate` run the server side; `tokens` works directly on the database
 //! (the operator's bootstrap: no server needed); `webhooks` is a gRPC client of the api
-//! role (`client.rs` connects and explains failures). Errors here are `anyhow` with
+//! role (`client.rs` connects and explains failures); `listen` is a local receiver that
+//! verifies deliveries (`listen.rs`). Errors here are `anyhow` with
 //! context, printed by `main` as one clear line.
 
 mod client;
+mod listen;
 mod show;
 mod tokens;
 mod webhooks;
@@ -38,6 +40,8 @@ enum Command {
     Tokens(tokens::TokensCommand),
     /// Manage webhooks through the gRPC API (--server, --token).
     Webhooks(webhooks::WebhooksArgs),
+    /// Receive deliveries locally: verify signatures, print events, optionally run a command per event.
+    Listen(listen::ListenArgs),
 }
 
 /// Output style of client commands.
@@ -83,6 +87,7 @@ pub async fn run(cli: Cli, shutdown: CancellationToken) -> anyhow::Result<()> {
             result
         }
         Command::Webhooks(args) => webhooks::run(args).await,
+        Command::Listen(args) => listen::run(args, shutdown).await,
     }
 }
 

@@ -5,6 +5,7 @@ mod cli;
 mod dispatch;
 mod harness;
 mod ingest;
+mod listen;
 mod payloads;
 mod pg_selftest;
 mod registry_selftest;
