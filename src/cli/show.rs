@@ -94,7 +94,7 @@ pub(super) fn print_webhook(w: &proto::Webhook, output: Output) {
             },
         ),
         (
-            "signature hdr",
+            "hmac header",
             if w.signature_header.is_empty() {
                 "(none)".into()
             } else {
