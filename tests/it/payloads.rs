@@ -6,8 +6,10 @@
 //! through `cloudevents-sdk`, the distribution envelope round trip. `consumers.rs`: dockerhub
 //! and harbor, one test per consumer endpoint. `delivery.rs`: end to end through a real
 //! server on both backends: signatures, rotation, the GitHub-style header, content types,
-//! and fan-out that never creates a delivery a format cannot carry.
+//! and fan-out that never creates a delivery a format cannot carry. `cli.rs`: the CLI's
+//! flags for the signature header and the format options.
 
+mod cli;
 mod consumers;
 mod delivery;
 mod formats;
