@@ -684,6 +684,48 @@ mod tests {
         assert!(!wh.wants(&pushed("acmecorp/app", Some("1.0"))));
     }
 
+    #[test]
+    fn the_payload_format_narrows_what_fans_out() {
+        let mut dockerhub = webhook("wh_hub", "acme");
+        dockerhub.format = "dockerhub".into();
+        dockerhub.signature_header = Some("X-Signature".into());
+        let mut harbor = webhook("wh_harbor", "acme");
+        harbor.format = "harbor".into();
+        harbor.payload_options.harbor_deletes = true;
+        let m = Matcher::new(vec![
+            with_secrets(
+                dockerhub,
+                &[SECRET, "whsec_b2xkb2xkb2xkb2xkb2xkb2xkb2xkb2xk"],
+            ),
+            with_secrets(harbor, &[SECRET]),
+            hook("wh_plain", "acme"),
+        ]);
+        let ids = |e: &Event| -> Vec<String> {
+            let mut ids: Vec<String> = m.matching(e).iter().map(|w| w.webhook.id.clone()).collect();
+            ids.sort();
+            ids
+        };
+        assert_eq!(
+            ids(&pushed("acme/app", Some("1.0"))),
+            ["wh_harbor", "wh_hub", "wh_plain"]
+        );
+        assert_eq!(ids(&pushed("acme/app", None)), ["wh_plain"]);
+        assert_eq!(
+            ids(&event(EventType::ImageDeleted, "acme/app", Some("1.0"))),
+            ["wh_harbor", "wh_plain"]
+        );
+        assert_eq!(
+            ids(&event(EventType::ImagePulled, "acme/app", Some("1.0"))),
+            ["wh_plain"]
+        );
+        let hub = m.get("wh_hub").expect("compiled");
+        assert_eq!(hub.format, Format::DockerHub);
+        assert!(!hub.wants(&event(EventType::ImageDeleted, "acme/app", Some("1.0"))));
+        // The GitHub-style header signs with the current secret only.
+        assert_eq!(hub.github_secret.as_ref().map(Secret::expose), Some(SECRET));
+        assert!(m.get("wh_plain").expect("compiled").github_secret.is_none());
+    }
+
     /// 5,000 webhooks over 1,000 namespaces (with `t1`/`t10`/`t100` prefix traps and nested
     /// `tN/team` tenants); every answer is checked against a brute-force scan.
     #[test]
