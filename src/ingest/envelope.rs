@@ -162,7 +162,12 @@ pub fn parse(
 ) -> Result<Parsed, EnvelopeError> {
     let envelope: Envelope =
         serde_json::from_slice(body).map_err(|e| EnvelopeError::Malformed(e.to_string()))?;
-    let raw_events = envelope.events.ok_or(EnvelopeError::NoEvents)?;
+    // serde also reads a struct from a JSON array (`[[…]]`); an envelope is an object.
+    let is_object = body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
+    let raw_events = envelope
+        .events
+        .filter(|_| is_object)
+        .ok_or(EnvelopeError::NoEvents)?;
     if raw_events.len() > max_events {
         return Err(EnvelopeError::TooManyEvents {
             count: raw_events.len(),
@@ -185,6 +190,10 @@ pub fn parse(
 
 /// Turns one raw registry event into an [`Event`] (with an empty `id`), or says why not.
 fn normalise(raw: &serde_json::Value, source: &str, received_at: i64) -> Result<Event, String> {
+    // serde would read a struct from an array too; registries send objects.
+    if !raw.is_object() || raw.get("target").is_some_and(|t| !t.is_object()) {
+        return Err("an event and its `target` must be JSON objects".into());
+    }
     let e: RegistryEvent = serde_json::from_value(raw.clone()).map_err(|e| e.to_string())?;
     if e.id.trim().is_empty() || e.id.len() > MAX_ID_LEN || e.id.chars().any(char::is_control) {
         return Err(format!(
@@ -334,6 +343,30 @@ fn is_manifest(t: &Target) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Found by `fuzz/` (target `envelope`): serde reads a struct from a JSON array.
+    #[test]
+    fn arrays_are_not_envelopes_or_events() {
+        let ids = || "evt_x".to_owned();
+        for body in ["[[]]", " [[{\"id\":\"x\"}]]"] {
+            assert_eq!(
+                parse(body.as_bytes(), "default", 1, 100, ids).err(),
+                Some(EnvelopeError::NoEvents),
+                "{body}"
+            );
+        }
+        let positional = r#"{"events":[["x","2026-11-25T01:16:56Z","push",{"repository":"a"}]]}"#;
+        let parsed = parse(positional.as_bytes(), "default", 1, 100, ids).expect("envelope");
+        assert!(parsed.events.is_empty());
+        assert_eq!(
+            parsed.rejected[0].reason,
+            "an event and its `target` must be JSON objects"
+        );
+        assert_eq!(
+            parse_one(r#"{"events":[{"id":"x","action":"push","target":["acme/app"]}]}"#),
+            Err("an event and its `target` must be JSON objects".into())
+        );
+    }
 
     fn parse_one(json: &str) -> Result<Event, String> {
         let parsed = parse(json.as_bytes(), "default", 1, 100, || "evt_x".into())
