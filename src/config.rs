@@ -614,6 +614,37 @@ mod tests {
     }
 
     #[test]
+    fn no_destination_is_allow_listed_unless_configured() {
+        let loopback = "127.0.0.1".parse().expect("ip");
+        let c = Config::resolve(CommonSettings::default(), ServeSettings::default())
+            .expect("defaults are valid");
+        assert!(c.ssrf.allowed().is_empty());
+        assert!(
+            c.ssrf.check(loopback, None).is_err(),
+            "loopback refused by default"
+        );
+        let f = file("allow_cidrs = [\"127.0.0.0/8\", \"10.1.2.3\"]\n");
+        let common = CommonSettings {
+            config: Some(f.path().to_owned()),
+            ..Default::default()
+        };
+        let c = Config::resolve(common, ServeSettings::default()).expect("valid");
+        assert_eq!(c.ssrf.allowed().len(), 2);
+        assert!(c.ssrf.check(loopback, None).is_ok());
+        assert!(c.ssrf.check("10.1.2.4".parse().expect("ip"), None).is_err());
+        let f = file("allow_cidrs = [\"localhost\"]\n");
+        let common = CommonSettings {
+            config: Some(f.path().to_owned()),
+            ..Default::default()
+        };
+        let err = Config::resolve(common, ServeSettings::default()).expect_err("not a CIDR");
+        assert!(
+            err.to_string().contains("`localhost` is not an IP address"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn every_option_is_documented() {
         let docs = include_str!("../docs/configuration.md");
         for (key, flag, env) in all_options() {
