@@ -318,8 +318,11 @@ fn print_event(output: Output, delivery_id: &str, s: &Summary, payload: &Value) 
             )
         }
     };
-    // One write per line, so lines never interleave.
-    println!("{line}");
+    // One write per line, so lines never interleave; a closed stdout (`| head`) is not
+    // a reason to stop receiving.
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    let _ = writeln!(stdout, "{line}").and_then(|()| stdout.flush());
 }
 
 /// Runs `--exec` once per job, one at a time.
