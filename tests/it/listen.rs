@@ -1,6 +1,7 @@
 //! `hookline listen` end to end: the real binary receives real deliveries from a running
 //! hookline, verifies and prints them, refuses forgeries with 401 and a reason, and runs
-//! `--exec` once per event (a redelivered `webhook-id` is not run again).
+//! `--exec` once per event (a redelivered `webhook-id` is not run again); and a push to a
+//! real registry reaches it in the Docker Hub shape, once.
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -266,6 +267,88 @@ store_test!(
             );
         }
         assert!(json.file("stderr").contains("stale"), "refusals are logged");
+        server.stop().await;
+    }
+);
+
+store_test!(
+    a_real_registry_push_rolls_out_through_listen_in_docker_hub_shape,
+    async |db: &TestDb| {
+        // The seed's use case end to end: an image pushed to a real registry reaches a
+        // `dockerhub` webhook once (its blob pushes and the later tag delete do not), and
+        // `hookline listen --exec` gets a deployable image reference.
+        let (_, stored_secret) = webhook("acme", "");
+        let secret = stored_secret.secret.clone();
+        let listen = Listen::spawn(
+            &["--output", "json", "--exec", EXEC],
+            &[("HOOKLINE_LISTEN_SECRET", secret.expose())],
+        );
+        listen.wait_ready().await;
+        let server = TestServer::start(db, fast).await;
+        let (mut w, s) = webhook("acme", &listen.url("rollout"));
+        w.format = "dockerhub".into();
+        server.store.insert_webhook(&w, &s).await.expect("webhook");
+        let registry = crate::harness::registry::Registry::start(
+            &server.notify_url(),
+            crate::harness::server::REGISTRY_TOKEN,
+        )
+        .await;
+        let digest = registry.push_image("acme/app", "2.0").await;
+        let lines = listen.lines("stdout", 1).await;
+        let event: Value = serde_json::from_str(&lines[0]).expect("json line");
+        let host = registry.addr.to_string();
+        assert_eq!(event["format"], "dockerhub");
+        assert_eq!(event["type"], "image.pushed");
+        assert_eq!(event["tag"], "2.0");
+        assert_eq!(event["image"], format!("{host}/acme/app:2.0"));
+        assert_eq!(
+            event["payload"]["repository"]["repo_name"],
+            format!("{host}/acme/app")
+        );
+        let ran = listen.lines("exec.log", 1).await;
+        let fields: Vec<&str> = ran[0].split(' ').collect();
+        assert_eq!(
+            (fields[0], fields[2], fields[4]),
+            (
+                "image.pushed",
+                "2.0",
+                format!("{host}/acme/app:2.0").as_str()
+            )
+        );
+
+        // A tag delete is stored but never delivered in the Docker Hub shape.
+        registry.delete_tag("acme/app", "2.0").await;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !server
+            .store
+            .recent_events(50)
+            .await
+            .expect("events")
+            .iter()
+            .any(|e| e.kind == hookline::event::EventType::ImageDeleted && e.tag.is_some())
+        {
+            assert!(
+                Instant::now() < deadline,
+                "no delete event\n{}",
+                registry.log_tail()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert_eq!(
+            listen.file("stdout").lines().count(),
+            1,
+            "one delivery: the tag push"
+        );
+        assert_eq!(listen.file("exec.log").lines().count(), 1);
+        let pushed = server.store.recent_events(50).await.expect("events");
+        assert!(
+            pushed
+                .iter()
+                .any(|e| e.digest.as_deref() == Some(digest.as_str())),
+            "the push was stored"
+        );
+        drop(registry);
         server.stop().await;
     }
 );
