@@ -153,23 +153,8 @@ async fn add_webhooks(url: &str, targets: &[String]) -> Result<Store, Error> {
     for (i, target) in targets.iter().enumerate() {
         let id = format!("wh_bench_{i:04}");
         let webhook = Webhook {
-            id: id.clone(),
-            namespace: "acme".into(),
             name: format!("bench {i}"),
-            url: target.clone(),
-            event_types: vec![],
-            repositories: vec![],
-            tags: vec![],
-            format: "hookline".into(),
-            headers: Default::default(),
-            signature_header: None,
-            payload_options: Default::default(),
-            ordered: false,
-            enabled: true,
-            disabled_reason: None,
-            failing_since: None,
-            created_at: store::now_ms(),
-            updated_at: store::now_ms(),
+            ..Webhook::new(id.clone(), "acme", target.clone(), store::now_ms())
         };
         let secret = WebhookSecret {
             id: format!("whs_bench_{i:04}"),
@@ -685,32 +670,25 @@ async fn seed_backlog(backend: &str, url: &str, n: usize) -> Result<(), Error> {
 }
 
 fn bench_event(now: i64) -> hookline::event::Event {
-    hookline::event::Event {
-        id: "evt_bench".into(),
-        source: "bench".into(),
-        registry_event_id: "bench".into(),
-        kind: hookline::event::EventType::ImagePushed,
-        repository: "acme/app".into(),
+    use hookline::event::{Event, EventType};
+    Event {
         tag: Some("1.0".into()),
         digest: Some(
             "sha256:ab09df3b044990449fbd0a7f841bbfba912842e49212a79a8e029b8370aa6fb0".into(),
         ),
         media_type: Some("application/vnd.oci.image.manifest.v1+json".into()),
         size: Some(345),
-        references: vec![],
-        url: None,
-        from_repository: None,
-        actor: None,
         registry_host: Some("127.0.0.1:5000".into()),
-        source_addr: None,
-        source_instance_id: None,
         request_id: Some("backlog".into()),
-        request_useragent: None,
-        request_addr: None,
-        request_method: None,
-        timestamp: None,
-        received_at: now,
         original: serde_json::json!({}),
+        ..Event::new(
+            "evt_bench",
+            "bench",
+            "bench",
+            EventType::ImagePushed,
+            "acme/app",
+            now,
+        )
     }
 }
 

@@ -168,3 +168,42 @@ pub struct Event {
     /// The registry's original event object, kept verbatim for the `distribution` payload format.
     pub original: serde_json::Value,
 }
+
+impl Event {
+    /// An event with its identity set and every optional field empty; callers fill in
+    /// what they know (ingest from the registry's event, the API for a test ping).
+    pub fn new(
+        id: impl Into<String>,
+        source: impl Into<String>,
+        registry_event_id: impl Into<String>,
+        kind: EventType,
+        repository: impl Into<String>,
+        received_at: i64,
+    ) -> Event {
+        Event {
+            id: id.into(),
+            source: source.into(),
+            registry_event_id: registry_event_id.into(),
+            kind,
+            repository: repository.into(),
+            tag: None,
+            digest: None,
+            media_type: None,
+            size: None,
+            references: Vec::new(),
+            url: None,
+            from_repository: None,
+            actor: None,
+            registry_host: None,
+            source_addr: None,
+            source_instance_id: None,
+            request_id: None,
+            request_useragent: None,
+            request_addr: None,
+            request_method: None,
+            timestamp: None,
+            received_at,
+            original: serde_json::Value::Null,
+        }
+    }
+}

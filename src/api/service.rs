@@ -483,35 +483,23 @@ fn ping(webhook: &Webhook, now: i64) -> Event {
     };
     let registry_event_id = new_id("ping");
     let time = crate::dispatch::payload::rfc3339(now);
+    let original = serde_json::json!({
+        "id": registry_event_id,
+        "timestamp": time,
+        "action": "ping",
+        "target": { "repository": repository },
+    });
     Event {
-        id: new_id("evt"),
-        source: "hookline".into(),
-        original: serde_json::json!({
-            "id": registry_event_id,
-            "timestamp": time,
-            "action": "ping",
-            "target": { "repository": repository },
-        }),
-        registry_event_id,
-        kind: EventType::Ping,
-        repository,
-        tag: None,
-        digest: None,
-        media_type: None,
-        size: None,
-        references: vec![],
-        url: None,
-        from_repository: None,
-        actor: None,
-        registry_host: None,
-        source_addr: None,
-        source_instance_id: None,
-        request_id: None,
-        request_useragent: None,
-        request_addr: None,
-        request_method: None,
+        original,
         timestamp: Some(time),
-        received_at: now,
+        ..Event::new(
+            new_id("evt"),
+            "hookline",
+            registry_event_id,
+            EventType::Ping,
+            repository,
+            now,
+        )
     }
 }
 

@@ -183,25 +183,7 @@ mod tests {
         Matcher::new(
             ids.iter()
                 .map(|id| WebhookWithSecrets {
-                    webhook: Webhook {
-                        id: (*id).into(),
-                        namespace: "acme".into(),
-                        name: "t".into(),
-                        url: "http://127.0.0.1:9/".into(),
-                        event_types: vec![],
-                        repositories: vec![],
-                        tags: vec![],
-                        format: "hookline".into(),
-                        headers: Default::default(),
-                        signature_header: None,
-                        payload_options: Default::default(),
-                        ordered: false,
-                        enabled: true,
-                        disabled_reason: None,
-                        failing_since: None,
-                        created_at: 0,
-                        updated_at: 0,
-                    },
+                    webhook: Webhook::new(*id, "acme", "http://127.0.0.1:9/", 0),
                     secrets: vec![WebhookSecret {
                         id: "s".into(),
                         secret: Secret::new("whsec_dGVzdHNlY3JldHRlc3RzZWNyZXQ="),

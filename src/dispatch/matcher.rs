@@ -333,7 +333,7 @@ impl std::fmt::Debug for Matcher {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::{BTreeMap, BTreeSet};
+    use std::collections::BTreeSet;
 
     use super::*;
     use crate::secret::Secret;
@@ -347,23 +347,8 @@ mod tests {
 
     fn webhook(id: &str, namespace: &str) -> Webhook {
         Webhook {
-            id: id.into(),
-            namespace: namespace.into(),
             name: id.into(),
-            url: "https://example.com/hook".into(),
-            event_types: vec![],
-            repositories: vec![],
-            tags: vec![],
-            format: "hookline".into(),
-            headers: BTreeMap::new(),
-            signature_header: None,
-            payload_options: Default::default(),
-            ordered: false,
-            enabled: true,
-            disabled_reason: None,
-            failing_since: None,
-            created_at: 0,
-            updated_at: 0,
+            ..Webhook::new(id, namespace, "https://example.com/hook", 0)
         }
     }
 
@@ -403,29 +388,8 @@ mod tests {
 
     fn event(kind: EventType, repository: &str, tag: Option<&str>) -> Event {
         Event {
-            id: "evt_1".into(),
-            source: "default".into(),
-            registry_event_id: "r1".into(),
-            kind,
-            repository: repository.into(),
             tag: tag.map(Into::into),
-            digest: None,
-            media_type: None,
-            size: None,
-            references: vec![],
-            url: None,
-            from_repository: None,
-            actor: None,
-            registry_host: None,
-            source_addr: None,
-            source_instance_id: None,
-            request_id: None,
-            request_useragent: None,
-            request_addr: None,
-            request_method: None,
-            timestamp: None,
-            received_at: 0,
-            original: serde_json::Value::Null,
+            ..Event::new("evt_1", "default", "r1", kind, repository, 0)
         }
     }
 

@@ -109,6 +109,37 @@ pub struct Webhook {
     pub updated_at: i64,
 }
 
+impl Webhook {
+    /// An enabled webhook with no filters (every non-blob event of its namespace), the
+    /// `hookline` format and no custom headers; callers set what differs.
+    pub fn new(
+        id: impl Into<String>,
+        namespace: impl Into<String>,
+        url: impl Into<String>,
+        now: i64,
+    ) -> Webhook {
+        Webhook {
+            id: id.into(),
+            namespace: namespace.into(),
+            name: String::new(),
+            url: url.into(),
+            event_types: Vec::new(),
+            repositories: Vec::new(),
+            tags: Vec::new(),
+            format: "hookline".into(),
+            headers: BTreeMap::new(),
+            signature_header: None,
+            payload_options: PayloadOptions::default(),
+            ordered: false,
+            enabled: true,
+            disabled_reason: None,
+            failing_since: None,
+            created_at: now,
+            updated_at: now,
+        }
+    }
+}
+
 /// The `webhooks` row as stored (JSON columns undecoded).
 #[derive(Debug, sqlx::FromRow)]
 pub(crate) struct WebhookRow {

@@ -18,53 +18,27 @@ const T0: i64 = 1_800_000_000_000;
 
 pub fn event(source: &str, registry_id: &str, repository: &str, tag: Option<&str>) -> Event {
     Event {
-        id: new_id("evt"),
-        source: source.into(),
-        registry_event_id: registry_id.into(),
-        kind: EventType::ImagePushed,
-        repository: repository.into(),
         tag: tag.map(Into::into),
         digest: Some("sha256:abc".into()),
-        media_type: None,
         size: Some(1),
-        references: vec![],
-        url: None,
-        from_repository: None,
-        actor: None,
         registry_host: Some("registry.example:5000".into()),
-        source_addr: None,
-        source_instance_id: None,
-        request_id: None,
-        request_useragent: None,
-        request_addr: None,
-        request_method: None,
-        timestamp: None,
-        received_at: T0,
         original: serde_json::json!({"id": registry_id}),
+        ..Event::new(
+            new_id("evt"),
+            source,
+            registry_id,
+            EventType::ImagePushed,
+            repository,
+            T0,
+        )
     }
 }
 
 pub fn webhook(namespace: &str, url: &str) -> (Webhook, WebhookSecret) {
-    let id = new_id("wh");
     (
         Webhook {
-            id: id.clone(),
-            namespace: namespace.into(),
             name: "test".into(),
-            url: url.into(),
-            event_types: vec![],
-            repositories: vec![],
-            tags: vec![],
-            format: "hookline".into(),
-            headers: Default::default(),
-            signature_header: None,
-            payload_options: Default::default(),
-            ordered: false,
-            enabled: true,
-            disabled_reason: None,
-            failing_since: None,
-            created_at: T0,
-            updated_at: T0,
+            ..Webhook::new(new_id("wh"), namespace, url, T0)
         },
         WebhookSecret {
             id: new_id("whs"),

@@ -206,29 +206,23 @@ pub(crate) mod tests {
 
     pub(crate) fn event() -> Event {
         Event {
-            id: "evt_1".into(),
-            source: "default".into(),
-            registry_event_id: "r1".into(),
-            kind: EventType::ImagePushed,
-            repository: "acme/tools/app".into(),
             tag: Some("1.4".into()),
             digest: Some("sha256:abc".into()),
             media_type: Some("application/vnd.oci.image.manifest.v1+json".into()),
             size: Some(10),
-            references: vec![],
             url: Some("http://registry.example:5000/v2/acme/tools/app/manifests/sha256:abc".into()),
-            from_repository: None,
             actor: Some("alice".into()),
             registry_host: Some("registry.example:5000".into()),
-            source_addr: None,
-            source_instance_id: None,
-            request_id: None,
-            request_useragent: None,
-            request_addr: None,
-            request_method: None,
             timestamp: Some("2026-11-25T01:16:56.986524926Z".into()),
-            received_at: 1_764_000_000_123,
             original: json!({"id": "r1", "action": "push"}),
+            ..Event::new(
+                "evt_1",
+                "default",
+                "r1",
+                EventType::ImagePushed,
+                "acme/tools/app",
+                1_764_000_000_123,
+            )
         }
     }
 
