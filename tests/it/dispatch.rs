@@ -8,6 +8,7 @@ use hookline::config::Config;
 use hookline::store::{DeliveryRecord, Store, Webhook};
 use sha2::Sha256;
 
+use crate::harness::envelopes::push;
 use crate::harness::receiver::{Received, Receiver, Reply};
 use crate::harness::server::TestServer;
 use crate::store_contract::webhook;
@@ -19,27 +20,6 @@ const SECRET: &str = "whsec_dGVzdHNlY3JldHRlc3RzZWNyZXR0ZXN0c2VjcmV0";
 fn fast(c: &mut Config) {
     c.dispatch.retry_schedule = vec![Duration::from_millis(100); 5];
     c.dispatch.poll_interval = Duration::from_millis(100);
-}
-
-/// A registry envelope for one manifest push of `repository:tag`, with a unique event id.
-fn push(repository: &str, tag: &str) -> String {
-    serde_json::json!({"events": [{
-        "id": hookline::ids::new_id("reg"),
-        "timestamp": "2026-11-25T01:16:56.986524926Z",
-        "action": "push",
-        "target": {
-            "mediaType": "application/vnd.oci.image.manifest.v1+json",
-            "size": 345,
-            "digest": "sha256:ab09df3b044990449fbd0a7f841bbfba912842e49212a79a8e029b8370aa6fb0",
-            "repository": repository,
-            "url": format!("http://127.0.0.1:5000/v2/{repository}/manifests/sha256:ab09"),
-            "tag": tag
-        },
-        "request": {"id": "r", "addr": "127.0.0.1:1", "host": "127.0.0.1:5000", "method": "PUT", "useragent": "test"},
-        "actor": {},
-        "source": {"addr": "vm:5000", "instanceID": "i"}
-    }]})
-    .to_string()
 }
 
 async fn add_webhook(store: &Store, url: &str, tweak: impl FnOnce(&mut Webhook)) -> Webhook {

@@ -18,6 +18,7 @@ use tonic::Code;
 
 use super::{create, get, hook, mask};
 use crate::harness::api::expect_code;
+use crate::harness::envelopes::push;
 use crate::harness::receiver::{Received, Receiver};
 use crate::harness::server::{TestServer, with_api};
 use crate::store_test;
@@ -145,26 +146,6 @@ fn signed_with(r: &Received, secret: &str) -> bool {
     r.header("webhook-signature")
         .split(' ')
         .any(|s| s == expected)
-}
-
-/// A registry envelope for one manifest push.
-fn push(repository: &str, tag: &str) -> String {
-    serde_json::json!({"events": [{
-        "id": hookline::ids::new_id("reg"),
-        "timestamp": "2026-11-25T01:16:56.986524926Z",
-        "action": "push",
-        "target": {
-            "mediaType": "application/vnd.oci.image.manifest.v1+json",
-            "size": 345,
-            "digest": "sha256:ab09df3b044990449fbd0a7f841bbfba912842e49212a79a8e029b8370aa6fb0",
-            "repository": repository,
-            "tag": tag
-        },
-        "request": {"id": "r", "addr": "127.0.0.1:1", "host": "127.0.0.1:5000", "method": "PUT", "useragent": "test"},
-        "actor": {},
-        "source": {"addr": "vm:5000", "instanceID": "i"}
-    }]})
-    .to_string()
 }
 
 fn fast(c: &mut Config) {

@@ -1,5 +1,6 @@
 pub mod api;
 pub mod db;
+pub mod envelopes;
 pub mod pg;
 pub mod process;
 pub mod proxy;
