@@ -4,6 +4,7 @@ use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use hookline::config::Role;
+use hookline::store::Store;
 
 use crate::harness::db::{Backend, TestDb};
 use crate::harness::process::{Hookline, free_addr};
@@ -110,46 +111,59 @@ async fn two_dispatcher_replicas_share_the_work_and_survive_a_kill() {
     db.finish().await;
 }
 
+/// A real `hookline serve --roles ingest,dispatcher` process on `db`, with `extra` flags,
+/// one webhook to `receiver`, and `pushes` envelopes accepted through its notify endpoint.
+async fn serve_with_pushes(
+    db: &TestDb,
+    receiver: &Receiver,
+    extra: &[&str],
+    pushes: usize,
+) -> (Hookline, Store) {
+    let store = db.store().await;
+    let (wh, secret) = webhook("acme", &receiver.url());
+    store.insert_webhook(&wh, &secret).await.expect("webhook");
+    let addr = free_addr();
+    let addr_s = addr.to_string();
+    let mut args = vec![
+        "serve",
+        "--roles",
+        "ingest,dispatcher",
+        "--db",
+        &db.url,
+        "--ingest-addr",
+        &addr_s,
+        "--registry-token",
+        REGISTRY_TOKEN,
+    ];
+    args.extend_from_slice(extra);
+    let server = Hookline::spawn(&args);
+    server.wait_healthy(addr).await;
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .expect("client");
+    for i in 0..pushes {
+        let status = client
+            .post(format!("http://{addr}/v1/notify"))
+            .bearer_auth(REGISTRY_TOKEN)
+            .header("content-type", "application/json")
+            .body(push(&format!("2.{i}")))
+            .send()
+            .await
+            .expect("notify")
+            .status();
+        assert_eq!(status, 200);
+    }
+    (server, store)
+}
+
 store_test!(
     sigterm_lets_in_flight_deliveries_finish,
     async |db: &TestDb| {
         let receiver = Receiver::start().await;
         receiver.set_default(Reply::ok().after(Duration::from_secs(1)));
-        let store = db.store().await;
-        let (wh, secret) = webhook("acme", &receiver.url());
-        store.insert_webhook(&wh, &secret).await.expect("webhook");
-        let addr = free_addr();
-        let addr_s = addr.to_string();
-        let mut server = Hookline::spawn(&[
-            "serve",
-            "--roles",
-            "ingest,dispatcher",
-            "--db",
-            &db.url,
-            "--ingest-addr",
-            &addr_s,
-            "--registry-token",
-            REGISTRY_TOKEN,
-            "--shutdown-grace",
-            "10s",
-        ]);
-        server.wait_healthy(addr).await;
-        let client = reqwest::Client::builder()
-            .no_proxy()
-            .build()
-            .expect("client");
-        for i in 0..3 {
-            let status = client
-                .post(format!("http://{addr}/v1/notify"))
-                .bearer_auth(REGISTRY_TOKEN)
-                .header("content-type", "application/json")
-                .body(push(&format!("2.{i}")))
-                .send()
-                .await
-                .expect("notify")
-                .status();
-            assert_eq!(status, 200);
-        }
+        let (mut server, store) =
+            serve_with_pushes(db, &receiver, &["--shutdown-grace", "10s"], 3).await;
         receiver.wait_for(3, Duration::from_secs(10)).await;
         assert_eq!(receiver.in_flight(), 3, "all three requests are in flight");
         server.sigterm();
@@ -174,41 +188,8 @@ store_test!(
     async |db: &TestDb| {
         let receiver = Receiver::start().await;
         receiver.set_default(Reply::ok().after(Duration::from_secs(30)));
-        let store = db.store().await;
-        let (wh, secret) = webhook("acme", &receiver.url());
-        store.insert_webhook(&wh, &secret).await.expect("webhook");
-        let addr = free_addr();
-        let addr_s = addr.to_string();
-        let mut server = Hookline::spawn(&[
-            "serve",
-            "--roles",
-            "ingest,dispatcher",
-            "--db",
-            &db.url,
-            "--ingest-addr",
-            &addr_s,
-            "--registry-token",
-            REGISTRY_TOKEN,
-            "--shutdown-grace",
-            "300ms",
-            "--lease",
-            "60s",
-        ]);
-        server.wait_healthy(addr).await;
-        let client = reqwest::Client::builder()
-            .no_proxy()
-            .build()
-            .expect("client");
-        for i in 0..2 {
-            client
-                .post(format!("http://{addr}/v1/notify"))
-                .bearer_auth(REGISTRY_TOKEN)
-                .header("content-type", "application/json")
-                .body(push(&format!("3.{i}")))
-                .send()
-                .await
-                .expect("notify");
-        }
+        let extra = ["--shutdown-grace", "300ms", "--lease", "60s"];
+        let (mut server, store) = serve_with_pushes(db, &receiver, &extra, 2).await;
         receiver.wait_for(2, Duration::from_secs(10)).await;
         server.sigterm();
         let status = server.wait_exit(Duration::from_secs(20)).await;
