@@ -3,11 +3,8 @@
 
 use std::time::Duration;
 
-use base64::Engine;
-use hmac::{Hmac, Mac};
 use hookline::config::Config;
 use prost::Message;
-use sha2::Sha256;
 
 use hookline::api::proto::{
     self, CreateWebhookRequest, ListWebhooksRequest, RotateWebhookSecretRequest,
@@ -19,7 +16,7 @@ use tonic::Code;
 use super::{create, get, hook, mask};
 use crate::harness::api::expect_code;
 use crate::harness::envelopes::push;
-use crate::harness::receiver::{Received, Receiver};
+use crate::harness::receiver::Receiver;
 use crate::harness::server::{TestServer, with_api};
 use crate::store_test;
 
@@ -124,30 +121,6 @@ store_test!(
     }
 );
 
-/// Checks a Standard Webhooks signature with `secret`, independently of hookline's code.
-fn signed_with(r: &Received, secret: &str) -> bool {
-    let key = base64::engine::general_purpose::STANDARD
-        .decode(secret.trim_start_matches("whsec_"))
-        .expect("secret");
-    let mut mac = Hmac::<Sha256>::new_from_slice(&key).expect("hmac");
-    mac.update(
-        format!(
-            "{}.{}.",
-            r.header("webhook-id"),
-            r.header("webhook-timestamp")
-        )
-        .as_bytes(),
-    );
-    mac.update(&r.body);
-    let expected = format!(
-        "v1,{}",
-        base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
-    );
-    r.header("webhook-signature")
-        .split(' ')
-        .any(|s| s == expected)
-}
-
 fn fast(c: &mut Config) {
     with_api(c);
     c.dispatch.poll_interval = Duration::from_millis(100);
@@ -171,7 +144,7 @@ store_test!(
         let got = receiver.wait_for(1, Duration::from_secs(10)).await;
         assert_eq!(got[0].header("webhook-id"), queued.delivery_id);
         assert!(
-            signed_with(&got[0], &secret),
+            got[0].signed_with(&secret),
             "signed with the secret Create returned"
         );
         let body = got[0].json();
@@ -199,7 +172,7 @@ store_test!(
             .expect("test");
         let got = receiver.wait_for(2, Duration::from_secs(10)).await;
         assert!(
-            signed_with(&got[1], &rotated.secret) && signed_with(&got[1], &secret),
+            got[1].signed_with(&rotated.secret) && got[1].signed_with(&secret),
             "{:?}",
             got[1]
         );

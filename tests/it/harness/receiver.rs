@@ -77,6 +77,29 @@ impl Received {
     pub fn json(&self) -> serde_json::Value {
         serde_json::from_slice(&self.body).expect("JSON body")
     }
+
+    /// Whether one of the `webhook-signature` values is the Standard Webhooks signature
+    /// with `secret` (`whsec_…`), computed here independently of hookline's signing code.
+    pub fn signed_with(&self, secret: &str) -> bool {
+        use base64::Engine;
+        use hmac::{Hmac, Mac};
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let key = b64
+            .decode(secret.trim_start_matches("whsec_"))
+            .expect("secret");
+        let mut mac = Hmac::<sha2::Sha256>::new_from_slice(&key).expect("hmac");
+        let content = format!(
+            "{}.{}.",
+            self.header("webhook-id"),
+            self.header("webhook-timestamp")
+        );
+        mac.update(content.as_bytes());
+        mac.update(&self.body);
+        let expected = format!("v1,{}", b64.encode(mac.finalize().into_bytes()));
+        self.header("webhook-signature")
+            .split(' ')
+            .any(|s| s == expected)
+    }
 }
 
 #[derive(Default)]
