@@ -58,6 +58,21 @@ pub(crate) fn count_inserted(
         .collect()
 }
 
+/// The deliveries for stored events (`(seq, body)` rows), in event order. An event whose
+/// body no longer decodes gets none, with an error logged, so fan-out cannot wedge on it.
+pub(crate) fn plan_stored(pending: &[(i64, String)], plan: &super::Planner) -> Vec<NewDelivery> {
+    let mut deliveries = Vec::new();
+    for (seq, body) in pending {
+        match super::decode_event(body) {
+            Ok(event) => deliveries.extend(plan(&event)),
+            Err(error) => {
+                tracing::error!(seq, %error, "event body does not decode; no deliveries created");
+            }
+        }
+    }
+    deliveries
+}
+
 /// Delivery rows, as a JSON array.
 pub(crate) fn delivery_rows(deliveries: &[NewDelivery]) -> Result<String, StoreError> {
     let rows: Vec<Value> = deliveries

@@ -122,16 +122,7 @@ impl Events for SqliteBackend {
             events: pending.len(),
             ..FanOutReport::default()
         };
-        let mut deliveries = Vec::new();
-        for (seq, body) in &pending {
-            match decode_event(body) {
-                Ok(event) => deliveries.extend(plan(&event)),
-                Err(error) => {
-                    // Undeliverable as stored; skipping keeps fan-out from wedging on it.
-                    tracing::error!(seq, %error, "event body does not decode; no deliveries created");
-                }
-            }
-        }
+        let deliveries = batch::plan_stored(&pending, plan);
         insert_deliveries(&mut tx, &deliveries, now).await?;
         report.deliveries = deliveries.len();
         let first = pending.first().map(|p| p.0).unwrap_or_default();
