@@ -253,9 +253,6 @@ impl Dispatcher {
         };
         metrics::counter!("hookline_deliveries_total", "outcome" => "failed").increment(1);
         tracing::warn!(delivery_id = %delivery.lease.delivery_id, webhook_id = %delivery.webhook_id, reason, "delivery failed without sending");
-        lock(&self.shared)
-            .leases
-            .insert(delivery.lease.delivery_id.clone(), delivery.lease.clone());
         self.hand_over(
             Finished {
                 lease: delivery.lease,
