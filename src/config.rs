@@ -134,6 +134,15 @@ pub struct ServeSettings {
     /// Notify requests a registry may send in a burst above its rate (default 5000).
     #[arg(long, env = "HOOKLINE_INGEST_RATE_BURST")]
     pub ingest_rate_burst: Option<u32>,
+    /// Events, deliveries and attempts older than this are deleted (default 30d).
+    #[arg(long, env = "HOOKLINE_RETENTION")]
+    pub retention: Option<HumanDuration>,
+    /// Most events one ReplayWebhook call looks at; it answers where to resume (default 10000).
+    #[arg(long, env = "HOOKLINE_MAX_REPLAY")]
+    pub max_replay: Option<u32>,
+    /// Most live tails (WatchDeliveries) one api process serves at once (default 64).
+    #[arg(long, env = "HOOKLINE_MAX_WATCHERS")]
+    pub max_watchers: Option<usize>,
 }
 
 /// A role `hookline serve` can run.
@@ -242,6 +251,8 @@ pub struct Config {
     /// Which destinations webhooks may reach; the API vets at registration, the
     /// dispatcher at every send. Tests swap its resolver with `Guard::with_lookup`.
     pub ssrf: Guard,
+    /// How long events, deliveries and attempts are kept (the dispatcher role prunes).
+    pub retention: Duration,
 }
 
 /// A request rate: `per_second` sustained, `burst` at once; `per_second == 0` means no limit.
@@ -266,6 +277,12 @@ pub struct ApiConfig {
     pub max_page_size: u32,
     /// Largest request message (tonic's decoding limit).
     pub max_message_bytes: usize,
+    /// Most events one replay call looks at.
+    pub max_replay: u32,
+    /// Most live tails served at once.
+    pub max_watchers: usize,
+    /// The retention, so a replay window is bounded by what is still stored.
+    pub retention: Duration,
     /// Calls per API token (RESOURCE_EXHAUSTED past it).
     pub rate_limit: RateLimit,
 }
@@ -317,6 +334,9 @@ pub struct DispatchConfig {
     /// Shutdown grace period for in-flight deliveries.
     pub shutdown_grace: Duration,
 }
+
+/// How long events, deliveries and attempts are kept by default (SPEC §7).
+pub const DEFAULT_RETENTION: Duration = Duration::from_secs(30 * 24 * 3600);
 
 /// The default retry schedule of SPEC §5.
 pub fn default_retry_schedule() -> Vec<Duration> {
@@ -385,12 +405,16 @@ impl Config {
                 max_custom_headers: s.max_custom_headers.unwrap_or(20),
                 max_page_size: s.max_page_size.unwrap_or(500),
                 max_message_bytes: s.api_max_message_bytes.unwrap_or(256 * 1024),
+                max_replay: s.max_replay.unwrap_or(10_000),
+                max_watchers: s.max_watchers.unwrap_or(64),
+                retention: d(s.retention, DEFAULT_RETENTION),
                 rate_limit: RateLimit {
                     per_second: s.api_rate_limit.unwrap_or(50),
                     burst: s.api_rate_burst.unwrap_or(100),
                 },
             },
             ssrf: Guard::new(s.allow_cidrs.unwrap_or_default()),
+            retention: d(s.retention, DEFAULT_RETENTION),
         };
         config.validate()?;
         Ok(config)
@@ -435,6 +459,12 @@ impl Config {
         }
         if self.db_max_connections == 0 {
             return invalid("db_max_connections", "must be at least 1");
+        }
+        if self.retention < Duration::from_secs(1) {
+            return invalid("retention", "must be at least 1s");
+        }
+        if self.api.max_replay == 0 || self.api.max_watchers == 0 {
+            return invalid("max_replay/max_watchers", "must be at least 1");
         }
         let a = &self.api;
         if a.max_webhooks_per_namespace == 0
@@ -514,6 +544,9 @@ impl ServeSettings {
             api_rate_burst: self.api_rate_burst.or(f.api_rate_burst),
             ingest_rate_limit: self.ingest_rate_limit.or(f.ingest_rate_limit),
             ingest_rate_burst: self.ingest_rate_burst.or(f.ingest_rate_burst),
+            retention: self.retention.or(f.retention),
+            max_replay: self.max_replay.or(f.max_replay),
+            max_watchers: self.max_watchers.or(f.max_watchers),
         }
     }
 }

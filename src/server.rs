@@ -101,12 +101,20 @@ pub async fn start(config: &Config, shutdown: CancellationToken) -> Result<Runni
                 })
         });
     }
+    if config.runs(Role::Dispatcher) || config.runs(Role::Api) {
+        // Other replicas' wake-ups (dispatcher) and recorded attempts (the api's live tail).
+        store.spawn_remote_wakeups(shutdown.child_token());
+    }
     if config.runs(Role::Dispatcher) {
         let store = store.clone();
         let dispatch = config.dispatch.clone();
         let guard = config.ssrf.clone();
         let token = shutdown.child_token();
-        store.spawn_remote_wakeups(token.clone());
+        tokio::spawn(store::retention::run(
+            store.clone(),
+            config.retention,
+            token.clone(),
+        ));
         tasks.spawn(async move {
             crate::dispatch::run(store, dispatch, guard, token).await;
             Ok(())

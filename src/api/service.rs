@@ -461,6 +461,7 @@ impl WebhookService for WebhookApi {
             id: new_id("dlv"),
             event_id: event.id.clone(),
             webhook_id: webhook.id.clone(),
+            namespace: webhook.namespace.clone(),
             ordering_key: None,
         };
         self.store

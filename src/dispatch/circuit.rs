@@ -57,6 +57,18 @@ impl Circuits {
         }
     }
 
+    /// The circuit as its owner sees it; `now_ms` is the wall clock at `now`.
+    pub fn view(&self, webhook_id: &str, now: Instant, now_ms: i64) -> crate::store::CircuitView {
+        use crate::store::CircuitView;
+        match self.states.get(webhook_id) {
+            None | Some(State::Closed { .. }) => CircuitView::Closed,
+            Some(State::Open { until }) => CircuitView::Open {
+                until: now_ms + until.saturating_duration_since(now).as_millis() as i64,
+            },
+            Some(State::HalfOpen) => CircuitView::HalfOpen,
+        }
+    }
+
     /// A request succeeded: the circuit closes.
     pub fn on_success(&mut self, webhook_id: &str) {
         self.states.remove(webhook_id);

@@ -73,10 +73,13 @@ pub struct Response {
     pub retry_after: Option<Duration>,
     /// The SSRF guard refused the destination: nothing was sent, and retrying cannot help.
     pub refused: bool,
+    /// What kind of transport failure, if no response came: `timeout`, `connect`,
+    /// `request`, `invalid_url`, `refused`.
+    pub error_class: Option<&'static str>,
 }
 
 impl Response {
-    fn failed(started_at: i64, started: Instant, error: String, refused: bool) -> Response {
+    fn failed(started_at: i64, started: Instant, error: String, class: &'static str) -> Response {
         Response {
             started_at,
             duration: started.elapsed(),
@@ -85,7 +88,8 @@ impl Response {
             body: None,
             error: Some(error),
             retry_after: None,
-            refused,
+            refused: class == "refused",
+            error_class: Some(class),
         }
     }
 }
@@ -103,13 +107,13 @@ pub async fn send(
         Ok(url) => url,
         Err(error) => {
             let error = format!("the webhook URL is invalid: {error}");
-            return Response::failed(started_at, started, error, false);
+            return Response::failed(started_at, started, error, "invalid_url");
         }
     };
     // reqwest connects to an IP literal without asking the resolver: vet it here.
     if let Err(refused) = guard.vet_literal(&url) {
         let error = format!("destination refused: {refused}");
-        return Response::failed(started_at, started, error, true);
+        return Response::failed(started_at, started, error, "refused");
     }
     let mut headers = HeaderMap::new();
     for (name, value) in out.custom_headers {
@@ -141,9 +145,10 @@ pub async fn send(
             // The resolver's refusal surfaces as a connect error; find the verdict in it.
             if let Some(refused) = ssrf::refused_in(&error) {
                 let error = refused.to_string();
-                return Response::failed(started_at, started, error, true);
+                return Response::failed(started_at, started, error, "refused");
             }
-            return Response::failed(started_at, started, describe(error), false);
+            let (class, text) = describe(error);
+            return Response::failed(started_at, started, text, class);
         }
     };
     let status = response.status().as_u16();
@@ -174,7 +179,7 @@ pub async fn send(
             Ok(None) => break,
             Err(e) => {
                 // The status already decided the outcome; a broken body is only noted.
-                error = Some(format!("reading the response body: {}", describe(e)));
+                error = Some(format!("reading the response body: {}", describe(e).1));
                 break;
             }
         }
@@ -189,17 +194,18 @@ pub async fn send(
         error,
         retry_after,
         refused: false,
+        error_class: None,
     }
 }
 
-/// A transport error as one line, without the URL.
-fn describe(error: reqwest::Error) -> String {
-    let kind = if error.is_timeout() {
-        "timed out"
+/// A transport error's class and one line describing it, without the URL.
+fn describe(error: reqwest::Error) -> (&'static str, String) {
+    let (class, kind) = if error.is_timeout() {
+        ("timeout", "timed out")
     } else if error.is_connect() {
-        "connection failed"
+        ("connect", "connection failed")
     } else {
-        "request failed"
+        ("request", "request failed")
     };
     let mut text = kind.to_owned();
     let error = error.without_url();
@@ -209,5 +215,5 @@ fn describe(error: reqwest::Error) -> String {
         text.push_str(&cause.to_string());
         source = cause.source();
     }
-    text
+    (class, text)
 }

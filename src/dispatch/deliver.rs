@@ -1,13 +1,16 @@
 //! One delivery: render, sign, send, decide what happens next, hand the result over.
 //!
-//! The decision: 2xx completes; 410 Gone fails the delivery and disables the webhook;
-//! anything else (other statuses, transport errors, timeouts, 3xx: redirects are not
-//! followed) is rescheduled per the retry policy, honouring `Retry-After` on 429/503,
-//! until the schedule runs out. Failures feed the webhook's circuit breaker and its
-//! "failing since" clock, which disables it after `disable_after`.
+//! The decision (docs/operations.md#which-answers-are-final): 2xx completes; 410 Gone fails
+//! the delivery and disables the webhook; a 4xx that says "these bytes will never be
+//! accepted" ([`is_final`]) fails the delivery at once, for its owner to fix and redeliver;
+//! anything else (5xx, 408/409/423/425/429, transport errors, timeouts, 3xx: redirects
+//! are not followed) is rescheduled per the retry policy, honouring `Retry-After` on
+//! 429/503, until the schedule runs out. Every attempt records why (`reason`). Failures
+//! feed the webhook's circuit breaker and its "failing since" clock, which disables it
+//! after `disable_after`.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
@@ -16,7 +19,20 @@ use super::client::{self, Outgoing};
 use super::matcher::CompiledWebhook;
 use super::recorder::Outcome;
 use super::{Dispatcher, lock, payload, sign};
-use crate::store::{AttemptRecord, ClaimedDelivery, Finished, NextState, decode_event, now_ms};
+use crate::store::{
+    AttemptContext, AttemptRecord, CircuitView, ClaimedDelivery, Finished, NextState,
+    decode_event, now_ms,
+};
+
+/// Whether an HTTP answer is final: the receiver says it will never accept this request
+/// as it is (400 Bad Request, 401/403 refused credentials, 404 no such route, 413 too
+/// large, 422 unprocessable, …), so retrying the same bytes only hammers it. The owner
+/// fixes the receiver or the webhook, then redelivers or replays. 4xx answers that speak
+/// of time (408 timeout, 409 conflict, 423 locked, 425 too early, 429 too many) are
+/// retried, like 3xx, 5xx and transport errors. 410 Gone is final and disables the webhook.
+pub fn is_final(status: u16) -> bool {
+    (400..500).contains(&status) && !matches!(status, 408 | 409 | 423 | 425 | 429)
+}
 
 /// How an attempt ended, for the attempt log and metrics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -115,26 +131,60 @@ impl Dispatcher {
         let attempts_made = delivery.attempts + 1;
         let now = now_ms();
         let success = response.status.is_some_and(|s| (200..300).contains(&s));
-        let (verdict, next) = if success {
-            (Verdict::Succeeded, NextState::Succeeded)
+        let what = match (response.status, response.error_class) {
+            (Some(code), _) => format!("HTTP {code}"),
+            (None, Some(class)) => class.replace('_', " "),
+            (None, None) => "no answer".to_owned(),
+        };
+        let (verdict, next, reason) = if success {
+            (Verdict::Succeeded, NextState::Succeeded, None)
         } else if response.status == Some(410) {
-            (Verdict::Gone, NextState::Failed)
+            let reason = "HTTP 410 Gone is final: the webhook is disabled; re-enable it to resume";
+            (Verdict::Gone, NextState::Failed, Some(reason.to_owned()))
         } else if response.refused {
             // Retrying cannot change the verdict until the URL or the allow-list changes.
             tracing::warn!(%delivery_id, webhook_id = %webhook_id, "destination refused by the SSRF guard; delivery failed");
-            (Verdict::Refused, NextState::Failed)
+            let reason = "refused destinations are final: change the URL, or ask the operator to allow it, then redeliver";
+            (Verdict::Refused, NextState::Failed, Some(reason.to_owned()))
+        } else if let Some(code) = response.status.filter(|c| is_final(*c)) {
+            let reason = format!(
+                "HTTP {code} is final: the receiver refuses this request as it is; fix the receiver (or the webhook) and redeliver"
+            );
+            (Verdict::Failed, NextState::Failed, Some(reason))
         } else {
+            // The schedule counts the attempts since the latest redelivery or replay.
+            let tries = attempts_made - delivery.retry_base;
             let decision = self.policy.next(
-                u32::try_from(attempts_made).unwrap_or(u32::MAX),
+                u32::try_from(tries).unwrap_or(u32::MAX),
                 response.retry_after,
                 rand::random::<f64>(),
             );
             match decision {
-                Decision::RetryIn(delay) => (
-                    Verdict::Retry,
-                    NextState::RetryAt(now + delay.as_millis() as i64),
-                ),
-                Decision::GiveUp => (Verdict::Failed, NextState::Failed),
+                Decision::RetryIn(delay) => {
+                    let hinted = if response.retry_after.is_some() {
+                        " (as its Retry-After asked)"
+                    } else {
+                        ""
+                    };
+                    let reason = format!(
+                        "{what} is retried: attempt {} of {} in {}{hinted}",
+                        tries + 1,
+                        self.policy.schedule.len() + 1,
+                        humantime::format_duration(Duration::from_secs(delay.as_secs().max(1)))
+                    );
+                    (
+                        Verdict::Retry,
+                        NextState::RetryAt(now + delay.as_millis() as i64),
+                        Some(reason),
+                    )
+                }
+                Decision::GiveUp => {
+                    let reason = format!(
+                        "{what} and no retry left ({} attempts): failed; redeliver or replay once the receiver is fixed",
+                        self.policy.schedule.len() + 1
+                    );
+                    (Verdict::Failed, NextState::Failed, Some(reason))
+                }
             }
         };
         metrics::counter!("hookline_attempts_total", "outcome" => verdict.as_str()).increment(1);
@@ -144,7 +194,12 @@ impl Dispatcher {
         }
         tracing::debug!(%delivery_id, webhook_id = %webhook_id, status = ?response.status, error = ?response.error, outcome = verdict.as_str(), "attempt");
 
-        self.track_health(&webhook, success, verdict, now).await;
+        let circuit = self.track_health(&webhook, success, verdict, now).await;
+        let error_class = match (success, response.status) {
+            (true, _) => None,
+            (false, Some(_)) => Some("http".to_owned()),
+            (false, None) => response.error_class.map(str::to_owned),
+        };
         let attempt = AttemptRecord {
             id: crate::ids::new_id("att"),
             delivery_id: delivery_id.clone(),
@@ -156,12 +211,28 @@ impl Dispatcher {
             response_body: response.body,
             error: response.error,
             outcome: verdict.as_str().into(),
+            error_class,
+            reason,
+            next_attempt_at: match next {
+                NextState::RetryAt(at) => Some(at),
+                _ => None,
+            },
+        };
+        let context = AttemptContext {
+            webhook_id: webhook_id.clone(),
+            namespace: webhook.webhook.namespace.clone(),
+            event_id: event.id.clone(),
+            event_type: Some(event.kind.as_str().to_owned()),
+            repository: Some(event.repository.clone()),
+            tag: event.tag.clone(),
         };
         self.hand_over(
             Finished {
                 lease: delivery.lease,
                 attempt,
                 next,
+                context,
+                circuit,
             },
             ordered,
         )
@@ -177,9 +248,9 @@ impl Dispatcher {
         success: bool,
         verdict: Verdict,
         now: i64,
-    ) {
+    ) -> CircuitView {
         let id = &webhook.webhook.id;
-        let (transition, disable) = {
+        let (transition, disable, circuit) = {
             let mut shared = lock(&self.shared);
             let known = *shared
                 .failing_since
@@ -188,12 +259,14 @@ impl Dispatcher {
             if success {
                 shared.lanes.circuits.on_success(id);
                 shared.failing_since.insert(id.clone(), None);
-                (known.is_some().then_some(None), None)
+                (known.is_some().then_some(None), None, CircuitView::Closed)
             } else {
-                if shared.lanes.circuits.on_failure(id, Instant::now()) {
+                let instant = Instant::now();
+                if shared.lanes.circuits.on_failure(id, instant) {
                     tracing::warn!(webhook_id = %id, "circuit opened: holding this webhook's deliveries for the cool-down");
                 }
-                match known {
+                let circuit = shared.lanes.circuits.view(id, instant, now);
+                let (transition, disable) = match known {
                     None => {
                         shared.failing_since.insert(id.clone(), Some(now));
                         (Some(Some(now)), None)
@@ -207,7 +280,8 @@ impl Dispatcher {
                         (None, Some(reason))
                     }
                     Some(_) => (None, None),
-                }
+                };
+                (transition, disable, circuit)
             }
         };
         let disable = if verdict == Verdict::Gone {
@@ -234,6 +308,7 @@ impl Dispatcher {
                 }
             }
         }
+        circuit
     }
 
     /// Fails a delivery that was never sent, recording why as its attempt.
@@ -250,6 +325,15 @@ impl Dispatcher {
             response_body: None,
             error: Some(format!("not sent: {reason}")),
             outcome: Verdict::Failed.as_str().into(),
+            error_class: Some("not_sent".into()),
+            reason: Some(format!("not sent, and final: {reason}")),
+            next_attempt_at: None,
+        };
+        let context = AttemptContext {
+            webhook_id: delivery.webhook_id.clone(),
+            namespace: delivery.namespace.clone(),
+            event_id: delivery.event_id.clone(),
+            ..AttemptContext::default()
         };
         metrics::counter!("hookline_deliveries_total", "outcome" => "failed").increment(1);
         tracing::warn!(delivery_id = %delivery.lease.delivery_id, webhook_id = %delivery.webhook_id, reason, "delivery failed without sending");
@@ -258,6 +342,8 @@ impl Dispatcher {
                 lease: delivery.lease,
                 attempt,
                 next: NextState::Failed,
+                context,
+                circuit: CircuitView::Closed,
             },
             ordered,
         )

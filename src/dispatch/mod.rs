@@ -355,6 +355,7 @@ fn plan_deliveries(matcher: &Matcher, event: &Event) -> Vec<NewDelivery> {
             id: crate::ids::new_id("dlv"),
             event_id: event.id.clone(),
             webhook_id: webhook.webhook.id.clone(),
+            namespace: webhook.webhook.namespace.clone(),
             ordering_key: webhook
                 .webhook
                 .ordered

@@ -6,6 +6,7 @@
 
 use serde_json::{Value, json};
 
+use super::sql::{Column, Dialect};
 use super::{Finished, NewDelivery, StoreError, last_error, next_state_columns};
 use crate::event::Event;
 
@@ -82,6 +83,7 @@ pub(crate) fn delivery_rows(deliveries: &[NewDelivery]) -> Result<String, StoreE
                 "id": d.id,
                 "event_id": d.event_id,
                 "webhook_id": d.webhook_id,
+                "namespace": d.namespace,
                 "ordering_key": d.ordering_key,
             })
         })
@@ -89,10 +91,21 @@ pub(crate) fn delivery_rows(deliveries: &[NewDelivery]) -> Result<String, StoreE
     encode(&Value::Array(rows), "deliveries")
 }
 
-/// Attempt rows and delivery updates for a batch of results, as two JSON arrays.
-pub(crate) fn result_rows(results: &[Finished], now: i64) -> Result<(String, String), StoreError> {
+/// The rows a batch of results writes, each a JSON array: attempts to insert, delivery
+/// updates, and one health row per webhook (its latest attempt, its latest success).
+pub(crate) struct ResultRows {
+    pub attempts: String,
+    pub updates: String,
+    pub health: String,
+}
+
+/// Attempt rows, delivery updates and webhook health for a batch of results.
+pub(crate) fn result_rows(results: &[Finished], now: i64) -> Result<ResultRows, StoreError> {
     let mut attempts = Vec::with_capacity(results.len());
     let mut updates = Vec::with_capacity(results.len());
+    // Per webhook: the result whose attempt started last, and the last success.
+    let mut latest: std::collections::BTreeMap<&str, (&Finished, Option<i64>)> =
+        std::collections::BTreeMap::new();
     for r in results {
         let a = &r.attempt;
         attempts.push(json!({
@@ -106,6 +119,9 @@ pub(crate) fn result_rows(results: &[Finished], now: i64) -> Result<(String, Str
             "response_body": a.response_body,
             "error": a.error,
             "outcome": a.outcome,
+            "error_class": a.error_class,
+            "reason": a.reason,
+            "next_attempt_at": a.next_attempt_at,
         }));
         let (status, next_at) = next_state_columns(r.next, now);
         updates.push(json!({
@@ -114,10 +130,133 @@ pub(crate) fn result_rows(results: &[Finished], now: i64) -> Result<(String, Str
             "status": status,
             "next_at": next_at,
             "last_error": last_error(a),
+            "last_status_code": a.status_code,
+            "last_duration_ms": a.duration_ms,
+            "last_attempt_at": a.started_at,
         }));
+        let success = (a.outcome == "succeeded").then_some(a.started_at);
+        let entry = latest
+            .entry(r.context.webhook_id.as_str())
+            .or_insert((r, success));
+        if a.started_at >= entry.0.attempt.started_at {
+            entry.0 = r;
+        }
+        entry.1 = entry.1.max(success);
     }
-    Ok((
-        encode(&Value::Array(attempts), "attempts")?,
-        encode(&Value::Array(updates), "deliveries")?,
-    ))
+    let health: Vec<Value> = latest
+        .into_iter()
+        .filter(|(webhook_id, _)| !webhook_id.is_empty())
+        .map(|(webhook_id, (r, last_success))| {
+            json!({
+                "webhook_id": webhook_id,
+                "last_attempt_at": r.attempt.started_at,
+                "last_status_code": r.attempt.status_code,
+                "last_error": last_error(&r.attempt),
+                "last_outcome": r.attempt.outcome,
+                "last_success_at": last_success,
+                "circuit": r.circuit.as_str(),
+                "circuit_until": r.circuit.until(),
+            })
+        })
+        .collect();
+    Ok(ResultRows {
+        attempts: encode(&Value::Array(attempts), "attempts")?,
+        updates: encode(&Value::Array(updates), "deliveries")?,
+        health: encode(&Value::Array(health), "webhook_health")?,
+    })
+}
+
+const ATTEMPT_ROW: [(&str, Column); 13] = [
+    ("id", Column::Text),
+    ("delivery_id", Column::Text),
+    ("number", Column::Int),
+    ("started_at", Column::Int),
+    ("duration_ms", Column::Int),
+    ("status_code", Column::Int),
+    ("response_headers", Column::Text),
+    ("response_body", Column::Text),
+    ("error", Column::Text),
+    ("outcome", Column::Text),
+    ("error_class", Column::Text),
+    ("reason", Column::Text),
+    ("next_attempt_at", Column::Int),
+];
+
+/// `INSERT` of the attempts of [`ResultRows::attempts`] (parameter `$1`).
+pub(crate) fn insert_attempts_sql(dialect: Dialect) -> String {
+    let columns: Vec<&str> = ATTEMPT_ROW.iter().map(|(name, _)| *name).collect();
+    let columns = columns.join(", ");
+    format!(
+        "INSERT INTO attempts ({columns}) SELECT {columns} FROM {} AS r",
+        dialect.json_rows("$1", &ATTEMPT_ROW)
+    )
+}
+
+/// `UPDATE` moving each delivery of [`ResultRows::updates`] (`$1`; `$2` is now) to its
+/// next state. Only a delivery whose lease is still ours moves on; a lost lease keeps its state.
+pub(crate) fn finish_deliveries_sql(dialect: Dialect) -> String {
+    let rows = dialect.json_rows(
+        "$1",
+        &[
+            ("id", Column::Text),
+            ("lease_id", Column::Text),
+            ("status", Column::Text),
+            ("next_at", Column::Int),
+            ("last_error", Column::Text),
+            ("last_status_code", Column::Int),
+            ("last_duration_ms", Column::Int),
+            ("last_attempt_at", Column::Int),
+        ],
+    );
+    format!(
+        "UPDATE deliveries SET status = r.status, next_attempt_at = r.next_at, \
+           attempts = deliveries.attempts + 1, last_error = r.last_error, \
+           last_status_code = r.last_status_code, last_duration_ms = r.last_duration_ms, \
+           last_attempt_at = r.last_attempt_at, lease_id = NULL, lease_owner = NULL, \
+           lease_until = NULL, updated_at = $2 \
+         FROM {rows} AS r WHERE deliveries.id = r.id AND deliveries.lease_id = r.lease_id"
+    )
+}
+
+/// Upsert of [`ResultRows::health`] (`$1`): each webhook's latest attempt wins, and its
+/// last success only moves forward. Rows go in webhook order, so replicas writing the same
+/// webhooks lock them in the same order.
+pub(crate) fn upsert_health_sql(dialect: Dialect) -> String {
+    let rows = dialect.json_rows(
+        "$1",
+        &[
+            ("webhook_id", Column::Text),
+            ("last_attempt_at", Column::Int),
+            ("last_status_code", Column::Int),
+            ("last_error", Column::Text),
+            ("last_outcome", Column::Text),
+            ("last_success_at", Column::Int),
+            ("circuit", Column::Text),
+            ("circuit_until", Column::Int),
+        ],
+    );
+    let newer = "excluded.last_attempt_at >= webhook_health.last_attempt_at";
+    let latest = |column: &str| {
+        format!("{column} = CASE WHEN {newer} THEN excluded.{column} ELSE webhook_health.{column} END")
+    };
+    let assignments = [
+        latest("last_status_code"),
+        latest("last_error"),
+        latest("last_outcome"),
+        latest("circuit"),
+        latest("circuit_until"),
+        latest("last_attempt_at"), // every right-hand side reads the row as it was
+    ];
+    format!(
+        "INSERT INTO webhook_health (webhook_id, last_attempt_at, last_status_code, last_error, \
+           last_outcome, last_success_at, circuit, circuit_until) \
+         SELECT r.webhook_id, r.last_attempt_at, r.last_status_code, r.last_error, r.last_outcome, \
+           r.last_success_at, r.circuit, r.circuit_until \
+         FROM {rows} AS r WHERE true ORDER BY r.webhook_id \
+         ON CONFLICT (webhook_id) DO UPDATE SET \
+           last_success_at = CASE WHEN excluded.last_success_at IS NOT NULL AND \
+             (webhook_health.last_success_at IS NULL OR excluded.last_success_at > webhook_health.last_success_at) \
+             THEN excluded.last_success_at ELSE webhook_health.last_success_at END, {}",
+        assignments.join(", ")
+    )
 }

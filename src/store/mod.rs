@@ -6,9 +6,13 @@
 //! contract test suite (`tests/it/store_contract.rs`). Timestamps are Unix milliseconds.
 
 mod batch;
+mod log;
 mod migrations;
 mod postgres;
+pub mod retention;
+mod sql;
 mod sqlite;
+pub mod tail;
 mod types;
 mod wake;
 
@@ -19,8 +23,13 @@ use async_trait::async_trait;
 use tokio_util::sync::CancellationToken;
 
 use crate::event::Event;
+pub use log::{
+    DeliveryQuery, DeliveryView, EventQuery, EventRecord, HealthRecord, Log, PruneBatch,
+    PruneCursor, Redelivery, ReplayOutcome, ReplayPlanner, ReplayRequest, StatusFilter,
+};
+pub use tail::Tail;
 pub use types::*;
-pub(crate) use types::{WebhookRow, group_secrets, last_error, next_state_columns};
+pub(crate) use types::{ClaimRow, WebhookRow, group_secrets, last_error, next_state_columns};
 pub use wake::Wake;
 
 /// Why a storage call failed.
@@ -84,10 +93,10 @@ impl StoreError {
 pub type Planner = dyn Fn(&Event) -> Vec<NewDelivery> + Send + Sync;
 
 /// What both backends provide: one trait per concern, so each backend keeps one file per
-/// concern (`schema`, `tokens`, `webhooks`, `events`, `queue`). Every method is one short
-/// transaction (or none): no transaction is ever held open across anything but the database.
-pub trait Backend: Schema + Tokens + Webhooks + Events + Queue {}
-impl<T: Schema + Tokens + Webhooks + Events + Queue> Backend for T {}
+/// concern (`schema`, `tokens`, `webhooks`, `events`, `queue`, `log`). Every method is one
+/// short transaction (or none): no transaction is ever held open across anything but the database.
+pub trait Backend: Schema + Tokens + Webhooks + Events + Queue + Log {}
+impl<T: Schema + Tokens + Webhooks + Events + Queue + Log> Backend for T {}
 
 /// Connection life cycle and schema.
 #[async_trait]
@@ -96,9 +105,10 @@ pub trait Schema: Send + Sync + 'static {
     async fn migrate(&self) -> Result<(), StoreError>;
     /// Database reachable and schema migrated up to this binary's version.
     async fn ready(&self) -> Result<(), StoreError>;
-    /// Forwards wake-ups from other processes into `wake` until `cancel` fires.
+    /// Forwards wake-ups from other processes into `wake`, and the attempts they record
+    /// into `tail` (while it is watched), until `cancel` fires.
     /// PostgreSQL: LISTEN/NOTIFY. SQLite: nothing to listen to, returns at once.
-    async fn forward_remote_wakeups(&self, wake: Wake, cancel: CancellationToken);
+    async fn forward_remote_wakeups(&self, wake: Wake, tail: Tail, cancel: CancellationToken);
     /// Closes the connection pools.
     async fn close(&self);
 }
@@ -237,6 +247,7 @@ pub trait Queue: Send + Sync {
 pub struct Store {
     backend: Arc<dyn Backend>,
     wake: Wake,
+    tail: Tail,
 }
 
 /// Options for opening a store.
@@ -279,6 +290,7 @@ pub async fn open(options: &OpenOptions) -> Result<Store, StoreError> {
     Ok(Store {
         backend,
         wake: Wake::new(),
+        tail: Tail::new(),
     })
 }
 
@@ -306,6 +318,48 @@ impl Store {
     /// The in-process wake signal dispatchers wait on.
     pub fn wake(&self) -> &Wake {
         &self.wake
+    }
+
+    /// The live tail of recorded attempts.
+    pub fn tail(&self) -> &Tail {
+        &self.tail
+    }
+
+    /// Records attempt results (see [`Queue::finish`]), then hands them to the live tail.
+    pub async fn finish(&self, results: &[Finished], now: i64) -> Result<u64, StoreError> {
+        let held = self.backend.finish(results, now).await?;
+        if self.tail.is_watched() {
+            for r in results {
+                self.tail.publish(AttemptView {
+                    attempt: r.attempt.clone(),
+                    context: r.context.clone(),
+                    delivery_status: next_state_columns(r.next, now).0.to_owned(),
+                });
+            }
+        }
+        Ok(held)
+    }
+
+    /// Redelivers (see [`Log::redeliver`]), then wakes dispatchers.
+    pub async fn redeliver(&self, id: &str, now: i64) -> Result<Redelivery, StoreError> {
+        let done = self.backend.redeliver(id, now).await?;
+        if matches!(done, Redelivery::Queued | Redelivery::Expedited) {
+            self.wake.notify();
+        }
+        Ok(done)
+    }
+
+    /// Replays (see [`Log::replay`]), then wakes dispatchers.
+    pub async fn replay(
+        &self,
+        request: &ReplayRequest,
+        plan: &ReplayPlanner,
+    ) -> Result<ReplayOutcome, StoreError> {
+        let done = self.backend.replay(request, plan).await?;
+        if done.queued > 0 && !done.repeated {
+            self.wake.notify();
+        }
+        Ok(done)
     }
 
     /// Stores events durably, then wakes dispatchers.
@@ -364,7 +418,8 @@ impl Store {
     pub fn spawn_remote_wakeups(&self, cancel: CancellationToken) -> tokio::task::JoinHandle<()> {
         let backend = self.backend.clone();
         let wake = self.wake.clone();
-        tokio::spawn(async move { backend.forward_remote_wakeups(wake, cancel).await })
+        let tail = self.tail.clone();
+        tokio::spawn(async move { backend.forward_remote_wakeups(wake, tail, cancel).await })
     }
 
     /// Closes the pools.

@@ -294,6 +294,8 @@ pub struct NewDelivery {
     pub event_id: String,
     /// The webhook.
     pub webhook_id: String,
+    /// The webhook's namespace: tenants see their deliveries by it.
+    pub namespace: String,
     /// Set for ordered webhooks: deliveries with the same key go out one at a time, in order.
     pub ordering_key: Option<String>,
 }
@@ -344,6 +346,11 @@ pub struct ClaimedDelivery {
     pub webhook_id: String,
     /// Attempts made before this one.
     pub attempts: i64,
+    /// Attempts made before the latest redelivery or replay: the retry schedule counts
+    /// `attempts - retry_base`.
+    pub retry_base: i64,
+    /// The webhook's namespace.
+    pub namespace: String,
     /// Set for ordered webhooks.
     pub ordering_key: Option<String>,
     /// When it was first enqueued.
@@ -384,8 +391,15 @@ pub struct AttemptRecord {
     pub response_body: Option<String>,
     /// Transport error or refusal, if any.
     pub error: Option<String>,
-    /// `succeeded`, `retry`, `failed`, `disabled`.
+    /// `succeeded`, `retry`, `failed`, `disabled`, `refused`.
     pub outcome: String,
+    /// What kind of failure: `http` (a non-2xx answer), `timeout`, `connect`, `tls`,
+    /// `request` (another transport error), `refused` (SSRF guard), `not_sent`. None on success.
+    pub error_class: Option<String>,
+    /// Why hookline decided what it did (`HTTP 422 is final: …`, `retry 2 of 9 in 30s`).
+    pub reason: Option<String>,
+    /// When the next attempt is due, if one is scheduled.
+    pub next_attempt_at: Option<i64>,
 }
 
 /// An attempt's result and the delivery's next state.
@@ -397,6 +411,72 @@ pub struct Finished {
     pub attempt: AttemptRecord,
     /// Where the delivery goes now.
     pub next: NextState,
+    /// Whose attempt it was, for the webhook's health and the live tail.
+    pub context: AttemptContext,
+    /// The webhook's circuit breaker as the dispatcher left it after this attempt.
+    pub circuit: CircuitView,
+}
+
+/// What an attempt was for: its webhook and event, as the live tail shows them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, sqlx::FromRow)]
+pub struct AttemptContext {
+    /// The webhook.
+    pub webhook_id: String,
+    /// The webhook's namespace.
+    pub namespace: String,
+    /// The event.
+    pub event_id: String,
+    /// The event's type name; None if the event is no longer stored.
+    pub event_type: Option<String>,
+    /// The event's repository.
+    pub repository: Option<String>,
+    /// The event's tag.
+    pub tag: Option<String>,
+}
+
+/// A webhook's circuit breaker, as shown to its owner.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CircuitView {
+    /// Deliveries flow.
+    #[default]
+    Closed,
+    /// Deliveries are held until this time (Unix ms), then one probe goes out.
+    Open {
+        /// End of the cool-down.
+        until: i64,
+    },
+    /// One probe is in flight.
+    HalfOpen,
+}
+
+impl CircuitView {
+    /// The stored name: `closed`, `open`, `half_open`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CircuitView::Closed => "closed",
+            CircuitView::Open { .. } => "open",
+            CircuitView::HalfOpen => "half_open",
+        }
+    }
+
+    /// End of an open circuit's cool-down.
+    pub fn until(self) -> Option<i64> {
+        match self {
+            CircuitView::Open { until } => Some(until),
+            _ => None,
+        }
+    }
+}
+
+/// One finished attempt with its context: the unit of the live tail.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttemptView {
+    /// The attempt.
+    pub attempt: AttemptRecord,
+    /// Its webhook and event.
+    pub context: AttemptContext,
+    /// The delivery's status after this attempt (`pending`, `succeeded`, `failed`).
+    pub delivery_status: String,
 }
 
 /// A delivery as stored.
@@ -430,6 +510,28 @@ pub struct DeliveryRecord {
     pub created_at: i64,
     /// Last change.
     pub updated_at: i64,
+    /// The webhook's namespace when the delivery was created.
+    pub namespace: String,
+    /// Attempts made before the latest redelivery or replay.
+    pub retry_base: i64,
+    /// The last attempt's HTTP status, if it got one.
+    pub last_status_code: Option<i64>,
+    /// How long the last attempt took.
+    pub last_duration_ms: Option<i64>,
+    /// When the last attempt started.
+    pub last_attempt_at: Option<i64>,
+}
+
+impl DeliveryRecord {
+    /// The status people see: `pending` (not yet tried, or redelivered), `retrying`
+    /// (tried, another attempt scheduled), `succeeded` or `failed`.
+    pub fn display_status(&self) -> &str {
+        if self.status == "pending" && self.attempts > self.retry_base {
+            "retrying"
+        } else {
+            &self.status
+        }
+    }
 }
 
 /// Queue depth figures.
@@ -501,5 +603,40 @@ pub(crate) fn last_error(attempt: &AttemptRecord) -> Option<String> {
         (Some(error), _) => Some(error.clone()),
         (None, Some(code)) if !(200..300).contains(&code) => Some(format!("HTTP {code}")),
         _ => None,
+    }
+}
+
+/// A row a claim returns (PostgreSQL also returns the event body in it).
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct ClaimRow {
+    pub id: String,
+    pub event_id: String,
+    pub webhook_id: String,
+    pub attempts: i64,
+    pub retry_base: i64,
+    pub namespace: String,
+    pub ordering_key: Option<String>,
+    pub created_at: i64,
+    #[sqlx(default)]
+    pub event_body: Option<String>,
+}
+
+impl ClaimRow {
+    /// The claimed delivery under `lease_id`, with its event body if found.
+    pub(crate) fn into_claimed(self, lease_id: &str, event_body: Option<String>) -> ClaimedDelivery {
+        ClaimedDelivery {
+            event_body: event_body.or(self.event_body),
+            lease: Lease {
+                delivery_id: self.id,
+                lease_id: lease_id.to_owned(),
+            },
+            event_id: self.event_id,
+            webhook_id: self.webhook_id,
+            attempts: self.attempts,
+            retry_base: self.retry_base,
+            namespace: self.namespace,
+            ordering_key: self.ordering_key,
+            created_at: self.created_at,
+        }
     }
 }

@@ -6,6 +6,7 @@
 //! wake-up. The fallback poll covers a listener that was reconnecting.
 
 mod events;
+mod log;
 mod queue;
 mod tokens;
 mod webhooks;
@@ -18,16 +19,22 @@ use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions};
 use sqlx::{Postgres, Transaction};
 use tokio_util::sync::CancellationToken;
 
-use super::{OpenOptions, Schema, StoreError, Wake};
+use super::{Log, OpenOptions, Schema, StoreError, Tail, Wake};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
 
 /// The channel on which commits announce new due work.
 const WAKE_CHANNEL: &str = "hookline_work";
 
+/// The channel on which a replica announces the attempts it recorded, as
+/// `<instance>:<seq>,<seq>,…` (at most 256 seqs: well under NOTIFY's 8000 bytes).
+const TAIL_CHANNEL: &str = "hookline_attempts";
+
 /// The PostgreSQL store.
 pub struct PgBackend {
     pool: PgPool,
+    /// This process, in tail announcements: its own attempts reach its tail directly.
+    instance: String,
 }
 
 impl PgBackend {
@@ -39,7 +46,10 @@ impl PgBackend {
             .acquire_timeout(options.acquire_timeout)
             .connect_with(connect)
             .await?;
-        Ok(PgBackend { pool })
+        Ok(PgBackend {
+            pool,
+            instance: crate::ids::new_id("replica"),
+        })
     }
 }
 
@@ -65,7 +75,7 @@ impl Schema for PgBackend {
         super::migrations::check_current(applied_version(&self.pool).await?, &MIGRATOR)
     }
 
-    async fn forward_remote_wakeups(&self, wake: Wake, cancel: CancellationToken) {
+    async fn forward_remote_wakeups(&self, wake: Wake, tail: Tail, cancel: CancellationToken) {
         let mut backoff = Duration::from_millis(100);
         while !cancel.is_cancelled() {
             let mut listener = match PgListener::connect_with(&self.pool).await {
@@ -80,7 +90,7 @@ impl Schema for PgBackend {
                     continue;
                 }
             };
-            if let Err(error) = listener.listen(WAKE_CHANNEL).await {
+            if let Err(error) = listener.listen_all([WAKE_CHANNEL, TAIL_CHANNEL]).await {
                 tracing::warn!(%error, "LISTEN failed; retrying");
                 continue;
             }
@@ -91,6 +101,11 @@ impl Schema for PgBackend {
                 tokio::select! {
                     _ = cancel.cancelled() => return,
                     received = listener.recv() => match received {
+                        Ok(n) if n.channel() == TAIL_CHANNEL => {
+                            if tail.is_watched() {
+                                self.forward_attempts(n.payload(), &tail).await;
+                            }
+                        }
                         Ok(_) => wake.notify(),
                         Err(error) => {
                             tracing::warn!(%error, "LISTEN connection lost; reconnecting");
@@ -104,6 +119,23 @@ impl Schema for PgBackend {
 
     async fn close(&self) {
         self.pool.close().await;
+    }
+}
+
+impl PgBackend {
+    /// Publishes on the local tail the attempts another replica announced.
+    async fn forward_attempts(&self, payload: &str, tail: &Tail) {
+        let Some((instance, seqs)) = payload.split_once(':') else {
+            return;
+        };
+        if instance == self.instance {
+            return; // our own recorder has published them
+        }
+        let seqs: Vec<i64> = seqs.split(',').filter_map(|s| s.parse().ok()).collect();
+        match self.attempt_views(&seqs).await {
+            Ok(views) => views.into_iter().for_each(|v| tail.publish(v)),
+            Err(error) => tracing::debug!(%error, "could not read other replicas' attempts for the tail"),
+        }
     }
 }
 

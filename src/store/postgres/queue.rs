@@ -1,22 +1,21 @@
 //! The delivery queue on PostgreSQL.
 //!
-//! Claiming is one `UPDATE … WHERE seq IN (SELECT … LIMIT n) RETURNING` statement: SQLite
-//! has a single writer, so the statement is atomic and two claimers can never take the
-//! same row. A claim moves `next_attempt_at` to the lease expiry, so an abandoned lease is
-//! simply due again when it runs out.
+//! Claiming is one `UPDATE … FROM (SELECT … FOR UPDATE SKIP LOCKED) RETURNING` statement:
+//! replicas skip each other's rows instead of waiting on them, and two claimers can never
+//! take the same row. A claim moves `next_attempt_at` to the lease expiry, so an abandoned
+//! lease is simply due again when it runs out.
 
 use async_trait::async_trait;
 use sqlx::{Postgres, Transaction};
 
-use super::{PgBackend, notify_on_commit};
+use super::{PgBackend, TAIL_CHANNEL, notify_on_commit};
 use crate::store::batch;
+use crate::store::sql::{ATTEMPT_COLUMNS, DELIVERY_COLUMNS, Dialect};
 use crate::store::{
-    AttemptRecord, Claim, ClaimedDelivery, DeliveryRecord, Finished, Lease, NewDelivery, Queue,
+    AttemptRecord, Claim, ClaimRow, ClaimedDelivery, DeliveryRecord, Finished, Lease, NewDelivery, Queue,
     QueueStats, StoreError,
 };
 
-const DELIVERY_COLUMNS: &str = "seq, id, event_id, webhook_id, status, attempts, next_attempt_at, lease_id, \
-     lease_owner, lease_until, ordering_key, last_error, created_at, updated_at";
 
 /// Inserts pending deliveries, due at `now`, in one statement inside a transaction.
 /// Rows keep the slice's order, so `seq` follows event order.
@@ -29,10 +28,10 @@ pub(super) async fn insert_deliveries(
         return Ok(());
     }
     sqlx::query(
-        "INSERT INTO deliveries (id, event_id, webhook_id, status, next_attempt_at, ordering_key, created_at, updated_at) \
-         SELECT r.id, r.event_id, r.webhook_id, 'pending', $2, r.ordering_key, $2, $2 \
+        "INSERT INTO deliveries (id, event_id, webhook_id, namespace, status, next_attempt_at, ordering_key, created_at, updated_at) \
+         SELECT r.id, r.event_id, r.webhook_id, r.namespace, 'pending', $2, r.ordering_key, $2, $2 \
          FROM jsonb_array_elements($1::jsonb) WITH ORDINALITY AS e(value, n), \
-              jsonb_to_record(e.value) AS r(id text, event_id text, webhook_id text, ordering_key text) \
+              jsonb_to_record(e.value) AS r(id text, event_id text, webhook_id text, namespace text, ordering_key text) \
          ORDER BY e.n",
     )
     .bind(batch::delivery_rows(deliveries)?)
@@ -55,7 +54,7 @@ impl Queue for PgBackend {
     async fn claim_due(&self, claim: &Claim<'_>) -> Result<Vec<ClaimedDelivery>, StoreError> {
         let lease_id = crate::ids::new_id("lease");
         let until = claim.now + claim.lease.as_millis() as i64;
-        let rows: Vec<(String, String, String, i64, Option<String>, i64, Option<String>)> = sqlx::query_as(
+        let rows: Vec<ClaimRow> = sqlx::query_as(
             "WITH due AS ( \
                SELECT d.seq FROM deliveries d \
                WHERE d.status = 'pending' AND d.next_attempt_at <= $4 \
@@ -67,8 +66,8 @@ impl Queue for PgBackend {
                FOR UPDATE SKIP LOCKED) \
              UPDATE deliveries d SET lease_id = $1, lease_owner = $2, lease_until = $3, next_attempt_at = $3, updated_at = $4 \
              FROM due WHERE d.seq = due.seq \
-             RETURNING d.id, d.event_id, d.webhook_id, d.attempts, d.ordering_key, d.created_at, \
-               (SELECT e.body FROM events e WHERE e.id = d.event_id)",
+             RETURNING d.id, d.event_id, d.webhook_id, d.attempts, d.retry_base, d.namespace, \
+               d.ordering_key, d.created_at, (SELECT e.body FROM events e WHERE e.id = d.event_id) AS event_body",
         )
         .bind(&lease_id)
         .bind(claim.owner)
@@ -80,22 +79,7 @@ impl Queue for PgBackend {
         .await?;
         Ok(rows
             .into_iter()
-            .map(
-                |(id, event_id, webhook_id, attempts, ordering_key, created_at, event_body)| {
-                    ClaimedDelivery {
-                        event_body,
-                        lease: Lease {
-                            delivery_id: id,
-                            lease_id: lease_id.clone(),
-                        },
-                        event_id,
-                        webhook_id,
-                        attempts,
-                        ordering_key,
-                        created_at,
-                    }
-                },
-            )
+            .map(|row| row.into_claimed(&lease_id, None))
             .collect())
     }
 
@@ -119,30 +103,28 @@ impl Queue for PgBackend {
         if results.is_empty() {
             return Ok(0);
         }
-        let (attempts, updates) = batch::result_rows(results, now)?;
+        let rows = batch::result_rows(results, now)?;
         let mut tx = self.pool.begin().await?;
-        sqlx::query(
-            "INSERT INTO attempts (id, delivery_id, number, started_at, duration_ms, status_code, \
-             response_headers, response_body, error, outcome) \
-             SELECT * FROM jsonb_to_recordset($1::jsonb) AS r(id text, delivery_id text, number bigint, \
-               started_at bigint, duration_ms bigint, status_code bigint, response_headers text, \
-               response_body text, error text, outcome text)",
-        )
-        .bind(attempts)
+        // The live tail of other replicas learns which attempts to read, once this commits.
+        sqlx::query(&format!(
+            "WITH inserted AS ({} RETURNING seq) \
+             SELECT pg_notify('{TAIL_CHANNEL}', CAST($2 AS TEXT) || ':' || string_agg(CAST(seq AS TEXT), ',')) FROM inserted",
+            batch::insert_attempts_sql(Dialect::Postgres)
+        ))
+        .bind(rows.attempts)
+        .bind(&self.instance)
         .execute(&mut *tx)
         .await?;
-        // Only a delivery whose lease is still ours moves on; a lost lease keeps its state.
-        let held = sqlx::query(
-            "UPDATE deliveries d SET status = r.status, next_attempt_at = r.next_at, attempts = d.attempts + 1, \
-             last_error = r.last_error, lease_id = NULL, lease_owner = NULL, lease_until = NULL, updated_at = $2 \
-             FROM jsonb_to_recordset($1::jsonb) AS r(id text, lease_id text, status text, next_at bigint, last_error text) \
-             WHERE d.id = r.id AND d.lease_id = r.lease_id",
-        )
-        .bind(updates)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
+        let held = sqlx::query(&batch::finish_deliveries_sql(Dialect::Postgres))
+            .bind(rows.updates)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        sqlx::query(&batch::upsert_health_sql(Dialect::Postgres))
+            .bind(rows.health)
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
         Ok(held)
     }
@@ -182,7 +164,7 @@ impl Queue for PgBackend {
 
     async fn get_delivery(&self, id: &str) -> Result<Option<DeliveryRecord>, StoreError> {
         Ok(sqlx::query_as(&format!(
-            "SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE id = $1"
+            "SELECT {DELIVERY_COLUMNS} FROM deliveries d WHERE d.id = $1"
         ))
         .bind(id)
         .fetch_optional(&self.pool)
@@ -194,7 +176,7 @@ impl Queue for PgBackend {
         event_id: &str,
     ) -> Result<Vec<DeliveryRecord>, StoreError> {
         Ok(sqlx::query_as(&format!(
-            "SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE event_id = $1 ORDER BY seq"
+            "SELECT {DELIVERY_COLUMNS} FROM deliveries d WHERE d.event_id = $1 ORDER BY d.seq"
         ))
         .bind(event_id)
         .fetch_all(&self.pool)
@@ -202,10 +184,9 @@ impl Queue for PgBackend {
     }
 
     async fn attempts(&self, delivery_id: &str) -> Result<Vec<AttemptRecord>, StoreError> {
-        Ok(sqlx::query_as(
-            "SELECT id, delivery_id, number, started_at, duration_ms, status_code, response_headers, \
-             response_body, error, outcome FROM attempts WHERE delivery_id = $1 ORDER BY number, started_at",
-        )
+        Ok(sqlx::query_as(&format!(
+            "SELECT {ATTEMPT_COLUMNS} FROM attempts a WHERE a.delivery_id = $1 ORDER BY a.number, a.started_at"
+        ))
         .bind(delivery_id)
         .fetch_all(&self.pool)
         .await?)

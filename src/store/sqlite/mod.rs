@@ -8,6 +8,7 @@
 //! separate pool and never wait for the writer.
 
 mod events;
+mod log;
 mod queue;
 mod tokens;
 mod webhooks;
@@ -22,7 +23,7 @@ use sqlx::sqlite::{
 use sqlx::{Sqlite, Transaction};
 use tokio_util::sync::CancellationToken;
 
-use super::{OpenOptions, Schema, StoreError, Wake};
+use super::{OpenOptions, Schema, StoreError, Tail, Wake};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
 
@@ -74,7 +75,7 @@ impl Schema for SqliteBackend {
         super::migrations::check_current(applied_version(&self.reader).await?, &MIGRATOR)
     }
 
-    async fn forward_remote_wakeups(&self, _wake: Wake, _cancel: CancellationToken) {
+    async fn forward_remote_wakeups(&self, _wake: Wake, _tail: Tail, _cancel: CancellationToken) {
         // Other processes on the same file are found by the fallback poll.
     }
 

@@ -10,13 +10,12 @@ use sqlx::{Sqlite, Transaction};
 
 use super::SqliteBackend;
 use crate::store::batch;
+use crate::store::sql::{ATTEMPT_COLUMNS, DELIVERY_COLUMNS, Dialect};
 use crate::store::{
-    AttemptRecord, Claim, ClaimedDelivery, DeliveryRecord, Finished, Lease, NewDelivery, Queue,
+    AttemptRecord, Claim, ClaimRow, ClaimedDelivery, DeliveryRecord, Finished, Lease, NewDelivery, Queue,
     QueueStats, StoreError,
 };
 
-const DELIVERY_COLUMNS: &str = "seq, id, event_id, webhook_id, status, attempts, next_attempt_at, lease_id, \
-     lease_owner, lease_until, ordering_key, last_error, created_at, updated_at";
 
 /// Inserts pending deliveries, due at `now`, in one statement inside a write
 /// transaction. Rows keep the slice's order, so `seq` follows event order.
@@ -29,9 +28,9 @@ pub(super) async fn insert_deliveries(
         return Ok(());
     }
     sqlx::query(
-        "INSERT INTO deliveries (id, event_id, webhook_id, status, next_attempt_at, ordering_key, created_at, updated_at) \
+        "INSERT INTO deliveries (id, event_id, webhook_id, namespace, status, next_attempt_at, ordering_key, created_at, updated_at) \
          SELECT json_extract(value, '$.id'), json_extract(value, '$.event_id'), \
-                json_extract(value, '$.webhook_id'), 'pending', ?2, \
+                json_extract(value, '$.webhook_id'), json_extract(value, '$.namespace'), 'pending', ?2, \
                 json_extract(value, '$.ordering_key'), ?2, ?2 \
          FROM json_each(?1) ORDER BY key",
     )
@@ -59,7 +58,7 @@ impl Queue for SqliteBackend {
                 table: "deliveries",
                 source,
             })?;
-        let rows: Vec<(String, String, String, i64, Option<String>, i64)> = sqlx::query_as(
+        let rows: Vec<ClaimRow> = sqlx::query_as(
             "UPDATE deliveries SET lease_id = ?1, lease_owner = ?2, lease_until = ?3, next_attempt_at = ?3, updated_at = ?4 \
              WHERE seq IN ( \
                SELECT d.seq FROM deliveries d \
@@ -69,7 +68,7 @@ impl Queue for SqliteBackend {
                    SELECT 1 FROM deliveries p \
                    WHERE p.ordering_key = d.ordering_key AND p.status = 'pending' AND p.seq < d.seq)) \
                ORDER BY d.next_attempt_at LIMIT ?6) \
-             RETURNING id, event_id, webhook_id, attempts, ordering_key, created_at",
+             RETURNING id, event_id, webhook_id, attempts, retry_base, namespace, ordering_key, created_at",
         )
         .bind(&lease_id)
         .bind(claim.owner)
@@ -82,7 +81,7 @@ impl Queue for SqliteBackend {
         if rows.is_empty() {
             return Ok(Vec::new());
         }
-        let event_ids: Vec<&str> = rows.iter().map(|r| r.1.as_str()).collect();
+        let event_ids: Vec<&str> = rows.iter().map(|r| r.event_id.as_str()).collect();
         let event_ids =
             serde_json::to_string(&event_ids).map_err(|source| StoreError::Corrupt {
                 table: "events",
@@ -98,20 +97,10 @@ impl Queue for SqliteBackend {
         .collect();
         Ok(rows
             .into_iter()
-            .map(
-                |(id, event_id, webhook_id, attempts, ordering_key, created_at)| ClaimedDelivery {
-                    event_body: bodies.get(&event_id).cloned(),
-                    lease: Lease {
-                        delivery_id: id,
-                        lease_id: lease_id.clone(),
-                    },
-                    event_id,
-                    webhook_id,
-                    attempts,
-                    ordering_key,
-                    created_at,
-                },
-            )
+            .map(|row| {
+                let body = bodies.get(&row.event_id).cloned();
+                row.into_claimed(&lease_id, body)
+            })
             .collect())
     }
 
@@ -138,36 +127,22 @@ impl Queue for SqliteBackend {
         if results.is_empty() {
             return Ok(0);
         }
-        let (attempts, updates) = batch::result_rows(results, now)?;
+        let rows = batch::result_rows(results, now)?;
         let mut tx = self.write().await?;
-        sqlx::query(
-            "INSERT INTO attempts (id, delivery_id, number, started_at, duration_ms, status_code, \
-             response_headers, response_body, error, outcome) \
-             SELECT json_extract(value, '$.id'), json_extract(value, '$.delivery_id'), \
-                    json_extract(value, '$.number'), json_extract(value, '$.started_at'), \
-                    json_extract(value, '$.duration_ms'), json_extract(value, '$.status_code'), \
-                    json_extract(value, '$.response_headers'), json_extract(value, '$.response_body'), \
-                    json_extract(value, '$.error'), json_extract(value, '$.outcome') \
-             FROM json_each(?1)",
-        )
-        .bind(attempts)
-        .execute(&mut *tx)
-        .await?;
-        // Only a delivery whose lease is still ours moves on; a lost lease keeps its state.
-        let held = sqlx::query(
-            "UPDATE deliveries SET status = r.status, next_attempt_at = r.next_at, attempts = attempts + 1, \
-             last_error = r.last_error, lease_id = NULL, lease_owner = NULL, lease_until = NULL, updated_at = ?2 \
-             FROM (SELECT json_extract(value, '$.id') AS id, json_extract(value, '$.lease_id') AS lease_id, \
-                          json_extract(value, '$.status') AS status, json_extract(value, '$.next_at') AS next_at, \
-                          json_extract(value, '$.last_error') AS last_error \
-                   FROM json_each(?1)) AS r \
-             WHERE deliveries.id = r.id AND deliveries.lease_id = r.lease_id",
-        )
-        .bind(updates)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
+        sqlx::query(&batch::insert_attempts_sql(Dialect::Sqlite))
+            .bind(rows.attempts)
+            .execute(&mut *tx)
+            .await?;
+        let held = sqlx::query(&batch::finish_deliveries_sql(Dialect::Sqlite))
+            .bind(rows.updates)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        sqlx::query(&batch::upsert_health_sql(Dialect::Sqlite))
+            .bind(rows.health)
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
         Ok(held)
     }
@@ -204,7 +179,7 @@ impl Queue for SqliteBackend {
 
     async fn get_delivery(&self, id: &str) -> Result<Option<DeliveryRecord>, StoreError> {
         Ok(sqlx::query_as(&format!(
-            "SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE id = ?1"
+            "SELECT {DELIVERY_COLUMNS} FROM deliveries d WHERE d.id = ?1"
         ))
         .bind(id)
         .fetch_optional(&self.reader)
@@ -216,7 +191,7 @@ impl Queue for SqliteBackend {
         event_id: &str,
     ) -> Result<Vec<DeliveryRecord>, StoreError> {
         Ok(sqlx::query_as(&format!(
-            "SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE event_id = ?1 ORDER BY seq"
+            "SELECT {DELIVERY_COLUMNS} FROM deliveries d WHERE d.event_id = ?1 ORDER BY d.seq"
         ))
         .bind(event_id)
         .fetch_all(&self.reader)
@@ -224,10 +199,9 @@ impl Queue for SqliteBackend {
     }
 
     async fn attempts(&self, delivery_id: &str) -> Result<Vec<AttemptRecord>, StoreError> {
-        Ok(sqlx::query_as(
-            "SELECT id, delivery_id, number, started_at, duration_ms, status_code, response_headers, \
-             response_body, error, outcome FROM attempts WHERE delivery_id = ?1 ORDER BY number, started_at",
-        )
+        Ok(sqlx::query_as(&format!(
+            "SELECT {ATTEMPT_COLUMNS} FROM attempts a WHERE a.delivery_id = ?1 ORDER BY a.number, a.started_at"
+        ))
         .bind(delivery_id)
         .fetch_all(&self.reader)
         .await?)

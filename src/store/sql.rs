@@ -1,0 +1,193 @@
+//! SQL text both backends share.
+//!
+//! Most statements are the same in SQLite and PostgreSQL once placeholders are written
+//! `$1`, `$2`… (sqlx binds SQLite's `$N` by number too). What differs is small and named
+//! here, in [`Dialect`]: how a JSON array parameter becomes rows. A statement written once
+//! in this file is executed by both backends, which only bind and run it; the two
+//! backends' own files keep what is genuinely dialect-specific (claims with `SKIP LOCKED`,
+//! `LISTEN/NOTIFY`, upserts of batches).
+
+use sqlx::{Arguments, Database, Encode, Type};
+
+use super::StoreError;
+
+/// The columns of `deliveries` a [`DeliveryRecord`](super::DeliveryRecord) reads, prefixed `d.`.
+pub(crate) const DELIVERY_COLUMNS: &str = "d.seq, d.id, d.event_id, d.webhook_id, d.status, d.attempts, \
+     d.next_attempt_at, d.lease_id, d.lease_owner, d.lease_until, d.ordering_key, d.last_error, \
+     d.created_at, d.updated_at, d.namespace, d.retry_base, d.last_status_code, d.last_duration_ms, \
+     d.last_attempt_at";
+
+/// The columns of `attempts` an [`AttemptRecord`](super::AttemptRecord) reads, prefixed `a.`.
+pub(crate) const ATTEMPT_COLUMNS: &str = "a.id, a.delivery_id, a.number, a.started_at, a.duration_ms, \
+     a.status_code, a.response_headers, a.response_body, a.error, a.outcome, a.error_class, \
+     a.reason, a.next_attempt_at";
+
+/// The columns of `events` an [`EventRecord`](super::EventRecord) reads, prefixed `e.`.
+pub(crate) const EVENT_COLUMNS: &str = "e.seq, e.id, e.source, e.type AS kind, e.repository, e.tag, \
+     e.digest, e.received_at, e.body";
+
+/// The SQL dialect a statement is written for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Dialect {
+    Sqlite,
+    Postgres,
+}
+
+/// A column type, for reading JSON rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Column {
+    Text,
+    Int,
+}
+
+impl Dialect {
+    /// A JSON array of strings in parameter `param` as a one-column table whose column is
+    /// named `value`, for `IN (…)` and joins.
+    pub(crate) fn text_list(self, param: &str) -> String {
+        match self {
+            Dialect::Sqlite => format!("(SELECT value FROM json_each({param}))"),
+            Dialect::Postgres => {
+                format!("(SELECT value FROM jsonb_array_elements_text({param}::jsonb))")
+            }
+        }
+    }
+
+    /// A JSON array of objects in parameter `param` as a table with these columns (the
+    /// objects' keys), to be used as `FROM {rows} AS r`.
+    pub(crate) fn json_rows(self, param: &str, columns: &[(&str, Column)]) -> String {
+        match self {
+            Dialect::Sqlite => {
+                let fields: Vec<String> = columns
+                    .iter()
+                    .map(|(name, _)| format!("json_extract(value, '$.{name}') AS {name}"))
+                    .collect();
+                format!("(SELECT {} FROM json_each({param}))", fields.join(", "))
+            }
+            Dialect::Postgres => {
+                let fields: Vec<String> = columns
+                    .iter()
+                    .map(|(name, column)| {
+                        let ty = match column {
+                            Column::Text => "text",
+                            Column::Int => "bigint",
+                        };
+                        format!("{name} {ty}")
+                    })
+                    .collect();
+                format!(
+                    "(SELECT * FROM jsonb_to_recordset({param}::jsonb) AS x({}))",
+                    fields.join(", ")
+                )
+            }
+        }
+    }
+}
+
+/// A bound value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Param {
+    Int(i64),
+    Text(String),
+}
+
+impl From<i64> for Param {
+    fn from(v: i64) -> Self {
+        Param::Int(v)
+    }
+}
+impl From<&str> for Param {
+    fn from(v: &str) -> Self {
+        Param::Text(v.to_owned())
+    }
+}
+impl From<String> for Param {
+    fn from(v: String) -> Self {
+        Param::Text(v)
+    }
+}
+
+/// A statement built piece by piece with its parameters, numbered `$1`, `$2`… in order.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Sql {
+    pub(crate) text: String,
+    params: Vec<Param>,
+}
+
+impl Sql {
+    pub(crate) fn new(text: impl Into<String>) -> Sql {
+        Sql {
+            text: text.into(),
+            params: Vec::new(),
+        }
+    }
+
+    /// Appends text.
+    pub(crate) fn push(&mut self, text: &str) -> &mut Self {
+        self.text.push_str(text);
+        self
+    }
+
+    /// Adds a parameter and returns its placeholder (`$3`) to write into the text.
+    pub(crate) fn bind(&mut self, value: impl Into<Param>) -> String {
+        self.params.push(value.into());
+        format!("${}", self.params.len())
+    }
+
+    /// `column` is `namespace` or lies below it at a `/` (`acme` holds `acme/tools`, never
+    /// `acmecorp`): compared with substr, never LIKE, whose `_` and `%` a path may contain.
+    pub(crate) fn push_within(&mut self, column: &str, namespace: &str) -> &mut Self {
+        let p = self.bind(namespace);
+        let text = format!(
+            "({column} = CAST({p} AS TEXT) OR substr({column}, 1, length(CAST({p} AS TEXT)) + 1) = CAST({p} AS TEXT) || '/')"
+        );
+        self.push(&text)
+    }
+
+    /// The parameters, ready for `sqlx::query_with` on database `DB`.
+    pub(crate) fn arguments<'q, DB: Database>(&self) -> Result<DB::Arguments<'q>, StoreError>
+    where
+        i64: Encode<'q, DB> + Type<DB>,
+        String: Encode<'q, DB> + Type<DB>,
+    {
+        let mut args = DB::Arguments::default();
+        for param in &self.params {
+            let added = match param {
+                Param::Int(v) => args.add(*v),
+                Param::Text(v) => args.add(v.clone()),
+            };
+            added.map_err(|e| StoreError::Database(sqlx::Error::Encode(e)))?;
+        }
+        Ok(args)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placeholders_are_numbered_in_order() {
+        let mut sql = Sql::new("SELECT 1 WHERE a = ");
+        let a = sql.bind(1i64);
+        sql.push(&a).push(" AND ");
+        sql.push_within("ns", "acme");
+        assert_eq!(
+            sql.text,
+            "SELECT 1 WHERE a = $1 AND (ns = CAST($2 AS TEXT) OR substr(ns, 1, length(CAST($2 AS TEXT)) + 1) = CAST($2 AS TEXT) || '/')"
+        );
+        assert_eq!(sql.params, vec![Param::Int(1), Param::Text("acme".into())]);
+    }
+
+    #[test]
+    fn json_rows_per_dialect() {
+        let cols = [("id", Column::Text), ("n", Column::Int)];
+        assert_eq!(
+            Dialect::Sqlite.json_rows("$1", &cols),
+            "(SELECT json_extract(value, '$.id') AS id, json_extract(value, '$.n') AS n FROM json_each($1))"
+        );
+        assert_eq!(
+            Dialect::Postgres.json_rows("$1", &cols),
+            "(SELECT * FROM jsonb_to_recordset($1::jsonb) AS x(id text, n bigint))"
+        );
+    }
+}
