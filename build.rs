@@ -5,7 +5,10 @@
 use std::path::PathBuf;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let protos = ["proto/hookline/v1/webhooks.proto"];
+    let protos = [
+        "proto/hookline/v1/webhooks.proto",
+        "proto/hookline/v1/deliveries.proto",
+    ];
     for proto in protos {
         println!("cargo:rerun-if-changed={proto}");
     }

@@ -8,7 +8,9 @@ use std::collections::BTreeMap;
 
 use super::proto;
 use crate::event::EventType;
-use crate::store::{PayloadOptions, Webhook};
+use crate::store::{
+    AttemptRecord, DeliveryView, EventRecord, HealthRecord, PayloadOptions, Webhook,
+};
 
 /// Payload format names as stored, in the order of the proto enum.
 pub(crate) const FORMATS: [&str; 5] = [
@@ -101,6 +103,107 @@ pub(crate) fn webhook_to_proto(w: &Webhook) -> proto::Webhook {
         updated_at: Some(timestamp(w.updated_at)),
         signature_header: w.signature_header.clone().unwrap_or_default(),
         payload_options: Some(options_to_proto(&w.payload_options)),
+        health: None,
+    }
+}
+
+/// A webhook's health as the API shows it; `None` means no attempt was ever recorded.
+pub(crate) fn health_to_proto(w: &Webhook, h: Option<&HealthRecord>) -> proto::WebhookHealth {
+    let default = HealthRecord::default();
+    let h = h.unwrap_or(&default);
+    proto::WebhookHealth {
+        last_success_at: h.last_success_at.map(timestamp),
+        failing_since: w.failing_since.map(timestamp),
+        last_attempt_at: h.last_attempt_at.map(timestamp),
+        last_status_code: h.last_status_code.unwrap_or(0) as i32,
+        last_error: h.last_error.clone().unwrap_or_default(),
+        last_outcome: h.last_outcome.clone().unwrap_or_default(),
+        pending: h.pending,
+        failed: h.failed,
+        circuit: h.circuit.clone().unwrap_or_else(|| "closed".into()),
+        circuit_open_until: h.circuit_until.map(timestamp),
+    }
+}
+
+/// Unix milliseconds of a protobuf timestamp (saturating).
+pub(crate) fn unix_ms(t: &prost_types::Timestamp) -> i64 {
+    t.seconds
+        .saturating_mul(1000)
+        .saturating_add(i64::from(t.nanos.clamp(0, 999_999_999)) / 1_000_000)
+}
+
+/// An event row as the API shows it.
+pub(crate) fn event_to_proto(e: &EventRecord) -> proto::Event {
+    proto::Event {
+        id: e.id.clone(),
+        r#type: EventType::parse(&e.kind)
+            .map(|k| event_type_to_proto(k) as i32)
+            .unwrap_or(0),
+        type_name: e.kind.clone(),
+        repository: e.repository.clone(),
+        tag: e.tag.clone().unwrap_or_default(),
+        digest: e.digest.clone().unwrap_or_default(),
+        source: e.source.clone(),
+        received_at: Some(timestamp(e.received_at)),
+    }
+}
+
+/// A stored status (with its attempts) as the API's enum.
+pub(crate) fn status_to_proto(display_status: &str) -> proto::DeliveryStatus {
+    use proto::DeliveryStatus as S;
+    match display_status {
+        "pending" => S::Pending,
+        "retrying" => S::Retrying,
+        "succeeded" => S::Succeeded,
+        "failed" => S::Failed,
+        _ => S::Unspecified,
+    }
+}
+
+/// A delivery as the API shows it.
+pub(crate) fn delivery_to_proto(v: &DeliveryView) -> proto::Delivery {
+    let d = &v.delivery;
+    let waiting = d.status == "pending";
+    proto::Delivery {
+        id: d.id.clone(),
+        webhook_id: d.webhook_id.clone(),
+        event_id: d.event_id.clone(),
+        event_type: v.event_type.clone().unwrap_or_default(),
+        repository: v.repository.clone().unwrap_or_default(),
+        tag: v.tag.clone().unwrap_or_default(),
+        digest: v.digest.clone().unwrap_or_default(),
+        status: status_to_proto(d.display_status()) as i32,
+        attempts: d.attempts,
+        next_attempt_at: waiting.then(|| timestamp(d.next_attempt_at)),
+        last_status_code: d.last_status_code.unwrap_or(0) as i32,
+        last_error: d.last_error.clone().unwrap_or_default(),
+        last_duration_ms: d.last_duration_ms.unwrap_or(0),
+        last_attempt_at: d.last_attempt_at.map(timestamp),
+        created_at: Some(timestamp(d.created_at)),
+        updated_at: Some(timestamp(d.updated_at)),
+    }
+}
+
+/// An attempt as the API shows it.
+pub(crate) fn attempt_to_proto(a: &AttemptRecord) -> proto::Attempt {
+    let response_headers = a
+        .response_headers
+        .as_deref()
+        .and_then(|h| serde_json::from_str::<std::collections::HashMap<String, String>>(h).ok())
+        .unwrap_or_default();
+    proto::Attempt {
+        id: a.id.clone(),
+        number: a.number,
+        started_at: Some(timestamp(a.started_at)),
+        duration_ms: a.duration_ms,
+        status_code: a.status_code.unwrap_or(0) as i32,
+        response_headers,
+        response_body: a.response_body.clone().unwrap_or_default(),
+        error_class: a.error_class.clone().unwrap_or_default(),
+        error: a.error.clone().unwrap_or_default(),
+        outcome: a.outcome.clone(),
+        reason: a.reason.clone().unwrap_or_default(),
+        next_attempt_at: a.next_attempt_at.map(timestamp),
     }
 }
 

@@ -9,10 +9,14 @@
 
 mod auth;
 pub(crate) mod convert;
+mod deliveries;
 mod error;
+mod gate;
 pub mod proto;
 mod service;
 mod validate;
+
+use std::sync::Arc;
 
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -20,6 +24,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::ApiConfig;
 use crate::dispatch::ssrf::Guard;
 use crate::store::Store;
+use proto::delivery_service_server::DeliveryServiceServer;
 use proto::webhook_service_server::WebhookServiceServer;
 /// Longest a call may take before it is cancelled with DEADLINE_EXCEEDED; every RPC is a
 /// few short database calls, so only a stuck database gets anywhere near it.
@@ -45,11 +50,25 @@ pub async fn serve(
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1()
         .map_err(std::io::Error::other)?;
-    let webhooks = WebhookServiceServer::new(service::WebhookApi::new(store, limits, guard))
+    health
+        .set_serving::<DeliveryServiceServer<deliveries::DeliveryApi>>()
+        .await;
+    let gate = Arc::new(gate::Gate::new(
+        store,
+        crate::ratelimit::Limiter::new(limits.rate_limit),
+    ));
+    let webhooks = WebhookServiceServer::new(service::WebhookApi::new(
+        gate.clone(),
+        limits.clone(),
+        guard,
+    ))
+    .max_decoding_message_size(max_message_bytes);
+    let deliveries = DeliveryServiceServer::new(deliveries::DeliveryApi::new(gate, limits))
         .max_decoding_message_size(max_message_bytes);
     tonic::transport::Server::builder()
         .timeout(CALL_TIMEOUT)
         .add_service(webhooks)
+        .add_service(deliveries)
         .add_service(health_service)
         .add_service(reflection)
         .serve_with_incoming_shutdown(

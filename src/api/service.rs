@@ -9,9 +9,12 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use tonic::{Request, Response, Status};
 
-use super::auth::{Caller, authenticate, within};
-use super::convert::{timestamp, webhook_to_proto};
+use std::sync::Arc;
+
+use super::auth::{Caller, within};
+use super::convert::{health_to_proto, timestamp, webhook_to_proto};
 use super::error::{Violations, webhook_not_found};
+use super::gate::Gate;
 use super::proto::{self, webhook_service_server::WebhookService};
 use super::validate;
 use crate::config::ApiConfig;
@@ -19,7 +22,6 @@ use crate::dispatch::sign::generate_secret;
 use crate::dispatch::ssrf::Guard;
 use crate::event::{Event, EventType};
 use crate::ids::new_id;
-use crate::ratelimit::Limiter;
 use crate::store::{NewDelivery, Store, Webhook, WebhookQuery, WebhookSecret, now_ms};
 
 /// How often an update is retried when a concurrent write changed the webhook first.
@@ -43,17 +45,16 @@ const UPDATABLE: [&str; 11] = [
 /// The service implementation: the store, the limits, and the SSRF guard.
 pub(crate) struct WebhookApi {
     store: Store,
+    gate: Arc<Gate>,
     limits: ApiConfig,
     guard: Guard,
-    /// Calls per API token.
-    limiter: Limiter,
 }
 
 impl WebhookApi {
-    pub(crate) fn new(store: Store, limits: ApiConfig, guard: Guard) -> Self {
+    pub(crate) fn new(gate: Arc<Gate>, limits: ApiConfig, guard: Guard) -> Self {
         WebhookApi {
-            store,
-            limiter: Limiter::new(limits.rate_limit),
+            store: gate.store.clone(),
+            gate,
             limits,
             guard,
         }
@@ -61,11 +62,27 @@ impl WebhookApi {
 
     /// Authenticates the call, then counts it against its token's rate.
     async fn caller<T>(&self, request: &Request<T>) -> Result<Caller, Status> {
-        let caller = authenticate(&self.store, request).await?;
-        self.limiter
-            .check(caller.token_id())
-            .map_err(super::error::rate_limited)?;
-        Ok(caller)
+        self.gate.caller(request).await
+    }
+
+    /// Webhooks as the API shows them, each with its health.
+    async fn with_health(&self, webhooks: &[Webhook]) -> Result<Vec<proto::Webhook>, Status> {
+        let ids: Vec<String> = webhooks.iter().map(|w| w.id.clone()).collect();
+        let health: std::collections::HashMap<String, crate::store::HealthRecord> = self
+            .store
+            .webhook_health(&ids)
+            .await?
+            .into_iter()
+            .map(|h| (h.webhook_id.clone(), h))
+            .collect();
+        Ok(webhooks
+            .iter()
+            .map(|w| {
+                let mut shown = webhook_to_proto(w);
+                shown.health = Some(health_to_proto(w, health.get(&w.id)));
+                shown
+            })
+            .collect())
     }
 
     /// RESOURCE_EXHAUSTED if the tenant already holds `max_webhooks_per_namespace`
@@ -99,13 +116,7 @@ impl WebhookApi {
     /// The webhook with this id if the caller sees it; NOT_FOUND alike for "absent"
     /// and "someone else's".
     async fn visible(&self, caller: &Caller, id: &str) -> Result<Webhook, Status> {
-        if id.is_empty() {
-            return Err(Violations::one("id", "required"));
-        }
-        match self.store.get_webhook(id).await? {
-            Some(webhook) if caller.sees(&webhook.namespace) => Ok(webhook),
-            _ => Err(webhook_not_found()),
-        }
+        self.gate.webhook(caller, "id", id).await
     }
 }
 
@@ -235,8 +246,9 @@ impl WebhookService for WebhookApi {
     ) -> Result<Response<proto::GetWebhookResponse>, Status> {
         let caller = self.caller(&request).await?;
         let webhook = self.visible(&caller, &request.get_ref().id).await?;
+        let shown = self.with_health(std::slice::from_ref(&webhook)).await?;
         Ok(Response::new(proto::GetWebhookResponse {
-            webhook: Some(webhook_to_proto(&webhook)),
+            webhook: shown.into_iter().next(),
         }))
     }
 
@@ -276,7 +288,7 @@ impl WebhookService for WebhookApi {
             _ => String::new(),
         };
         Ok(Response::new(proto::ListWebhooksResponse {
-            webhooks: page.iter().map(webhook_to_proto).collect(),
+            webhooks: self.with_health(&page).await?,
             next_page_token,
         }))
     }

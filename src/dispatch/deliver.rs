@@ -20,8 +20,8 @@ use super::matcher::CompiledWebhook;
 use super::recorder::Outcome;
 use super::{Dispatcher, lock, payload, sign};
 use crate::store::{
-    AttemptContext, AttemptRecord, CircuitView, ClaimedDelivery, Finished, NextState,
-    decode_event, now_ms,
+    AttemptContext, AttemptRecord, CircuitView, ClaimedDelivery, Finished, NextState, decode_event,
+    now_ms,
 };
 
 /// Whether an HTTP answer is final: the receiver says it will never accept this request

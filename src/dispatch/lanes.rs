@@ -206,6 +206,8 @@ mod tests {
                 event_id: "e".into(),
                 webhook_id: webhook.into(),
                 attempts: 0,
+                retry_base: 0,
+                namespace: String::new(),
                 ordering_key: None,
                 created_at: 0,
                 event_body: None,

@@ -127,6 +127,17 @@ pub fn compile_filters(
     })
 }
 
+/// Compiles one repository glob of a listing filter (same syntax as webhook filters).
+/// Returns the glob and its literal prefix (what SQL can narrow by).
+pub fn repository_glob(pattern: &str) -> Result<(GlobSet, String), FilterError> {
+    let set = compile_globs("repository", &[pattern.to_owned()])?.unwrap_or_else(GlobSet::empty);
+    let prefix: String = pattern
+        .chars()
+        .take_while(|c| !matches!(c, '*' | '?' | '[' | '{' | '\\'))
+        .collect();
+    Ok((set, prefix))
+}
+
 /// Compiles a list of globs where `*` and `?` stay within one path segment and `**`
 /// crosses segments. An empty list compiles to None ("anything").
 fn compile_globs(field: &'static str, patterns: &[String]) -> Result<Option<GlobSet>, FilterError> {
@@ -207,6 +218,19 @@ impl CompiledWebhook {
     fn accepts(&self, event: &Event) -> bool {
         self.filters.matches(event)
             && payload::delivers(self.format, &self.webhook.payload_options, event)
+    }
+
+    /// One webhook's filters and format, without its secrets: for deciding which events
+    /// it wants (a replay), never for sending.
+    pub fn for_matching(webhook: Webhook) -> Result<CompiledWebhook, FilterError> {
+        let filters = compile_filters(&webhook.event_types, &webhook.repositories, &webhook.tags)?;
+        Ok(CompiledWebhook {
+            format: Format::parse(&webhook.format),
+            webhook,
+            keys: Vec::new(),
+            github_secret: None,
+            filters,
+        })
     }
 
     /// Whether this webhook wants the event: namespace and filters, `ping` never.

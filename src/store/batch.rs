@@ -237,7 +237,9 @@ pub(crate) fn upsert_health_sql(dialect: Dialect) -> String {
     );
     let newer = "excluded.last_attempt_at >= webhook_health.last_attempt_at";
     let latest = |column: &str| {
-        format!("{column} = CASE WHEN {newer} THEN excluded.{column} ELSE webhook_health.{column} END")
+        format!(
+            "{column} = CASE WHEN {newer} THEN excluded.{column} ELSE webhook_health.{column} END"
+        )
     };
     let assignments = [
         latest("last_status_code"),

@@ -277,7 +277,9 @@ pub(crate) fn list_events_sql(q: &EventQuery) -> Sql {
 
 /// `SELECT` of one event.
 pub(crate) fn get_event_sql(id: &str) -> Sql {
-    let mut sql = Sql::new(format!("SELECT {EVENT_COLUMNS} FROM events e WHERE e.id = "));
+    let mut sql = Sql::new(format!(
+        "SELECT {EVENT_COLUMNS} FROM events e WHERE e.id = "
+    ));
     let p = sql.bind(id);
     sql.push(&p);
     sql
@@ -335,9 +337,7 @@ pub(crate) fn list_deliveries_sql(q: &DeliveryQuery) -> Sql {
             .statuses
             .iter()
             .map(|s| match s {
-                StatusFilter::Pending => {
-                    "(d.status = 'pending' AND d.attempts <= d.retry_base)"
-                }
+                StatusFilter::Pending => "(d.status = 'pending' AND d.attempts <= d.retry_base)",
                 StatusFilter::Retrying => "(d.status = 'pending' AND d.attempts > d.retry_base)",
                 StatusFilter::Succeeded => "d.status = 'succeeded'",
                 StatusFilter::Failed => "d.status = 'failed'",
@@ -372,7 +372,9 @@ pub(crate) fn get_delivery_view_sql(id: &str) -> Sql {
 
 /// `SELECT` of a delivery's last attempts, newest first (callers reverse).
 pub(crate) fn recent_attempts_sql(delivery_id: &str, limit: i64) -> Sql {
-    let mut sql = Sql::new(format!("SELECT {ATTEMPT_COLUMNS} FROM attempts a WHERE a.delivery_id = "));
+    let mut sql = Sql::new(format!(
+        "SELECT {ATTEMPT_COLUMNS} FROM attempts a WHERE a.delivery_id = "
+    ));
     let p = sql.bind(delivery_id);
     let l = sql.bind(limit);
     sql.push(&format!(
@@ -456,7 +458,6 @@ pub(crate) struct ReplayPlan {
     pub next: Option<PruneCursor>,
 }
 
-
 /// Decides, row by row, what a replay queues (pure: the tests call it directly).
 pub(crate) fn plan_replay(
     r: &ReplayRequest,
@@ -503,9 +504,8 @@ pub(crate) fn plan_replay(
 
 /// `INSERT` of a replay's idempotency record; affects no row if the request id is known.
 pub(crate) fn replay_claim_sql(r: &ReplayRequest) -> Sql {
-    let mut sql = Sql::new(
-        "INSERT INTO replays (webhook_id, request_id, queued, created_at) VALUES (",
-    );
+    let mut sql =
+        Sql::new("INSERT INTO replays (webhook_id, request_id, queued, created_at) VALUES (");
     let w = sql.bind(r.webhook_id.as_str());
     let id = sql.bind(r.request_id.as_str());
     let now = sql.bind(r.now);
@@ -517,9 +517,8 @@ pub(crate) fn replay_claim_sql(r: &ReplayRequest) -> Sql {
 
 /// `SELECT` of an earlier replay's answer: (queued, resume_received_at, resume_seq).
 pub(crate) fn replay_answer_sql(r: &ReplayRequest) -> Sql {
-    let mut sql = Sql::new(
-        "SELECT queued, resume_received_at, resume_seq FROM replays WHERE webhook_id = ",
-    );
+    let mut sql =
+        Sql::new("SELECT queued, resume_received_at, resume_seq FROM replays WHERE webhook_id = ");
     let w = sql.bind(r.webhook_id.as_str());
     let id = sql.bind(r.request_id.as_str());
     sql.push(&format!("{w} AND request_id = {id}"));

@@ -623,7 +623,11 @@ pub(crate) struct ClaimRow {
 
 impl ClaimRow {
     /// The claimed delivery under `lease_id`, with its event body if found.
-    pub(crate) fn into_claimed(self, lease_id: &str, event_body: Option<String>) -> ClaimedDelivery {
+    pub(crate) fn into_claimed(
+        self,
+        lease_id: &str,
+        event_body: Option<String>,
+    ) -> ClaimedDelivery {
         ClaimedDelivery {
             event_body: event_body.or(self.event_body),
             lease: Lease {

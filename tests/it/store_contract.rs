@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use hookline::event::{Event, EventType};
 use hookline::store::{
-    AttemptRecord, Claim, ClaimedDelivery, Finished, Lease, NewDelivery, NewToken, NextState,
-    Store, StoreError, TokenKind, Webhook, WebhookSecret,
+    AttemptContext, AttemptRecord, CircuitView, Claim, ClaimedDelivery, Finished, Lease,
+    NewDelivery, NewToken, NextState, Store, StoreError, TokenKind, Webhook, WebhookSecret,
 };
 use hookline::{ids::new_id, secret::Secret};
 
@@ -56,6 +56,7 @@ async fn enqueue_n(store: &Store, n: usize, ordering_key: Option<&str>) -> Vec<S
             id: new_id("dlv"),
             event_id: new_id("evt"),
             webhook_id: "wh_1".into(),
+            namespace: "acme".into(),
             ordering_key: ordering_key.map(Into::into),
         })
         .collect();
@@ -85,6 +86,9 @@ fn attempt(delivery_id: &str, number: i64, status: i64) -> AttemptRecord {
         response_body: Some("ok".into()),
         error: None,
         outcome: "test".into(),
+        error_class: None,
+        reason: None,
+        next_attempt_at: None,
     }
 }
 
@@ -93,6 +97,13 @@ fn finished(c: &ClaimedDelivery, status: i64, next: NextState) -> Finished {
         lease: c.lease.clone(),
         attempt: attempt(&c.lease.delivery_id, c.attempts + 1, status),
         next,
+        context: AttemptContext {
+            webhook_id: c.webhook_id.clone(),
+            namespace: c.namespace.clone(),
+            event_id: c.event_id.clone(),
+            ..AttemptContext::default()
+        },
+        circuit: CircuitView::Closed,
     }
 }
 
@@ -231,6 +242,7 @@ store_test!(fan_out_creates_deliveries_once, async |db: &TestDb| {
             id: new_id("dlv"),
             event_id: e.id.clone(),
             webhook_id: "wh_1".into(),
+            namespace: "acme".into(),
             ordering_key: None,
         }]
     };

@@ -4,14 +4,14 @@
 use async_trait::async_trait;
 use sqlx::Postgres;
 
-use super::{PgBackend, notify_on_commit};
 use super::queue::insert_deliveries;
+use super::{PgBackend, notify_on_commit};
 use crate::store::log::{self, PruneRow, ReplayRow};
 use crate::store::sql::{Dialect, Sql};
 use crate::store::{
-    AttemptRecord, AttemptView, DeliveryQuery, DeliveryView, EventQuery, EventRecord,
-    HealthRecord, Log, PruneBatch, PruneCursor, Redelivery, ReplayOutcome, ReplayPlanner,
-    ReplayRequest, StoreError,
+    AttemptRecord, AttemptView, DeliveryQuery, DeliveryView, EventQuery, EventRecord, HealthRecord,
+    Log, PruneBatch, PruneCursor, Redelivery, ReplayOutcome, ReplayPlanner, ReplayRequest,
+    StoreError,
 };
 
 /// The advisory lock key of pruning ("hookline prune").
@@ -128,7 +128,11 @@ impl Log for PgBackend {
         let decided = log::plan_replay(request, &rows, plan);
         let mut queued = 0;
         if !decided.requeue.is_empty() {
-            let requeue = log::requeue_sql(Dialect::Postgres, log::json_list(&decided.requeue)?, request.now);
+            let requeue = log::requeue_sql(
+                Dialect::Postgres,
+                log::json_list(&decided.requeue)?,
+                request.now,
+            );
             queued += sqlx::query_with(&requeue.text, args(&requeue)?)
                 .execute(&mut *tx)
                 .await?

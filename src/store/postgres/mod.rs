@@ -134,7 +134,9 @@ impl PgBackend {
         let seqs: Vec<i64> = seqs.split(',').filter_map(|s| s.parse().ok()).collect();
         match self.attempt_views(&seqs).await {
             Ok(views) => views.into_iter().for_each(|v| tail.publish(v)),
-            Err(error) => tracing::debug!(%error, "could not read other replicas' attempts for the tail"),
+            Err(error) => {
+                tracing::debug!(%error, "could not read other replicas' attempts for the tail")
+            }
         }
     }
 }

@@ -9,9 +9,9 @@ use super::queue::insert_deliveries;
 use crate::store::log::{self, PruneRow, ReplayRow};
 use crate::store::sql::{Dialect, Sql};
 use crate::store::{
-    AttemptRecord, AttemptView, DeliveryQuery, DeliveryView, EventQuery, EventRecord,
-    HealthRecord, Log, PruneBatch, PruneCursor, Redelivery, ReplayOutcome, ReplayPlanner,
-    ReplayRequest, StoreError,
+    AttemptRecord, AttemptView, DeliveryQuery, DeliveryView, EventQuery, EventRecord, HealthRecord,
+    Log, PruneBatch, PruneCursor, Redelivery, ReplayOutcome, ReplayPlanner, ReplayRequest,
+    StoreError,
 };
 
 fn args(sql: &Sql) -> Result<sqlx::sqlite::SqliteArguments<'static>, StoreError> {
@@ -122,7 +122,11 @@ impl Log for SqliteBackend {
         let decided = log::plan_replay(request, &rows, plan);
         let mut queued = 0;
         if !decided.requeue.is_empty() {
-            let requeue = log::requeue_sql(Dialect::Sqlite, log::json_list(&decided.requeue)?, request.now);
+            let requeue = log::requeue_sql(
+                Dialect::Sqlite,
+                log::json_list(&decided.requeue)?,
+                request.now,
+            );
             queued += sqlx::query_with(&requeue.text, args(&requeue)?)
                 .execute(&mut *tx)
                 .await?

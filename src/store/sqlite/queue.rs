@@ -12,10 +12,9 @@ use super::SqliteBackend;
 use crate::store::batch;
 use crate::store::sql::{ATTEMPT_COLUMNS, DELIVERY_COLUMNS, Dialect};
 use crate::store::{
-    AttemptRecord, Claim, ClaimRow, ClaimedDelivery, DeliveryRecord, Finished, Lease, NewDelivery, Queue,
-    QueueStats, StoreError,
+    AttemptRecord, Claim, ClaimRow, ClaimedDelivery, DeliveryRecord, Finished, Lease, NewDelivery,
+    Queue, QueueStats, StoreError,
 };
-
 
 /// Inserts pending deliveries, due at `now`, in one statement inside a write
 /// transaction. Rows keep the slice's order, so `seq` follows event order.

@@ -343,6 +343,7 @@ store_test!(
             id: new_id("dlv"),
             event_id: ping.id.clone(),
             webhook_id: "wh_1".into(),
+            namespace: "acme".into(),
             ordering_key: None,
         };
         store
