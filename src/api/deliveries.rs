@@ -17,6 +17,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use globset::GlobSet;
 use tokio::sync::{broadcast, mpsc};
 use tokio_stream::Stream;
+use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
 use super::auth::Caller;
@@ -54,14 +55,17 @@ pub(crate) struct DeliveryApi {
     limits: ApiConfig,
     /// Live tails being served, bounded by `limits.max_watchers`.
     watchers: Arc<AtomicUsize>,
+    /// Ends every live tail when the server stops (they would hold its shutdown forever).
+    shutdown: CancellationToken,
 }
 
 impl DeliveryApi {
-    pub(crate) fn new(gate: Arc<Gate>, limits: ApiConfig) -> Self {
+    pub(crate) fn new(gate: Arc<Gate>, limits: ApiConfig, shutdown: CancellationToken) -> Self {
         DeliveryApi {
             gate,
             limits,
             watchers: Arc::new(AtomicUsize::new(0)),
+            shutdown,
         }
     }
 }
@@ -526,10 +530,13 @@ impl DeliveryService for DeliveryApi {
         tokio::spawn(pump(
             self.gate.store.tail().subscribe(),
             sender,
-            caller,
-            only,
-            overflowed.clone(),
-            slot,
+            Watcher {
+                caller,
+                only,
+                overflowed: overflowed.clone(),
+                shutdown: self.shutdown.clone(),
+                _slot: slot,
+            },
         ));
         Ok(Response::new(Watch {
             receiver,
@@ -592,17 +599,31 @@ impl Drop for WatchSlot {
 /// Moves the attempts a watcher may see from the tail into its bounded buffer. Ends when
 /// the client goes away, or when the buffer is full (the client reads too slowly): then
 /// `overflowed` tells the stream to end with RESOURCE_EXHAUSTED once drained.
-async fn pump(
-    mut tail: broadcast::Receiver<Arc<AttemptView>>,
-    sender: mpsc::Sender<Result<proto::WatchDeliveriesResponse, Status>>,
+/// What one live tail watches, and how it ends.
+struct Watcher {
     caller: Caller,
     only: Option<String>,
     overflowed: Arc<AtomicBool>,
+    shutdown: CancellationToken,
     _slot: WatchSlot,
+}
+
+async fn pump(
+    mut tail: broadcast::Receiver<Arc<AttemptView>>,
+    sender: mpsc::Sender<Result<proto::WatchDeliveriesResponse, Status>>,
+    watcher: Watcher,
 ) {
+    let Watcher {
+        caller,
+        only,
+        overflowed,
+        shutdown,
+        _slot,
+    } = watcher;
     loop {
         let view = tokio::select! {
             _ = sender.closed() => return,
+            _ = shutdown.cancelled() => return,
             received = tail.recv() => match received {
                 Ok(view) => view,
                 Err(broadcast::error::RecvError::Lagged(_)) => {

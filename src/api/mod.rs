@@ -63,8 +63,9 @@ pub async fn serve(
         guard,
     ))
     .max_decoding_message_size(max_message_bytes);
-    let deliveries = DeliveryServiceServer::new(deliveries::DeliveryApi::new(gate, limits))
-        .max_decoding_message_size(max_message_bytes);
+    let deliveries =
+        DeliveryServiceServer::new(deliveries::DeliveryApi::new(gate, limits, shutdown.clone()))
+            .max_decoding_message_size(max_message_bytes);
     tonic::transport::Server::builder()
         .timeout(CALL_TIMEOUT)
         .add_service(webhooks)

@@ -235,7 +235,11 @@ impl WebhookService for WebhookApi {
         self.store.insert_webhook(&webhook, &stored_secret).await?;
         tracing::info!(webhook_id = %webhook.id, namespace = %webhook.namespace, token_id = %caller.token_id(), "webhook created");
         Ok(Response::new(proto::CreateWebhookResponse {
-            webhook: Some(webhook_to_proto(&webhook)),
+            webhook: self
+                .with_health(std::slice::from_ref(&webhook))
+                .await?
+                .into_iter()
+                .next(),
             secret: secret.expose().to_owned(),
         }))
     }
@@ -389,7 +393,11 @@ impl WebhookService for WebhookApi {
             if self.store.update_webhook(&next, current.updated_at).await? {
                 tracing::info!(webhook_id = %next.id, fields = ?paths, token_id = %caller.token_id(), "webhook updated");
                 return Ok(Response::new(proto::UpdateWebhookResponse {
-                    webhook: Some(webhook_to_proto(&next)),
+                    webhook: self
+                        .with_health(std::slice::from_ref(&next))
+                        .await?
+                        .into_iter()
+                        .next(),
                 }));
             }
         }

@@ -2,6 +2,7 @@
 
 mod api;
 mod cli;
+mod deliveries;
 mod dispatch;
 mod harness;
 mod ingest;

@@ -1,6 +1,7 @@
 //! gRPC clients for the api role: webhooks with a bearer token, health, reflection, and
 //! helpers to read a failed call's status.
 
+use hookline::api::proto::delivery_service_client::DeliveryServiceClient;
 use hookline::api::proto::webhook_service_client::WebhookServiceClient;
 use tonic::metadata::{Ascii, MetadataValue};
 use tonic::service::Interceptor;
@@ -26,6 +27,15 @@ impl Interceptor for Bearer {
 
 /// The webhooks client tests use.
 pub type Client = WebhookServiceClient<InterceptedService<Channel, Bearer>>;
+
+/// The deliveries client tests use.
+pub type Deliveries = DeliveryServiceClient<InterceptedService<Channel, Bearer>>;
+
+/// A deliveries client for `url` with an optional token.
+pub async fn deliveries(url: &str, token: Option<&str>) -> Deliveries {
+    let bearer = Bearer(token.map(|t| format!("Bearer {t}").parse().expect("ascii token")));
+    DeliveryServiceClient::with_interceptor(channel(url).await, bearer)
+}
 
 /// A connected channel to `url`.
 pub async fn channel(url: &str) -> Channel {

@@ -183,6 +183,11 @@ impl TestServer {
         super::api::client(&self.api_url(), token).await
     }
 
+    /// A deliveries client sending `authorization: Bearer <token>`.
+    pub async fn deliveries_client(&self, token: Option<&str>) -> super::api::Deliveries {
+        super::api::deliveries(&self.api_url(), token).await
+    }
+
     /// Cancels the server and waits for every role to stop.
     pub async fn stop(self) {
         self.shutdown.cancel();
