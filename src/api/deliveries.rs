@@ -586,13 +586,17 @@ impl WatchSlot {
                 (n < max).then_some(n + 1)
             })
             .ok()
-            .map(|_| WatchSlot(watchers.clone()))
+            .map(|_| {
+                metrics::gauge!("hookline_tail_watchers").increment(1.0);
+                WatchSlot(watchers.clone())
+            })
     }
 }
 
 impl Drop for WatchSlot {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::AcqRel);
+        metrics::gauge!("hookline_tail_watchers").decrement(1.0);
     }
 }
 
@@ -628,6 +632,7 @@ async fn pump(
                 Ok(view) => view,
                 Err(broadcast::error::RecvError::Lagged(_)) => {
                     overflowed.store(true, Ordering::Release);
+                    metrics::counter!("hookline_tail_cut_off_total").increment(1);
                     return;
                 }
                 Err(broadcast::error::RecvError::Closed) => return,
@@ -643,6 +648,7 @@ async fn pump(
             Ok(()) => {}
             Err(mpsc::error::TrySendError::Full(_)) => {
                 overflowed.store(true, Ordering::Release);
+                metrics::counter!("hookline_tail_cut_off_total").increment(1);
                 tracing::info!(token_id = %caller.token_id(), "live tail ended: the client reads too slowly");
                 return;
             }
