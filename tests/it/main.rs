@@ -2,6 +2,7 @@
 
 mod api;
 mod cli;
+mod cli_deliveries;
 mod dispatch;
 mod harness;
 mod ingest;

@@ -24,6 +24,8 @@ pub struct Reply {
     pub headers: Vec<(String, String)>,
     /// Wait this long before answering.
     pub delay: Duration,
+    /// Response body (what hookline keeps in the attempt log).
+    pub body: String,
 }
 
 impl Reply {
@@ -37,7 +39,13 @@ impl Reply {
             status,
             headers: vec![],
             delay: Duration::ZERO,
+            body: String::new(),
         }
+    }
+    /// Answers with this body.
+    pub fn body(mut self, body: &str) -> Reply {
+        self.body = body.into();
+        self
     }
     /// Adds a header.
     pub fn header(mut self, name: &str, value: &str) -> Reply {
@@ -247,9 +255,12 @@ async fn handle(
         id,
     };
     tokio::time::sleep(reply.delay).await;
-    let mut response = StatusCode::from_u16(reply.status)
-        .unwrap_or(StatusCode::OK)
-        .into_response();
+    let status = StatusCode::from_u16(reply.status).unwrap_or(StatusCode::OK);
+    let mut response = if reply.body.is_empty() {
+        status.into_response()
+    } else {
+        (status, reply.body).into_response()
+    };
     for (name, value) in reply.headers {
         if let (Ok(n), Ok(v)) = (
             axum::http::HeaderName::try_from(name.as_str()),
