@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 use super::Output;
 use super::client::{ClientArgs, DeliveryClient};
 use super::show::{
-    age_text, code_text, duration_text, parse_time, target_text, time_json, time_text,
+    age_text, code_text, duration_text, parse_time, target_text, text_json, time_json, time_text,
 };
 use super::webhooks::parse_event_type;
 use crate::api::proto;
@@ -243,15 +243,6 @@ async fn list(c: &ClientArgs, client: &mut DeliveryClient, a: ListArgs) -> anyho
         eprintln!("more: --page-token {next}");
     }
     Ok(())
-}
-
-/// "" as JSON null, so scripts can test for absence.
-fn text_json(text: &str) -> Value {
-    if text.is_empty() {
-        Value::Null
-    } else {
-        Value::String(text.to_owned())
-    }
 }
 
 /// A delivery as JSON for scripts.

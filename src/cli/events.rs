@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use super::Output;
 use super::client::{ClientArgs, DeliveryClient};
 use super::deliveries::{Filters, delivery_json, print_deliveries};
-use super::show::{age_text, parse_time, target_text, time_text};
+use super::show::{age_text, parse_time, target_text, text_json, time_text};
 use crate::api::proto;
 
 /// `hookline events …`
@@ -179,13 +179,12 @@ fn short_digest(digest: &str) -> String {
 }
 
 fn event_json(e: &proto::Event) -> Value {
-    let optional = |s: &str| (!s.is_empty()).then(|| s.to_owned());
     json!({
         "id": e.id,
         "type": e.type_name,
         "repository": e.repository,
-        "tag": optional(&e.tag),
-        "digest": optional(&e.digest),
+        "tag": text_json(&e.tag),
+        "digest": text_json(&e.digest),
         "source": e.source,
         "received_at": time_text(e.received_at.as_ref()),
     })
@@ -234,8 +233,13 @@ pub async fn replay(args: ReplayArgs) -> anyhow::Result<()> {
             json!({ "queued": queued, "request_ids": request_ids, "repeated": repeated })
         ),
         Output::Table => {
+            let noun = if queued == 1 {
+                "delivery"
+            } else {
+                "deliveries"
+            };
             println!(
-                "queued {queued} deliveries for {} (request id {base})",
+                "queued {queued} {noun} for {} (request id {base})",
                 args.webhook_id
             );
             if repeated {

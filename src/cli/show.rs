@@ -33,6 +33,15 @@ pub(super) fn time_json(t: Option<&prost_types::Timestamp>) -> Value {
     t.map_or(Value::Null, |t| Value::String(time_text(Some(t))))
 }
 
+/// "" as JSON null, so scripts can test for absence.
+pub(super) fn text_json(text: &str) -> Value {
+    if text.is_empty() {
+        Value::Null
+    } else {
+        Value::String(text.to_owned())
+    }
+}
+
 /// `--since`/`--until`: a duration ago (`1h`, `30m`, `2d`) or an RFC 3339 time.
 pub(super) fn parse_time(text: &str) -> Result<prost_types::Timestamp, String> {
     use time::format_description::well_known::Rfc3339;
@@ -267,4 +276,70 @@ fn options_text(w: &proto::Webhook) -> String {
         parts.push("harbor_deletes=true".to_owned());
     }
     parts.join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_are_a_duration_ago_or_rfc3339_and_nothing_else() {
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        let hour_ago = parse_time("1h").expect("1h").seconds;
+        assert!((now - 3600 - hour_ago).abs() <= 2, "{hour_ago} vs {now}");
+        let exact = parse_time("2026-11-25T01:00:00Z").expect("rfc3339");
+        assert_eq!((exact.seconds, exact.nanos), (1_795_568_400, 0));
+        for bad in ["yesterday", "", "2026-11-25", "1 fortnight"] {
+            let error = parse_time(bad).expect_err(bad);
+            assert!(
+                error.contains("`1h`") && error.contains("RFC 3339"),
+                "{error}"
+            );
+        }
+    }
+
+    #[test]
+    fn short_texts_for_people() {
+        assert_eq!(duration_text(12), "12ms");
+        assert_eq!(duration_text(1500), "1.5s");
+        assert_eq!((code_text(0), code_text(503)), ("-".into(), "503".into()));
+        assert_eq!(target_text("acme/app", "1.0"), "acme/app:1.0");
+        assert_eq!(target_text("acme/app", ""), "acme/app");
+        let ago = |secs: i64| {
+            let now = time::OffsetDateTime::now_utc().unix_timestamp();
+            age_text(Some(&prost_types::Timestamp {
+                seconds: now - secs,
+                nanos: 0,
+            }))
+        };
+        assert_eq!(
+            (ago(5), ago(180), ago(7200), ago(3 * 86400)),
+            ("5s".into(), "3m".into(), "2h".into(), "3d".into())
+        );
+        assert_eq!(age_text(None), "-");
+    }
+
+    #[test]
+    fn health_is_one_word_in_listings() {
+        let t = Some(prost_types::Timestamp::default());
+        let ok = proto::WebhookHealth {
+            last_attempt_at: t,
+            circuit: "closed".into(),
+            ..Default::default()
+        };
+        assert_eq!(health_state(Some(&ok)), "ok");
+        let never = proto::WebhookHealth::default();
+        assert_eq!(health_state(Some(&never)), "never");
+        let failing = proto::WebhookHealth {
+            failing_since: t,
+            ..ok.clone()
+        };
+        assert_eq!(health_state(Some(&failing)), "failing");
+        let open = proto::WebhookHealth {
+            circuit: "open".into(),
+            ..failing
+        };
+        assert_eq!(health_state(Some(&open)), "circuit open");
+        assert_eq!(health_json(&never)["last_status_code"], Value::Null);
+    }
 }
