@@ -297,7 +297,7 @@ pub(super) fn print_deliveries(deliveries: &[proto::Delivery]) {
             "{:<40}  {:<35}  {:<40}  {:<9}  {:>4}  {:>8}  {:>8}  {}",
             d.id,
             d.webhook_id,
-            format!("{} {}", d.event_type, target_text(&d.repository, &d.tag)),
+            event_text(d),
             status_name(d.status),
             code_text(d.last_status_code),
             if d.last_attempt_at.is_some() {
@@ -308,6 +308,15 @@ pub(super) fn print_deliveries(deliveries: &[proto::Delivery]) {
             d.attempts,
             age_text(d.created_at.as_ref()),
         );
+    }
+}
+
+/// `image.pushed acme/app:1.0`, or a note when the event was pruned (retention).
+fn event_text(d: &proto::Delivery) -> String {
+    if d.event_type.is_empty() {
+        "event no longer stored".to_owned()
+    } else {
+        format!("{} {}", d.event_type, target_text(&d.repository, &d.tag))
     }
 }
 
@@ -323,15 +332,7 @@ fn print_delivery(d: &proto::Delivery, attempts: &[proto::Attempt], output: Outp
     let rows = [
         ("id", d.id.clone()),
         ("webhook", d.webhook_id.clone()),
-        (
-            "event",
-            format!(
-                "{} ({} {})",
-                d.event_id,
-                d.event_type,
-                target_text(&d.repository, &d.tag)
-            ),
-        ),
+        ("event", format!("{} ({})", d.event_id, event_text(d))),
         ("status", status_name(d.status).to_owned()),
         ("attempts", d.attempts.to_string()),
         ("next attempt", time_text(d.next_attempt_at.as_ref())),
