@@ -14,12 +14,13 @@ use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Request, Status};
 
+use crate::api::proto::delivery_service_client::DeliveryServiceClient;
 use crate::api::proto::webhook_service_client::WebhookServiceClient;
 use crate::secret::Secret;
 
 /// How long to wait for the TCP/HTTP2 connection.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-/// How long one call may take.
+/// How long one call may take (not the live tail, which runs until stopped).
 const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Where the API is and who we are. Accepted before or after the subcommand.
@@ -38,9 +39,13 @@ pub struct ClientArgs {
     pub token: Option<Secret>,
 }
 
-/// Adds `authorization: Bearer <token>` to every call.
+/// Adds `authorization: Bearer <token>` to every call, and the call timeout.
 #[derive(Clone)]
-pub struct Bearer(MetadataValue<Ascii>);
+pub struct Bearer {
+    value: MetadataValue<Ascii>,
+    /// `None` for the live tail: a deadline would end a stream meant to run until Ctrl-C.
+    timeout: Option<Duration>,
+}
 
 impl std::fmt::Debug for Bearer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -52,14 +57,18 @@ impl Interceptor for Bearer {
     fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
         request
             .metadata_mut()
-            .insert("authorization", self.0.clone());
-        request.set_timeout(CALL_TIMEOUT);
+            .insert("authorization", self.value.clone());
+        if let Some(timeout) = self.timeout {
+            request.set_timeout(timeout);
+        }
         Ok(request)
     }
 }
 
 /// A connected webhooks client.
 pub type Client = WebhookServiceClient<InterceptedService<Channel, Bearer>>;
+/// A connected deliveries client (events, deliveries, replay, the live tail).
+pub type DeliveryClient = DeliveryServiceClient<InterceptedService<Channel, Bearer>>;
 
 /// The server URL with a scheme (`127.0.0.1:50051` means `http://127.0.0.1:50051`).
 fn server_url(server: &str) -> String {
@@ -73,6 +82,24 @@ fn server_url(server: &str) -> String {
 impl ClientArgs {
     /// Connects to the server, or explains why not.
     pub async fn connect(&self) -> anyhow::Result<Client> {
+        let (channel, bearer) = self.channel(Some(CALL_TIMEOUT)).await?;
+        Ok(WebhookServiceClient::with_interceptor(channel, bearer))
+    }
+
+    /// Connects a deliveries client (events, deliveries, replay).
+    pub async fn deliveries(&self) -> anyhow::Result<DeliveryClient> {
+        let (channel, bearer) = self.channel(Some(CALL_TIMEOUT)).await?;
+        Ok(DeliveryServiceClient::with_interceptor(channel, bearer))
+    }
+
+    /// Connects a deliveries client for the live tail: no call deadline.
+    pub async fn tail(&self) -> anyhow::Result<DeliveryClient> {
+        let (channel, bearer) = self.channel(None).await?;
+        Ok(DeliveryServiceClient::with_interceptor(channel, bearer))
+    }
+
+    /// The connection and the credentials every call carries.
+    async fn channel(&self, timeout: Option<Duration>) -> anyhow::Result<(Channel, Bearer)> {
         let Some(token) = &self.token else {
             bail!(
                 "no API token: pass --token or set HOOKLINE_TOKEN (an operator creates one with \
@@ -97,10 +124,7 @@ impl ClientArgs {
                 root_cause(&error)
             )
         })?;
-        Ok(WebhookServiceClient::with_interceptor(
-            channel,
-            Bearer(value),
-        ))
+        Ok((channel, Bearer { value, timeout }))
     }
 
     /// A failed call as an error that says what to do. `what` names the object (`webhook wh_…`).
@@ -111,9 +135,17 @@ impl ClientArgs {
                 "the token was refused ({message}): create one with `hookline tokens create --namespace NS` \
                  and pass it with --token or HOOKLINE_TOKEN"
             ),
-            Code::NotFound => anyhow!(
-                "{what} not found among the webhooks your token sees: check the id with `hookline webhooks list`"
-            ),
+            Code::NotFound => {
+                // `what` starts with the kind of object ("delivery dlv_…"): point at its listing.
+                let list = match what.split(' ').next().unwrap_or_default() {
+                    "delivery" => "deliveries",
+                    "event" => "events",
+                    _ => "webhooks",
+                };
+                anyhow!(
+                    "{what} not found among the {list} your token sees: check the id with `hookline {list} list`"
+                )
+            }
             Code::InvalidArgument => anyhow!("the server refused the request: {message}"),
             Code::FailedPrecondition | Code::Aborted => anyhow!("{message}"),
             Code::Unavailable => anyhow!(
@@ -125,6 +157,8 @@ impl ClientArgs {
                 server_url(&self.server),
                 CALL_TIMEOUT.as_secs()
             ),
+            // The live tail's "read too slowly" and the server's watcher limit say what to do.
+            Code::ResourceExhausted => anyhow!("{message}"),
             code => anyhow!("the call failed ({code:?}): {message}"),
         }
     }

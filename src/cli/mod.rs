@@ -1,12 +1,16 @@
 //! The `hookline` command line: argument definitions and what each command does.
 //!
 //! `serve` and `migrate` run the server side; `tokens` works directly on the database
-//! (the operator's bootstrap: no server needed); `webhooks` is a gRPC client of the api
-//! role (`client.rs` connects and explains failures); `listen` is a local receiver that
-//! verifies deliveries (`listen.rs`). Errors here are `anyhow` with
-//! context, printed by `main` as one clear line.
+//! (the operator's bootstrap: no server needed); `webhooks`, `deliveries` (with the live
+//! `tail`), `events` and `replay` are gRPC clients of the api role (`client.rs` connects
+//! and explains failures, `show.rs` holds the shared texts); `listen` is a local receiver
+//! that verifies deliveries (`listen.rs`). Errors here are `anyhow` with context, printed
+//! by `main` as one clear line. Long-running commands (`listen`, `deliveries tail`) get
+//! the shutdown token so Ctrl-C ends them cleanly.
 
 mod client;
+mod deliveries;
+mod events;
 mod listen;
 mod show;
 mod tokens;
@@ -40,6 +44,12 @@ enum Command {
     Tokens(tokens::TokensCommand),
     /// Manage webhooks through the gRPC API (--server, --token).
     Webhooks(webhooks::WebhooksArgs),
+    /// The delivery log: list, show with attempts, redeliver, and a live tail of attempts.
+    Deliveries(deliveries::DeliveriesArgs),
+    /// Events received from registries: list, and show one with its deliveries.
+    Events(events::EventsArgs),
+    /// Queue a webhook's events since a time again (recovery after the receiver's outage).
+    Replay(events::ReplayArgs),
     /// Receive deliveries locally: verify signatures, print events, optionally run a command per event.
     Listen(listen::ListenArgs),
 }
@@ -87,6 +97,9 @@ pub async fn run(cli: Cli, shutdown: CancellationToken) -> anyhow::Result<()> {
             result
         }
         Command::Webhooks(args) => webhooks::run(args).await,
+        Command::Deliveries(args) => deliveries::run(args, shutdown).await,
+        Command::Events(args) => events::run(args).await,
+        Command::Replay(args) => events::replay(args).await,
         Command::Listen(args) => listen::run(args, shutdown).await,
     }
 }

@@ -1,5 +1,6 @@
-//! How the CLI shows a webhook: an aligned `key  value` block for people, a JSON object
-//! with names (not enum numbers) for scripts. A `Webhook` message has no secret to show.
+//! How the CLI shows things: a webhook as an aligned `key  value` block for people and a
+//! JSON object with names (not enum numbers) for scripts, and the small time, duration
+//! and age texts every client command shares. A `Webhook` message has no secret to show.
 
 use serde_json::{Value, json};
 
@@ -19,8 +20,85 @@ fn format_name(value: i32) -> &'static str {
 }
 
 pub(super) fn time_text(t: Option<&prost_types::Timestamp>) -> String {
-    t.map(|t| crate::dispatch::payload::rfc3339(t.seconds * 1000 + i64::from(t.nanos / 1_000_000)))
+    t.map(|t| crate::dispatch::payload::rfc3339(unix_ms(t)))
         .unwrap_or_default()
+}
+
+fn unix_ms(t: &prost_types::Timestamp) -> i64 {
+    t.seconds * 1000 + i64::from(t.nanos / 1_000_000)
+}
+
+/// A time as JSON: RFC 3339, or `null` when unset (so scripts can test for it).
+pub(super) fn time_json(t: Option<&prost_types::Timestamp>) -> Value {
+    t.map_or(Value::Null, |t| Value::String(time_text(Some(t))))
+}
+
+/// "" as JSON null, so scripts can test for absence.
+pub(super) fn text_json(text: &str) -> Value {
+    if text.is_empty() {
+        Value::Null
+    } else {
+        Value::String(text.to_owned())
+    }
+}
+
+/// `--since`/`--until`: a duration ago (`1h`, `30m`, `2d`) or an RFC 3339 time.
+pub(super) fn parse_time(text: &str) -> Result<prost_types::Timestamp, String> {
+    use time::format_description::well_known::Rfc3339;
+    let at = match humantime::parse_duration(text) {
+        Ok(ago) => time::OffsetDateTime::now_utc() - ago,
+        Err(_) => time::OffsetDateTime::parse(text, &Rfc3339).map_err(|_| {
+            "expected a duration ago like `1h`, `30m`, `2d`, or an RFC 3339 time like \
+             `2026-11-25T01:00:00Z`"
+                .to_owned()
+        })?,
+    };
+    Ok(prost_types::Timestamp {
+        seconds: at.unix_timestamp(),
+        nanos: at.nanosecond() as i32,
+    })
+}
+
+/// How long ago, for people: `12s`, `3m`, `2h`, `4d` ("-" when unset).
+pub(super) fn age_text(t: Option<&prost_types::Timestamp>) -> String {
+    let Some(t) = t else {
+        return "-".to_owned();
+    };
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let secs = (now - t.seconds).max(0);
+    match secs {
+        0..60 => format!("{secs}s"),
+        60..3600 => format!("{}m", secs / 60),
+        3600..86400 => format!("{}h", secs / 3600),
+        _ => format!("{}d", secs / 86400),
+    }
+}
+
+/// Milliseconds for people: `12ms`, `1.5s`.
+pub(super) fn duration_text(ms: i64) -> String {
+    if ms < 1000 {
+        format!("{ms}ms")
+    } else {
+        format!("{:.1}s", ms as f64 / 1000.0)
+    }
+}
+
+/// An HTTP status code for people ("-" when there was no response).
+pub(super) fn code_text(code: i32) -> String {
+    if code == 0 {
+        "-".to_owned()
+    } else {
+        code.to_string()
+    }
+}
+
+/// `repository:tag`, or the repository alone for untagged events.
+pub(super) fn target_text(repository: &str, tag: &str) -> String {
+    if tag.is_empty() {
+        repository.to_owned()
+    } else {
+        format!("{repository}:{tag}")
+    }
 }
 
 /// A webhook as JSON for scripts: names, not enum numbers. Never has a secret to show.
@@ -51,7 +129,77 @@ pub(super) fn webhook_json(w: &proto::Webhook) -> Value {
         "disabled_reason": (!w.disabled_reason.is_empty()).then_some(&w.disabled_reason),
         "created_at": time_text(w.created_at.as_ref()),
         "updated_at": time_text(w.updated_at.as_ref()),
+        "health": w.health.as_ref().map(health_json),
     })
+}
+
+fn health_json(h: &proto::WebhookHealth) -> Value {
+    json!({
+        "state": health_state(Some(h)),
+        "last_success_at": time_json(h.last_success_at.as_ref()),
+        "failing_since": time_json(h.failing_since.as_ref()),
+        "last_attempt_at": time_json(h.last_attempt_at.as_ref()),
+        "last_status_code": (h.last_status_code != 0).then_some(h.last_status_code),
+        "last_error": h.last_error,
+        "last_outcome": h.last_outcome,
+        "pending": h.pending,
+        "failed": h.failed,
+        "circuit": h.circuit,
+        "circuit_open_until": time_json(h.circuit_open_until.as_ref()),
+    })
+}
+
+/// One word for a webhook's health: `ok`, `failing`, `never` (attempted), `circuit open`.
+pub(super) fn health_state(h: Option<&proto::WebhookHealth>) -> &'static str {
+    match h {
+        None => "-",
+        Some(h) if h.circuit == "open" => "circuit open",
+        Some(h) if h.failing_since.is_some() => "failing",
+        Some(h) if h.last_attempt_at.is_none() => "never",
+        Some(_) => "ok",
+    }
+}
+
+/// The health lines of `webhooks get`: what someone debugging a silent receiver asks first.
+fn health_rows(h: &proto::WebhookHealth) -> Vec<(&'static str, String)> {
+    let health = if h.failing_since.is_some() {
+        format!("failing since {}", time_text(h.failing_since.as_ref()))
+    } else if h.last_attempt_at.is_none() {
+        "never attempted".to_owned()
+    } else {
+        "ok".to_owned()
+    };
+    let last_attempt = if h.last_attempt_at.is_none() {
+        "-".to_owned()
+    } else {
+        let result = if h.last_error.is_empty() {
+            code_text(h.last_status_code)
+        } else {
+            h.last_error.clone()
+        };
+        format!(
+            "{} ({}): {result}",
+            time_text(h.last_attempt_at.as_ref()),
+            h.last_outcome
+        )
+    };
+    let circuit = match &h.circuit_open_until {
+        Some(until) if h.circuit == "open" => format!("open until {}", time_text(Some(until))),
+        _ => h.circuit.clone(),
+    };
+    vec![
+        ("health", health),
+        (
+            "last success",
+            h.last_success_at
+                .as_ref()
+                .map_or_else(|| "never".to_owned(), |t| time_text(Some(t))),
+        ),
+        ("last attempt", last_attempt),
+        ("pending", h.pending.to_string()),
+        ("failed", h.failed.to_string()),
+        ("circuit", circuit),
+    ]
 }
 
 pub(super) fn print_webhook(w: &proto::Webhook, output: Output) {
@@ -69,7 +217,7 @@ pub(super) fn print_webhook(w: &proto::Webhook, output: Output) {
     let events = event_names(&w.event_types);
     let mut headers: Vec<String> = w.headers.iter().map(|(k, v)| format!("{k}: {v}")).collect();
     headers.sort();
-    let rows = [
+    let mut rows = vec![
         ("id", w.id.clone()),
         ("namespace", w.namespace.clone().unwrap_or_default()),
         ("name", w.name.clone()),
@@ -108,6 +256,7 @@ pub(super) fn print_webhook(w: &proto::Webhook, output: Output) {
         ("created", time_text(w.created_at.as_ref())),
         ("updated", time_text(w.updated_at.as_ref())),
     ];
+    rows.extend(w.health.as_ref().map(health_rows).unwrap_or_default());
     for (key, value) in rows {
         if (key == "disabled reason" || key == "format options") && value.is_empty() {
             continue;
@@ -127,4 +276,70 @@ fn options_text(w: &proto::Webhook) -> String {
         parts.push("harbor_deletes=true".to_owned());
     }
     parts.join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_are_a_duration_ago_or_rfc3339_and_nothing_else() {
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        let hour_ago = parse_time("1h").expect("1h").seconds;
+        assert!((now - 3600 - hour_ago).abs() <= 2, "{hour_ago} vs {now}");
+        let exact = parse_time("2026-11-25T01:00:00Z").expect("rfc3339");
+        assert_eq!((exact.seconds, exact.nanos), (1_795_568_400, 0));
+        for bad in ["yesterday", "", "2026-11-25", "1 fortnight"] {
+            let error = parse_time(bad).expect_err(bad);
+            assert!(
+                error.contains("`1h`") && error.contains("RFC 3339"),
+                "{error}"
+            );
+        }
+    }
+
+    #[test]
+    fn short_texts_for_people() {
+        assert_eq!(duration_text(12), "12ms");
+        assert_eq!(duration_text(1500), "1.5s");
+        assert_eq!((code_text(0), code_text(503)), ("-".into(), "503".into()));
+        assert_eq!(target_text("acme/app", "1.0"), "acme/app:1.0");
+        assert_eq!(target_text("acme/app", ""), "acme/app");
+        let ago = |secs: i64| {
+            let now = time::OffsetDateTime::now_utc().unix_timestamp();
+            age_text(Some(&prost_types::Timestamp {
+                seconds: now - secs,
+                nanos: 0,
+            }))
+        };
+        assert_eq!(
+            (ago(5), ago(180), ago(7200), ago(3 * 86400)),
+            ("5s".into(), "3m".into(), "2h".into(), "3d".into())
+        );
+        assert_eq!(age_text(None), "-");
+    }
+
+    #[test]
+    fn health_is_one_word_in_listings() {
+        let t = Some(prost_types::Timestamp::default());
+        let ok = proto::WebhookHealth {
+            last_attempt_at: t,
+            circuit: "closed".into(),
+            ..Default::default()
+        };
+        assert_eq!(health_state(Some(&ok)), "ok");
+        let never = proto::WebhookHealth::default();
+        assert_eq!(health_state(Some(&never)), "never");
+        let failing = proto::WebhookHealth {
+            failing_since: t,
+            ..ok.clone()
+        };
+        assert_eq!(health_state(Some(&failing)), "failing");
+        let open = proto::WebhookHealth {
+            circuit: "open".into(),
+            ..failing
+        };
+        assert_eq!(health_state(Some(&open)), "circuit open");
+        assert_eq!(health_json(&never)["last_status_code"], Value::Null);
+    }
 }

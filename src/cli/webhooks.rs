@@ -12,7 +12,7 @@ use serde_json::json;
 
 use super::Output;
 use super::client::{Client, ClientArgs};
-use super::show::{event_names, print_webhook, time_text, webhook_json};
+use super::show::{event_names, health_state, print_webhook, time_text, webhook_json};
 use crate::api::convert::{FORMATS, event_type_to_proto, format_to_proto};
 use crate::api::proto;
 use crate::config::HumanDuration;
@@ -214,7 +214,7 @@ struct UpdateArgs {
     output: Output,
 }
 
-fn parse_event_type(name: &str) -> Result<i32, String> {
+pub(super) fn parse_event_type(name: &str) -> Result<i32, String> {
     EventType::parse(name)
         .map(|kind| event_type_to_proto(kind) as i32)
         .ok_or_else(|| {
@@ -398,13 +398,14 @@ async fn list(c: &ClientArgs, client: &mut Client, a: ListArgs) -> anyhow::Resul
         ),
         Output::Table => {
             println!(
-                "{:<35}  {:<16}  {:<24}  {:<8}  {:<24}  URL",
-                "ID", "NAMESPACE", "NAME", "ENABLED", "EVENTS"
+                "{:<35}  {:<16}  {:<24}  {:<8}  {:<12}  {:>7}  {:>6}  {:<24}  URL",
+                "ID", "NAMESPACE", "NAME", "ENABLED", "HEALTH", "PENDING", "FAILED", "EVENTS"
             );
             for w in &webhooks {
                 let events = event_names(&w.event_types);
+                let count = |n: Option<i64>| n.map_or_else(|| "-".to_owned(), |n| n.to_string());
                 println!(
-                    "{:<35}  {:<16}  {:<24}  {:<8}  {:<24}  {}",
+                    "{:<35}  {:<16}  {:<24}  {:<8}  {:<12}  {:>7}  {:>6}  {:<24}  {}",
                     w.id,
                     w.namespace.as_deref().unwrap_or_default(),
                     w.name,
@@ -413,6 +414,9 @@ async fn list(c: &ClientArgs, client: &mut Client, a: ListArgs) -> anyhow::Resul
                     } else {
                         "no"
                     },
+                    health_state(w.health.as_ref()),
+                    count(w.health.as_ref().map(|h| h.pending)),
+                    count(w.health.as_ref().map(|h| h.failed)),
                     if events.is_empty() {
                         "(default)".to_owned()
                     } else {

@@ -13,7 +13,7 @@ use crate::harness::receiver::Receiver;
 use crate::store_test;
 
 /// Runs `hookline args…` with the server and token in the environment.
-fn hookline(server: &str, token: Option<&str>, args: &[&str]) -> Output {
+pub(crate) fn hookline(server: &str, token: Option<&str>, args: &[&str]) -> Output {
     let mut command = Command::new(env!("CARGO_BIN_EXE_hookline"));
     command
         .args(args)
@@ -32,7 +32,7 @@ fn text(bytes: &[u8]) -> String {
 
 /// Runs a command that must succeed; returns its stdout.
 #[track_caller]
-fn ok(output: Output, stderrs: &mut Vec<String>) -> String {
+pub(crate) fn ok(output: Output, stderrs: &mut Vec<String>) -> String {
     let (stdout, stderr) = (text(&output.stdout), text(&output.stderr));
     assert!(output.status.success(), "failed: {stderr}\n{stdout}");
     stderrs.push(stderr);
@@ -41,7 +41,7 @@ fn ok(output: Output, stderrs: &mut Vec<String>) -> String {
 
 /// Runs a command that must fail; returns its stderr.
 #[track_caller]
-fn fails(output: Output, stderrs: &mut Vec<String>) -> String {
+pub(crate) fn fails(output: Output, stderrs: &mut Vec<String>) -> String {
     let stderr = text(&output.stderr);
     assert!(
         !output.status.success(),
@@ -52,11 +52,11 @@ fn fails(output: Output, stderrs: &mut Vec<String>) -> String {
     stderr
 }
 
-fn json(stdout: &str) -> Value {
+pub(crate) fn json(stdout: &str) -> Value {
     serde_json::from_str(stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {stdout}"))
 }
 
-async fn wait_listening(addr: SocketAddr, server: &Hookline) {
+pub(crate) async fn wait_listening(addr: SocketAddr, server: &Hookline) {
     let deadline = Instant::now() + Duration::from_secs(20);
     while tokio::net::TcpStream::connect(addr).await.is_err() {
         assert!(

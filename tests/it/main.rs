@@ -2,6 +2,7 @@
 
 mod api;
 mod cli;
+mod cli_deliveries;
 mod deliveries;
 mod dispatch;
 mod harness;

@@ -24,7 +24,7 @@ pub struct Reply {
     pub headers: Vec<(String, String)>,
     /// Wait this long before answering.
     pub delay: Duration,
-    /// Response body.
+    /// Response body (what hookline keeps in the attempt log).
     pub body: String,
 }
 
@@ -256,7 +256,11 @@ async fn handle(
     };
     tokio::time::sleep(reply.delay).await;
     let status = StatusCode::from_u16(reply.status).unwrap_or(StatusCode::OK);
-    let mut response = (status, reply.body).into_response();
+    let mut response = if reply.body.is_empty() {
+        status.into_response()
+    } else {
+        (status, reply.body).into_response()
+    };
     for (name, value) in reply.headers {
         if let (Ok(n), Ok(v)) = (
             axum::http::HeaderName::try_from(name.as_str()),
