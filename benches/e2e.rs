@@ -1,4 +1,4 @@
-//! hookline end-to-end benchmark: `cargo bench --bench e2e [-- --quick] [-- --backend sqlite|postgres]`.
+//! hookline end-to-end benchmark: `cargo bench --bench e2e [-- --quick] [-- --backend sqlite|postgres] [-- --log-only]`.
 //!
 //! Starts the release `hookline` binary against SQLite, then PostgreSQL, with a fast
 //! receiver on 127.0.0.1, and drives bounded load through the real notify endpoint.
@@ -21,6 +21,9 @@ const TOKEN: &str = "bench-registry-token";
 const SECRET: &str = "whsec_dGVzdHNlY3JldHRlc3RzZWNyZXR0ZXN0c2VjcmV0";
 /// Hard cap on any single wait, so the whole run stays bounded.
 const WAIT_CAP: Duration = Duration::from_secs(120);
+
+#[path = "e2e/log.rs"]
+mod log;
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
 
@@ -58,6 +61,8 @@ fn main() -> Result<(), Error> {
     } else {
         FULL
     };
+    // Only the delivery-log scenarios (8)–(10).
+    let log_only = args.iter().any(|a| a == "--log-only");
     let backends: Vec<&str> = match args.iter().position(|a| a == "--backend") {
         Some(i) => vec![args.get(i + 1).map(String::as_str).unwrap_or("sqlite")],
         None => vec!["sqlite", "postgres"],
@@ -70,7 +75,7 @@ fn main() -> Result<(), Error> {
         println!("machine: {} cores, {}", cores(), mem_total());
         let mut report = Vec::new();
         for backend in backends {
-            report.push(run_backend(backend, scale).await?);
+            report.push(run_backend(backend, scale, log_only).await?);
         }
         println!("\n{}", report.join("\n"));
         Ok(())
@@ -399,11 +404,15 @@ fn ms(d: Duration) -> String {
     format!("{:.1} ms", d.as_secs_f64() * 1000.0)
 }
 
-async fn run_backend(backend: &str, scale: Scale) -> Result<String, Error> {
+async fn run_backend(backend: &str, scale: Scale, log_only: bool) -> Result<String, Error> {
     let dir = tempfile::tempdir()?;
     let mut rows: Vec<(String, String)> = Vec::new();
     let (sink_addr, sink) = start_sink().await?;
     let sink_url = format!("http://{sink_addr}/hook");
+    if log_only {
+        rows.extend(log::scenarios(backend, scale, dir.path(), &sink_url, &sink).await?);
+        return Ok(table(backend, rows));
+    }
     eprintln!("[{backend}] raw receiver rate (wrk)");
     // The same body size as hookline's payload for these events.
     let payload_len = hookline::dispatch::payload::render(
@@ -629,11 +638,17 @@ async fn run_backend(backend: &str, scale: Scale) -> Result<String, Error> {
         ));
     }
 
+    rows.extend(log::scenarios(backend, scale, dir.path(), &sink_url, &sink).await?);
+    Ok(table(backend, rows))
+}
+
+/// The Markdown table of one backend's rows.
+fn table(backend: &str, rows: Vec<(String, String)>) -> String {
     let mut table = format!("## {backend}\n\n| measure | result |\n|---|---|\n");
     for (k, v) in rows {
         table.push_str(&format!("| {k} | {v} |\n"));
     }
-    Ok(table)
+    table
 }
 
 /// Puts `n` due deliveries (over 10 webhooks, one event) straight into the queue.

@@ -566,7 +566,7 @@ impl DeliveryApi {
 /// FAILED_PRECONDITION for sending through a disabled webhook.
 fn disabled(webhook: &crate::store::Webhook) -> Status {
     Status::failed_precondition(format!(
-        "the webhook is disabled{}; enable it first (`hookline webhooks update {} --enabled true`)",
+        "the webhook is disabled{}; enable it first (`hookline webhooks update {} --enable`)",
         webhook
             .disabled_reason
             .as_deref()

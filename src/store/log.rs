@@ -39,7 +39,8 @@ pub trait Log: Send + Sync {
     async fn webhook_health(&self, ids: &[String]) -> Result<Vec<HealthRecord>, StoreError>;
     /// Deletes one batch of events received before `cutoff` (after `cursor`, in receive
     /// order) with their finished deliveries and attempts. An event with a pending
-    /// delivery is kept, and so is that delivery. Also drops replay records older than `cutoff`.
+    /// delivery is kept, and so is that delivery. Also drops replay records older than
+    /// `cutoff` and the health of deleted webhooks.
     async fn prune(
         &self,
         cutoff: i64,
@@ -619,12 +620,16 @@ pub(crate) fn prune_delete_sql(dialect: Dialect, ids_json: &str) -> [Sql; 3] {
     ]
 }
 
-/// `DELETE` of replay records older than `cutoff`.
-pub(crate) fn prune_replays_sql(cutoff: i64) -> Sql {
-    let mut sql = Sql::new("DELETE FROM replays WHERE created_at < ");
-    let p = sql.bind(cutoff);
-    sql.push(&p);
-    sql
+/// The `DELETE`s of bookkeeping rows: replay records older than `cutoff`, and the health
+/// of webhooks deleted while an attempt of theirs was being recorded.
+pub(crate) fn prune_bookkeeping_sql(cutoff: i64) -> [Sql; 2] {
+    let mut replays = Sql::new("DELETE FROM replays WHERE created_at < ");
+    let p = replays.bind(cutoff);
+    replays.push(&p);
+    let health = Sql::new(
+        "DELETE FROM webhook_health WHERE NOT EXISTS          (SELECT 1 FROM webhooks w WHERE w.id = webhook_health.webhook_id)",
+    );
+    [replays, health]
 }
 
 /// The ids of a prune batch that can go (no pending delivery), as a JSON array, and

@@ -649,5 +649,7 @@ store_test!(
     }
 );
 
+/// The delivery log: listings, redelivery, replay, health, pruning.
+mod log;
 /// Webhook management (the API's storage): listing, updates, deletes, rotation, pings.
 mod webhooks;

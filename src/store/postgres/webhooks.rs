@@ -188,6 +188,11 @@ impl Webhooks for PgBackend {
             .bind(id)
             .execute(&mut *tx)
             .await?;
+        // Its health goes with it; its deliveries and attempts stay in the log until retention.
+        sqlx::query("DELETE FROM webhook_health WHERE webhook_id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
         let done = sqlx::query("DELETE FROM webhooks WHERE id = $1")
             .bind(id)
             .execute(&mut *tx)

@@ -187,10 +187,11 @@ impl Log for SqliteBackend {
             .execute(&mut *tx)
             .await?
             .rows_affected();
-        let replays = log::prune_replays_sql(cutoff);
-        sqlx::query_with(&replays.text, args(&replays)?)
-            .execute(&mut *tx)
-            .await?;
+        for bookkeeping in log::prune_bookkeeping_sql(cutoff) {
+            sqlx::query_with(&bookkeeping.text, args(&bookkeeping)?)
+                .execute(&mut *tx)
+                .await?;
+        }
         tx.commit().await?;
         Ok(batch)
     }
