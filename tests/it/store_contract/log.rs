@@ -40,7 +40,10 @@ async fn seed(
         }]
     };
     let revision = store.webhooks_revision().await.expect("revision");
-    let report = store.fan_out(1000, T0, revision, &plan).await.expect("fan out");
+    let report = store
+        .fan_out(1000, T0, revision, &plan)
+        .await
+        .expect("fan out");
     assert!(!report.stale);
     let mut deliveries = Vec::new();
     for e in &events {
