@@ -109,22 +109,24 @@ fn decode_token(
     decoded
 }
 
-/// Event type filters as stored names.
+/// Event type filters as stored names, each once; only the first unknown value is
+/// reported (a request repeating one thousands of times costs no more than naming it once).
 fn event_types(field: &str, values: &[i32], v: &mut Violations) -> Vec<String> {
-    values
-        .iter()
-        .enumerate()
-        .filter_map(|(i, value)| match event_type_from_proto(*value) {
-            Some(kind) => Some(kind.as_str().to_owned()),
+    let mut names: Vec<String> = Vec::new();
+    for (i, value) in values.iter().enumerate() {
+        match event_type_from_proto(*value) {
+            Some(kind) if names.iter().any(|n| n == kind.as_str()) => {}
+            Some(kind) => names.push(kind.as_str().to_owned()),
             None => {
                 v.add(
                     format!("{field}[{i}]"),
                     format!("unknown event type {value}"),
                 );
-                None
+                break;
             }
-        })
-        .collect()
+        }
+    }
+    names
 }
 
 /// A repository glob filter: the compiled glob and its literal prefix.
@@ -310,9 +312,15 @@ impl DeliveryService for DeliveryApi {
                 Ok(S::Retrying) => statuses.push(StatusFilter::Retrying),
                 Ok(S::Succeeded) => statuses.push(StatusFilter::Succeeded),
                 Ok(S::Failed) => statuses.push(StatusFilter::Failed),
-                _ => v.add(format!("statuses[{i}]"), format!("unknown status {value}")),
+                _ => {
+                    v.add(format!("statuses[{i}]"), format!("unknown status {value}"));
+                    break;
+                }
             }
         }
+        // Each once, whatever the request repeats.
+        statuses.sort();
+        statuses.dedup();
         v.check()?;
         let webhook_id = if r.webhook_id.is_empty() {
             None

@@ -36,7 +36,7 @@ pub struct DeliveriesArgs {
 
 #[derive(Debug, Subcommand)]
 enum DeliveriesCommand {
-    /// List deliveries, newest first: every page, or one page with --page-size.
+    /// List deliveries, newest first: the last 50 (--limit N), every one (--all), or one page (--page-size).
     List(ListArgs),
     /// Show one delivery, its attempts and the last response.
     Get {
@@ -115,6 +115,12 @@ pub(super) struct Filters {
     /// Before this time: a duration ago (`10m`) or an RFC 3339 time.
     #[arg(long, value_name = "WHEN", value_parser = parse_time)]
     pub until: Option<Timestamp>,
+    /// Show at most this many, newest first (the log may hold millions); see --all.
+    #[arg(long, default_value_t = 50, conflicts_with = "all")]
+    pub limit: usize,
+    /// Follow every page to the end of the log.
+    #[arg(long)]
+    pub all: bool,
     /// Fetch one page of this size (1–500) and print the next page's token.
     #[arg(long)]
     pub page_size: Option<i32>,
@@ -123,16 +129,32 @@ pub(super) struct Filters {
     pub page_token: Option<String>,
 }
 
+/// The largest page a list asks for when it follows pages.
+const LARGEST_PAGE: usize = 500;
+
 impl Filters {
     /// Whether to fetch one page only (the caller asked for paging).
     pub fn one_page(&self) -> bool {
         self.page_size.is_some() || self.page_token.is_some()
     }
 
-    /// The page size to ask for: the largest when following every page.
-    pub fn page_size(&self) -> i32 {
-        self.page_size
-            .unwrap_or(if self.one_page() { 0 } else { 500 })
+    /// The page size to ask for, having `have` rows already: the caller's page, or what
+    /// is left of `--limit`, or the largest page with `--all`.
+    pub fn page_size(&self, have: usize) -> i32 {
+        if self.one_page() {
+            return self.page_size.unwrap_or(0);
+        }
+        let left = if self.all {
+            LARGEST_PAGE
+        } else {
+            self.limit.saturating_sub(have).clamp(1, LARGEST_PAGE)
+        };
+        i32::try_from(left).unwrap_or(1)
+    }
+
+    /// Whether to stop after a page, having `have` rows and `next` as the next page token.
+    pub fn done(&self, have: usize, next: &str) -> bool {
+        next.is_empty() || self.one_page() || (!self.all && have >= self.limit)
     }
 }
 
@@ -206,7 +228,7 @@ pub async fn run(args: DeliveriesArgs, shutdown: CancellationToken) -> anyhow::R
 async fn list(c: &ClientArgs, client: &mut DeliveryClient, a: ListArgs) -> anyhow::Result<()> {
     let f = &a.filters;
     let mut request = proto::ListDeliveriesRequest {
-        page_size: f.page_size(),
+        page_size: f.page_size(0),
         page_token: f.page_token.clone().unwrap_or_default(),
         webhook_id: a.webhook.clone().unwrap_or_default(),
         statuses: a.statuses.iter().map(|s| s.to_proto() as i32).collect(),
@@ -227,10 +249,11 @@ async fn list(c: &ClientArgs, client: &mut DeliveryClient, a: ListArgs) -> anyho
             .map_err(|s| c.explain(s, &what))?
             .into_inner();
         deliveries.extend(page.deliveries);
-        if f.one_page() || page.next_page_token.is_empty() {
+        if f.done(deliveries.len(), &page.next_page_token) {
             break page.next_page_token;
         }
         request.page_token = page.next_page_token;
+        request.page_size = f.page_size(deliveries.len());
     };
     match a.output {
         Output::Json => println!(

@@ -27,7 +27,7 @@ pub struct EventsArgs {
 
 #[derive(Debug, Subcommand)]
 enum EventsCommand {
-    /// List received events, newest first: every page, or one page with --page-size.
+    /// List received events, newest first: the last 50 (--limit N), every one (--all), or one page (--page-size).
     List {
         #[command(flatten)]
         filters: Filters,
@@ -121,7 +121,7 @@ async fn list(
     output: Output,
 ) -> anyhow::Result<()> {
     let mut request = proto::ListEventsRequest {
-        page_size: f.page_size(),
+        page_size: f.page_size(0),
         page_token: f.page_token.clone().unwrap_or_default(),
         event_types: f.event_types.clone(),
         repository: f.repository.clone().unwrap_or_default(),
@@ -136,10 +136,11 @@ async fn list(
             .map_err(|s| c.explain(s, "page"))?
             .into_inner();
         events.extend(page.events);
-        if f.one_page() || page.next_page_token.is_empty() {
+        if f.done(events.len(), &page.next_page_token) {
             break page.next_page_token;
         }
         request.page_token = page.next_page_token;
+        request.page_size = f.page_size(events.len());
     };
     match output {
         Output::Json => println!("{}", Value::Array(events.iter().map(event_json).collect())),

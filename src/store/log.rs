@@ -94,7 +94,7 @@ pub struct EventQuery {
 }
 
 /// A delivery status as people filter by it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum StatusFilter {
     /// Not yet attempted (or redelivered and not yet attempted again).
     Pending,

@@ -2,8 +2,10 @@
 //! database stops growing.
 //!
 //! A pass walks old events in receive order, one small batch per transaction, and pauses
-//! between batches for twice as long as the batch took: pruning uses at most a third of
-//! the database's writer, so ingest and dispatch never wait long behind it. An event with
+//! between batches for three times as long as the batch took: pruning uses at most a
+//! quarter of the database's writer, so ingest and dispatch never wait long behind it
+//! (BENCHMARKS.md measures the cost), while a pass still deletes far faster than any
+//! registry pushes. An event with
 //! a pending (or retrying) delivery is kept, with that delivery, until it finishes. On
 //! SQLite the freed pages are reused by new rows (the file stops growing; `VACUUM` while
 //! stopped shrinks it); on PostgreSQL autovacuum makes the space reusable.
@@ -14,8 +16,11 @@ use tokio_util::sync::CancellationToken;
 
 use super::{PruneCursor, Store, now_ms};
 
-/// Events per prune transaction.
-pub const BATCH: i64 = 500;
+/// Events per prune transaction (with their deliveries and attempts): a few milliseconds
+/// of the writer.
+pub const BATCH: i64 = 250;
+/// The pause after a batch, as a multiple of the time the batch took.
+const PAUSE_FACTOR: u32 = 3;
 
 /// How often a pass starts: a tenth of the retention, between 1 s and a minute.
 pub fn interval(retention: Duration) -> Duration {
@@ -67,7 +72,7 @@ pub async fn pass(
             return Ok(deleted);
         }
         cursor = batch.cursor;
-        let pause = (started.elapsed() * 2).max(Duration::from_millis(5));
+        let pause = (started.elapsed() * PAUSE_FACTOR).max(Duration::from_millis(5));
         tokio::select! {
             _ = shutdown.cancelled() => return Ok(deleted),
             _ = tokio::time::sleep(pause) => {}

@@ -414,6 +414,19 @@ store_test!(
         );
         assert!(health["last_success_at"].is_string(), "{health}");
 
+        // Two events now: --limit shows the newest and says how to go on; --all shows both.
+        let limited = run(&["events", "list", "--limit", "1", "--output", "json"]);
+        let more = String::from_utf8_lossy(&limited.stderr).into_owned();
+        let newest = json(&ok(limited, &mut stderrs));
+        assert_eq!(newest.as_array().map(Vec::len), Some(1), "{newest}");
+        assert_eq!(newest[0]["tag"], "2.0");
+        assert!(more.contains("--page-token"), "{more}");
+        let all = json(&ok(
+            run(&["events", "list", "--all", "--output", "json"]),
+            &mut stderrs,
+        ));
+        assert_eq!(all.as_array().map(Vec::len), Some(2), "{all}");
+
         // Errors say what to do.
         let bad = fails(
             run(&["replay", &webhook, "--since", "yesterday"]),

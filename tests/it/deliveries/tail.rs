@@ -4,15 +4,15 @@
 use std::time::Duration;
 
 use hookline::api::proto::{DeliveryStatus, WatchDeliveriesRequest, WatchDeliveriesResponse};
-use hookline::config::Role;
 use hookline::store::{AttemptContext, AttemptRecord, AttemptView, TokenKind};
 use tonic::{Code, Streaming};
 
 use crate::api::{create, hook};
 use crate::harness::db::{Backend, TestDb};
 use crate::harness::envelopes::push;
+use crate::harness::process::{Hookline, free_addr};
 use crate::harness::receiver::{Receiver, Reply};
-use crate::harness::server::{TestServer, with_api};
+use crate::harness::server::{REGISTRY_TOKEN, TestServer, with_api};
 use crate::store_test;
 
 /// The next message of a tail, within `within`.
@@ -170,29 +170,81 @@ store_test!(
     }
 );
 
-/// PostgreSQL: a tail on one replica sees attempts another replica made.
+/// PostgreSQL, two `hookline serve` processes: a tail on the api process sees the attempts
+/// the dispatcher process made (announced by NOTIFY, read back by seq).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tail_on_one_replica_sees_attempts_made_by_another() {
     let db = TestDb::new(Backend::Postgres).await;
-    let api_replica = TestServer::start(&db, |c| c.roles = vec![Role::Ingest, Role::Api]).await;
-    let dispatcher =
-        TestServer::start(&db, |c| c.roles = vec![Role::Ingest, Role::Dispatcher]).await;
     let receiver = Receiver::start().await;
-    let (_, token) = api_replica.token(TokenKind::Namespace, "acme").await;
-    let mut webhooks = api_replica.api_client(Some(&token)).await;
+    receiver.script([Reply::status(502)]);
+    let (ingest, api) = (free_addr(), free_addr());
+    let (ingest_text, api_text) = (ingest.to_string(), api.to_string());
+    let front = Hookline::spawn(&[
+        "serve",
+        "--roles",
+        "api,ingest",
+        "--db",
+        &db.url,
+        "--ingest-addr",
+        &ingest_text,
+        "--api-addr",
+        &api_text,
+        "--registry-token",
+        REGISTRY_TOKEN,
+    ]);
+    let back = Hookline::spawn(&[
+        "serve",
+        "--roles",
+        "dispatcher",
+        "--db",
+        &db.url,
+        "--retry-schedule",
+        "100ms",
+    ]);
+    front.wait_healthy(ingest).await;
+    let store = db.store().await;
+    let token = hookline::secret::generate_token();
+    store
+        .insert_token(&hookline::store::NewToken {
+            id: hookline::ids::new_id("tok"),
+            kind: TokenKind::Namespace,
+            subject: "acme".into(),
+            hash: hookline::secret::hash_token(token.expose()),
+            created_at: hookline::store::now_ms(),
+        })
+        .await
+        .expect("token");
+    let url = format!("http://{api}");
+    let mut webhooks = crate::harness::api::client(&url, Some(token.expose())).await;
     let (webhook, _) = create(&mut webhooks, hook("r", &receiver.url())).await;
-    let mut api = api_replica.deliveries_client(Some(&token)).await;
+    let mut api = crate::harness::api::deliveries(&url, Some(token.expose())).await;
     let mut tail = api
         .watch_deliveries(WatchDeliveriesRequest::default())
         .await
         .expect("watch")
         .into_inner();
-    api_replica.notify_ok(&push("acme/app", "1")).await;
-    let seen = next(&mut tail, Duration::from_secs(10)).await;
-    assert_eq!(seen.webhook_id, webhook.id);
-    assert_eq!(seen.delivery_status, DeliveryStatus::Succeeded as i32);
-    assert_eq!(receiver.received().len(), 1);
-    dispatcher.stop().await;
-    api_replica.stop().await;
+    let pushed = reqwest::Client::new()
+        .post(format!("http://{ingest}/v1/notify"))
+        .bearer_auth(REGISTRY_TOKEN)
+        .header("content-type", "application/json")
+        .body(push("acme/app", "1"))
+        .send()
+        .await
+        .expect("notify");
+    assert_eq!(pushed.status().as_u16(), 200);
+    let failed = next(&mut tail, Duration::from_secs(10)).await;
+    assert_eq!(failed.webhook_id, webhook.id);
+    assert_eq!(failed.delivery_status, DeliveryStatus::Retrying as i32);
+    assert_eq!(failed.attempt.expect("attempt").status_code, 502);
+    let done = next(&mut tail, Duration::from_secs(10)).await;
+    assert_eq!(done.delivery_id, failed.delivery_id);
+    assert_eq!(done.delivery_status, DeliveryStatus::Succeeded as i32);
+    assert!(
+        back.log().contains("dispatcher started") && !front.log().contains("dispatcher started"),
+        "the attempts were made by the other process"
+    );
+    drop(tail);
+    drop((front, back));
+    store.close().await;
     db.finish().await;
 }
