@@ -49,6 +49,10 @@ pub trait Log: Send + Sync {
     ) -> Result<PruneBatch, StoreError>;
     /// Attempts by their seq with their context: the live tail of other replicas' attempts.
     async fn attempt_views(&self, seqs: &[i64]) -> Result<Vec<AttemptView>, StoreError>;
+    /// Brings the query planner's statistics up to date where the database would not:
+    /// PostgreSQL without autovacuum (its pruning plans turn into full scans without
+    /// them), SQLite's recommended `PRAGMA optimize`. Cheap when nothing is needed.
+    async fn refresh_statistics(&self) -> Result<(), StoreError>;
 }
 
 /// An event as stored.

@@ -27,14 +27,25 @@ pub fn interval(retention: Duration) -> Duration {
     (retention / 10).clamp(Duration::from_secs(1), Duration::from_secs(60))
 }
 
+/// How often the planner's statistics are refreshed before a pass.
+const STATISTICS_EVERY: Duration = Duration::from_secs(3600);
+
 /// Prunes until `shutdown` fires.
 pub async fn run(store: Store, retention: Duration, shutdown: CancellationToken) {
     let every = interval(retention);
     tracing::info!(retention = %humantime::format_duration(retention), "retention started");
+    let mut statistics_at: Option<Instant> = None;
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = tokio::time::sleep(every) => {}
+        }
+        // Good plans for the deletes need statistics (see `Log::refresh_statistics`).
+        if statistics_at.is_none_or(|at| at.elapsed() >= STATISTICS_EVERY) {
+            match store.refresh_statistics().await {
+                Ok(()) => statistics_at = Some(Instant::now()),
+                Err(error) => tracing::warn!(%error, "could not refresh planner statistics"),
+            }
         }
         let cutoff = now_ms() - i64::try_from(retention.as_millis()).unwrap_or(i64::MAX / 2);
         if let Err(error) = pass(&store, cutoff, &shutdown).await {

@@ -216,6 +216,24 @@ impl Log for PgBackend {
         Ok(batch)
     }
 
+    async fn refresh_statistics(&self) -> Result<(), StoreError> {
+        // Autovacuum analyzes these tables as they change; where it is off, their
+        // statistics are missing and the planner scans whole tables to prune 250 rows.
+        let fresh: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM pg_stat_user_tables \
+             WHERE relname IN ('events', 'deliveries', 'attempts') \
+               AND GREATEST(last_analyze, last_autoanalyze) > now() - interval '1 hour'",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        if fresh < 3 {
+            sqlx::query("ANALYZE events, deliveries, attempts")
+                .execute(&self.pool)
+                .await?;
+        }
+        Ok(())
+    }
+
     async fn attempt_views(&self, seqs: &[i64]) -> Result<Vec<AttemptView>, StoreError> {
         if seqs.is_empty() {
             return Ok(Vec::new());

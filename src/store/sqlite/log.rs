@@ -196,6 +196,11 @@ impl Log for SqliteBackend {
         Ok(batch)
     }
 
+    async fn refresh_statistics(&self) -> Result<(), StoreError> {
+        sqlx::query("PRAGMA optimize").execute(&self.writer).await?;
+        Ok(())
+    }
+
     async fn attempt_views(&self, _seqs: &[i64]) -> Result<Vec<AttemptView>, StoreError> {
         // One process owns a SQLite file's dispatching: its recorder publishes directly.
         Ok(Vec::new())
