@@ -436,8 +436,10 @@ impl DeliveryService for DeliveryApi {
             }
         };
         let until = r.until.as_ref().map(unix_ms).unwrap_or(now);
-        if r.since.is_some() && until <= since {
-            v.add("until", "must be later than `since`");
+        match (&r.since, &r.until) {
+            (Some(_), None) if since >= now => v.add("since", "must be in the past"),
+            (Some(_), Some(_)) if until <= since => v.add("until", "must be later than `since`"),
+            _ => {}
         }
         let after =
             decode_token("page_token", &r.page_token, 'r', 2, &mut v).map(|p| PruneCursor {

@@ -176,6 +176,16 @@ store_test!(bad_input_names_the_field, async |db: &TestDb| {
     );
     assert_eq!(fields(status), ["since", "request_id"]);
     let status = expect_code(
+        api.replay_webhook(ReplayWebhookRequest {
+            webhook_id: "wh_x".into(),
+            since: since(hookline::store::now_ms() + 3_600_000),
+            ..Default::default()
+        })
+        .await,
+        Code::InvalidArgument,
+    );
+    assert_eq!(fields(status), ["since"], "a window starting in the future");
+    let status = expect_code(
         api.get_delivery(GetDeliveryRequest::default()).await,
         Code::InvalidArgument,
     );
