@@ -1,10 +1,12 @@
 //! The delivery log: what owners read (events, deliveries, attempts, health) and how they
-//! recover (redelivery, replay), plus retention. The statements are built here once, in
-//! the SQL both dialects share (`sql.rs`); each backend's `log.rs` binds and runs them.
+//! recover (redelivery, replay), plus retention. Written once for both databases: the
+//! statements in the SQL both dialects share, run through `sql.rs`'s [`Reads`] and [`Tx`];
+//! each backend's `log.rs` only hands out those handles ([`LogStore`]) and implements the
+//! two operations that differ by database (the tail across replicas, planner statistics).
 
 use async_trait::async_trait;
 
-use super::sql::{ATTEMPT_COLUMNS, DELIVERY_COLUMNS, Dialect, EVENT_COLUMNS, Sql};
+use super::sql::{ATTEMPT_COLUMNS, DELIVERY_COLUMNS, Dialect, EVENT_COLUMNS, Reads, Sql, Tx};
 use super::{AttemptRecord, AttemptView, DeliveryRecord, NewDelivery, StoreError};
 use crate::event::Event;
 
@@ -53,6 +55,168 @@ pub trait Log: Send + Sync {
     /// PostgreSQL without autovacuum (its pruning plans turn into full scans without
     /// them), SQLite's recommended `PRAGMA optimize`. Cheap when nothing is needed.
     async fn refresh_statistics(&self) -> Result<(), StoreError>;
+}
+
+/// What a backend provides for the delivery log: handles to run the shared statements,
+/// and the two operations that differ by database. [`Log`] is implemented once on top.
+#[async_trait]
+pub(crate) trait LogStore: Send + Sync {
+    /// Reads that never wait for the writer.
+    fn reads(&self) -> Reads<'_>;
+    /// A write transaction.
+    async fn write(&self) -> Result<Tx, StoreError>;
+    /// See [`Log::attempt_views`].
+    async fn attempts_by_seq(&self, seqs: &[i64]) -> Result<Vec<AttemptView>, StoreError>;
+    /// See [`Log::refresh_statistics`].
+    async fn analyze(&self) -> Result<(), StoreError>;
+}
+
+#[async_trait]
+impl<B: LogStore> Log for B {
+    async fn list_events(&self, query: &EventQuery) -> Result<Vec<EventRecord>, StoreError> {
+        self.reads().fetch_all(&list_events_sql(query)).await
+    }
+
+    async fn get_event(&self, id: &str) -> Result<Option<EventRecord>, StoreError> {
+        self.reads().fetch_optional(&get_event_sql(id)).await
+    }
+
+    async fn list_deliveries(
+        &self,
+        query: &DeliveryQuery,
+    ) -> Result<Vec<DeliveryView>, StoreError> {
+        self.reads().fetch_all(&list_deliveries_sql(query)).await
+    }
+
+    async fn get_delivery_view(&self, id: &str) -> Result<Option<DeliveryView>, StoreError> {
+        self.reads()
+            .fetch_optional(&get_delivery_view_sql(id))
+            .await
+    }
+
+    async fn recent_attempts(
+        &self,
+        delivery_id: &str,
+        limit: i64,
+    ) -> Result<Vec<AttemptRecord>, StoreError> {
+        let mut attempts: Vec<AttemptRecord> = self
+            .reads()
+            .fetch_all(&recent_attempts_sql(delivery_id, limit))
+            .await?;
+        attempts.reverse();
+        Ok(attempts)
+    }
+
+    async fn redeliver(&self, id: &str, now: i64) -> Result<Redelivery, StoreError> {
+        let mut tx = self.write().await?;
+        let found: Option<(String, Option<String>, Option<i64>)> =
+            tx.fetch_optional(&redelivery_state_sql(id)).await?;
+        let Some((status, _, _)) = found else {
+            return Ok(Redelivery::NotFound);
+        };
+        let requeue = requeue_sql(tx.dialect(), json_list(&[id])?, now);
+        let changed = tx.execute(&requeue).await?;
+        if changed > 0 {
+            tx.announce_work().await?;
+        }
+        tx.commit().await?;
+        Ok(match (changed, status.as_str()) {
+            (0, _) => Redelivery::InFlight,
+            (_, "pending") => Redelivery::Expedited,
+            _ => Redelivery::Queued,
+        })
+    }
+
+    async fn replay(
+        &self,
+        request: &ReplayRequest,
+        plan: &ReplayPlanner,
+    ) -> Result<ReplayOutcome, StoreError> {
+        let mut tx = self.write().await?;
+        // The request id first: a repeated one finds its record and queues nothing.
+        if tx.execute(&replay_claim_sql(request)).await? == 0 {
+            let answer: Option<(i64, Option<i64>, Option<i64>)> =
+                tx.fetch_optional(&replay_answer_sql(request)).await?;
+            let (queued, at, seq) = answer.unwrap_or_default();
+            return Ok(ReplayOutcome {
+                queued,
+                next: cursor(at, seq),
+                repeated: true,
+            });
+        }
+        let rows: Vec<ReplayRow> = tx.fetch_all(&replay_scan_sql(request)).await?;
+        let decided = plan_replay(request, &rows, plan);
+        let mut queued = 0;
+        if !decided.requeue.is_empty() {
+            let requeue = requeue_sql(tx.dialect(), json_list(&decided.requeue)?, request.now);
+            queued += tx.execute(&requeue).await? as i64;
+        }
+        tx.insert_deliveries(&decided.create, request.now).await?;
+        queued += decided.create.len() as i64;
+        tx.execute(&replay_record_sql(request, queued, decided.next))
+            .await?;
+        if queued > 0 {
+            tx.announce_work().await?;
+        }
+        tx.commit().await?;
+        Ok(ReplayOutcome {
+            queued,
+            next: decided.next,
+            repeated: false,
+        })
+    }
+
+    async fn webhook_health(&self, ids: &[String]) -> Result<Vec<HealthRecord>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let reads = self.reads();
+        reads
+            .fetch_all(&webhook_health_sql(reads.dialect(), json_list(ids)?))
+            .await
+    }
+
+    async fn prune(
+        &self,
+        cutoff: i64,
+        cursor: PruneCursor,
+        limit: i64,
+    ) -> Result<PruneBatch, StoreError> {
+        let mut tx = self.write().await?;
+        if !tx.take_prune_turn().await? {
+            // Another replica prunes; this one skips the round.
+            return Ok(PruneBatch {
+                cursor,
+                ..PruneBatch::default()
+            });
+        }
+        let rows: Vec<PruneRow> = tx.fetch_all(&prune_scan_sql(cutoff, cursor, limit)).await?;
+        let (ids, next) = prunable(&rows, cursor);
+        let [attempts, deliveries, events] = prune_delete_sql(tx.dialect(), &ids);
+        let batch = PruneBatch {
+            scanned: rows.len(),
+            cursor: next,
+            attempts: tx.execute(&attempts).await?,
+            deliveries: tx.execute(&deliveries).await?,
+            events: tx.execute(&events).await?,
+        };
+        for bookkeeping in prune_bookkeeping_sql(cutoff) {
+            tx.execute(&bookkeeping).await?;
+        }
+        tx.commit().await?;
+        Ok(batch)
+    }
+
+    async fn attempt_views(&self, seqs: &[i64]) -> Result<Vec<AttemptView>, StoreError> {
+        if seqs.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.attempts_by_seq(seqs).await
+    }
+
+    async fn refresh_statistics(&self) -> Result<(), StoreError> {
+        self.analyze().await
+    }
 }
 
 /// An event as stored.

@@ -1,15 +1,20 @@
-//! SQL text both backends share.
+//! SQL text both backends share, and the handles that run it on either database.
 //!
 //! Most statements are the same in SQLite and PostgreSQL once placeholders are written
 //! `$1`, `$2`… (sqlx binds SQLite's `$N` by number too). What differs is small and named
 //! here, in [`Dialect`]: how a JSON array parameter becomes rows. A statement written once
-//! in this file is executed by both backends, which only bind and run it; the two
-//! backends' own files keep what is genuinely dialect-specific (claims with `SKIP LOCKED`,
-//! `LISTEN/NOTIFY`, upserts of batches).
+//! is run by [`Reads`] (a read pool) or [`Tx`] (a write transaction), which hold either
+//! database, so code built on them (the delivery log, `log.rs`) is written once too. The
+//! two backends' own files keep what is genuinely dialect-specific (claims with
+//! `SKIP LOCKED`, `LISTEN/NOTIFY`, batch inserts).
 
-use sqlx::{Arguments, Database, Encode, Type};
+use sqlx::postgres::PgRow;
+use sqlx::sqlite::SqliteRow;
+use sqlx::{
+    Arguments, Database, Encode, FromRow, PgPool, Postgres, Sqlite, SqlitePool, Transaction, Type,
+};
 
-use super::StoreError;
+use super::{NewDelivery, StoreError};
 
 /// The columns of `deliveries` a [`DeliveryRecord`](super::DeliveryRecord) reads, prefixed `d.`.
 pub(crate) const DELIVERY_COLUMNS: &str = "d.seq, d.id, d.event_id, d.webhook_id, d.status, d.attempts, \
@@ -158,6 +163,170 @@ impl Sql {
             added.map_err(|e| StoreError::Database(sqlx::Error::Encode(e)))?;
         }
         Ok(args)
+    }
+}
+
+/// A row type both databases decode.
+pub(crate) trait Row:
+    Send + Unpin + for<'r> FromRow<'r, SqliteRow> + for<'r> FromRow<'r, PgRow>
+{
+}
+impl<T> Row for T where T: Send + Unpin + for<'r> FromRow<'r, SqliteRow> + for<'r> FromRow<'r, PgRow>
+{}
+
+/// Reads on either database (SQLite: the reader pool, never waiting for the writer).
+#[derive(Clone, Copy)]
+pub(crate) enum Reads<'a> {
+    Sqlite(&'a SqlitePool),
+    Postgres(&'a PgPool),
+}
+
+impl Reads<'_> {
+    pub(crate) fn dialect(self) -> Dialect {
+        match self {
+            Reads::Sqlite(_) => Dialect::Sqlite,
+            Reads::Postgres(_) => Dialect::Postgres,
+        }
+    }
+
+    /// Every row of `sql`.
+    pub(crate) async fn fetch_all<T: Row>(self, sql: &Sql) -> Result<Vec<T>, StoreError> {
+        Ok(match self {
+            Reads::Sqlite(pool) => {
+                sqlx::query_as_with(&sql.text, sql.arguments::<Sqlite>()?)
+                    .fetch_all(pool)
+                    .await?
+            }
+            Reads::Postgres(pool) => {
+                sqlx::query_as_with(&sql.text, sql.arguments::<Postgres>()?)
+                    .fetch_all(pool)
+                    .await?
+            }
+        })
+    }
+
+    /// The row of `sql`, if any.
+    pub(crate) async fn fetch_optional<T: Row>(self, sql: &Sql) -> Result<Option<T>, StoreError> {
+        Ok(match self {
+            Reads::Sqlite(pool) => {
+                sqlx::query_as_with(&sql.text, sql.arguments::<Sqlite>()?)
+                    .fetch_optional(pool)
+                    .await?
+            }
+            Reads::Postgres(pool) => {
+                sqlx::query_as_with(&sql.text, sql.arguments::<Postgres>()?)
+                    .fetch_optional(pool)
+                    .await?
+            }
+        })
+    }
+}
+
+/// A write transaction on either database (SQLite: `BEGIN IMMEDIATE` on the one writer).
+/// Dropped without [`Tx::commit`], it rolls back.
+pub(crate) enum Tx {
+    Sqlite(Transaction<'static, Sqlite>),
+    Postgres(Transaction<'static, Postgres>),
+}
+
+impl Tx {
+    pub(crate) fn dialect(&self) -> Dialect {
+        match self {
+            Tx::Sqlite(_) => Dialect::Sqlite,
+            Tx::Postgres(_) => Dialect::Postgres,
+        }
+    }
+
+    /// Runs `sql`; returns the rows it changed.
+    pub(crate) async fn execute(&mut self, sql: &Sql) -> Result<u64, StoreError> {
+        Ok(match self {
+            Tx::Sqlite(tx) => sqlx::query_with(&sql.text, sql.arguments::<Sqlite>()?)
+                .execute(&mut **tx)
+                .await?
+                .rows_affected(),
+            Tx::Postgres(tx) => sqlx::query_with(&sql.text, sql.arguments::<Postgres>()?)
+                .execute(&mut **tx)
+                .await?
+                .rows_affected(),
+        })
+    }
+
+    /// Every row of `sql`.
+    pub(crate) async fn fetch_all<T: Row>(&mut self, sql: &Sql) -> Result<Vec<T>, StoreError> {
+        Ok(match self {
+            Tx::Sqlite(tx) => {
+                sqlx::query_as_with(&sql.text, sql.arguments::<Sqlite>()?)
+                    .fetch_all(&mut **tx)
+                    .await?
+            }
+            Tx::Postgres(tx) => {
+                sqlx::query_as_with(&sql.text, sql.arguments::<Postgres>()?)
+                    .fetch_all(&mut **tx)
+                    .await?
+            }
+        })
+    }
+
+    /// The row of `sql`, if any.
+    pub(crate) async fn fetch_optional<T: Row>(
+        &mut self,
+        sql: &Sql,
+    ) -> Result<Option<T>, StoreError> {
+        Ok(match self {
+            Tx::Sqlite(tx) => {
+                sqlx::query_as_with(&sql.text, sql.arguments::<Sqlite>()?)
+                    .fetch_optional(&mut **tx)
+                    .await?
+            }
+            Tx::Postgres(tx) => {
+                sqlx::query_as_with(&sql.text, sql.arguments::<Postgres>()?)
+                    .fetch_optional(&mut **tx)
+                    .await?
+            }
+        })
+    }
+
+    /// Queues deliveries, due at `now` (each backend's set-based insert).
+    pub(crate) async fn insert_deliveries(
+        &mut self,
+        deliveries: &[NewDelivery],
+        now: i64,
+    ) -> Result<(), StoreError> {
+        match self {
+            Tx::Sqlite(tx) => super::sqlite::insert_deliveries(tx, deliveries, now).await,
+            Tx::Postgres(tx) => super::postgres::insert_deliveries(tx, deliveries, now).await,
+        }
+    }
+
+    /// Tells every replica, once this commits, that work is due (PostgreSQL `NOTIFY`;
+    /// SQLite has one process, whose store wakes its dispatcher itself).
+    pub(crate) async fn announce_work(&mut self) -> Result<(), StoreError> {
+        match self {
+            Tx::Sqlite(_) => Ok(()),
+            Tx::Postgres(tx) => super::postgres::notify_on_commit(tx).await,
+        }
+    }
+
+    /// Whether this process may prune now: on PostgreSQL one replica at a time, by an
+    /// advisory lock held until this transaction ends; SQLite's writer is already exclusive.
+    pub(crate) async fn take_prune_turn(&mut self) -> Result<bool, StoreError> {
+        /// The advisory lock key of pruning ("hookprun").
+        const PRUNE_LOCK: i64 = 0x686f_6f6b_7072_756e;
+        match self {
+            Tx::Sqlite(_) => Ok(true),
+            Tx::Postgres(tx) => Ok(sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1)")
+                .bind(PRUNE_LOCK)
+                .fetch_one(&mut **tx)
+                .await?),
+        }
+    }
+
+    pub(crate) async fn commit(self) -> Result<(), StoreError> {
+        match self {
+            Tx::Sqlite(tx) => tx.commit().await?,
+            Tx::Postgres(tx) => tx.commit().await?,
+        }
+        Ok(())
     }
 }
 

@@ -9,6 +9,8 @@ mod events;
 mod log;
 mod queue;
 mod tokens;
+
+pub(in crate::store) use queue::insert_deliveries;
 mod webhooks;
 
 use std::str::FromStr;
@@ -54,7 +56,9 @@ impl PgBackend {
 }
 
 /// Announces new due work to every replica once `tx` commits.
-async fn notify_on_commit(tx: &mut Transaction<'static, Postgres>) -> Result<(), StoreError> {
+pub(in crate::store) async fn notify_on_commit(
+    tx: &mut Transaction<'static, Postgres>,
+) -> Result<(), StoreError> {
     sqlx::query("SELECT pg_notify($1, '')")
         .bind(WAKE_CHANNEL)
         .execute(&mut **tx)

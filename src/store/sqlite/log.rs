@@ -1,208 +1,31 @@
-//! The delivery log on SQLite: the shared statements of `store/log.rs`, bound and run.
-//! Writes take the one writer connection with `BEGIN IMMEDIATE`; reads use the reader pool.
+//! The delivery log on SQLite: the handles the shared log (`store/log.rs`) runs on. Writes
+//! take the one writer connection with `BEGIN IMMEDIATE`; reads use the reader pool.
 
 use async_trait::async_trait;
-use sqlx::Sqlite;
 
 use super::SqliteBackend;
-use super::queue::insert_deliveries;
-use crate::store::log::{self, PruneRow, ReplayRow};
-use crate::store::sql::{Dialect, Sql};
-use crate::store::{
-    AttemptRecord, AttemptView, DeliveryQuery, DeliveryView, EventQuery, EventRecord, HealthRecord,
-    Log, PruneBatch, PruneCursor, Redelivery, ReplayOutcome, ReplayPlanner, ReplayRequest,
-    StoreError,
-};
-
-fn args(sql: &Sql) -> Result<sqlx::sqlite::SqliteArguments<'static>, StoreError> {
-    sql.arguments::<Sqlite>()
-}
+use crate::store::log::LogStore;
+use crate::store::sql::{Reads, Tx};
+use crate::store::{AttemptView, StoreError};
 
 #[async_trait]
-impl Log for SqliteBackend {
-    async fn list_events(&self, query: &EventQuery) -> Result<Vec<EventRecord>, StoreError> {
-        let sql = log::list_events_sql(query);
-        Ok(sqlx::query_as_with(&sql.text, args(&sql)?)
-            .fetch_all(&self.reader)
-            .await?)
+impl LogStore for SqliteBackend {
+    fn reads(&self) -> Reads<'_> {
+        Reads::Sqlite(&self.reader)
     }
 
-    async fn get_event(&self, id: &str) -> Result<Option<EventRecord>, StoreError> {
-        let sql = log::get_event_sql(id);
-        Ok(sqlx::query_as_with(&sql.text, args(&sql)?)
-            .fetch_optional(&self.reader)
-            .await?)
+    async fn write(&self) -> Result<Tx, StoreError> {
+        Ok(Tx::Sqlite(SqliteBackend::write(self).await?))
     }
 
-    async fn list_deliveries(
-        &self,
-        query: &DeliveryQuery,
-    ) -> Result<Vec<DeliveryView>, StoreError> {
-        let sql = log::list_deliveries_sql(query);
-        Ok(sqlx::query_as_with(&sql.text, args(&sql)?)
-            .fetch_all(&self.reader)
-            .await?)
-    }
-
-    async fn get_delivery_view(&self, id: &str) -> Result<Option<DeliveryView>, StoreError> {
-        let sql = log::get_delivery_view_sql(id);
-        Ok(sqlx::query_as_with(&sql.text, args(&sql)?)
-            .fetch_optional(&self.reader)
-            .await?)
-    }
-
-    async fn recent_attempts(
-        &self,
-        delivery_id: &str,
-        limit: i64,
-    ) -> Result<Vec<AttemptRecord>, StoreError> {
-        let sql = log::recent_attempts_sql(delivery_id, limit);
-        let mut attempts: Vec<AttemptRecord> = sqlx::query_as_with(&sql.text, args(&sql)?)
-            .fetch_all(&self.reader)
-            .await?;
-        attempts.reverse();
-        Ok(attempts)
-    }
-
-    async fn redeliver(&self, id: &str, now: i64) -> Result<Redelivery, StoreError> {
-        let mut tx = self.write().await?;
-        let state = log::redelivery_state_sql(id);
-        let found: Option<(String, Option<String>, Option<i64>)> =
-            sqlx::query_as_with(&state.text, args(&state)?)
-                .fetch_optional(&mut *tx)
-                .await?;
-        let Some((status, _, _)) = found else {
-            return Ok(Redelivery::NotFound);
-        };
-        let ids = serde_json::to_string(&[id]).map_err(|source| StoreError::Corrupt {
-            table: "deliveries",
-            source,
-        })?;
-        let requeue = log::requeue_sql(Dialect::Sqlite, ids, now);
-        let changed = sqlx::query_with(&requeue.text, args(&requeue)?)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-        tx.commit().await?;
-        Ok(match (changed, status.as_str()) {
-            (0, _) => Redelivery::InFlight,
-            (_, "pending") => Redelivery::Expedited,
-            _ => Redelivery::Queued,
-        })
-    }
-
-    async fn replay(
-        &self,
-        request: &ReplayRequest,
-        plan: &ReplayPlanner,
-    ) -> Result<ReplayOutcome, StoreError> {
-        let mut tx = self.write().await?;
-        let claim = log::replay_claim_sql(request);
-        let fresh = sqlx::query_with(&claim.text, args(&claim)?)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected()
-            > 0;
-        if !fresh {
-            let answer = log::replay_answer_sql(request);
-            let (queued, at, seq): (i64, Option<i64>, Option<i64>) =
-                sqlx::query_as_with(&answer.text, args(&answer)?)
-                    .fetch_one(&mut *tx)
-                    .await?;
-            return Ok(ReplayOutcome {
-                queued,
-                next: log::cursor(at, seq),
-                repeated: true,
-            });
-        }
-        let scan = log::replay_scan_sql(request);
-        let rows: Vec<ReplayRow> = sqlx::query_as_with(&scan.text, args(&scan)?)
-            .fetch_all(&mut *tx)
-            .await?;
-        let decided = log::plan_replay(request, &rows, plan);
-        let mut queued = 0;
-        if !decided.requeue.is_empty() {
-            let requeue = log::requeue_sql(
-                Dialect::Sqlite,
-                log::json_list(&decided.requeue)?,
-                request.now,
-            );
-            queued += sqlx::query_with(&requeue.text, args(&requeue)?)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected() as i64;
-        }
-        insert_deliveries(&mut tx, &decided.create, request.now).await?;
-        queued += decided.create.len() as i64;
-        let record = log::replay_record_sql(request, queued, decided.next);
-        sqlx::query_with(&record.text, args(&record)?)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(ReplayOutcome {
-            queued,
-            next: decided.next,
-            repeated: false,
-        })
-    }
-
-    async fn webhook_health(&self, ids: &[String]) -> Result<Vec<HealthRecord>, StoreError> {
-        if ids.is_empty() {
-            return Ok(Vec::new());
-        }
-        let sql = log::webhook_health_sql(Dialect::Sqlite, log::json_list(ids)?);
-        Ok(sqlx::query_as_with(&sql.text, args(&sql)?)
-            .fetch_all(&self.reader)
-            .await?)
-    }
-
-    async fn prune(
-        &self,
-        cutoff: i64,
-        cursor: PruneCursor,
-        limit: i64,
-    ) -> Result<PruneBatch, StoreError> {
-        // Candidates are read outside the write lock; the deletes re-check every condition.
-        let scan = log::prune_scan_sql(cutoff, cursor, limit);
-        let rows: Vec<PruneRow> = sqlx::query_as_with(&scan.text, args(&scan)?)
-            .fetch_all(&self.reader)
-            .await?;
-        let (ids, next) = log::prunable(&rows, cursor);
-        let mut batch = PruneBatch {
-            scanned: rows.len(),
-            cursor: next,
-            ..PruneBatch::default()
-        };
-        let mut tx = self.write().await?;
-        let [attempts, deliveries, events] = log::prune_delete_sql(Dialect::Sqlite, &ids);
-        batch.attempts = sqlx::query_with(&attempts.text, args(&attempts)?)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-        batch.deliveries = sqlx::query_with(&deliveries.text, args(&deliveries)?)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-        batch.events = sqlx::query_with(&events.text, args(&events)?)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-        for bookkeeping in log::prune_bookkeeping_sql(cutoff) {
-            sqlx::query_with(&bookkeeping.text, args(&bookkeeping)?)
-                .execute(&mut *tx)
-                .await?;
-        }
-        tx.commit().await?;
-        Ok(batch)
-    }
-
-    async fn refresh_statistics(&self) -> Result<(), StoreError> {
-        sqlx::query("PRAGMA optimize").execute(&self.writer).await?;
-        Ok(())
-    }
-
-    async fn attempt_views(&self, _seqs: &[i64]) -> Result<Vec<AttemptView>, StoreError> {
+    async fn attempts_by_seq(&self, _seqs: &[i64]) -> Result<Vec<AttemptView>, StoreError> {
         // One process owns a SQLite file's dispatching: its recorder publishes directly.
         Ok(Vec::new())
+    }
+
+    async fn analyze(&self) -> Result<(), StoreError> {
+        // SQLite's own advice for long-lived connections: analyze what needs it, if anything.
+        sqlx::query("PRAGMA optimize").execute(&self.writer).await?;
+        Ok(())
     }
 }

@@ -11,6 +11,8 @@ mod events;
 mod log;
 mod queue;
 mod tokens;
+
+pub(in crate::store) use queue::insert_deliveries;
 mod webhooks;
 
 use std::str::FromStr;

@@ -18,7 +18,7 @@ use crate::store::{
 
 /// Inserts pending deliveries, due at `now`, in one statement inside a write
 /// transaction. Rows keep the slice's order, so `seq` follows event order.
-pub(super) async fn insert_deliveries(
+pub(in crate::store) async fn insert_deliveries(
     tx: &mut Transaction<'static, Sqlite>,
     deliveries: &[NewDelivery],
     now: i64,
