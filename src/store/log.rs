@@ -435,12 +435,7 @@ pub(crate) fn list_events_sql(q: &EventQuery) -> Sql {
         q.since,
         q.until,
     );
-    if let Some(before) = q.before_seq {
-        let p = sql.bind(before);
-        sql.push(&format!(" AND e.seq < {p}"));
-    }
-    let p = sql.bind(q.limit);
-    sql.push(&format!(" ORDER BY e.seq DESC LIMIT {p}"));
+    push_page(&mut sql, "e.seq", q.before_seq, q.limit);
     sql
 }
 
@@ -452,6 +447,17 @@ pub(crate) fn get_event_sql(id: &str) -> Sql {
     let p = sql.bind(id);
     sql.push(&p);
     sql
+}
+
+/// Newest first, before the keyset cursor: a page that stays correct while rows are
+/// written (new rows have higher seqs and land on earlier pages).
+fn push_page(sql: &mut Sql, seq: &str, before_seq: Option<i64>, limit: i64) {
+    if let Some(before) = before_seq {
+        let p = sql.bind(before);
+        sql.push(&format!(" AND {seq} < {p}"));
+    }
+    let p = sql.bind(limit);
+    sql.push(&format!(" ORDER BY {seq} DESC LIMIT {p}"));
 }
 
 fn push_event_filters(
@@ -522,12 +528,7 @@ pub(crate) fn list_deliveries_sql(q: &DeliveryQuery) -> Sql {
         q.since,
         q.until,
     );
-    if let Some(before) = q.before_seq {
-        let p = sql.bind(before);
-        sql.push(&format!(" AND d.seq < {p}"));
-    }
-    let p = sql.bind(q.limit);
-    sql.push(&format!(" ORDER BY d.seq DESC LIMIT {p}"));
+    push_page(&mut sql, "d.seq", q.before_seq, q.limit);
     sql
 }
 
