@@ -414,9 +414,19 @@ impl DeliveryService for DeliveryApi {
         };
         tracing::info!(delivery_id = %id, result = ?result, token_id = %caller.token_id(), "delivery redelivered");
         let after = store.get_delivery_view(id).await?.unwrap_or(view);
+        // "Due now" is not "sent now" while the webhook's circuit holds its deliveries.
+        let now = now_ms();
+        let held_until = store
+            .webhook_health(std::slice::from_ref(&after.delivery.webhook_id))
+            .await?
+            .into_iter()
+            .find(|h| h.circuit.as_deref() == Some("open"))
+            .and_then(|h| h.circuit_until)
+            .filter(|until| *until > now && result != R::InFlight);
         Ok(Response::new(proto::RedeliverDeliveryResponse {
             result: result as i32,
             delivery: Some(delivery_to_proto(&after)),
+            held_until: held_until.map(super::convert::timestamp),
         }))
     }
 

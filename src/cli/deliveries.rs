@@ -208,16 +208,24 @@ pub async fn run(args: DeliveriesArgs, shutdown: CancellationToken) -> anyhow::R
                 Ok(R::InFlight) => ("in_flight", "in flight right now: nothing changed"),
                 _ => ("unknown", "the server answered with an unknown result"),
             };
+            let held = response.held_until.as_ref();
             match output {
                 Output::Json => println!(
                     "{}",
                     json!({
                         "id": id,
                         "result": result,
+                        "held_until": time_json(held),
                         "delivery": response.delivery.as_ref().map(delivery_json),
                     })
                 ),
-                Output::Table => println!("{id}: {text}"),
+                Output::Table => match held {
+                    Some(until) => println!(
+                        "{id}: {text}; but the webhook's circuit is open (its receiver kept failing): it goes out at {}",
+                        time_text(Some(until))
+                    ),
+                    None => println!("{id}: {text}"),
+                },
             }
             Ok(())
         }

@@ -286,3 +286,39 @@ store_test!(
         server.stop().await;
     }
 );
+
+store_test!(
+    a_redelivery_held_by_an_open_circuit_says_until_when,
+    async |db: &TestDb| {
+        let server = TestServer::start(db, |c| {
+            with_api(c);
+            c.dispatch.retry_schedule = vec![Duration::from_secs(3600)];
+            c.dispatch.circuit_threshold = 1;
+            c.dispatch.circuit_cooldown = Duration::from_secs(3600);
+        })
+        .await;
+        let receiver = Receiver::start().await;
+        receiver.set_default(Reply::status(503));
+        let (_, token) = server.token(TokenKind::Namespace, "acme").await;
+        let mut webhooks = server.api_client(Some(&token)).await;
+        let mut api = server.deliveries_client(Some(&token)).await;
+        let (webhook, _) = create(&mut webhooks, hook("held", &receiver.url())).await;
+        server.notify_ok(&push("acme/app", "1")).await;
+        let waiting = wait_status(&mut api, &webhook.id, DeliveryStatus::Retrying, 1).await;
+        let redelivered = api
+            .redeliver_delivery(RedeliverDeliveryRequest {
+                id: waiting[0].id.clone(),
+            })
+            .await
+            .expect("redeliver")
+            .into_inner();
+        assert_eq!(
+            redelivered.result,
+            redeliver_delivery_response::Result::Expedited as i32
+        );
+        let held = redelivered.held_until.expect("held by the open circuit");
+        let in_an_hour = hookline::store::now_ms() / 1000 + 3600;
+        assert!((held.seconds - in_an_hour).abs() < 60, "{held:?}");
+        server.stop().await;
+    }
+);
