@@ -281,8 +281,6 @@ pub struct ApiConfig {
     pub max_replay: u32,
     /// Most live tails served at once.
     pub max_watchers: usize,
-    /// The retention, so a replay window is bounded by what is still stored.
-    pub retention: Duration,
     /// Calls per API token (RESOURCE_EXHAUSTED past it).
     pub rate_limit: RateLimit,
 }
@@ -407,7 +405,6 @@ impl Config {
                 max_message_bytes: s.api_max_message_bytes.unwrap_or(256 * 1024),
                 max_replay: s.max_replay.unwrap_or(10_000),
                 max_watchers: s.max_watchers.unwrap_or(64),
-                retention: d(s.retention, DEFAULT_RETENTION),
                 rate_limit: RateLimit {
                     per_second: s.api_rate_limit.unwrap_or(50),
                     burst: s.api_rate_burst.unwrap_or(100),
