@@ -131,11 +131,6 @@ impl Dispatcher {
         let attempts_made = delivery.attempts + 1;
         let now = now_ms();
         let success = response.status.is_some_and(|s| (200..300).contains(&s));
-        let what = match (response.status, response.error_class) {
-            (Some(code), _) => format!("HTTP {code}"),
-            (None, Some(class)) => class.replace('_', " "),
-            (None, None) => "no answer".to_owned(),
-        };
         let (verdict, next, reason) = if success {
             (Verdict::Succeeded, NextState::Succeeded, None)
         } else if response.status == Some(410) {
@@ -154,6 +149,12 @@ impl Dispatcher {
         } else {
             // The schedule counts the attempts since the latest redelivery or replay.
             let tries = attempts_made - delivery.retry_base;
+            // What went wrong, as the reason's subject (built only on this failure path).
+            let what = match (response.status, response.error_class) {
+                (Some(code), _) => format!("HTTP {code}"),
+                (None, Some(class)) => class.replace('_', " "),
+                (None, None) => "no answer".to_owned(),
+            };
             let decision = self.policy.next(
                 u32::try_from(tries).unwrap_or(u32::MAX),
                 response.retry_after,
