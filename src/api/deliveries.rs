@@ -585,15 +585,11 @@ impl DeliveryApi {
 
 /// FAILED_PRECONDITION for sending through a disabled webhook.
 fn disabled(webhook: &crate::store::Webhook) -> Status {
-    Status::failed_precondition(format!(
-        "the webhook is disabled{}; enable it first (`hookline webhooks update {} --enable`)",
-        webhook
-            .disabled_reason
-            .as_deref()
-            .map(|r| format!(" ({r})"))
-            .unwrap_or_default(),
+    let then = format!(
+        "enable it first (`hookline webhooks update {} --enable`)",
         webhook.id
-    ))
+    );
+    super::error::webhook_disabled(webhook, &then)
 }
 
 /// One of the `max_watchers` live-tail slots, given back when the tail ends.

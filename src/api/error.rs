@@ -78,3 +78,14 @@ pub(crate) fn rate_limited(limited: crate::ratelimit::Limited) -> Status {
 pub(crate) fn webhook_not_found() -> Status {
     Status::not_found("webhook not found")
 }
+
+/// FAILED_PRECONDITION for sending through a disabled webhook: why it is disabled, and
+/// `then`, what to do about it.
+pub(crate) fn webhook_disabled(webhook: &crate::store::Webhook, then: &str) -> Status {
+    let why = webhook
+        .disabled_reason
+        .as_deref()
+        .map(|r| format!(" ({r})"))
+        .unwrap_or_default();
+    Status::failed_precondition(format!("the webhook is disabled{why}; {then}"))
+}

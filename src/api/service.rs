@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use super::auth::{Caller, within};
 use super::convert::{health_to_proto, timestamp, webhook_to_proto};
-use super::error::{Violations, webhook_not_found};
+use super::error::{Violations, webhook_disabled, webhook_not_found};
 use super::gate::Gate;
 use super::proto::{self, webhook_service_server::WebhookService};
 use super::validate;
@@ -466,14 +466,10 @@ impl WebhookService for WebhookApi {
         let caller = self.caller(&request).await?;
         let webhook = self.visible(&caller, &request.get_ref().id).await?;
         if !webhook.enabled {
-            return Err(Status::failed_precondition(format!(
-                "the webhook is disabled{}; enable it before sending a test ping",
-                webhook
-                    .disabled_reason
-                    .as_deref()
-                    .map(|r| format!(" ({r})"))
-                    .unwrap_or_default()
-            )));
+            return Err(webhook_disabled(
+                &webhook,
+                "enable it before sending a test ping",
+            ));
         }
         let now = now_ms();
         let event = ping(&webhook, now);
