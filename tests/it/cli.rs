@@ -30,6 +30,33 @@ fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
+/// `hookline tokens create --namespace NS` on the database, as an operator does; the token.
+pub(crate) fn namespace_token(
+    server: &str,
+    db_url: &str,
+    namespace: &str,
+    stderrs: &mut Vec<String>,
+) -> String {
+    let created = ok(
+        hookline(
+            server,
+            None,
+            &[
+                "tokens",
+                "create",
+                "--namespace",
+                namespace,
+                "--output",
+                "json",
+                "--db",
+                db_url,
+            ],
+        ),
+        stderrs,
+    );
+    json(&created)["token"].as_str().expect("token").to_owned()
+}
+
 /// Runs a command that must succeed; returns its stdout.
 #[track_caller]
 pub(crate) fn ok(output: Output, stderrs: &mut Vec<String>) -> String {
@@ -89,24 +116,7 @@ store_test!(the_cli_manages_webhooks_end_to_end, async |db: &TestDb| {
     let url = format!("http://{addr}");
     let mut stderrs = Vec::new();
 
-    let created = ok(
-        hookline(
-            &url,
-            None,
-            &[
-                "tokens",
-                "create",
-                "--namespace",
-                "acme",
-                "--output",
-                "json",
-                "--db",
-                &db.url,
-            ],
-        ),
-        &mut stderrs,
-    );
-    let token = json(&created)["token"].as_str().expect("token").to_owned();
+    let token = namespace_token(&url, &db.url, "acme", &mut stderrs);
     let run = |args: &[&str]| hookline(&url, Some(&token), args);
 
     let created = json(&ok(

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
-use crate::cli::{fails, hookline, json, ok, wait_listening};
+use crate::cli::{fails, hookline, json, namespace_token, ok, wait_listening};
 use crate::harness::envelopes;
 use crate::harness::process::{Hookline, free_addr};
 use crate::harness::receiver::{Receiver, Reply};
@@ -90,24 +90,7 @@ store_test!(
         wait_listening(api, &server).await;
         let url = format!("http://{api}");
         let mut stderrs = Vec::new();
-        let created = ok(
-            hookline(
-                &url,
-                None,
-                &[
-                    "tokens",
-                    "create",
-                    "--namespace",
-                    "acme",
-                    "--output",
-                    "json",
-                    "--db",
-                    &db.url,
-                ],
-            ),
-            &mut stderrs,
-        );
-        let token = json(&created)["token"].as_str().expect("token").to_owned();
+        let token = namespace_token(&url, &db.url, "acme", &mut stderrs);
         let run = |args: &[&str]| hookline(&url, Some(&token), args);
         let created = json(&ok(
             run(&[
