@@ -34,8 +34,8 @@ use crate::dispatch::matcher::{CompiledWebhook, repository_glob};
 use crate::dispatch::ordering_key;
 use crate::ids::new_id;
 use crate::store::{
-    AttemptView, DeliveryQuery, EventQuery, NewDelivery, PruneCursor, Redelivery, ReplayRequest,
-    StatusFilter, StoreError, now_ms,
+    AttemptView, DeliveryQuery, EventQuery, LogFilter, NewDelivery, PruneCursor, Redelivery,
+    ReplayRequest, StatusFilter, StoreError, now_ms,
 };
 
 /// Attempts shown with a delivery (the most recent ones).
@@ -166,6 +166,31 @@ fn window(
     (since, until)
 }
 
+/// The filters both listings share, from their request fields: the store's filter, and
+/// the compiled repository glob, matched after the SQL narrowed by its literal prefix.
+fn log_filter(
+    types: &[i32],
+    repository_glob: &str,
+    since: Option<&prost_types::Timestamp>,
+    until: Option<&prost_types::Timestamp>,
+    v: &mut Violations,
+) -> (LogFilter, Option<GlobSet>) {
+    let types = event_types("event_types", types, v);
+    let glob = repository(repository_glob, v);
+    let (since, until) = window(since, until, v);
+    let (glob, repository_prefix) = match glob {
+        Some((glob, prefix)) => (Some(glob), Some(prefix)),
+        None => (None, None),
+    };
+    let filter = LogFilter {
+        types,
+        repository_prefix,
+        since,
+        until,
+    };
+    (filter, glob)
+}
+
 /// Reads rows newest first through `fetch(before, limit)` until a page of `page_size`
 /// rows that pass `keep` is full, or [`SCAN_BUDGET`] rows were read. Returns the page and
 /// the seq to continue before, if there may be more.
@@ -220,16 +245,17 @@ impl DeliveryService for DeliveryApi {
         let mut v = Violations::default();
         let page_size = validate::page_size(r.page_size, self.limits.max_page_size, &mut v);
         let before = decode_token("page_token", &r.page_token, 'e', 1, &mut v).map(|p| p[0]);
-        let types = event_types("event_types", &r.event_types, &mut v);
-        let glob = repository(&r.repository, &mut v);
-        let (since, until) = window(r.since.as_ref(), r.until.as_ref(), &mut v);
+        let (filter, glob) = log_filter(
+            &r.event_types,
+            &r.repository,
+            r.since.as_ref(),
+            r.until.as_ref(),
+            &mut v,
+        );
         v.check()?;
         let base = EventQuery {
             within: caller.scope().map(str::to_owned),
-            types,
-            repository_prefix: glob.as_ref().map(|g| g.1.clone()),
-            since,
-            until,
+            filter,
             ..EventQuery::default()
         };
         let store = &self.gate.store;
@@ -237,9 +263,7 @@ impl DeliveryService for DeliveryApi {
             page_size,
             before,
             glob.is_some(),
-            |e: &crate::store::EventRecord| {
-                glob.as_ref().is_none_or(|g| g.0.is_match(&e.repository))
-            },
+            |e: &crate::store::EventRecord| glob.as_ref().is_none_or(|g| g.is_match(&e.repository)),
             |e| e.seq,
             |before_seq, limit| {
                 let query = EventQuery {
@@ -301,9 +325,13 @@ impl DeliveryService for DeliveryApi {
         let mut v = Violations::default();
         let page_size = validate::page_size(r.page_size, self.limits.max_page_size, &mut v);
         let before = decode_token("page_token", &r.page_token, 'd', 1, &mut v).map(|p| p[0]);
-        let types = event_types("event_types", &r.event_types, &mut v);
-        let glob = repository(&r.repository, &mut v);
-        let (since, until) = window(r.since.as_ref(), r.until.as_ref(), &mut v);
+        let (filter, glob) = log_filter(
+            &r.event_types,
+            &r.repository,
+            r.since.as_ref(),
+            r.until.as_ref(),
+            &mut v,
+        );
         let mut statuses = Vec::new();
         for (i, value) in r.statuses.iter().enumerate() {
             use proto::DeliveryStatus as S;
@@ -336,10 +364,7 @@ impl DeliveryService for DeliveryApi {
             within: caller.scope().map(str::to_owned),
             webhook_id,
             statuses,
-            types,
-            repository_prefix: glob.as_ref().map(|g| g.1.clone()),
-            since,
-            until,
+            filter,
             ..DeliveryQuery::default()
         };
         let store = &self.gate.store;
@@ -348,11 +373,8 @@ impl DeliveryService for DeliveryApi {
             before,
             glob.is_some(),
             |d: &crate::store::DeliveryView| {
-                glob.as_ref().is_none_or(|g| {
-                    d.repository
-                        .as_deref()
-                        .is_some_and(|repo| g.0.is_match(repo))
-                })
+                glob.as_ref()
+                    .is_none_or(|g| d.repository.as_deref().is_some_and(|repo| g.is_match(repo)))
             },
             |d| d.delivery.seq,
             |before_seq, limit| {

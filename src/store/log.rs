@@ -242,19 +242,27 @@ pub struct EventRecord {
     pub body: String,
 }
 
+/// What both listings filter by: the event's type and repository, and a time window
+/// (when the event was received, for events; when the delivery was created, for deliveries).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LogFilter {
+    /// Only these event type names (empty: all).
+    pub types: Vec<String>,
+    /// Only repositories starting with this text (a glob's literal prefix).
+    pub repository_prefix: Option<String>,
+    /// At or after.
+    pub since: Option<i64>,
+    /// Before.
+    pub until: Option<i64>,
+}
+
 /// Which events [`Log::list_events`] returns.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct EventQuery {
     /// Only events whose repository lies in this namespace (None: all).
     pub within: Option<String>,
-    /// Only these type names (empty: all).
-    pub types: Vec<String>,
-    /// Only repositories starting with this text (a glob's literal prefix).
-    pub repository_prefix: Option<String>,
-    /// Received at or after.
-    pub since: Option<i64>,
-    /// Received before.
-    pub until: Option<i64>,
+    /// Type, repository and receive time.
+    pub filter: LogFilter,
     /// Only events before this seq: the keyset cursor of pagination.
     pub before_seq: Option<i64>,
     /// At most this many.
@@ -283,14 +291,8 @@ pub struct DeliveryQuery {
     pub webhook_id: Option<String>,
     /// Only deliveries in these states (empty: all).
     pub statuses: Vec<StatusFilter>,
-    /// Only events of these type names.
-    pub types: Vec<String>,
-    /// Only events whose repository starts with this text.
-    pub repository_prefix: Option<String>,
-    /// Created at or after.
-    pub since: Option<i64>,
-    /// Created before.
-    pub until: Option<i64>,
+    /// The event's type and repository, and the delivery's creation time.
+    pub filter: LogFilter,
     /// Only deliveries before this seq: the keyset cursor of pagination.
     pub before_seq: Option<i64>,
     /// At most this many.
@@ -427,14 +429,7 @@ pub(crate) fn list_events_sql(q: &EventQuery) -> Sql {
         sql.push(" AND ");
         sql.push_within("e.repository", ns);
     }
-    push_event_filters(
-        &mut sql,
-        &q.types,
-        q.repository_prefix.as_deref(),
-        "e.received_at",
-        q.since,
-        q.until,
-    );
+    push_filter(&mut sql, &q.filter, "e.received_at");
     push_page(&mut sql, "e.seq", q.before_seq, q.limit);
     sql
 }
@@ -460,14 +455,14 @@ fn push_page(sql: &mut Sql, seq: &str, before_seq: Option<i64>, limit: i64) {
     sql.push(&format!(" ORDER BY {seq} DESC LIMIT {p}"));
 }
 
-fn push_event_filters(
-    sql: &mut Sql,
-    types: &[String],
-    prefix: Option<&str>,
-    time_column: &str,
-    since: Option<i64>,
-    until: Option<i64>,
-) {
+fn push_filter(sql: &mut Sql, filter: &LogFilter, time_column: &str) {
+    let LogFilter {
+        types,
+        repository_prefix,
+        since,
+        until,
+    } = filter;
+    let prefix = repository_prefix.as_deref();
     if !types.is_empty() {
         let placeholders: Vec<String> = types.iter().map(|t| sql.bind(t.as_str())).collect();
         sql.push(&format!(" AND e.type IN ({})", placeholders.join(", ")));
@@ -478,11 +473,11 @@ fn push_event_filters(
             " AND substr(e.repository, 1, length(CAST({p} AS TEXT))) = CAST({p} AS TEXT)"
         ));
     }
-    if let Some(since) = since {
+    if let Some(since) = *since {
         let p = sql.bind(since);
         sql.push(&format!(" AND {time_column} >= {p}"));
     }
-    if let Some(until) = until {
+    if let Some(until) = *until {
         let p = sql.bind(until);
         sql.push(&format!(" AND {time_column} < {p}"));
     }
@@ -520,14 +515,7 @@ pub(crate) fn list_deliveries_sql(q: &DeliveryQuery) -> Sql {
             .collect();
         sql.push(&format!(" AND ({})", clauses.join(" OR ")));
     }
-    push_event_filters(
-        &mut sql,
-        &q.types,
-        q.repository_prefix.as_deref(),
-        "d.created_at",
-        q.since,
-        q.until,
-    );
+    push_filter(&mut sql, &q.filter, "d.created_at");
     push_page(&mut sql, "d.seq", q.before_seq, q.limit);
     sql
 }

@@ -24,7 +24,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::event::Event;
 pub use log::{
-    DeliveryQuery, DeliveryView, EventQuery, EventRecord, HealthRecord, Log, PruneBatch,
+    DeliveryQuery, DeliveryView, EventQuery, EventRecord, HealthRecord, Log, LogFilter, PruneBatch,
     PruneCursor, Redelivery, ReplayOutcome, ReplayPlanner, ReplayRequest, StatusFilter,
 };
 pub use tail::Tail;

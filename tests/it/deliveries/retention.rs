@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use hookline::api::proto::{self, DeliveryStatus};
-use hookline::store::{DeliveryQuery, EventQuery, TokenKind};
+use hookline::store::{DeliveryQuery, EventQuery, LogFilter, TokenKind};
 
 use super::deliveries_in;
 use crate::api::{create, hook};
@@ -18,7 +18,10 @@ async fn events_of(server: &TestServer, repository: &str) -> usize {
     server
         .store
         .list_events(&EventQuery {
-            repository_prefix: Some(repository.into()),
+            filter: LogFilter {
+                repository_prefix: Some(repository.into()),
+                ..LogFilter::default()
+            },
             limit: 10_000,
             ..EventQuery::default()
         })
@@ -98,7 +101,10 @@ store_test!(
             .store
             .list_deliveries(&DeliveryQuery {
                 webhook_id: Some(ok_hook.id.clone()),
-                repository_prefix: Some("acme/ok".into()),
+                filter: LogFilter {
+                    repository_prefix: Some("acme/ok".into()),
+                    ..LogFilter::default()
+                },
                 limit: 100,
                 ..DeliveryQuery::default()
             })

@@ -6,8 +6,8 @@
 use hookline::event::Event;
 use hookline::ids::new_id;
 use hookline::store::{
-    AttemptContext, CircuitView, DeliveryQuery, EventQuery, NewDelivery, NextState, PruneCursor,
-    Redelivery, ReplayRequest, StatusFilter, Store,
+    AttemptContext, CircuitView, DeliveryQuery, EventQuery, LogFilter, NewDelivery, NextState,
+    PruneCursor, Redelivery, ReplayRequest, StatusFilter, Store,
 };
 
 use super::{T0, claim, event, finished, webhook};
@@ -106,7 +106,10 @@ store_test!(
         let pending = store
             .list_deliveries(&DeliveryQuery {
                 statuses: vec![StatusFilter::Pending],
-                repository_prefix: Some("acme/".into()),
+                filter: LogFilter {
+                    repository_prefix: Some("acme/".into()),
+                    ..LogFilter::default()
+                },
                 limit: 100,
                 ..DeliveryQuery::default()
             })
@@ -116,8 +119,11 @@ store_test!(
         let events_page = store
             .list_events(&EventQuery {
                 within: Some("acme".into()),
-                since: Some(T0 + 1),
-                until: Some(T0 + 3),
+                filter: LogFilter {
+                    since: Some(T0 + 1),
+                    until: Some(T0 + 3),
+                    ..LogFilter::default()
+                },
                 limit: 100,
                 ..EventQuery::default()
             })
