@@ -92,11 +92,51 @@ pub(crate) fn delivery_rows(deliveries: &[NewDelivery]) -> Result<String, StoreE
 }
 
 /// The rows a batch of results writes, each a JSON array: attempts to insert, delivery
-/// updates, and one health row per webhook (its latest attempt, its latest success).
+/// updates, one health row per webhook (its latest attempt, its latest success), and one
+/// stats row per webhook and minute (counts to add).
 pub(crate) struct ResultRows {
     pub attempts: String,
     pub updates: String,
     pub health: String,
+    pub stats: String,
+}
+
+/// Upper bounds (ms) of the latency histogram's buckets in `webhook_stats`, each a column
+/// `le_<bound>`; a last column `le_inf` counts the slower attempts.
+pub(crate) const LATENCY_BOUNDS_MS: [i64; 10] =
+    [10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000];
+
+/// The `webhook_stats` columns of the latency histogram, in bucket order.
+pub(crate) fn latency_columns() -> Vec<String> {
+    LATENCY_BOUNDS_MS
+        .iter()
+        .map(|b| format!("le_{b}"))
+        .chain(std::iter::once("le_inf".to_owned()))
+        .collect()
+}
+
+/// One webhook's attempts in one minute, as a batch adds them up.
+#[derive(Default)]
+struct MinuteStats {
+    succeeded: i64,
+    retried: i64,
+    failed: i64,
+    latency: [i64; LATENCY_BOUNDS_MS.len() + 1],
+}
+
+impl MinuteStats {
+    fn add(&mut self, outcome: &str, duration_ms: i64) {
+        match outcome {
+            "succeeded" => self.succeeded += 1,
+            "retry" => self.retried += 1,
+            _ => self.failed += 1,
+        }
+        let bucket = LATENCY_BOUNDS_MS
+            .iter()
+            .position(|bound| duration_ms <= *bound)
+            .unwrap_or(LATENCY_BOUNDS_MS.len());
+        self.latency[bucket] += 1;
+    }
 }
 
 /// Attempt rows, delivery updates and webhook health for a batch of results.
@@ -105,6 +145,8 @@ pub(crate) fn result_rows(results: &[Finished], now: i64) -> Result<ResultRows, 
     let mut updates = Vec::with_capacity(results.len());
     // Per webhook: the result whose attempt started last, and the last success.
     let mut latest: std::collections::BTreeMap<&str, (&Finished, Option<i64>)> =
+        std::collections::BTreeMap::new();
+    let mut minutes: std::collections::BTreeMap<(&str, i64), MinuteStats> =
         std::collections::BTreeMap::new();
     for r in results {
         let a = &r.attempt;
@@ -142,6 +184,11 @@ pub(crate) fn result_rows(results: &[Finished], now: i64) -> Result<ResultRows, 
             entry.0 = r;
         }
         entry.1 = entry.1.max(success);
+        let minute = a.started_at - a.started_at.rem_euclid(60_000);
+        minutes
+            .entry((r.context.webhook_id.as_str(), minute))
+            .or_default()
+            .add(&a.outcome, a.duration_ms);
     }
     let health: Vec<Value> = latest
         .into_iter()
@@ -159,10 +206,28 @@ pub(crate) fn result_rows(results: &[Finished], now: i64) -> Result<ResultRows, 
             })
         })
         .collect();
+    let columns = latency_columns();
+    let stats: Vec<Value> = minutes
+        .into_iter()
+        .filter(|((webhook_id, _), _)| !webhook_id.is_empty())
+        .map(|((webhook_id, minute), m)| {
+            let mut row = serde_json::Map::new();
+            row.insert("webhook_id".into(), json!(webhook_id));
+            row.insert("minute".into(), json!(minute));
+            row.insert("succeeded".into(), json!(m.succeeded));
+            row.insert("retried".into(), json!(m.retried));
+            row.insert("failed".into(), json!(m.failed));
+            for (column, count) in columns.iter().zip(m.latency) {
+                row.insert(column.clone(), json!(count));
+            }
+            Value::Object(row)
+        })
+        .collect();
     Ok(ResultRows {
         attempts: encode(&Value::Array(attempts), "attempts")?,
         updates: encode(&Value::Array(updates), "deliveries")?,
         health: encode(&Value::Array(health), "webhook_health")?,
+        stats: encode(&Value::Array(stats), "webhook_stats")?,
     })
 }
 
@@ -260,5 +325,37 @@ pub(crate) fn upsert_health_sql(dialect: Dialect) -> String {
              (webhook_health.last_success_at IS NULL OR excluded.last_success_at > webhook_health.last_success_at) \
              THEN excluded.last_success_at ELSE webhook_health.last_success_at END, {}",
         assignments.join(", ")
+    )
+}
+
+/// Upsert of [`ResultRows::stats`] (`$1`): adds each row's counts to its webhook's minute.
+/// Rows go in (webhook, minute) order, so replicas lock them in the same order.
+pub(crate) fn upsert_stats_sql(dialect: Dialect) -> String {
+    let latency = latency_columns();
+    let mut row: Vec<(&str, Column)> = vec![
+        ("webhook_id", Column::Text),
+        ("minute", Column::Int),
+        ("succeeded", Column::Int),
+        ("retried", Column::Int),
+        ("failed", Column::Int),
+    ];
+    row.extend(latency.iter().map(|c| (c.as_str(), Column::Int)));
+    let columns: Vec<&str> = row.iter().map(|(name, _)| *name).collect();
+    let counts: Vec<String> = columns[2..]
+        .iter()
+        .map(|c| format!("{c} = webhook_stats.{c} + excluded.{c}"))
+        .collect();
+    format!(
+        "INSERT INTO webhook_stats ({columns}) SELECT {selected} FROM {rows} AS r WHERE true \
+         ORDER BY r.webhook_id, r.minute \
+         ON CONFLICT (webhook_id, minute) DO UPDATE SET {counts}",
+        columns = columns.join(", "),
+        selected = columns
+            .iter()
+            .map(|c| format!("r.{c}"))
+            .collect::<Vec<_>>()
+            .join(", "),
+        rows = dialect.json_rows("$1", &row),
+        counts = counts.join(", "),
     )
 }

@@ -39,6 +39,19 @@ pub trait Log: Send + Sync {
     ) -> Result<ReplayOutcome, StoreError>;
     /// Health of these webhooks (those without any attempt yet included).
     async fn webhook_health(&self, ids: &[String]) -> Result<Vec<HealthRecord>, StoreError>;
+    /// Per minute since `since`, how a webhook's attempts went, oldest first (minutes
+    /// without attempts are absent).
+    async fn webhook_stats(
+        &self,
+        webhook_id: &str,
+        since: i64,
+    ) -> Result<Vec<StatsMinute>, StoreError>;
+    /// Per webhook, its attempts since `since` by outcome (webhooks without any: absent).
+    async fn webhook_totals(
+        &self,
+        ids: &[String],
+        since: i64,
+    ) -> Result<Vec<StatsTotals>, StoreError>;
     /// Deletes one batch of events received before `cutoff` (after `cursor`, in receive
     /// order) with their finished deliveries and attempts. An event with a pending
     /// delivery is kept, and so is that delivery. Also drops replay records older than
@@ -176,6 +189,32 @@ impl<B: LogStore> Log for B {
             .await
     }
 
+    async fn webhook_stats(
+        &self,
+        webhook_id: &str,
+        since: i64,
+    ) -> Result<Vec<StatsMinute>, StoreError> {
+        let rows: Vec<StatsRow> = self
+            .reads()
+            .fetch_all(&webhook_stats_sql(webhook_id, since))
+            .await?;
+        Ok(rows.into_iter().map(StatsRow::into_minute).collect())
+    }
+
+    async fn webhook_totals(
+        &self,
+        ids: &[String],
+        since: i64,
+    ) -> Result<Vec<StatsTotals>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let reads = self.reads();
+        reads
+            .fetch_all(&webhook_totals_sql(reads.dialect(), json_list(ids)?, since))
+            .await
+    }
+
     async fn prune(
         &self,
         cutoff: i64,
@@ -200,7 +239,8 @@ impl<B: LogStore> Log for B {
             deliveries: tx.execute(&deliveries).await?,
             events: tx.execute(&events).await?,
         };
-        for bookkeeping in prune_bookkeeping_sql(cutoff) {
+        let stats_cutoff = cutoff.max(super::now_ms() - STATS_KEPT_MS);
+        for bookkeeping in prune_bookkeeping_sql(cutoff, stats_cutoff) {
             tx.execute(&bookkeeping).await?;
         }
         tx.commit().await?;
@@ -380,6 +420,83 @@ pub struct ReplayOutcome {
     pub next: Option<PruneCursor>,
     /// The request id was seen before: this is its earlier answer, nothing was queued now.
     pub repeated: bool,
+}
+
+/// How long per-minute webhook stats are kept (at most the retention): the console shows
+/// the last hour and counts the last 24 hours.
+pub const STATS_KEPT_MS: i64 = 2 * 24 * 3_600_000;
+
+/// One webhook's attempts in one minute.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct StatsMinute {
+    /// Start of the minute, Unix ms.
+    pub minute: i64,
+    /// Attempts answered 2xx.
+    pub succeeded: i64,
+    /// Failed attempts that will be retried.
+    pub retried: i64,
+    /// Failed attempts that were final.
+    pub failed: i64,
+    /// Attempt durations: counts per bucket of
+    /// [`LATENCY_BOUNDS_MS`](super::batch::LATENCY_BOUNDS_MS), then the slower ones.
+    pub latency: Vec<i64>,
+}
+
+/// A `webhook_stats` row as read.
+#[derive(sqlx::FromRow)]
+struct StatsRow {
+    minute: i64,
+    succeeded: i64,
+    retried: i64,
+    failed: i64,
+    le_10: i64,
+    le_25: i64,
+    le_50: i64,
+    le_100: i64,
+    le_250: i64,
+    le_500: i64,
+    le_1000: i64,
+    le_2500: i64,
+    le_5000: i64,
+    le_10000: i64,
+    le_inf: i64,
+}
+
+impl StatsRow {
+    fn into_minute(self) -> StatsMinute {
+        StatsMinute {
+            minute: self.minute,
+            succeeded: self.succeeded,
+            retried: self.retried,
+            failed: self.failed,
+            latency: vec![
+                self.le_10,
+                self.le_25,
+                self.le_50,
+                self.le_100,
+                self.le_250,
+                self.le_500,
+                self.le_1000,
+                self.le_2500,
+                self.le_5000,
+                self.le_10000,
+                self.le_inf,
+            ],
+        }
+    }
+}
+
+/// One webhook's attempts over a window, by outcome.
+#[derive(Debug, Clone, PartialEq, Eq, Default, sqlx::FromRow)]
+pub struct StatsTotals {
+    /// The webhook.
+    pub webhook_id: String,
+    /// Attempts answered 2xx.
+    pub succeeded: i64,
+    /// Failed attempts that will be retried.
+    pub retried: i64,
+    /// Failed attempts that were final.
+    pub failed: i64,
 }
 
 /// A webhook's health, as stored and counted.
@@ -719,6 +836,33 @@ pub(crate) fn webhook_health_sql(dialect: Dialect, ids_json: String) -> Sql {
     sql
 }
 
+/// `SELECT` of a webhook's stats minutes since `since`, oldest first.
+fn webhook_stats_sql(webhook_id: &str, since: i64) -> Sql {
+    let mut sql = Sql::new("SELECT minute, succeeded, retried, failed, ");
+    sql.push(&super::batch::latency_columns().join(", "));
+    sql.push(" FROM webhook_stats WHERE webhook_id = ");
+    let w = sql.bind(webhook_id);
+    let at = sql.bind(since);
+    sql.push(&format!("{w} AND minute >= {at} ORDER BY minute"));
+    sql
+}
+
+/// `SELECT` of per-webhook attempt counts since `since`, for webhooks given as a JSON array.
+fn webhook_totals_sql(dialect: Dialect, ids_json: String, since: i64) -> Sql {
+    let mut sql = Sql::new("");
+    let p = sql.bind(ids_json);
+    let at = sql.bind(since);
+    let list = dialect.text_list(&p);
+    // CAST: PostgreSQL's SUM of BIGINT is NUMERIC.
+    sql.push(&format!(
+        "SELECT s.webhook_id, CAST(SUM(s.succeeded) AS BIGINT) AS succeeded, \
+           CAST(SUM(s.retried) AS BIGINT) AS retried, CAST(SUM(s.failed) AS BIGINT) AS failed \
+         FROM webhook_stats s WHERE s.webhook_id IN {list} \
+           AND s.minute >= {at} GROUP BY s.webhook_id"
+    ));
+    sql
+}
+
 /// One candidate of a prune batch: an old event, and whether a delivery of it is pending.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub(crate) struct PruneRow {
@@ -777,16 +921,21 @@ pub(crate) fn prune_delete_sql(dialect: Dialect, ids_json: &str) -> [Sql; 3] {
     ]
 }
 
-/// The `DELETE`s of bookkeeping rows: replay records older than `cutoff`, and the health
-/// of webhooks deleted while an attempt of theirs was being recorded.
-pub(crate) fn prune_bookkeeping_sql(cutoff: i64) -> [Sql; 2] {
+/// The `DELETE`s of bookkeeping rows: replay records older than `cutoff`, stats minutes
+/// older than `stats_cutoff` (those of a webhook deleted while an attempt of its was being
+/// recorded go with them), and the health of such webhooks.
+pub(crate) fn prune_bookkeeping_sql(cutoff: i64, stats_cutoff: i64) -> [Sql; 3] {
     let mut replays = Sql::new("DELETE FROM replays WHERE created_at < ");
     let p = replays.bind(cutoff);
     replays.push(&p);
+    let mut stats = Sql::new("DELETE FROM webhook_stats WHERE minute < ");
+    let p = stats.bind(stats_cutoff);
+    stats.push(&p);
     let health = Sql::new(
-        "DELETE FROM webhook_health WHERE NOT EXISTS          (SELECT 1 FROM webhooks w WHERE w.id = webhook_health.webhook_id)",
+        "DELETE FROM webhook_health WHERE NOT EXISTS \
+         (SELECT 1 FROM webhooks w WHERE w.id = webhook_health.webhook_id)",
     );
-    [replays, health]
+    [replays, stats, health]
 }
 
 /// The ids of a prune batch that can go (no pending delivery), as a JSON array, and

@@ -25,7 +25,8 @@ use tokio_util::sync::CancellationToken;
 use crate::event::Event;
 pub use log::{
     DeliveryQuery, DeliveryView, EventQuery, EventRecord, HealthRecord, Log, LogFilter, PruneBatch,
-    PruneCursor, Redelivery, ReplayOutcome, ReplayPlanner, ReplayRequest, StatusFilter,
+    PruneCursor, Redelivery, ReplayOutcome, ReplayPlanner, ReplayRequest, STATS_KEPT_MS,
+    StatsMinute, StatsTotals, StatusFilter,
 };
 pub use tail::Tail;
 pub use types::*;

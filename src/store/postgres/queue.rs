@@ -124,6 +124,10 @@ impl Queue for PgBackend {
             .bind(rows.health)
             .execute(&mut *tx)
             .await?;
+        sqlx::query(&batch::upsert_stats_sql(Dialect::Postgres))
+            .bind(rows.stats)
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
         Ok(held)
     }

@@ -142,6 +142,10 @@ impl Queue for SqliteBackend {
             .bind(rows.health)
             .execute(&mut *tx)
             .await?;
+        sqlx::query(&batch::upsert_stats_sql(Dialect::Sqlite))
+            .bind(rows.stats)
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
         Ok(held)
     }

@@ -188,11 +188,14 @@ impl Webhooks for SqliteBackend {
             .bind(id)
             .execute(&mut *tx)
             .await?;
-        // Its health goes with it; its deliveries and attempts stay in the log until retention.
-        sqlx::query("DELETE FROM webhook_health WHERE webhook_id = ?1")
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
+        // Its health and stats go with it; its deliveries and attempts stay in the log
+        // until retention.
+        for table in ["webhook_health", "webhook_stats"] {
+            sqlx::query(&format!("DELETE FROM {table} WHERE webhook_id = ?1"))
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+        }
         let done = sqlx::query("DELETE FROM webhooks WHERE id = ?1")
             .bind(id)
             .execute(&mut *tx)

@@ -349,6 +349,82 @@ store_test!(
 );
 
 store_test!(
+    stats_add_up_per_webhook_and_minute_across_batches,
+    async |db: &TestDb| {
+        let store = db.store().await;
+        seed(&store, "wh_1", "acme/app", 5).await;
+        let claimed = store.claim_due(&claim(T0, 10)).await.expect("claim");
+        assert_eq!(claimed.len(), 5);
+        // (outcome, started at, duration): two minutes; every latency bucket edge matters.
+        let plan = [
+            ("succeeded", T0, 10),
+            ("succeeded", T0 + 1, 11),
+            ("retry", T0 + 2, 30_000),
+            ("failed", T0 + 60_000, 250),
+            ("succeeded", T0 + 60_001, 4),
+        ];
+        let results: Vec<_> = claimed
+            .iter()
+            .zip(plan)
+            .map(|(c, (outcome, started_at, duration_ms))| {
+                let next = match outcome {
+                    "succeeded" => NextState::Succeeded,
+                    "retry" => NextState::RetryAt(T0 + 1_000_000),
+                    _ => NextState::Failed,
+                };
+                let mut f = finished(c, 200, next);
+                f.attempt.outcome = outcome.into();
+                f.attempt.started_at = started_at;
+                f.attempt.duration_ms = duration_ms;
+                f
+            })
+            .collect();
+        // Two batches writing the same minute add up.
+        store.finish(&results[..2], T0 + 2).await.expect("finish");
+        store
+            .finish(&results[2..], T0 + 70_000)
+            .await
+            .expect("finish");
+        let minute = T0 - T0.rem_euclid(60_000);
+        let stats = store.webhook_stats("wh_1", minute).await.expect("stats");
+        assert_eq!(stats.len(), 2, "{stats:?}");
+        assert_eq!(stats[0].minute, minute);
+        assert_eq!(
+            (stats[0].succeeded, stats[0].retried, stats[0].failed),
+            (2, 1, 0)
+        );
+        // 10 ms is in the first bucket (<= 10), 11 ms in the second, 30 s beyond the last.
+        assert_eq!(stats[0].latency, vec![1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 1]);
+        assert_eq!(stats[1].minute, minute + 60_000);
+        assert_eq!(
+            (stats[1].succeeded, stats[1].retried, stats[1].failed),
+            (1, 0, 1)
+        );
+        assert_eq!(stats[1].latency, vec![1, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0]);
+        // A later window sees the later minute only.
+        let later = store
+            .webhook_stats("wh_1", minute + 60_000)
+            .await
+            .expect("stats");
+        assert_eq!(later.len(), 1);
+        let totals = store
+            .webhook_totals(&["wh_1".to_owned(), "wh_none".to_owned()], minute)
+            .await
+            .expect("totals");
+        assert_eq!(totals.len(), 1, "webhooks without attempts are absent");
+        assert_eq!(
+            (
+                totals[0].webhook_id.as_str(),
+                totals[0].succeeded,
+                totals[0].retried,
+                totals[0].failed
+            ),
+            ("wh_1", 3, 1, 1)
+        );
+    }
+);
+
+store_test!(
     pruning_keeps_pending_deliveries_and_their_events,
     async |db: &TestDb| {
         let store = db.store().await;

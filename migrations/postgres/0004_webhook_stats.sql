@@ -1,0 +1,27 @@
+-- hookline schema, version 4 (PostgreSQL dialect; keep in step with migrations/sqlite/0004_webhook_stats.sql).
+-- How each webhook's attempts went, per minute: the console's chart (rate, p50/p99 latency over
+-- the last hour) and the 24-hour counts every Webhook response carries. Written with each batch
+-- of attempt results (one upsert, rows added to), pruned after two days.
+
+CREATE TABLE webhook_stats (
+    webhook_id TEXT NOT NULL,
+    minute     BIGINT NOT NULL,            -- start of the minute, Unix ms
+    succeeded  BIGINT NOT NULL DEFAULT 0,  -- attempts answered 2xx
+    retried    BIGINT NOT NULL DEFAULT 0,  -- failed attempts that will be retried
+    failed     BIGINT NOT NULL DEFAULT 0,  -- failed attempts that were final
+    -- attempt durations as a histogram: how many took at most 10 ms, then 25, 50, 100, 250,
+    -- 500 ms, 1, 2.5, 5, 10 s (each bucket counts those above the previous bound), and longer
+    le_10      BIGINT NOT NULL DEFAULT 0,
+    le_25      BIGINT NOT NULL DEFAULT 0,
+    le_50      BIGINT NOT NULL DEFAULT 0,
+    le_100     BIGINT NOT NULL DEFAULT 0,
+    le_250     BIGINT NOT NULL DEFAULT 0,
+    le_500     BIGINT NOT NULL DEFAULT 0,
+    le_1000    BIGINT NOT NULL DEFAULT 0,
+    le_2500    BIGINT NOT NULL DEFAULT 0,
+    le_5000    BIGINT NOT NULL DEFAULT 0,
+    le_10000   BIGINT NOT NULL DEFAULT 0,
+    le_inf     BIGINT NOT NULL DEFAULT 0,
+    PRIMARY KEY (webhook_id, minute)
+);
+CREATE INDEX webhook_stats_by_minute ON webhook_stats (minute);
