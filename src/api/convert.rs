@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use super::proto;
 use crate::event::EventType;
 use crate::store::{
-    AttemptRecord, DeliveryView, EventRecord, HealthRecord, PayloadOptions, Webhook,
+    AttemptRecord, DeliveryView, EventRecord, HealthRecord, PayloadOptions, StatsTotals, Webhook,
 };
 
 /// Payload format names as stored, in the order of the proto enum.
@@ -108,9 +108,15 @@ pub(crate) fn webhook_to_proto(w: &Webhook) -> proto::Webhook {
 }
 
 /// A webhook's health as the API shows it; `None` means no attempt was ever recorded.
-pub(crate) fn health_to_proto(w: &Webhook, h: Option<&HealthRecord>) -> proto::WebhookHealth {
+pub(crate) fn health_to_proto(
+    w: &Webhook,
+    h: Option<&HealthRecord>,
+    day: Option<&StatsTotals>,
+) -> proto::WebhookHealth {
     let default = HealthRecord::default();
     let h = h.unwrap_or(&default);
+    let none = StatsTotals::default();
+    let day = day.unwrap_or(&none);
     proto::WebhookHealth {
         last_success_at: h.last_success_at.map(timestamp),
         failing_since: w.failing_since.map(timestamp),
@@ -122,6 +128,9 @@ pub(crate) fn health_to_proto(w: &Webhook, h: Option<&HealthRecord>) -> proto::W
         failed: h.failed,
         circuit: h.circuit.clone().unwrap_or_else(|| "closed".into()),
         circuit_open_until: h.circuit_until.map(timestamp),
+        succeeded_24h: day.succeeded,
+        retried_24h: day.retried,
+        failed_24h: day.failed,
     }
 }
 

@@ -28,6 +28,7 @@ use super::convert::{
 use super::error::Violations;
 use super::gate::Gate;
 use super::proto::{self, delivery_service_server::DeliveryService};
+use super::stats;
 use super::validate;
 use crate::config::ApiConfig;
 use crate::dispatch::matcher::{CompiledWebhook, repository_glob};
@@ -585,6 +586,24 @@ impl DeliveryService for DeliveryApi {
             overflowed,
             ended: false,
         }))
+    }
+
+    async fn get_webhook_stats(
+        &self,
+        request: Request<proto::GetWebhookStatsRequest>,
+    ) -> Result<Response<proto::GetWebhookStatsResponse>, Status> {
+        let caller = self.gate.caller(&request).await?;
+        let r = request.get_ref();
+        let mut v = Violations::default();
+        let window = stats::window(r.window.as_ref(), r.buckets, &mut v);
+        v.check()?;
+        let webhook = self
+            .gate
+            .webhook(&caller, "webhook_id", &r.webhook_id)
+            .await?;
+        let start = stats::window_start(now_ms(), window);
+        let minutes = self.gate.store.webhook_stats(&webhook.id, start).await?;
+        Ok(Response::new(stats::fold(&minutes, start, window)))
     }
 }
 

@@ -14,6 +14,7 @@ mod error;
 mod gate;
 pub mod proto;
 mod service;
+mod stats;
 mod validate;
 
 use std::sync::Arc;

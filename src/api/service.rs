@@ -9,6 +9,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use tonic::{Request, Response, Status};
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::auth::{Caller, within};
@@ -24,6 +25,8 @@ use crate::event::{Event, EventType};
 use crate::ids::new_id;
 use crate::store::{NewDelivery, Store, Webhook, WebhookQuery, WebhookSecret, now_ms};
 
+/// The window of every webhook's attempt counts (`health.*_24h`).
+const DAY_MS: i64 = 24 * 3_600_000;
 /// How often an update is retried when a concurrent write changed the webhook first.
 const UPDATE_ATTEMPTS: usize = 5;
 
@@ -65,21 +68,28 @@ impl WebhookApi {
         self.gate.caller(request).await
     }
 
-    /// Webhooks as the API shows them, each with its health.
+    /// Webhooks as the API shows them, each with its health and its last 24 hours.
     async fn with_health(&self, webhooks: &[Webhook]) -> Result<Vec<proto::Webhook>, Status> {
         let ids: Vec<String> = webhooks.iter().map(|w| w.id.clone()).collect();
-        let health: std::collections::HashMap<String, crate::store::HealthRecord> = self
+        let health: HashMap<String, crate::store::HealthRecord> = self
             .store
             .webhook_health(&ids)
             .await?
             .into_iter()
             .map(|h| (h.webhook_id.clone(), h))
             .collect();
+        let day: HashMap<String, crate::store::StatsTotals> = self
+            .store
+            .webhook_totals(&ids, now_ms() - DAY_MS)
+            .await?
+            .into_iter()
+            .map(|t| (t.webhook_id.clone(), t))
+            .collect();
         Ok(webhooks
             .iter()
             .map(|w| {
                 let mut shown = webhook_to_proto(w);
-                shown.health = Some(health_to_proto(w, health.get(&w.id)));
+                shown.health = Some(health_to_proto(w, health.get(&w.id), day.get(&w.id)));
                 shown
             })
             .collect())

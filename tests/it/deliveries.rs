@@ -11,8 +11,9 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use hookline::api::proto::{
-    self, DeliveryStatus, GetDeliveryRequest, GetWebhookRequest, ListDeliveriesRequest,
-    ListEventsRequest, RedeliverDeliveryRequest, ReplayWebhookRequest, redeliver_delivery_response,
+    self, DeliveryStatus, GetDeliveryRequest, GetWebhookRequest, GetWebhookStatsRequest,
+    ListDeliveriesRequest, ListEventsRequest, RedeliverDeliveryRequest, ReplayWebhookRequest,
+    redeliver_delivery_response,
 };
 use hookline::store::TokenKind;
 
@@ -145,6 +146,45 @@ store_test!(
         assert_eq!(health.last_status_code, 500);
         assert_eq!(health.last_outcome, "failed");
         assert!(health.failing_since.is_some() && health.last_success_at.is_none());
+        assert_eq!(
+            (health.succeeded_24h, health.retried_24h, health.failed_24h),
+            (0, 3, 3),
+            "attempts of the last 24 h by outcome"
+        );
+        let stats = api
+            .get_webhook_stats(GetWebhookStatsRequest {
+                webhook_id: webhook.id.clone(),
+                ..Default::default()
+            })
+            .await
+            .expect("stats")
+            .into_inner();
+        assert_eq!(stats.buckets.len(), 60, "the last hour by the minute");
+        let total = stats.total.expect("total");
+        assert_eq!((total.succeeded, total.retried, total.failed), (0, 3, 3));
+        assert!(
+            total.p50_ms > 0.0 && total.p99_ms >= total.p50_ms,
+            "{total:?}"
+        );
+        let per_bucket: i64 = stats.buckets.iter().map(|b| b.retried + b.failed).sum();
+        assert_eq!(per_bucket, 6, "buckets add up to the total");
+        let refused = crate::harness::api::expect_code(
+            api.get_webhook_stats(GetWebhookStatsRequest {
+                webhook_id: webhook.id.clone(),
+                window: Some(prost_types::Duration {
+                    seconds: 90,
+                    nanos: 0,
+                }),
+                ..Default::default()
+            })
+            .await,
+            tonic::Code::InvalidArgument,
+        );
+        assert!(
+            refused.message().starts_with("window:"),
+            "{}",
+            refused.message()
+        );
 
         // The receiver recovers. A redelivery sends the same webhook-id again.
         receiver.set_default(Reply::status(204));

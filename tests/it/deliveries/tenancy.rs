@@ -4,8 +4,9 @@
 use std::time::Duration;
 
 use hookline::api::proto::{
-    DeliveryStatus, GetDeliveryRequest, GetEventRequest, ListDeliveriesRequest, ListEventsRequest,
-    RedeliverDeliveryRequest, ReplayWebhookRequest, WatchDeliveriesRequest,
+    DeliveryStatus, GetDeliveryRequest, GetEventRequest, GetWebhookStatsRequest,
+    ListDeliveriesRequest, ListEventsRequest, RedeliverDeliveryRequest, ReplayWebhookRequest,
+    WatchDeliveriesRequest,
 };
 use hookline::store::TokenKind;
 use tonic::Code;
@@ -55,6 +56,16 @@ store_test!(
             missing.message(),
             "indistinguishable from absent"
         );
+        let stats = expect_code(
+            other
+                .get_webhook_stats(GetWebhookStatsRequest {
+                    webhook_id: webhook.id.clone(),
+                    ..Default::default()
+                })
+                .await,
+            Code::NotFound,
+        );
+        assert!(stats.message().contains("webhook"), "{}", stats.message());
         let d = expect_code(
             other
                 .get_delivery(GetDeliveryRequest {
