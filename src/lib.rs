@@ -11,10 +11,12 @@
 pub mod api;
 pub mod cli;
 pub mod config;
+pub(crate) mod console;
 pub mod dispatch;
 pub mod event;
 pub mod ids;
 pub mod ingest;
+pub mod present;
 pub mod ratelimit;
 pub mod secret;
 pub mod server;

@@ -25,3 +25,16 @@ CREATE TABLE webhook_stats (
     PRIMARY KEY (webhook_id, minute)
 );
 CREATE INDEX webhook_stats_by_minute ON webhook_stats (minute);
+
+-- Web console sign-ins. The browser holds a random session id in a cookie; the database
+-- only its SHA-256, the hash of the API token it signed in with (looked up on every
+-- request like an API call, so a revoked token ends its sessions), and the session's CSRF
+-- token, which every form that changes something must carry.
+CREATE TABLE console_sessions (
+    id_hash    TEXT PRIMARY KEY,
+    token_hash TEXT NOT NULL,
+    csrf       TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    expires_at BIGINT NOT NULL
+);
+CREATE INDEX console_sessions_by_expiry ON console_sessions (expires_at);

@@ -62,8 +62,17 @@ pub(crate) fn within(namespace: &str, path: &str) -> bool {
             .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
 }
 
-/// Authenticates a request by its bearer token.
+/// Set by the web console on the requests it hands the services in-process for a
+/// signed-in browser: the hash of the API token the session signed in with. Only server
+/// code can put it there (request extensions are Rust values, never read off the wire).
+#[derive(Debug, Clone)]
+pub(crate) struct SessionToken(pub(crate) String);
+
+/// Authenticates a request by its bearer token (or the console session's token).
 pub(crate) async fn authenticate<T>(store: &Store, request: &Request<T>) -> Result<Caller, Status> {
+    if let Some(SessionToken(hash)) = request.extensions().get::<SessionToken>() {
+        return caller_for_hash(store, hash).await;
+    }
     let Some(value) = request.metadata().get("authorization") else {
         return Err(Status::unauthenticated(
             "missing `authorization: Bearer <token>`; an operator creates tokens with \
@@ -81,11 +90,14 @@ pub(crate) async fn authenticate<T>(store: &Store, request: &Request<T>) -> Resu
         .ok_or_else(|| {
             Status::unauthenticated("the authorization metadata must be `Bearer <token>`")
         })?;
+    caller_for_hash(store, &hash_token(token)).await
+}
+
+/// The caller a live API token (given by its hash) stands for: on every call, so a
+/// revoked token stops working at once.
+pub(crate) async fn caller_for_hash(store: &Store, hash: &str) -> Result<Caller, Status> {
     let refused = || Status::unauthenticated("the token is unknown or revoked");
-    let record = store
-        .find_token(&hash_token(token))
-        .await?
-        .ok_or_else(refused)?;
+    let record = store.find_token(hash).await?.ok_or_else(refused)?;
     match TokenKind::parse(&record.kind) {
         Some(TokenKind::Admin) => Ok(Caller::Admin {
             token_id: record.id,

@@ -7,13 +7,13 @@
 //! where errors become `Status`. Everything goes through `store`; the dispatcher notices
 //! webhook changes by the store's revision counter, and test pings by its wake signal.
 
-mod auth;
+pub(crate) mod auth;
 pub(crate) mod convert;
-mod deliveries;
-mod error;
+pub(crate) mod deliveries;
+pub(crate) mod error;
 mod gate;
 pub mod proto;
-mod service;
+pub(crate) mod service;
 mod stats;
 mod validate;
 
@@ -55,24 +55,39 @@ pub async fn serve(
         .set_serving::<DeliveryServiceServer<deliveries::DeliveryApi>>()
         .await;
     let gate = Arc::new(gate::Gate::new(
-        store,
+        store.clone(),
         crate::ratelimit::Limiter::new(limits.rate_limit),
     ));
-    let webhooks = WebhookServiceServer::new(service::WebhookApi::new(
+    // One instance of each service, shared by gRPC and the web console: one set of rules.
+    let webhook_api = Arc::new(service::WebhookApi::new(
         gate.clone(),
         limits.clone(),
         guard,
-    ))
-    .max_decoding_message_size(max_message_bytes);
-    let deliveries =
-        DeliveryServiceServer::new(deliveries::DeliveryApi::new(gate, limits, shutdown.clone()))
-            .max_decoding_message_size(max_message_bytes);
-    tonic::transport::Server::builder()
-        .timeout(CALL_TIMEOUT)
+    ));
+    let delivery_api = Arc::new(deliveries::DeliveryApi::new(gate, limits, shutdown.clone()));
+    let webhooks = WebhookServiceServer::from_arc(webhook_api.clone())
+        .max_decoding_message_size(max_message_bytes);
+    let deliveries = DeliveryServiceServer::from_arc(delivery_api.clone())
+        .max_decoding_message_size(max_message_bytes);
+    let grpc = tonic::service::Routes::builder()
         .add_service(webhooks)
         .add_service(deliveries)
         .add_service(health_service)
         .add_service(reflection)
+        .clone()
+        .routes();
+    // The console answers HTTP/1.1 (and h2) under /console/ on the same port; every other
+    // path is gRPC's.
+    let console = crate::console::router(crate::console::Console::new(
+        store,
+        webhook_api,
+        delivery_api,
+    ));
+    let routes = tonic::service::Routes::from(grpc.into_axum_router().merge(console));
+    tonic::transport::Server::builder()
+        .accept_http1(true)
+        .timeout(CALL_TIMEOUT)
+        .add_routes(routes)
         .serve_with_incoming_shutdown(
             tonic::transport::server::TcpIncoming::from(listener),
             shutdown.cancelled_owned(),

@@ -5,28 +5,11 @@
 use serde_json::{Value, json};
 
 use super::Output;
-use crate::api::convert::event_type_from_proto;
 use crate::api::proto;
-
-pub(super) fn event_names(values: &[i32]) -> Vec<String> {
-    values
-        .iter()
-        .map(|v| event_type_from_proto(*v).map_or_else(|| v.to_string(), |t| t.as_str().to_owned()))
-        .collect()
-}
-
-fn format_name(value: i32) -> &'static str {
-    crate::api::convert::format_from_proto(value).unwrap_or("unknown")
-}
-
-pub(super) fn time_text(t: Option<&prost_types::Timestamp>) -> String {
-    t.map(|t| crate::dispatch::payload::rfc3339(unix_ms(t)))
-        .unwrap_or_default()
-}
-
-fn unix_ms(t: &prost_types::Timestamp) -> i64 {
-    t.seconds * 1000 + i64::from(t.nanos / 1_000_000)
-}
+use crate::present::format_name;
+pub(super) use crate::present::{
+    age_text, code_text, duration_text, event_names, parse_time, target_text, time_text,
+};
 
 /// A time as JSON: RFC 3339, or `null` when unset (so scripts can test for it).
 pub(super) fn time_json(t: Option<&prost_types::Timestamp>) -> Value {
@@ -39,65 +22,6 @@ pub(super) fn text_json(text: &str) -> Value {
         Value::Null
     } else {
         Value::String(text.to_owned())
-    }
-}
-
-/// `--since`/`--until`: a duration ago (`1h`, `30m`, `2d`) or an RFC 3339 time.
-pub(super) fn parse_time(text: &str) -> Result<prost_types::Timestamp, String> {
-    use time::format_description::well_known::Rfc3339;
-    let at = match humantime::parse_duration(text) {
-        Ok(ago) => time::OffsetDateTime::now_utc() - ago,
-        Err(_) => time::OffsetDateTime::parse(text, &Rfc3339).map_err(|_| {
-            "expected a duration ago like `1h`, `30m`, `2d`, or an RFC 3339 time like \
-             `2026-11-25T01:00:00Z`"
-                .to_owned()
-        })?,
-    };
-    Ok(prost_types::Timestamp {
-        seconds: at.unix_timestamp(),
-        nanos: at.nanosecond() as i32,
-    })
-}
-
-/// How long ago, for people: `12s`, `3m`, `2h`, `4d` ("-" when unset).
-pub(super) fn age_text(t: Option<&prost_types::Timestamp>) -> String {
-    let Some(t) = t else {
-        return "-".to_owned();
-    };
-    let now = time::OffsetDateTime::now_utc().unix_timestamp();
-    let secs = (now - t.seconds).max(0);
-    match secs {
-        0..60 => format!("{secs}s"),
-        60..3600 => format!("{}m", secs / 60),
-        3600..86400 => format!("{}h", secs / 3600),
-        _ => format!("{}d", secs / 86400),
-    }
-}
-
-/// Milliseconds for people: `12ms`, `1.5s`.
-pub(super) fn duration_text(ms: i64) -> String {
-    if ms < 1000 {
-        format!("{ms}ms")
-    } else {
-        format!("{:.1}s", ms as f64 / 1000.0)
-    }
-}
-
-/// An HTTP status code for people ("-" when there was no response).
-pub(super) fn code_text(code: i32) -> String {
-    if code == 0 {
-        "-".to_owned()
-    } else {
-        code.to_string()
-    }
-}
-
-/// `repository:tag`, or the repository alone for untagged events.
-pub(super) fn target_text(repository: &str, tag: &str) -> String {
-    if tag.is_empty() {
-        repository.to_owned()
-    } else {
-        format!("{repository}:{tag}")
     }
 }
 

@@ -10,6 +10,7 @@ mod log;
 mod migrations;
 mod postgres;
 pub mod retention;
+mod sessions;
 mod sql;
 mod sqlite;
 pub mod tail;
@@ -28,6 +29,7 @@ pub use log::{
     PruneCursor, Redelivery, ReplayOutcome, ReplayPlanner, ReplayRequest, STATS_KEPT_MS,
     StatsMinute, StatsTotals, StatusFilter,
 };
+pub use sessions::{SessionRecord, Sessions};
 pub use tail::Tail;
 pub use types::*;
 pub(crate) use types::{ClaimRow, WebhookRow, group_secrets, last_error, next_state_columns};
@@ -96,8 +98,8 @@ pub type Planner = dyn Fn(&Event) -> Vec<NewDelivery> + Send + Sync;
 /// What both backends provide: one trait per concern, so each backend keeps one file per
 /// concern (`schema`, `tokens`, `webhooks`, `events`, `queue`, `log`). Every method is one
 /// short transaction (or none): no transaction is ever held open across anything but the database.
-pub trait Backend: Schema + Tokens + Webhooks + Events + Queue + Log {}
-impl<T: Schema + Tokens + Webhooks + Events + Queue + Log> Backend for T {}
+pub trait Backend: Schema + Tokens + Webhooks + Events + Queue + Log + Sessions {}
+impl<T: Schema + Tokens + Webhooks + Events + Queue + Log + Sessions> Backend for T {}
 
 /// Connection life cycle and schema.
 #[async_trait]
