@@ -1,4 +1,5 @@
 pub mod api;
+pub mod browser;
 pub mod db;
 pub mod envelopes;
 pub mod pg;
