@@ -17,7 +17,7 @@ const BOTTOM: f64 = 18.0;
 
 /// Both charts and the summary.
 pub(crate) fn render(stats: &proto::GetWebhookStatsResponse) -> Markup {
-    let total = stats.total.clone().unwrap_or_default();
+    let total = stats.total.unwrap_or_default();
     let attempts = total.succeeded + total.retried + total.failed;
     let summary = if attempts == 0 {
         "No attempts in the last hour.".to_owned()
@@ -142,10 +142,6 @@ fn latency_chart(buckets: &[proto::StatsBucket]) -> Markup {
                 fmt(x),
                 fmt(y)
             ));
-            // A lone point still shows.
-            if !pen_down {
-                d.push_str(&format!("l 0.01 0 "));
-            }
             pen_down = true;
         }
         d
@@ -156,6 +152,12 @@ fn latency_chart(buckets: &[proto::StatsBucket]) -> Markup {
             (frame(buckets, &ms(top), "ms"))
             path.p99 d=(path(|b| b.p99_ms)) {}
             path.p50 d=(path(|b| b.p50_ms)) {}
+            // A dot per minute too, so a lone minute shows.
+            @for (i, b) in buckets.iter().enumerate().filter(|(_, b)| has(b)) {
+                @let x = fmt(LEFT + (i as f64 + 0.5) * slot);
+                circle.p99 cx=(x) cy=(fmt(HEIGHT - BOTTOM - b.p99_ms / top * plot)) r="2.5" {}
+                circle.p50 cx=(x) cy=(fmt(HEIGHT - BOTTOM - b.p50_ms / top * plot)) r="2.5" {}
+            }
         }
     }
 }

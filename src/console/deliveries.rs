@@ -43,6 +43,30 @@ pub(crate) struct Filters {
     pub n: i64,
 }
 
+/// Webhook names by id, for the webhook column of namespace-wide tables (None: no such
+/// column).
+pub(crate) type Names = std::collections::HashMap<String, String>;
+
+/// The names of the webhooks the session sees (the first 500; others show their id).
+pub(crate) async fn webhook_names(console: &Console, session: &Session) -> Result<Names, Failure> {
+    use crate::api::proto::webhook_service_server::WebhookService;
+    Ok(console
+        .webhooks
+        .list_webhooks(call(
+            session,
+            proto::ListWebhooksRequest {
+                page_size: 500,
+                ..Default::default()
+            },
+        ))
+        .await?
+        .into_inner()
+        .webhooks
+        .into_iter()
+        .map(|w| (w.id.clone(), views::webhook_title(&w).to_owned()))
+        .collect())
+}
+
 /// The statuses offered by the filter, by name.
 pub(crate) fn status_by_name(name: &str) -> Option<DeliveryStatus> {
     match name {
@@ -128,6 +152,11 @@ pub(crate) async fn list(
             Err(status) => return Err(status.into()),
         },
     };
+    let names = if filters.webhook.is_empty() {
+        Some(webhook_names(&console, &session).await?)
+    } else {
+        None
+    };
     let notice = problem
         .map(views::Notice::error)
         .or_else(|| notice_for(&filters.done, filters.n));
@@ -140,7 +169,7 @@ pub(crate) async fn list(
         h1 { "Deliveries" }
         (filter_form(&filters))
         section.panel aria-label="Deliveries" {
-            (deliveries_table(&deliveries, filters.webhook.is_empty(), live.as_deref(), "No deliveries match."))
+            (deliveries_table(&deliveries, names.as_ref(), live.as_deref(), "No deliveries match."))
             @if !next.is_empty() {
                 p.pager {
                     a href=(format!("{BASE}/deliveries?{}&page={}", filters.query(), views::query_escape(&next))) { "Older deliveries →" }
@@ -235,7 +264,7 @@ pub(crate) async fn recent_deliveries(
 /// means that webhook's stream).
 pub(crate) fn deliveries_table(
     deliveries: &[proto::Delivery],
-    show_webhook: bool,
+    names: Option<&Names>,
     live: Option<&str>,
     empty: &str,
 ) -> Markup {
@@ -248,18 +277,18 @@ pub(crate) fn deliveries_table(
     });
     html! {
         div.table-wrap {
-            table.deliveries data-live=[live] data-show-webhook=(show_webhook) {
+            table.deliveries data-live=[live] {
                 caption.visually-hidden { "Deliveries, newest first" }
                 thead { tr {
                     th scope="col" { "Status" }
                     th scope="col" { "Event" }
-                    @if show_webhook { th scope="col" { "Webhook" } }
+                    @if names.is_some() { th scope="col" { "Webhook" } }
                     th scope="col" { "Attempts" }
                     th scope="col" { "Last answer" }
                     th scope="col" { "Last attempt" }
                 } }
                 tbody {
-                    @for d in deliveries { (delivery_row(d, show_webhook)) }
+                    @for d in deliveries { (delivery_row(d, names)) }
                 }
             }
             p.empty-row.muted hidden[!deliveries.is_empty()] { (if empty.is_empty() { "No deliveries yet." } else { empty }) }
@@ -269,7 +298,7 @@ pub(crate) fn deliveries_table(
 }
 
 /// One delivery as a table row: the same markup on the page and from the live stream.
-pub(crate) fn delivery_row(d: &proto::Delivery, show_webhook: bool) -> Markup {
+pub(crate) fn delivery_row(d: &proto::Delivery, names: Option<&Names>) -> Markup {
     html! {
         tr data-delivery=(d.id) {
             td { (views::status_badge(d.status)) }
@@ -278,8 +307,13 @@ pub(crate) fn delivery_row(d: &proto::Delivery, show_webhook: bool) -> Markup {
                     span.type { (d.event_type) } " " (views::target(&d.repository, &d.tag))
                 }
             }
-            @if show_webhook {
-                td { a href=(format!("{BASE}/webhooks/{}", d.webhook_id)) { code { (d.webhook_id) } } }
+            @if let Some(names) = names {
+                td { a href=(format!("{BASE}/webhooks/{}", d.webhook_id)) {
+                    @match names.get(&d.webhook_id) {
+                        Some(name) => { (name) }
+                        None => { code { (d.webhook_id) } }
+                    }
+                } }
             }
             td.num { (d.attempts) }
             td {
@@ -334,7 +368,7 @@ pub(crate) async fn show(
         }
         div.heading {
             h1 { span.type { (d.event_type) } " " (views::target(&d.repository, &d.tag)) }
-            (views::status_badge(d.status))
+            span data-status-badge { (views::status_badge(d.status)) }
         }
         div.actions {
             form method="post" action=(format!("{BASE}/deliveries/{}/redeliver", d.id)) {
@@ -366,7 +400,7 @@ pub(crate) async fn show(
             h2 #attempts-title { "Attempts" }
             p.muted { "Newest first. New attempts appear here as they happen." }
             ol.attempts reversed data-live=(live) data-delivery=(d.id) {
-                @for a in got.attempts.iter().rev() { (attempt_item(a)) }
+                @for a in got.attempts.iter().rev() { (attempt_item(a, None)) }
             }
             @if got.attempts.is_empty() { p.muted.empty-row { "No attempt yet: it is queued." } }
             p.live-status.muted aria-live="polite" {}
@@ -384,10 +418,12 @@ pub(crate) async fn show(
     ))
 }
 
-/// One attempt: the same markup on the page and from the live stream.
-pub(crate) fn attempt_item(a: &proto::Attempt) -> Markup {
+/// One attempt: the same markup on the page and from the live stream. `status`: the
+/// delivery's status after it, which the live page shows in its heading.
+pub(crate) fn attempt_item(a: &proto::Attempt, status: Option<i32>) -> Markup {
+    let (status_class, status_text) = status.map(views::status_words).unzip();
     html! {
-        li.attempt data-attempt=(a.id) {
+        li.attempt data-attempt=(a.id) data-status-class=[status_class] data-status-text=[status_text] {
             div.attempt-head {
                 strong { "Attempt " (a.number) }
                 (views::outcome_badge(&a.outcome))

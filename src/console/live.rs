@@ -13,7 +13,9 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use tokio_stream::{Stream, StreamExt};
 
-use super::deliveries::{attempt_item, delivery_row, event_type_by_name, status_by_name};
+use super::deliveries::{
+    Names, attempt_item, delivery_row, event_type_by_name, status_by_name, webhook_names,
+};
 use super::{Console, Failure, Session, call};
 use crate::api::proto::delivery_service_server::DeliveryService;
 use crate::api::proto::{self, WatchDeliveriesResponse};
@@ -37,7 +39,10 @@ pub(crate) struct LiveQuery {
     repository: String,
 }
 
-/// The event stream.
+/// The event stream. It subscribes to the tail first, then sends what the page may have
+/// missed since it was rendered (the delivery's attempts, or the list's first page), so
+/// nothing falls between the page and the stream, nor between a reconnect and the last
+/// event. The page puts each item in place by its key, so repeats are harmless.
 pub(crate) async fn stream(
     State(console): State<Console>,
     session: Session,
@@ -53,13 +58,82 @@ pub(crate) async fn stream(
         ))
         .await?
         .into_inner();
-    let filter = Filter::new(&query);
-    let events = tail
-        .map_while(Result::ok) // an ended tail ends the stream; the browser reconnects
-        .filter_map(move |seen| filter.event(&seen))
-        .map(Ok::<Event, Infallible>);
-    Ok(sse(events).into_response())
+    let mut filter = Filter::new(&query);
+    if query.webhook.is_empty() && query.delivery.is_empty() {
+        filter.names = Some(webhook_names(&console, &session).await?);
+    }
+    let catch_up = catch_up(&console, &session, &query, &filter).await?;
+    let events = tokio_stream::iter(catch_up).chain(
+        tail.map_while(Result::ok) // an ended tail ends the stream; the browser reconnects
+            .filter_map(move |seen| filter.event(&seen)),
+    );
+    Ok(sse(events.map(Ok::<Event, Infallible>)).into_response())
 }
+
+/// The page's current items as events: the delivery's status and attempts (oldest first,
+/// so each lands on top in turn), or the list's first page (oldest first, likewise).
+async fn catch_up(
+    console: &Console,
+    session: &Session,
+    query: &LiveQuery,
+    filter: &Filter,
+) -> Result<Vec<Event>, Failure> {
+    if !query.delivery.is_empty() {
+        let got = console
+            .deliveries
+            .get_delivery(call(
+                session,
+                proto::GetDeliveryRequest {
+                    id: query.delivery.clone(),
+                },
+            ))
+            .await?
+            .into_inner();
+        let status = got.delivery.map(|d| d.status);
+        let last = got.attempts.len().saturating_sub(1);
+        return Ok(got
+            .attempts
+            .iter()
+            .enumerate()
+            .map(|(i, a)| {
+                let html = attempt_item(a, status.filter(|_| i == last)).into_string();
+                Event::default().event("attempt").data(html)
+            })
+            .collect());
+    }
+    let listed = console
+        .deliveries
+        .list_deliveries(call(
+            session,
+            proto::ListDeliveriesRequest {
+                page_size: CATCH_UP,
+                webhook_id: query.webhook.clone(),
+                statuses: filter.status.into_iter().collect(),
+                event_types: event_type_by_name(&query.event_type).into_iter().collect(),
+                repository: query.repository.trim().to_owned(),
+                ..Default::default()
+            },
+        ))
+        .await;
+    // A filter the list refused shows no rows: nothing to catch up on.
+    let Ok(listed) = listed else {
+        return Ok(Vec::new());
+    };
+    Ok(listed
+        .into_inner()
+        .deliveries
+        .iter()
+        .rev()
+        .map(|d| {
+            Event::default()
+                .event("delivery")
+                .data(delivery_row(d, filter.names.as_ref()).into_string())
+        })
+        .collect())
+}
+
+/// Rows sent on connecting: those the page shows at most is less; enough to cover a gap.
+const CATCH_UP: i32 = 20;
 
 fn sse(
     events: impl Stream<Item = Result<Event, Infallible>> + Send + 'static,
@@ -75,7 +149,8 @@ struct Filter {
     event_type: Option<String>,
     /// None: any repository. An invalid glob (the page already said so) matches nothing.
     repository: Option<Option<globset::GlobSet>>,
-    show_webhook: bool,
+    /// Webhook names for the webhook column (namespace-wide lists only).
+    names: Option<Names>,
 }
 
 impl Filter {
@@ -88,7 +163,7 @@ impl Filter {
             // The same glob rules as the list's filter.
             repository: (!repository.is_empty())
                 .then(|| repository_glob(repository).ok().map(|(set, _)| set)),
-            show_webhook: q.webhook.is_empty(),
+            names: None,
         }
     }
 
@@ -98,7 +173,8 @@ impl Filter {
             if seen.delivery_id != self.delivery {
                 return None;
             }
-            let html = attempt_item(attempt).into_string();
+            // The attempt carries the delivery's new status for the page's heading.
+            let html = attempt_item(attempt, Some(seen.delivery_status)).into_string();
             return Some(Event::default().event("attempt").data(html));
         }
         if self.status.is_some_and(|s| s != seen.delivery_status)
@@ -129,7 +205,7 @@ impl Filter {
             last_attempt_at: attempt.started_at,
             ..Default::default()
         };
-        let html = delivery_row(&row, self.show_webhook).into_string();
+        let html = delivery_row(&row, self.names.as_ref()).into_string();
         Some(Event::default().event("delivery").data(html))
     }
 }

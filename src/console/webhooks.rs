@@ -271,7 +271,7 @@ fn webhook_page(
                 h2 #recent-title { "Recent deliveries" }
                 a href=(format!("{BASE}/deliveries?webhook={}", w.id)) { "All deliveries →" }
             }
-            (deliveries_table(recent, false, Some(&w.id), ""))
+            (deliveries_table(recent, None, Some(&w.id), ""))
         }
     };
     layout(
@@ -380,7 +380,7 @@ impl WebhookForm {
     }
 
     fn from_webhook(w: &proto::Webhook) -> WebhookForm {
-        let options = w.payload_options.clone().unwrap_or_default();
+        let options = w.payload_options.unwrap_or_default();
         WebhookForm {
             name: w.name.clone(),
             url: w.url.clone(),

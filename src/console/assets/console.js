@@ -34,6 +34,8 @@
       container.querySelectorAll("[" + keyAttribute + "]").forEach(function (candidate) {
         if (candidate.getAttribute(keyAttribute) === key) existing = candidate;
       });
+      // Catching up after (re)connecting repeats what the page shows: leave that be.
+      if (existing && existing.outerHTML === node.outerHTML) return;
       node.classList.add("arrived");
       if (existing) {
         existing.replaceWith(node);
@@ -41,8 +43,21 @@
         container.insertBefore(node, container.firstElementChild);
       }
       if (empty) empty.hidden = true;
+      // An attempt says what became of its delivery: the heading's badge follows.
+      var statusClass = node.getAttribute("data-status-class");
+      var badge = document.querySelector("[data-status-badge] .badge");
+      if (statusClass && badge) {
+        badge.className = "badge " + statusClass;
+        badge.textContent = node.getAttribute("data-status-text");
+      }
       fresh += 1;
       if (status) status.textContent = fresh + (fresh === 1 ? " update" : " updates") + " since the page loaded.";
+    });
+    // Close the stream when the page goes away (also into the back/forward cache): an
+    // open stream holds one of the browser's few connections to this server.
+    window.addEventListener("pagehide", function () { source.close(); });
+    window.addEventListener("pageshow", function (event) {
+      if (event.persisted) window.location.reload();
     });
     source.addEventListener("open", function () {
       element.setAttribute("data-live-state", "open");
