@@ -82,9 +82,22 @@ fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
         .map(|(_, v)| v)
 }
 
-/// A `Set-Cookie` value: HttpOnly, SameSite=Strict, for the console's paths only.
-fn set_cookie(name: &str, value: &str, max_age_secs: i64) -> String {
-    format!("{name}={value}; Path={BASE}/; Max-Age={max_age_secs}; HttpOnly; SameSite=Strict")
+/// A `Set-Cookie` value: HttpOnly, SameSite=Strict, for the console's paths only, and
+/// Secure when the browser reached us over HTTPS.
+fn set_cookie(name: &str, value: &str, max_age_secs: i64, secure: bool) -> String {
+    let secure = if secure { "; Secure" } else { "" };
+    format!(
+        "{name}={value}; Path={BASE}/; Max-Age={max_age_secs}; HttpOnly; SameSite=Strict{secure}"
+    )
+}
+
+/// Whether the browser speaks HTTPS to us: through a TLS-terminating proxy that says so
+/// (`X-Forwarded-Proto: https`). A client faking it only makes its own cookie stricter.
+fn over_https(headers: &HeaderMap) -> bool {
+    headers
+        .get("x-forwarded-proto")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("https"))
 }
 
 /// Refuses a request that says it comes from another site (`Origin`, sent by browsers
@@ -169,14 +182,14 @@ fn safe_next(next: &str) -> String {
 }
 
 /// The sign-in form, with a fresh CSRF cookie of its own.
-pub(crate) async fn sign_in_page(Query(query): Query<SignInQuery>) -> Response {
-    sign_in_form(&query.next, None, StatusCode::OK)
+pub(crate) async fn sign_in_page(headers: HeaderMap, Query(query): Query<SignInQuery>) -> Response {
+    sign_in_form(&headers, &query.next, None, StatusCode::OK)
 }
 
-fn sign_in_form(next: &str, error: Option<&str>, status: StatusCode) -> Response {
+fn sign_in_form(headers: &HeaderMap, next: &str, error: Option<&str>, status: StatusCode) -> Response {
     let csrf = random_hex();
     let mut response = page(status, views::sign_in(&safe_next(next), &csrf, error));
-    if let Ok(value) = set_cookie(SIGN_IN_COOKIE, &csrf, 3600).parse() {
+    if let Ok(value) = set_cookie(SIGN_IN_COOKIE, &csrf, 3600, over_https(headers)).parse() {
         response.headers_mut().append(header::SET_COOKIE, value);
     }
     response
@@ -193,6 +206,7 @@ pub(crate) async fn sign_in(
     let given = field(&form, CSRF_FIELD);
     if expected.is_empty() || !constant_time_eq(given.as_bytes(), expected.as_bytes()) {
         return Ok(sign_in_form(
+            &headers,
             next,
             Some("The sign-in form expired. Please try again."),
             StatusCode::FORBIDDEN,
@@ -201,6 +215,7 @@ pub(crate) async fn sign_in(
     let token = field(&form, "token").trim();
     if token.is_empty() {
         return Ok(sign_in_form(
+            &headers,
             next,
             Some("Enter an API token."),
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -212,6 +227,7 @@ pub(crate) async fn sign_in(
         Err(status) if status.code() == tonic::Code::Unauthenticated => {
             tracing::info!("console sign-in refused");
             return Ok(sign_in_form(
+                &headers,
                 next,
                 Some(
                     "That token is unknown, revoked, or a registry token. Use a namespace or \
@@ -241,9 +257,10 @@ pub(crate) async fn sign_in(
         .map_err(failed)?;
     tracing::info!(token_id = %caller.token_id(), "console sign-in");
     let mut response = Redirect::to(&safe_next(next)).into_response();
+    let secure = over_https(&headers);
     let cookies = [
-        set_cookie(COOKIE, &id, SESSION_TTL_MS / 1000),
-        set_cookie(SIGN_IN_COOKIE, "", 0),
+        set_cookie(COOKIE, &id, SESSION_TTL_MS / 1000, secure),
+        set_cookie(SIGN_IN_COOKIE, "", 0, secure),
     ];
     for value in cookies {
         if let Ok(value) = value.parse() {
@@ -256,6 +273,7 @@ pub(crate) async fn sign_in(
 /// Ends the session, here and in the database.
 pub(crate) async fn sign_out(
     State(console): State<Console>,
+    headers: HeaderMap,
     session: Session,
     axum::Form(form): axum::Form<Vec<(String, String)>>,
 ) -> Page {
@@ -266,7 +284,7 @@ pub(crate) async fn sign_out(
         .await
         .map_err(|e| Failure::Api(e.into()))?;
     let mut response = Redirect::to(&format!("{BASE}/sign-in")).into_response();
-    if let Ok(value) = set_cookie(COOKIE, "", 0).parse() {
+    if let Ok(value) = set_cookie(COOKIE, "", 0, over_https(&headers)).parse() {
         response.headers_mut().append(header::SET_COOKIE, value);
     }
     Ok(response)

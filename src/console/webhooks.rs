@@ -127,7 +127,7 @@ fn card(w: &proto::Webhook) -> Markup {
                     @if health.last_status_code != 0 { " · HTTP " (health.last_status_code) }
                 } }
                 div { dt { "Waiting" } dd { (health.pending) } }
-                div { dt { "Last 24 h" } dd.counts {
+                div { dt { "Attempts, last 24 h" } dd.counts {
                     span.ok title="attempts answered 2xx" { (health.succeeded_24h) " ok" }
                     " · " span.warn title="failed attempts that are retried" { (health.retried_24h) " retried" }
                     " · " span.bad title="failed attempts that were final" { (health.failed_24h) " failed" }
@@ -212,9 +212,9 @@ fn webhook_page(
                         div.wide { dt { "Last error" } dd { code { (health.last_error) } } }
                     }
                     div { dt { "Circuit" } dd { (health.circuit) } }
-                    div { dt { "Waiting" } dd { (health.pending) } }
-                    div { dt { "Failed (kept)" } dd { (health.failed) } }
-                    div { dt { "Last 24 h" } dd.counts {
+                    div { dt { "Deliveries waiting" } dd { (health.pending) } }
+                    div { dt { "Deliveries failed" } dd { (health.failed) } }
+                    div { dt { "Attempts, last 24 h" } dd.counts {
                         span.ok { (health.succeeded_24h) " ok" } " · "
                         span.warn { (health.retried_24h) " retried" } " · "
                         span.bad { (health.failed_24h) " failed" }
@@ -307,6 +307,8 @@ async fn get(console: &Console, session: &Session, id: &str) -> Result<proto::We
 /// What the create/edit form holds, as typed.
 #[derive(Default, Clone)]
 struct WebhookForm {
+    /// Create only: empty means the session's own namespace.
+    namespace: String,
     name: String,
     url: String,
     event_types: Vec<i32>,
@@ -382,6 +384,7 @@ impl WebhookForm {
     fn from_webhook(w: &proto::Webhook) -> WebhookForm {
         let options = w.payload_options.unwrap_or_default();
         WebhookForm {
+            namespace: w.namespace.clone().unwrap_or_default(),
             name: w.name.clone(),
             url: w.url.clone(),
             event_types: w.event_types.clone(),
@@ -410,6 +413,7 @@ impl WebhookForm {
     fn from_fields(form: &[(String, String)]) -> WebhookForm {
         let checked = |name: &str| field(form, name) == "true";
         WebhookForm {
+            namespace: field(form, "namespace").trim().to_owned(),
             name: field(form, "name").trim().to_owned(),
             url: field(form, "url").trim().to_owned(),
             event_types: form
@@ -456,6 +460,7 @@ impl WebhookForm {
             return Err(errors);
         }
         Ok(proto::Webhook {
+            namespace: (!self.namespace.is_empty()).then(|| self.namespace.clone()),
             name: self.name.clone(),
             url: self.url.clone(),
             event_types: self.event_types.clone(),
@@ -537,6 +542,7 @@ fn form_page(session: &Session, id: Option<&str>, form: &WebhookForm, errors: &E
         "New webhook"
     };
     let known = [
+        "namespace",
         "name",
         "url",
         "event_types",
@@ -591,6 +597,22 @@ fn form_page(session: &Session, id: Option<&str>, form: &WebhookForm, errors: &E
         }
         form.panel.form method="post" action=(action) novalidate {
             (csrf_field(session))
+            @if id.is_none() {
+                div.field {
+                    label for="namespace" { "Namespace" }
+                    input #namespace name="namespace" value=(form.namespace) spellcheck="false"
+                        placeholder=(session.namespace.clone().unwrap_or_else(|| "acme".into()))
+                        required[session.namespace.is_none()]
+                        aria-invalid=[invalid("namespace")] aria-describedby=(described("namespace", true));
+                    small #namespace-help {
+                        @match &session.namespace {
+                            Some(ns) => { "Empty: " code { (ns) } ". Or a namespace below it, like " code { (ns) "/tools" } "." }
+                            None => { "Whose webhook this is: a repository path prefix like " code { "acme" } "." }
+                        }
+                    }
+                    (error_for("namespace"))
+                }
+            }
             div.field {
                 label for="name" { "Name" }
                 input #name name="name" value=(form.name) required maxlength="100"
