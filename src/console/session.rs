@@ -101,20 +101,23 @@ fn over_https(headers: &HeaderMap) -> bool {
 }
 
 /// Refuses a request that says it comes from another site (`Origin`, sent by browsers
-/// with every POST): the CSRF token is the main guard, this one costs nothing.
+/// with every POST): the CSRF token is the main guard, this one costs nothing. The origin
+/// must name the host the browser asked for: `Host`, or `X-Forwarded-Host` behind a proxy
+/// that rewrites `Host`.
 fn check_origin(parts: &Parts) -> Result<(), Failure> {
     let Some(origin) = parts.headers.get(header::ORIGIN) else {
         return Ok(());
     };
-    let host = parts
-        .headers
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .unwrap_or_default();
-    let origin = origin.to_str().unwrap_or_default();
-    let same = origin
-        .split_once("://")
-        .is_some_and(|(_, rest)| !host.is_empty() && rest == host);
+    let origin_host = origin
+        .to_str()
+        .ok()
+        .and_then(|o| o.split_once("://"))
+        .map(|(_, host)| host);
+    let hosts = [header::HOST.as_str(), "x-forwarded-host"]
+        .into_iter()
+        .filter_map(|name| parts.headers.get(name))
+        .filter_map(|v| v.to_str().ok());
+    let same = origin_host.is_some_and(|o| hosts.into_iter().any(|h| !h.is_empty() && h == o));
     if same {
         Ok(())
     } else {
@@ -186,7 +189,12 @@ pub(crate) async fn sign_in_page(headers: HeaderMap, Query(query): Query<SignInQ
     sign_in_form(&headers, &query.next, None, StatusCode::OK)
 }
 
-fn sign_in_form(headers: &HeaderMap, next: &str, error: Option<&str>, status: StatusCode) -> Response {
+fn sign_in_form(
+    headers: &HeaderMap,
+    next: &str,
+    error: Option<&str>,
+    status: StatusCode,
+) -> Response {
     let csrf = random_hex();
     let mut response = page(status, views::sign_in(&safe_next(next), &csrf, error));
     if let Ok(value) = set_cookie(SIGN_IN_COOKIE, &csrf, 3600, over_https(headers)).parse() {
@@ -309,6 +317,40 @@ mod tests {
         ] {
             assert_eq!(safe_next(bad), "/console/webhooks", "{bad}");
         }
+    }
+
+    #[test]
+    fn forms_must_come_from_the_host_the_browser_asked_for() {
+        let parts = |headers: &[(&str, &str)]| {
+            let mut request = axum::http::Request::post("/console/webhooks");
+            for (name, value) in headers {
+                request = request.header(*name, *value);
+            }
+            request.body(()).unwrap().into_parts().0
+        };
+        let host = ("host", "hooks.example:50051");
+        assert!(
+            check_origin(&parts(&[host])).is_ok(),
+            "no Origin: the CSRF token decides"
+        );
+        assert!(check_origin(&parts(&[host, ("origin", "http://hooks.example:50051")])).is_ok());
+        for evil in [
+            "https://evil.example",
+            "null",
+            "http://hooks.example:50051.evil",
+        ] {
+            assert!(
+                check_origin(&parts(&[host, ("origin", evil)])).is_err(),
+                "{evil}"
+            );
+        }
+        // Behind a proxy that rewrites Host.
+        let proxied = [
+            ("host", "127.0.0.1:50051"),
+            ("x-forwarded-host", "hooks.example"),
+            ("origin", "https://hooks.example"),
+        ];
+        assert!(check_origin(&parts(&proxied)).is_ok());
     }
 
     #[test]

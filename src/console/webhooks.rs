@@ -160,22 +160,34 @@ pub(crate) async fn show(
     let notice = notice_for(&query.done, query.n);
     Ok(page(
         StatusCode::OK,
-        webhook_page(&session, &webhook, &stats, &recent, notice.as_ref()),
+        webhook_page(&session, &webhook, &stats, &recent, notice.as_ref(), None),
     ))
 }
 
-/// The webhook page itself (also shown with a secret after creation or rotation).
+/// The webhook page itself; `secret`: a new signing secret to show on top, this once
+/// (after creation or rotation).
 fn webhook_page(
     session: &Session,
     w: &proto::Webhook,
     stats: &proto::GetWebhookStatsResponse,
     recent: &[proto::Delivery],
     notice: Option<&Notice>,
+    secret: Option<&str>,
 ) -> Markup {
     let health = w.health.clone().unwrap_or_default();
     let enabled = w.enabled.unwrap_or(true);
     let action = |path: &str| format!("{BASE}/webhooks/{}/{path}", w.id);
     let content = html! {
+        @if let Some(secret) = secret {
+            section.panel.secret aria-labelledby="secret-title" {
+                h2 #secret-title { "Signing secret" }
+                p { "Receivers verify deliveries with it (Standard Webhooks). It will not be shown again." }
+                div.copy {
+                    input #new-secret readonly value=(secret) aria-label="Signing secret" spellcheck="false";
+                    button type="button" data-copy="new-secret" { "Copy" }
+                }
+            }
+        }
         nav.crumbs aria-label="Breadcrumb" { a href=(format!("{BASE}/webhooks")) { "Webhooks" } " / " }
         div.heading {
             h1 { (views::webhook_title(w)) }
@@ -810,23 +822,17 @@ async fn secret_page(
     let notice = Notice::warn(format!(
         "{what} Its signing secret is shown only now: copy it to the receiver."
     ));
-    let mut body = webhook_page(session, webhook, &stats, &recent, Some(&notice)).into_string();
-    let reveal = html! {
-        section.panel.secret aria-labelledby="secret-title" {
-            h2 #secret-title { "Signing secret" }
-            p { "Receivers verify deliveries with it (Standard Webhooks). It will not be shown again." }
-            div.copy {
-                input #new-secret readonly value=(secret) aria-label="Signing secret" spellcheck="false";
-                button type="button" data-copy="new-secret" { "Copy" }
-            }
-        }
-    }
-    .into_string();
-    // Right after the notice, above everything else on the page.
-    if let Some(at) = body.find("<nav class=\"crumbs\"") {
-        body.insert_str(at, &reveal);
-    }
-    Ok(page(StatusCode::OK, maud::PreEscaped(body)))
+    Ok(page(
+        StatusCode::OK,
+        webhook_page(
+            session,
+            webhook,
+            &stats,
+            &recent,
+            Some(&notice),
+            Some(secret),
+        ),
+    ))
 }
 
 pub(crate) async fn edit_form(
