@@ -422,8 +422,8 @@ async fn run_backend(backend: &str, scale: Scale, log_only: bool) -> Result<Stri
     )
     .body
     .len();
-    // hookline opens at most 4 connections to one webhook (max_per_endpoint), so the
-    // fair physical limit for one webhook is the sink at 4 connections.
+    // The sink's own rate at 4 connections (where a webhook's adaptive window starts) and
+    // at 32: the physical limits hookline's one-webhook figures compare to.
     let raw4 = wrk_rate(&sink_url, payload_len, 4, scale.wrk_secs, dir.path())?;
     let raw = wrk_rate(&sink_url, payload_len, 32, scale.wrk_secs, dir.path())?;
     rows.push((

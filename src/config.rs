@@ -69,7 +69,8 @@ pub struct ServeSettings {
     /// Most HTTP requests in flight across all endpoints (default 256).
     #[arg(long, env = "HOOKLINE_MAX_IN_FLIGHT")]
     pub max_in_flight: Option<usize>,
-    /// Most HTTP requests in flight to one webhook (default 4).
+    /// Most HTTP requests in flight to one webhook, whatever its adaptive window (default:
+    /// max_in_flight).
     #[arg(long, env = "HOOKLINE_MAX_PER_ENDPOINT")]
     pub max_per_endpoint: Option<usize>,
     /// TCP/TLS connect timeout of a delivery (default 5s).
@@ -382,7 +383,9 @@ impl Config {
             dispatch: DispatchConfig {
                 poll_interval: d(s.poll_interval, Duration::from_secs(1)),
                 max_in_flight: s.max_in_flight.unwrap_or(256),
-                max_per_endpoint: s.max_per_endpoint.unwrap_or(4),
+                max_per_endpoint: s
+                    .max_per_endpoint
+                    .unwrap_or_else(|| s.max_in_flight.unwrap_or(256)),
                 connect_timeout: d(s.connect_timeout, Duration::from_secs(5)),
                 request_timeout,
                 response_body_limit: s.response_body_limit.unwrap_or(16 * 1024),

@@ -104,6 +104,8 @@ pub(crate) fn webhook_to_proto(w: &Webhook) -> proto::Webhook {
         signature_header: w.signature_header.clone().unwrap_or_default(),
         payload_options: Some(options_to_proto(&w.payload_options)),
         health: None,
+        max_concurrency: w.max_concurrency.and_then(|n| i32::try_from(n).ok()),
+        rate_limit: w.rate_limit_milli.map(|m| m as f64 / 1000.0),
     }
 }
 
@@ -128,6 +130,10 @@ pub(crate) fn health_to_proto(
         failed: h.failed,
         circuit: h.circuit.clone().unwrap_or_else(|| "closed".into()),
         circuit_open_until: h.circuit_until.map(timestamp),
+        concurrency_window: h
+            .concurrency_window
+            .and_then(|n| i32::try_from(n).ok())
+            .unwrap_or(0),
         succeeded_24h: day.succeeded,
         retried_24h: day.retried,
         failed_24h: day.failed,

@@ -31,7 +31,7 @@ const DAY_MS: i64 = 24 * 3_600_000;
 const UPDATE_ATTEMPTS: usize = 5;
 
 /// The fields UpdateWebhook may change.
-const UPDATABLE: [&str; 11] = [
+const UPDATABLE: [&str; 13] = [
     "name",
     "url",
     "event_types",
@@ -43,6 +43,8 @@ const UPDATABLE: [&str; 11] = [
     "enabled",
     "signature_header",
     "payload_options",
+    "max_concurrency",
+    "rate_limit",
 ];
 
 /// The service implementation: the store, the limits, and the SSRF guard.
@@ -230,6 +232,8 @@ impl WebhookService for WebhookApi {
             signature_header: fields.signature_header,
             payload_options: fields.payload_options,
             ordered: input.ordered,
+            max_concurrency: fields.max_concurrency,
+            rate_limit_milli: fields.rate_limit_milli,
             enabled: input.enabled.unwrap_or(true),
             disabled_reason: None,
             failing_since: None,
@@ -368,6 +372,12 @@ impl WebhookService for WebhookApi {
             if has("payload_options") {
                 merged.payload_options = input.payload_options;
             }
+            if has("max_concurrency") {
+                merged.max_concurrency = input.max_concurrency;
+            }
+            if has("rate_limit") {
+                merged.rate_limit = input.rate_limit;
+            }
             let mut v = Violations::default();
             let fields = validate::fields(&merged, &current.namespace, &self.limits, &mut v);
             v.check()?;
@@ -389,6 +399,8 @@ impl WebhookService for WebhookApi {
             next.headers = fields.headers;
             next.signature_header = fields.signature_header;
             next.payload_options = fields.payload_options;
+            next.max_concurrency = fields.max_concurrency;
+            next.rate_limit_milli = fields.rate_limit_milli;
             if has("ordered") {
                 next.ordered = input.ordered;
             }

@@ -72,6 +72,47 @@ pub(crate) struct Fields {
     pub headers: BTreeMap<String, String>,
     pub signature_header: Option<String>,
     pub payload_options: crate::store::PayloadOptions,
+    pub max_concurrency: Option<i64>,
+    pub rate_limit_milli: Option<i64>,
+}
+
+/// The most requests in flight an owner may allow one webhook.
+pub(crate) const MAX_CONCURRENCY: i32 = 10_000;
+/// The highest rate limit an owner may set, deliveries per second.
+pub(crate) const MAX_RATE_LIMIT: f64 = 100_000.0;
+
+/// The owner's limits: a ceiling on requests in flight, and deliveries per second (stored
+/// in thousandths).
+fn owner_limits(w: &proto::Webhook, v: &mut Violations) -> (Option<i64>, Option<i64>) {
+    let concurrency = w.max_concurrency.filter(|n| {
+        let ok = (1..=MAX_CONCURRENCY).contains(n);
+        if !ok {
+            v.add(
+                "webhook.max_concurrency",
+                format!("must be between 1 and {MAX_CONCURRENCY}"),
+            );
+        }
+        ok
+    });
+    let rate = w.rate_limit.and_then(|r| {
+        let milli = (r * 1000.0).round();
+        if !r.is_finite() || r <= 0.0 || r > MAX_RATE_LIMIT {
+            v.add(
+                "webhook.rate_limit",
+                format!("deliveries per second: more than 0 and at most {MAX_RATE_LIMIT}"),
+            );
+            None
+        } else if milli < 1.0 {
+            v.add(
+                "webhook.rate_limit",
+                "at least 0.001 (one delivery in 1000 s)",
+            );
+            None
+        } else {
+            Some(milli as i64)
+        }
+    });
+    (concurrency.map(i64::from), rate)
 }
 
 /// Checks every user-settable field of `w` for a webhook in `namespace`.
@@ -105,7 +146,10 @@ pub(crate) fn fields(
     };
     headers(&w.headers, limits.max_custom_headers, v);
     signature_header(&w.signature_header, &w.headers, v);
+    let (max_concurrency, rate_limit_milli) = owner_limits(w, v);
     Fields {
+        max_concurrency,
+        rate_limit_milli,
         name: w.name.clone(),
         url: w.url.clone(),
         event_types,

@@ -49,6 +49,8 @@ pub(super) fn webhook_json(w: &proto::Webhook) -> Value {
             "harbor_deletes": options.harbor_deletes,
         },
         "ordered": w.ordered,
+        "max_concurrency": w.max_concurrency,
+        "rate_limit": w.rate_limit,
         "enabled": w.enabled.unwrap_or(true),
         "disabled_reason": (!w.disabled_reason.is_empty()).then_some(&w.disabled_reason),
         "created_at": time_text(w.created_at.as_ref()),
@@ -70,6 +72,7 @@ fn health_json(h: &proto::WebhookHealth) -> Value {
         "failed": h.failed,
         "circuit": h.circuit,
         "circuit_open_until": time_json(h.circuit_open_until.as_ref()),
+        "concurrency_window": (h.concurrency_window != 0).then_some(h.concurrency_window),
     })
 }
 
@@ -123,6 +126,14 @@ fn health_rows(h: &proto::WebhookHealth) -> Vec<(&'static str, String)> {
         ("pending", h.pending.to_string()),
         ("failed", h.failed.to_string()),
         ("circuit", circuit),
+        (
+            "window",
+            if h.concurrency_window == 0 {
+                "-".to_owned()
+            } else {
+                format!("{} requests at once", h.concurrency_window)
+            },
+        ),
     ]
 }
 
@@ -175,6 +186,7 @@ pub(super) fn print_webhook(w: &proto::Webhook, output: Output) {
         ),
         ("format options", options_text(w)),
         ("ordered", w.ordered.to_string()),
+        ("limits", limits_text(w)),
         ("enabled", w.enabled.unwrap_or(true).to_string()),
         ("disabled reason", w.disabled_reason.clone()),
         ("created", time_text(w.created_at.as_ref())),
@@ -182,11 +194,25 @@ pub(super) fn print_webhook(w: &proto::Webhook, output: Output) {
     ];
     rows.extend(w.health.as_ref().map(health_rows).unwrap_or_default());
     for (key, value) in rows {
-        if (key == "disabled reason" || key == "format options") && value.is_empty() {
+        if (key == "disabled reason" || key == "format options" || key == "limits")
+            && value.is_empty()
+        {
             continue;
         }
         println!("{key:<16}{value}");
     }
+}
+
+/// The owner's delivery limits, for people ("" when there are none).
+fn limits_text(w: &proto::Webhook) -> String {
+    let mut parts = Vec::new();
+    if let Some(n) = w.max_concurrency {
+        parts.push(format!("at most {n} at once"));
+    }
+    if let Some(rate) = w.rate_limit {
+        parts.push(format!("at most {rate}/s"));
+    }
+    parts.join(", ")
 }
 
 /// The payload options that differ from the defaults, for people ("" when none do).

@@ -114,6 +114,12 @@ struct CreateArgs {
     /// harbor format: deliver deletes too, as DELETE_ARTIFACT.
     #[arg(long)]
     harbor_deletes: bool,
+    /// At most this many requests in flight to it at once (a ceiling for its adaptive window).
+    #[arg(long, value_name = "N")]
+    max_concurrency: Option<i32>,
+    /// At most this many deliveries per second to it (0.5: one every two seconds).
+    #[arg(long, value_name = "PER_SECOND")]
+    rate_limit: Option<f64>,
     /// Create it disabled.
     #[arg(long)]
     disabled: bool,
@@ -203,6 +209,18 @@ struct UpdateArgs {
     /// harbor format: deliver deletes too (true) or pushes only (false).
     #[arg(long, value_name = "BOOL")]
     harbor_deletes: Option<bool>,
+    /// At most this many requests in flight to it at once.
+    #[arg(long, value_name = "N")]
+    max_concurrency: Option<i32>,
+    /// Remove the ceiling on requests in flight (the adaptive window decides alone).
+    #[arg(long, conflicts_with = "max_concurrency")]
+    no_max_concurrency: bool,
+    /// At most this many deliveries per second to it.
+    #[arg(long, value_name = "PER_SECOND")]
+    rate_limit: Option<f64>,
+    /// Remove the rate limit.
+    #[arg(long, conflicts_with = "rate_limit")]
+    no_rate_limit: bool,
     /// Enable (clears the reason hookline disabled it for).
     #[arg(long)]
     enable: bool,
@@ -333,6 +351,8 @@ async fn create(c: &ClientArgs, client: &mut Client, a: CreateArgs) -> anyhow::R
             headers: a.headers.into_iter().collect(),
             ordered: a.ordered,
             enabled: Some(!a.disabled),
+            max_concurrency: a.max_concurrency,
+            rate_limit: a.rate_limit,
             signature_header: a.signature_header.unwrap_or_default(),
             payload_options: Some(proto::PayloadOptions {
                 include_host_in_repo_name: a.include_host_in_repo_name,
@@ -478,6 +498,14 @@ async fn update(c: &ClientArgs, client: &mut Client, a: UpdateArgs) -> anyhow::R
     if a.signature_header.is_some() || a.no_signature_header {
         webhook.signature_header = a.signature_header.unwrap_or_default();
         paths.push("signature_header");
+    }
+    if a.max_concurrency.is_some() || a.no_max_concurrency {
+        webhook.max_concurrency = a.max_concurrency;
+        paths.push("max_concurrency");
+    }
+    if a.rate_limit.is_some() || a.no_rate_limit {
+        webhook.rate_limit = a.rate_limit;
+        paths.push("rate_limit");
     }
     if a.include_host_in_repo_name.is_some() || a.harbor_deletes.is_some() {
         // The options travel as one message: start from the stored ones.

@@ -224,6 +224,10 @@ fn webhook_page(
                         div.wide { dt { "Last error" } dd { code { (health.last_error) } } }
                     }
                     div { dt { "Circuit" } dd { (health.circuit) } }
+                    div { dt { "Requests at once" } dd {
+                        @if health.concurrency_window == 0 { span.muted { "-" } }
+                        @else { (health.concurrency_window) " " span.muted { "(adaptive)" } }
+                    } }
                     div { dt { "Deliveries waiting" } dd { (health.pending) } }
                     div { dt { "Deliveries failed" } dd { (health.failed) } }
                     div { dt { "Attempts, last 24 h" } dd.counts {
@@ -248,6 +252,16 @@ fn webhook_page(
                 div { dt { "Tags" } dd { (list_or(&w.tags, "every event, tagged or not")) } }
                 div { dt { "Payload format" } dd { (format_name(w.payload_format)) } }
                 div { dt { "Ordered" } dd { @if w.ordered { "yes, one at a time per tag" } @else { "no" } } }
+                div { dt { "Limits" } dd {
+                    @match (w.max_concurrency, w.rate_limit) {
+                        (None, None) => { span.muted { "none: adaptive" } }
+                        (concurrency, rate) => {
+                            @if let Some(n) = concurrency { "at most " (n) " at once" }
+                            @if concurrency.is_some() && rate.is_some() { ", " }
+                            @if let Some(r) = rate { "at most " (r) "/s" }
+                        }
+                    }
+                } }
                 div { dt { "Extra headers" } dd {
                     // Values may be credentials for the receiver: names only here.
                     (list_or(&w.headers.keys().cloned().collect::<Vec<_>>(), "none"))
@@ -333,6 +347,8 @@ struct WebhookForm {
     signature_header: String,
     include_host: String,
     harbor_deletes: bool,
+    max_concurrency: String,
+    rate_limit: String,
     secret: String,
 }
 
@@ -418,6 +434,8 @@ impl WebhookForm {
                 Some(false) => "no".into(),
             },
             harbor_deletes: options.harbor_deletes,
+            max_concurrency: w.max_concurrency.map(|n| n.to_string()).unwrap_or_default(),
+            rate_limit: w.rate_limit.map(|r| r.to_string()).unwrap_or_default(),
             secret: String::new(),
         }
     }
@@ -442,6 +460,8 @@ impl WebhookForm {
             signature_header: field(form, "signature_header").trim().to_owned(),
             include_host: field(form, "include_host").to_owned(),
             harbor_deletes: checked("harbor_deletes"),
+            max_concurrency: field(form, "max_concurrency").trim().to_owned(),
+            rate_limit: field(form, "rate_limit").trim().to_owned(),
             secret: field(form, "secret").trim().to_owned(),
         }
     }
@@ -468,10 +488,26 @@ impl WebhookForm {
                 ),
             }
         }
+        let max_concurrency = match self.max_concurrency.as_str() {
+            "" => None,
+            text => text.parse::<i32>().ok().or_else(|| {
+                errors.add("max_concurrency", "a whole number, or empty for no limit");
+                None
+            }),
+        };
+        let rate_limit = match self.rate_limit.as_str() {
+            "" => None,
+            text => text.parse::<f64>().ok().or_else(|| {
+                errors.add("rate_limit", "a number of deliveries per second, or empty");
+                None
+            }),
+        };
         if !errors.0.is_empty() {
             return Err(errors);
         }
         Ok(proto::Webhook {
+            max_concurrency,
+            rate_limit,
             namespace: (!self.namespace.is_empty()).then(|| self.namespace.clone()),
             name: self.name.clone(),
             url: self.url.clone(),
@@ -567,6 +603,8 @@ fn form_page(session: &Session, id: Option<&str>, form: &WebhookForm, errors: &E
         "signature_header",
         "include_host",
         "harbor_deletes",
+        "max_concurrency",
+        "rate_limit",
         "secret",
     ];
     let other: Vec<&String> = errors
@@ -706,6 +744,22 @@ fn form_page(session: &Session, id: Option<&str>, form: &WebhookForm, errors: &E
                 input #harbor_deletes type="checkbox" name="harbor_deletes" value="true" checked[form.harbor_deletes];
                 label for="harbor_deletes" { "Harbor format: deliver deletes too" }
                 (error_for("harbor_deletes"))
+            }
+            div.field {
+                label for="max_concurrency" { "Most requests at once" }
+                input #max_concurrency name="max_concurrency" inputmode="numeric" value=(form.max_concurrency)
+                    placeholder="no limit"
+                    aria-invalid=[invalid("max_concurrency")] aria-describedby=(described("max_concurrency", true));
+                small #max_concurrency-help { "Optional. hookline adapts how many requests it sends at once to how the receiver answers; this caps it." }
+                (error_for("max_concurrency"))
+            }
+            div.field {
+                label for="rate_limit" { "Most deliveries per second" }
+                input #rate_limit name="rate_limit" inputmode="decimal" value=(form.rate_limit)
+                    placeholder="no limit"
+                    aria-invalid=[invalid("rate_limit")] aria-describedby=(described("rate_limit", true));
+                small #rate_limit-help { "Optional, for receivers that must not be hurried (0.5: one every two seconds)." }
+                (error_for("rate_limit"))
             }
             div.field.check {
                 input #ordered type="checkbox" name="ordered" value="true" checked[form.ordered];
@@ -878,6 +932,8 @@ pub(crate) async fn update(
         "enabled",
         "signature_header",
         "payload_options",
+        "max_concurrency",
+        "rate_limit",
     ];
     let updated = console
         .webhooks

@@ -16,8 +16,10 @@ use tokio_util::sync::CancellationToken;
 
 use super::backoff::Decision;
 use super::client::{self, Outgoing};
+use super::lanes::Feedback;
 use super::matcher::CompiledWebhook;
 use super::recorder::Outcome;
+use super::window::Signal;
 use super::{Dispatcher, lock, payload, sign};
 use crate::store::{
     AttemptContext, AttemptRecord, CircuitView, ClaimedDelivery, Finished, NextState, decode_event,
@@ -73,13 +75,13 @@ impl Dispatcher {
             Some(Ok(event)) => event,
             Some(Err(error)) => {
                 tracing::error!(delivery_id = %delivery.lease.delivery_id, %error, "stored event does not decode");
-                self.finish_slot(&webhook_id);
+                self.finish_slot(&webhook_id, Feedback::none());
                 return self
                     .give_up_unsent(delivery, "the stored event cannot be decoded")
                     .await;
             }
             None => {
-                self.finish_slot(&webhook_id);
+                self.finish_slot(&webhook_id, Feedback::none());
                 return self
                     .give_up_unsent(delivery, "the event is no longer stored")
                     .await;
@@ -87,7 +89,7 @@ impl Dispatcher {
         };
         if webhook.keys.is_empty() {
             // Never send unsigned: receivers could not tell us from a forger.
-            self.finish_slot(&webhook_id);
+            self.finish_slot(&webhook_id, Feedback::none());
             return self
                 .give_up_unsent(delivery, "the webhook has no usable signing secret")
                 .await;
@@ -119,13 +121,15 @@ impl Dispatcher {
             ],
             body: body.body,
         };
+        let started = Instant::now();
         let response = tokio::select! {
             response = client::send(&self.client, &self.guard, out, self.config.response_body_limit) => response,
             _ = cancel.cancelled() => {
-                self.finish_slot(&webhook_id);
+                self.finish_slot(&webhook_id, Feedback::none());
                 return;
             }
         };
+        let feedback = self.feedback(&response, started);
         metrics::histogram!("hookline_attempt_seconds").record(response.duration.as_secs_f64());
 
         let attempts_made = delivery.attempts + 1;
@@ -219,6 +223,7 @@ impl Dispatcher {
                 _ => None,
             },
         };
+        let window = lock(&self.shared).lanes.window(&webhook_id);
         let context = AttemptContext {
             webhook_id: webhook_id.clone(),
             namespace: webhook.webhook.namespace.clone(),
@@ -226,6 +231,7 @@ impl Dispatcher {
             event_type: Some(event.kind.as_str().to_owned()),
             repository: Some(event.repository.clone()),
             tag: event.tag.clone(),
+            concurrency_window: window.and_then(|w| i64::try_from(w).ok()),
         };
         self.hand_over(
             Finished {
@@ -238,7 +244,30 @@ impl Dispatcher {
             ordered,
         )
         .await;
-        self.finish_slot(&webhook_id);
+        self.finish_slot(&webhook_id, feedback);
+    }
+
+    /// What an answer says about the endpoint's load, for its concurrency window: 2xx
+    /// with its latency; 429, 503, a timeout or a failed connection as overload (with the
+    /// receiver's `Retry-After` as a pause of the whole endpoint); anything else nothing.
+    fn feedback(&self, response: &client::Response, started: Instant) -> Feedback {
+        let signal = match (response.status, response.error_class) {
+            (Some(code), _) if (200..300).contains(&code) => Signal::Ok(response.duration),
+            (Some(429 | 503), _) => Signal::Overload,
+            (None, Some("timeout" | "connect")) => Signal::Overload,
+            _ => Signal::Neutral,
+        };
+        let pause = match response.status {
+            Some(429 | 503) => response
+                .retry_after
+                .map(|after| after.min(self.config.retry_after_max)),
+            _ => None,
+        };
+        Feedback {
+            started,
+            signal,
+            pause,
+        }
     }
 
     /// Circuit breaker, "failing since" clock, and disabling the webhook when it is gone
@@ -365,10 +394,10 @@ impl Dispatcher {
         lock(&self.shared).leases.remove(&delivery_id);
     }
 
-    /// Frees the request slot, starts the next waiting delivery, and lets the loop claim
-    /// more once the lane has room.
-    fn finish_slot(self: &Arc<Self>, webhook_id: &str) {
-        let room = lock(&self.shared).lanes.finished(webhook_id);
+    /// Frees the request slot (the endpoint learning from the answer), starts the next
+    /// waiting delivery, and lets the loop claim more once the lane has room.
+    fn finish_slot(self: &Arc<Self>, webhook_id: &str, feedback: Feedback) {
+        let room = lock(&self.shared).lanes.finished(webhook_id, feedback);
         metrics::gauge!("hookline_requests_in_flight").decrement(1.0);
         self.pump();
         if room {

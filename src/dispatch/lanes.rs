@@ -1,18 +1,32 @@
-//! Lanes: per-webhook queues of claimed deliveries, and the concurrency caps.
+//! Lanes: per-webhook queues of claimed deliveries, and how many of each may be in flight.
 //!
-//! Claimed deliveries wait in their webhook's lane until a request slot is free: at most
-//! `max_per_endpoint` in flight per webhook (1 while its circuit probes, 0 while open) and
-//! `max_in_flight` in all. A lane never holds more than `lane_budget` deliveries, and a
-//! claim never asks for more than half a budget, so a claim can never overfill a lane and
-//! nothing claimed has to be given back. Pure bookkeeping: no I/O, `now` passed in.
+//! Claimed deliveries wait in their webhook's lane until the endpoint may take one more:
+//! its adaptive window allows it (`window.rs`; capped by the owner's `max_concurrency`,
+//! `max_per_endpoint` and `max_in_flight`), its circuit is closed (1 while probing, 0
+//! while open), its owner's `rate_limit` allows it, and no `Retry-After` pauses it; and
+//! `max_in_flight` in all. A claim asks for at most [`CLAIM_CHUNK`] deliveries and skips
+//! every lane that could not take that many more within its budget, so a claim can never
+//! overfill a lane and nothing claimed has to be given back. What an endpoint taught us
+//! (its window, pace, pause) outlives its lane while it is idle. Pure bookkeeping: no
+//! I/O, `now` passed in.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::circuit::Circuits;
 use super::matcher::CompiledWebhook;
+use super::window::{Signal, Window};
 use crate::store::ClaimedDelivery;
+
+/// Most deliveries one claim asks for.
+pub const CLAIM_CHUNK: usize = 32;
+/// A lane holds at least this many deliveries (in flight + waiting), or four windows.
+const MIN_LANE_BUDGET: usize = 64;
+/// A pause longer than this gives the lane's waiting deliveries back to the queue.
+const HOLD_THROUGH_PAUSE: Duration = Duration::from_secs(5);
+/// An endpoint not used for this long is forgotten (it starts small again).
+const FORGET_AFTER: Duration = Duration::from_secs(600);
 
 /// A claimed delivery and the webhook it goes to.
 pub struct Job {
@@ -20,6 +34,28 @@ pub struct Job {
     pub webhook: Arc<CompiledWebhook>,
     /// The delivery, leased.
     pub delivery: ClaimedDelivery,
+}
+
+/// How a finished request bears on its endpoint.
+#[derive(Debug, Clone, Copy)]
+pub struct Feedback {
+    /// When the request started.
+    pub started: Instant,
+    /// What the answer says about load.
+    pub signal: Signal,
+    /// How long the receiver asked us to wait (`Retry-After` on a 429 or 503).
+    pub pause: Option<Duration>,
+}
+
+impl Feedback {
+    /// Nothing was learned (nothing was sent).
+    pub fn none() -> Feedback {
+        Feedback {
+            started: Instant::now(),
+            signal: Signal::Neutral,
+            pause: None,
+        }
+    }
 }
 
 #[derive(Default)]
@@ -34,15 +70,46 @@ impl Lane {
     }
 }
 
+/// What this process knows about one endpoint.
+struct Endpoint {
+    window: Window,
+    /// The owner's ceiling on requests in flight.
+    max_concurrency: Option<usize>,
+    /// The owner's rate limit: the time between two starts, and the earliest next start.
+    pace: Option<(Duration, Instant)>,
+    /// No request starts before this (the receiver's `Retry-After`).
+    paused_until: Option<Instant>,
+    last_used: Instant,
+}
+
+impl Endpoint {
+    fn new(now: Instant) -> Endpoint {
+        Endpoint {
+            window: Window::default(),
+            max_concurrency: None,
+            pace: None,
+            paused_until: None,
+            last_used: now,
+        }
+    }
+
+    /// When a request may start, if not now.
+    fn not_before(&self, now: Instant) -> Option<Instant> {
+        let paused = self.paused_until.filter(|at| *at > now);
+        let paced = self.pace.map(|(_, next)| next).filter(|at| *at > now);
+        paused.max(paced)
+    }
+}
+
 /// Every lane, plus the global counts.
 pub struct Lanes {
     lanes: HashMap<String, Lane>,
+    endpoints: HashMap<String, Endpoint>,
     in_flight: usize,
     queued: usize,
     max_in_flight: usize,
+    /// The most requests one endpoint may have in flight, whatever its window.
     max_per_endpoint: usize,
-    /// Most deliveries one lane holds (in flight + waiting).
-    lane_budget: usize,
     /// Most deliveries waiting in all lanes together.
     queue_cap: usize,
     /// Per-webhook circuit breakers.
@@ -52,64 +119,138 @@ pub struct Lanes {
 impl Lanes {
     /// Lanes with the given caps.
     pub fn new(max_in_flight: usize, max_per_endpoint: usize, circuits: Circuits) -> Self {
-        let lane_budget = (max_per_endpoint * 16).max(64);
         Lanes {
             lanes: HashMap::new(),
+            endpoints: HashMap::new(),
             in_flight: 0,
             queued: 0,
             max_in_flight,
             max_per_endpoint,
-            lane_budget,
-            queue_cap: (max_in_flight * 16).max(lane_budget * 4),
+            queue_cap: (max_in_flight * 16).max(MIN_LANE_BUDGET * 4),
             circuits,
         }
     }
 
+    /// The most requests this endpoint may have in flight, window aside.
+    fn ceiling(&self, id: &str) -> usize {
+        let owner = self
+            .endpoints
+            .get(id)
+            .and_then(|e| e.max_concurrency)
+            .unwrap_or(usize::MAX);
+        self.max_per_endpoint
+            .min(self.max_in_flight)
+            .min(owner)
+            .max(1)
+    }
+
+    /// The endpoint's window now (None: not known here).
+    pub fn window(&self, id: &str) -> Option<usize> {
+        let endpoint = self.endpoints.get(id)?;
+        Some(endpoint.window.allowed(self.ceiling(id)))
+    }
+
+    /// Most deliveries the lane may hold: enough to keep four windows busy.
+    fn budget(&self, id: &str) -> usize {
+        let window = self.window(id).unwrap_or(1);
+        (window * 4).max(MIN_LANE_BUDGET)
+    }
+
+    /// Whether the receiver asked us to wait (`Retry-After`) and the wait is not over.
+    fn paused(&self, id: &str, now: Instant) -> bool {
+        self.endpoints
+            .get(id)
+            .and_then(|e| e.paused_until)
+            .is_some_and(|at| at > now)
+    }
+
     /// How many deliveries to claim now, and which webhooks to leave out of the claim
-    /// (lanes at least half full, open circuits).
-    pub fn claim_plan(&self, now: Instant) -> (usize, Vec<String>) {
-        let half = self.lane_budget / 2;
-        let limit = half.min(self.queue_cap.saturating_sub(self.queued));
+    /// (lanes that could not take a whole chunk more, open circuits, paused endpoints).
+    pub fn claim_plan(&mut self, now: Instant) -> (usize, Vec<String>) {
+        self.endpoints.retain(|id, e| {
+            self.lanes.contains_key(id) || now.duration_since(e.last_used) < FORGET_AFTER
+        });
+        let limit = CLAIM_CHUNK.min(self.queue_cap.saturating_sub(self.queued));
         let mut skip: Vec<String> = self
             .lanes
             .iter()
-            .filter(|(_, lane)| lane.held() >= half)
+            .filter(|(id, lane)| lane.held() + CLAIM_CHUNK > self.budget(id))
             .map(|(id, _)| id.clone())
             .collect();
-        skip.extend(
-            self.circuits
-                .blocked(now)
-                .filter(|id| self.lanes.get(*id).is_none_or(|l| l.held() < half))
-                .map(str::to_owned),
-        );
+        let blocked: Vec<String> = self
+            .circuits
+            .blocked(now)
+            .map(str::to_owned)
+            .chain(
+                self.endpoints
+                    .keys()
+                    .filter(|id| self.paused(id, now))
+                    .cloned(),
+            )
+            .filter(|id| !skip.contains(id))
+            .collect();
+        skip.extend(blocked);
+        skip.sort();
+        skip.dedup();
         (limit, skip)
     }
 
-    /// Queues a claimed delivery in its webhook's lane.
-    pub fn admit(&mut self, job: Job) {
+    /// Queues a claimed delivery in its webhook's lane, taking the owner's limits from it.
+    pub fn admit(&mut self, job: Job, now: Instant) {
+        let webhook = &job.webhook.webhook;
+        let endpoint = self
+            .endpoints
+            .entry(webhook.id.clone())
+            .or_insert_with(|| Endpoint::new(now));
+        endpoint.max_concurrency = webhook
+            .max_concurrency
+            .and_then(|n| usize::try_from(n).ok());
+        let interval = webhook
+            .rate_limit_milli
+            .filter(|m| *m > 0)
+            .map(|m| Duration::from_secs_f64(1000.0 / m as f64));
+        endpoint.pace = match (interval, endpoint.pace) {
+            (None, _) => None,
+            (Some(interval), Some((_, next))) => Some((interval, next)),
+            (Some(interval), None) => Some((interval, now)),
+        };
         self.queued += 1;
         self.lanes
-            .entry(job.webhook.webhook.id.clone())
+            .entry(webhook.id.clone())
             .or_default()
             .queue
             .push_back(job);
     }
 
     /// The next delivery that may start now, counted as in flight; None if every waiting
-    /// delivery is held back by a cap or a circuit.
+    /// delivery is held back by a window, a cap, a circuit, a pace or a pause.
     pub fn next_ready(&mut self, now: Instant) -> Option<Job> {
         if self.in_flight >= self.max_in_flight {
             return None;
         }
-        let cap = self.max_per_endpoint;
-        let id = self
+        let candidates: Vec<(String, usize)> = self
             .lanes
             .iter()
-            .find(|(id, lane)| {
-                !lane.queue.is_empty() && lane.in_flight < self.circuits.allowance(id, cap, now)
+            .filter(|(id, lane)| {
+                !lane.queue.is_empty()
+                    && self
+                        .endpoints
+                        .get(*id)
+                        .is_none_or(|e| e.not_before(now).is_none())
             })
-            .map(|(id, _)| id.clone())?;
+            .map(|(id, lane)| (id.clone(), lane.in_flight))
+            .collect();
+        let id = candidates.into_iter().find_map(|(id, in_flight)| {
+            let window = self.window(&id).unwrap_or(1);
+            (in_flight < self.circuits.allowance(&id, window, now)).then_some(id)
+        })?;
         self.circuits.on_start(&id, now);
+        if let Some(endpoint) = self.endpoints.get_mut(&id) {
+            endpoint.last_used = now;
+            if let Some((interval, next)) = endpoint.pace.as_mut() {
+                *next = (*next).max(now) + *interval;
+            }
+        }
         let lane = self.lanes.get_mut(&id)?;
         let job = lane.queue.pop_front()?;
         lane.in_flight += 1;
@@ -118,26 +259,61 @@ impl Lanes {
         Some(job)
     }
 
-    /// A request of this webhook finished. True when its lane just dropped below the
-    /// claim threshold (worth claiming again); false while it is still well stocked.
-    pub fn finished(&mut self, webhook_id: &str) -> bool {
-        let half = self.lane_budget / 2;
+    /// When a waiting delivery held back only by a pace or a pause may start: the loop
+    /// sets a timer for it (nothing else would wake it).
+    pub fn next_start(&self, now: Instant) -> Option<Instant> {
+        self.lanes
+            .iter()
+            .filter(|(_, lane)| !lane.queue.is_empty())
+            .filter_map(|(id, _)| self.endpoints.get(id)?.not_before(now))
+            .min()
+    }
+
+    /// A request of this webhook finished: its endpoint learns from the answer. True when
+    /// the lane can take a whole claim again (worth claiming); false while well stocked.
+    pub fn finished(&mut self, webhook_id: &str, feedback: Feedback) -> bool {
+        let ceiling = self.ceiling(webhook_id);
         let Some(lane) = self.lanes.get_mut(webhook_id) else {
             return true;
         };
+        let outstanding = lane.in_flight;
         lane.in_flight = lane.in_flight.saturating_sub(1);
         self.in_flight = self.in_flight.saturating_sub(1);
         let held = lane.held();
         if held == 0 {
             self.lanes.remove(webhook_id);
         }
-        held < half
+        if let Some(endpoint) = self.endpoints.get_mut(webhook_id) {
+            let before = endpoint.window.allowed(ceiling);
+            endpoint
+                .window
+                .observe(feedback.signal, feedback.started, outstanding, ceiling);
+            if let Some(pause) = feedback.pause {
+                let until = Instant::now() + pause;
+                endpoint.paused_until = endpoint.paused_until.max(Some(until));
+            }
+            let after = endpoint.window.allowed(ceiling);
+            if after != before {
+                metrics::gauge!("hookline_endpoint_window", "webhook_id" => webhook_id.to_owned())
+                    .set(after as f64);
+            }
+        }
+        held + CLAIM_CHUNK <= self.budget(webhook_id)
     }
 
-    /// Takes out what waits behind an open circuit: it goes back to the queue (released)
-    /// rather than sitting leased here through the cool-down.
+    /// Takes out what waits behind an open circuit or a long pause: it goes back to the
+    /// queue (released) rather than sitting leased here meanwhile.
     pub fn drain_blocked(&mut self, now: Instant) -> Vec<Job> {
-        let blocked: Vec<String> = self.circuits.blocked(now).map(str::to_owned).collect();
+        let paused = self.endpoints.iter().filter(|(_, e)| {
+            e.paused_until
+                .is_some_and(|at| at > now + HOLD_THROUGH_PAUSE)
+        });
+        let blocked: Vec<String> = self
+            .circuits
+            .blocked(now)
+            .map(str::to_owned)
+            .chain(paused.map(|(id, _)| id.clone()))
+            .collect();
         let mut drained = Vec::new();
         for id in blocked {
             if let Some(lane) = self.lanes.get_mut(&id) {
@@ -221,8 +397,8 @@ mod tests {
         let now = Instant::now();
         let mut lanes = Lanes::new(6, 4, Circuits::new(5, Duration::from_secs(30)));
         for n in 0..10 {
-            lanes.admit(job(&m, "a", n));
-            lanes.admit(job(&m, "b", 100 + n));
+            lanes.admit(job(&m, "a", n), now);
+            lanes.admit(job(&m, "b", 100 + n), now);
         }
         let mut started = Vec::new();
         while let Some(j) = lanes.next_ready(now) {
@@ -231,7 +407,7 @@ mod tests {
         assert_eq!(started.len(), 6, "global cap");
         assert!(started.iter().filter(|id| *id == "a").count() <= 4);
         assert!(started.iter().filter(|id| *id == "b").count() <= 4);
-        lanes.finished("a");
+        lanes.finished("a", Feedback::none());
         assert!(
             lanes.next_ready(now).is_some(),
             "a freed slot starts the next one"
@@ -245,15 +421,15 @@ mod tests {
         let now = Instant::now();
         let mut lanes = Lanes::new(256, 4, Circuits::new(5, Duration::from_secs(30)));
         let (limit, skip) = lanes.claim_plan(now);
-        assert_eq!((limit, skip.len()), (32, 0));
-        for n in 0..limit {
-            lanes.admit(job(&m, "a", n));
+        assert_eq!((limit, skip.len()), (CLAIM_CHUNK, 0));
+        for n in 0..=limit {
+            lanes.admit(job(&m, "a", n), now);
         }
         let (_, skip) = lanes.claim_plan(now);
         assert_eq!(
             skip,
             vec!["a".to_string()],
-            "a half-full lane is left out of claims"
+            "a lane that could not take a whole claim more is left out"
         );
     }
 
@@ -263,11 +439,11 @@ mod tests {
         let now = Instant::now();
         let mut lanes = Lanes::new(256, 4, Circuits::new(1, Duration::from_secs(30)));
         for n in 0..3 {
-            lanes.admit(job(&m, "a", n));
+            lanes.admit(job(&m, "a", n), now);
         }
         let first = lanes.next_ready(now).expect("starts");
         lanes.circuits.on_failure("a", now);
-        lanes.finished("a");
+        lanes.finished("a", Feedback::none());
         assert!(lanes.next_ready(now).is_none(), "held while open");
         assert_eq!(lanes.drain_blocked(now).len(), 2);
         assert_eq!(lanes.held(), 0);

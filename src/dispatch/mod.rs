@@ -16,6 +16,7 @@ pub mod payload;
 mod recorder;
 pub mod sign;
 pub mod ssrf;
+mod window;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -59,6 +60,8 @@ struct Dispatcher {
     shared: Mutex<Shared>,
     /// Signalled when a lane has room for more, so the loop claims again.
     slot_freed: Notify,
+    /// When a timer will pump next, for deliveries held back by a pace or a pause.
+    timer_at: Mutex<Option<Instant>>,
     results: mpsc::Sender<recorder::Outcome>,
     /// Delivery tasks; waited for at shutdown.
     sends: TaskTracker,
@@ -101,6 +104,7 @@ pub async fn run(
             failing_since: HashMap::new(),
         }),
         slot_freed: Notify::new(),
+        timer_at: Mutex::new(None),
         store,
         config,
         client,
@@ -276,7 +280,7 @@ impl Loop {
             for job in jobs {
                 let lease = job.delivery.lease.clone();
                 shared.leases.insert(lease.delivery_id.clone(), lease);
-                shared.lanes.admit(job);
+                shared.lanes.admit(job, Instant::now());
             }
         }
         self.d.pump();
@@ -314,20 +318,24 @@ impl Dispatcher {
             return;
         }
         let now = Instant::now();
-        let (ready, blocked) = {
+        let (ready, blocked, next_start) = {
             let mut shared = lock(&self.shared);
             let mut ready = Vec::new();
             while let Some(job) = shared.lanes.next_ready(now) {
                 ready.push(job);
             }
+            let next_start = shared.lanes.next_start(now);
             let blocked: Vec<Lease> = shared
                 .lanes
                 .drain_blocked(now)
                 .into_iter()
                 .filter_map(|job| shared.leases.remove(&job.delivery.lease.delivery_id))
                 .collect();
-            (ready, blocked)
+            (ready, blocked, next_start)
         };
+        if let Some(at) = next_start {
+            self.pump_at(at);
+        }
         for job in ready {
             metrics::gauge!("hookline_requests_in_flight").increment(1.0);
             let d = self.clone();
@@ -343,6 +351,34 @@ impl Dispatcher {
                 }
             });
         }
+    }
+}
+
+impl Dispatcher {
+    /// Pumps again at `at` (a paced or paused endpoint's next start), unless a timer
+    /// already pumps at or before then.
+    fn pump_at(self: &Arc<Self>, at: Instant) {
+        {
+            let mut timer = self
+                .timer_at
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            if timer.is_some_and(|t| t <= at && t > Instant::now()) {
+                return;
+            }
+            *timer = Some(at);
+        }
+        let d = self.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = tokio::time::sleep_until(at.into()) => {}
+                _ = d.shutdown.cancelled() => return,
+            }
+            *d.timer_at
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner()) = None;
+            d.pump();
+        });
     }
 }
 

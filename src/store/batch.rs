@@ -203,6 +203,7 @@ pub(crate) fn result_rows(results: &[Finished], now: i64) -> Result<ResultRows, 
                 "last_success_at": last_success,
                 "circuit": r.circuit.as_str(),
                 "circuit_until": r.circuit.until(),
+                "concurrency_window": r.context.concurrency_window,
             })
         })
         .collect();
@@ -298,6 +299,7 @@ pub(crate) fn upsert_health_sql(dialect: Dialect) -> String {
             ("last_success_at", Column::Int),
             ("circuit", Column::Text),
             ("circuit_until", Column::Int),
+            ("concurrency_window", Column::Int),
         ],
     );
     let newer = "excluded.last_attempt_at >= webhook_health.last_attempt_at";
@@ -312,13 +314,18 @@ pub(crate) fn upsert_health_sql(dialect: Dialect) -> String {
         latest("last_outcome"),
         latest("circuit"),
         latest("circuit_until"),
+        // A result that sent nothing has no window to report: keep the last one.
+        format!(
+            "concurrency_window = CASE WHEN {newer} AND excluded.concurrency_window IS NOT NULL \
+             THEN excluded.concurrency_window ELSE webhook_health.concurrency_window END"
+        ),
         latest("last_attempt_at"), // every right-hand side reads the row as it was
     ];
     format!(
         "INSERT INTO webhook_health (webhook_id, last_attempt_at, last_status_code, last_error, \
-           last_outcome, last_success_at, circuit, circuit_until) \
+           last_outcome, last_success_at, circuit, circuit_until, concurrency_window) \
          SELECT r.webhook_id, r.last_attempt_at, r.last_status_code, r.last_error, r.last_outcome, \
-           r.last_success_at, r.circuit, r.circuit_until \
+           r.last_success_at, r.circuit, r.circuit_until, r.concurrency_window \
          FROM {rows} AS r WHERE true ORDER BY r.webhook_id \
          ON CONFLICT (webhook_id) DO UPDATE SET \
            last_success_at = CASE WHEN excluded.last_success_at IS NOT NULL AND \

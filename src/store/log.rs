@@ -518,6 +518,8 @@ pub struct HealthRecord {
     pub circuit: Option<String>,
     /// End of an open circuit's cool-down.
     pub circuit_until: Option<i64>,
+    /// The adaptive concurrency window its dispatcher last used.
+    pub concurrency_window: Option<i64>,
     /// Deliveries waiting (pending or retrying).
     pub pending: i64,
     /// Deliveries given up (within retention).
@@ -828,7 +830,7 @@ pub(crate) fn webhook_health_sql(dialect: Dialect, ids_json: String) -> Sql {
     let list = dialect.text_list(&p);
     sql.push(&format!(
         "SELECT i.value AS webhook_id, h.last_attempt_at, h.last_status_code, h.last_error, \
-           h.last_outcome, h.last_success_at, h.circuit, h.circuit_until, \
+           h.last_outcome, h.last_success_at, h.circuit, h.circuit_until, h.concurrency_window, \
            (SELECT COUNT(*) FROM deliveries d WHERE d.webhook_id = i.value AND d.status = 'pending') AS pending, \
            (SELECT COUNT(*) FROM deliveries d WHERE d.webhook_id = i.value AND d.status = 'failed') AS failed \
          FROM {list} AS i LEFT JOIN webhook_health h ON h.webhook_id = i.value"

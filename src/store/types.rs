@@ -97,6 +97,10 @@ pub struct Webhook {
     pub payload_options: PayloadOptions,
     /// Deliver in event order per repository:tag.
     pub ordered: bool,
+    /// The owner's ceiling on requests in flight (None: the dispatcher's own caps).
+    pub max_concurrency: Option<i64>,
+    /// The owner's ceiling on deliveries per second, in thousandths (None: no limit).
+    pub rate_limit_milli: Option<i64>,
     /// False once disabled by a person or by hookline.
     pub enabled: bool,
     /// Why hookline disabled it.
@@ -131,6 +135,8 @@ impl Webhook {
             signature_header: None,
             payload_options: PayloadOptions::default(),
             ordered: false,
+            max_concurrency: None,
+            rate_limit_milli: None,
             enabled: true,
             disabled_reason: None,
             failing_since: None,
@@ -155,6 +161,8 @@ pub(crate) struct WebhookRow {
     pub signature_header: Option<String>,
     pub payload_options: String,
     pub ordered: bool,
+    pub max_concurrency: Option<i64>,
+    pub rate_limit_milli: Option<i64>,
     pub enabled: bool,
     pub disabled_reason: Option<String>,
     pub failing_since: Option<i64>,
@@ -193,6 +201,8 @@ impl WebhookRow {
             url: self.url,
             format: self.format,
             ordered: self.ordered,
+            max_concurrency: self.max_concurrency,
+            rate_limit_milli: self.rate_limit_milli,
             enabled: self.enabled,
             disabled_reason: self.disabled_reason,
             failing_since: self.failing_since,
@@ -432,6 +442,10 @@ pub struct AttemptContext {
     pub repository: Option<String>,
     /// The event's tag.
     pub tag: Option<String>,
+    /// The endpoint's adaptive concurrency window when the attempt ended (for the
+    /// webhook's health; None when nothing was sent).
+    #[sqlx(default)]
+    pub concurrency_window: Option<i64>,
 }
 
 /// A webhook's circuit breaker, as shown to its owner.

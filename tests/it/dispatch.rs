@@ -306,7 +306,11 @@ store_test!(
 store_test!(the_per_endpoint_cap_holds, async |db: &TestDb| {
     let receiver = Receiver::start().await;
     receiver.set_default(Reply::ok().after(Duration::from_millis(200)));
-    let server = TestServer::start(db, fast).await;
+    let server = TestServer::start(db, |c| {
+        fast(c);
+        c.dispatch.max_per_endpoint = 4;
+    })
+    .await;
     add_webhook(&server.store, &receiver.url(), |_| {}).await;
     for i in 0..20 {
         server.notify_ok(&push("acme/app", &format!("1.{i}"))).await;
@@ -315,7 +319,7 @@ store_test!(the_per_endpoint_cap_holds, async |db: &TestDb| {
     assert_eq!(
         receiver.max_in_flight(),
         4,
-        "at most the cap (4) at once, and the cap used"
+        "at most the configured cap (4) at once, and the cap used"
     );
     server.stop().await;
 });

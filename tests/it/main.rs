@@ -4,6 +4,7 @@ mod api;
 mod browser_selftest;
 mod cli;
 mod cli_deliveries;
+mod concurrency;
 mod console;
 mod deliveries;
 mod dispatch;

@@ -9,7 +9,7 @@ use crate::store::{
 
 const WEBHOOK_COLUMNS: &str = "id, namespace, name, url, event_types, repositories, tags, format, \
      headers, signature_header, payload_options, ordered, enabled, disabled_reason, failing_since, \
-     created_at, updated_at";
+     created_at, updated_at, max_concurrency, rate_limit_milli";
 
 #[async_trait]
 impl Webhooks for PgBackend {
@@ -23,8 +23,8 @@ impl Webhooks for PgBackend {
         sqlx::query(
             "INSERT INTO webhooks (id, namespace, name, url, event_types, repositories, tags, format, \
              headers, ordered, enabled, disabled_reason, failing_since, created_at, updated_at, \
-             signature_header, payload_options) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)",
+             signature_header, payload_options, max_concurrency, rate_limit_milli) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)",
         )
         .bind(&webhook.id)
         .bind(&webhook.namespace)
@@ -43,6 +43,8 @@ impl Webhooks for PgBackend {
         .bind(webhook.updated_at)
         .bind(&webhook.signature_header)
         .bind(webhook.options_column())
+        .bind(webhook.max_concurrency)
+        .bind(webhook.rate_limit_milli)
         .execute(&mut *tx)
         .await?;
         sqlx::query("INSERT INTO webhook_secrets (id, webhook_id, secret, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)")
@@ -154,7 +156,8 @@ impl Webhooks for PgBackend {
             "UPDATE webhooks SET name = $3, url = $4, event_types = $5, repositories = $6, tags = $7, \
              format = $8, headers = $9, ordered = $10, enabled = $11, disabled_reason = $12, \
              failing_since = CASE WHEN $11 AND NOT enabled THEN NULL ELSE failing_since END, \
-             updated_at = $13, signature_header = $14, payload_options = $15 \
+             updated_at = $13, signature_header = $14, payload_options = $15, \
+             max_concurrency = $16, rate_limit_milli = $17 \
              WHERE id = $1 AND updated_at = $2",
         )
         .bind(&webhook.id)
@@ -172,6 +175,8 @@ impl Webhooks for PgBackend {
         .bind(webhook.updated_at)
         .bind(&webhook.signature_header)
         .bind(webhook.options_column())
+        .bind(webhook.max_concurrency)
+        .bind(webhook.rate_limit_milli)
         .execute(&mut *tx)
         .await?;
         if done.rows_affected() == 0 {

@@ -115,6 +115,7 @@ fn view(n: usize, webhook_id: &str) -> AttemptView {
             event_type: Some("image.pushed".into()),
             repository: Some("acme/app".into()),
             tag: Some("1".into()),
+            concurrency_window: None,
         },
         delivery_status: "succeeded".into(),
     }

@@ -119,6 +119,10 @@ struct Inner {
     max_in_flight: usize,
     by_id: HashMap<String, usize>,
     overlapping_ids: Vec<String>,
+    /// Past this many in flight, answer 429 at once (a receiver that sheds load).
+    capacity: Option<usize>,
+    /// How many requests were shed with 429.
+    shed: usize,
 }
 
 #[derive(Default)]
@@ -165,6 +169,17 @@ impl Receiver {
     /// The reply once the script is used up.
     pub fn set_default(&self, reply: Reply) {
         self.lock().default = Some(reply);
+    }
+
+    /// From now on, a request arriving while `n` others are in flight is answered 429 at
+    /// once (not counted in `max_in_flight`), like a receiver that sheds load.
+    pub fn set_capacity(&self, n: usize) {
+        self.lock().capacity = Some(n);
+    }
+
+    /// How many requests were answered 429 for lack of capacity.
+    pub fn shed(&self) -> usize {
+        self.lock().shed
     }
 
     /// Every request so far.
@@ -229,6 +244,10 @@ async fn handle(
         .to_owned();
     let reply = {
         let mut inner = shared.inner.lock().expect("receiver lock");
+        if inner.capacity.is_some_and(|n| inner.in_flight >= n) {
+            inner.shed += 1;
+            return StatusCode::TOO_MANY_REQUESTS.into_response();
+        }
         inner.received.push(Received {
             uri: uri.to_string(),
             headers: headers.clone(),

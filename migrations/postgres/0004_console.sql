@@ -1,4 +1,5 @@
--- hookline schema, version 4 (PostgreSQL dialect; keep in step with migrations/sqlite/0004_webhook_stats.sql).
+-- hookline schema, version 4 (PostgreSQL dialect; keep in step with migrations/sqlite/0004_console.sql).
+-- The web console (issue 13) and owner limits (issue 16).
 -- How each webhook's attempts went, per minute: the console's chart (rate, p50/p99 latency over
 -- the last hour) and the 24-hour counts every Webhook response carries. Written with each batch
 -- of attempt results (one upsert, rows added to), pruned after two days.
@@ -38,3 +39,12 @@ CREATE TABLE console_sessions (
     expires_at BIGINT NOT NULL
 );
 CREATE INDEX console_sessions_by_expiry ON console_sessions (expires_at);
+
+-- The owner's limits on a webhook's deliveries: at most this many requests in flight
+-- (a ceiling for the adaptive window), and at most this many deliveries per second, in
+-- thousandths (1500 = 1.5/s). NULL: no limit beyond the dispatcher's own.
+ALTER TABLE webhooks ADD COLUMN max_concurrency BIGINT;
+ALTER TABLE webhooks ADD COLUMN rate_limit_milli BIGINT;
+
+-- The adaptive concurrency window the webhook's dispatcher last used.
+ALTER TABLE webhook_health ADD COLUMN concurrency_window BIGINT;
