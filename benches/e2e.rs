@@ -24,6 +24,8 @@ const WAIT_CAP: Duration = Duration::from_secs(120);
 
 #[path = "e2e/log.rs"]
 mod log;
+#[path = "e2e/receivers.rs"]
+mod receivers;
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
 
@@ -61,8 +63,14 @@ fn main() -> Result<(), Error> {
     } else {
         FULL
     };
-    // Only the delivery-log scenarios (8)–(10).
-    let log_only = args.iter().any(|a| a == "--log-only");
+    // Only the delivery-log scenarios (8)–(10), or only the slow receivers (11).
+    let only = if args.iter().any(|a| a == "--log-only") {
+        Only::Log
+    } else if args.iter().any(|a| a == "--receivers-only") {
+        Only::Receivers
+    } else {
+        Only::All
+    };
     let backends: Vec<&str> = match args.iter().position(|a| a == "--backend") {
         Some(i) => vec![args.get(i + 1).map(String::as_str).unwrap_or("sqlite")],
         None => vec!["sqlite", "postgres"],
@@ -75,7 +83,7 @@ fn main() -> Result<(), Error> {
         println!("machine: {} cores, {}", cores(), mem_total());
         let mut report = Vec::new();
         for backend in backends {
-            report.push(run_backend(backend, scale, log_only).await?);
+            report.push(run_backend(backend, scale, only).await?);
         }
         println!("\n{}", report.join("\n"));
         Ok(())
@@ -404,14 +412,29 @@ fn ms(d: Duration) -> String {
     format!("{:.1} ms", d.as_secs_f64() * 1000.0)
 }
 
-async fn run_backend(backend: &str, scale: Scale, log_only: bool) -> Result<String, Error> {
+/// Which scenarios to run.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Only {
+    All,
+    Log,
+    Receivers,
+}
+
+async fn run_backend(backend: &str, scale: Scale, only: Only) -> Result<String, Error> {
     let dir = tempfile::tempdir()?;
     let mut rows: Vec<(String, String)> = Vec::new();
     let (sink_addr, sink) = start_sink().await?;
     let sink_url = format!("http://{sink_addr}/hook");
-    if log_only {
-        rows.extend(log::scenarios(backend, scale, dir.path(), &sink_url, &sink).await?);
-        return Ok(table(backend, rows));
+    match only {
+        Only::Log => {
+            rows.extend(log::scenarios(backend, scale, dir.path(), &sink_url, &sink).await?);
+            return Ok(table(backend, rows));
+        }
+        Only::Receivers => {
+            rows.extend(receivers::scenarios(backend, scale, dir.path()).await?);
+            return Ok(table(backend, rows));
+        }
+        Only::All => {}
     }
     eprintln!("[{backend}] raw receiver rate (wrk)");
     // The same body size as hookline's payload for these events.
@@ -639,6 +662,7 @@ async fn run_backend(backend: &str, scale: Scale, log_only: bool) -> Result<Stri
     }
 
     rows.extend(log::scenarios(backend, scale, dir.path(), &sink_url, &sink).await?);
+    rows.extend(receivers::scenarios(backend, scale, dir.path()).await?);
     Ok(table(backend, rows))
 }
 

@@ -2,8 +2,9 @@
 //! flight, learned from how it answers.
 //!
 //! TCP-style: the window starts small ([`INITIAL`]) and doubles every round trip while
-//! the receiver answers 2xx within its usual latency (slow start); after the first sign
-//! of overload it grows by one per round trip (additive increase). It halves at once on
+//! the receiver answers 2xx within its usual latency (slow start); once latency starts to
+//! rise, or after the first sign of overload, it grows by one per round trip (additive
+//! increase). It halves at once on
 //! an overload signal (429, 503, a timeout, a refused or reset connection), and steps
 //! down by a tenth when latency rises well above the receiver's own baseline, which
 //! catches a receiver queueing requests before it starts refusing them. One decrease per
@@ -19,6 +20,9 @@ pub const INITIAL: f64 = 4.0;
 /// Latency above `baseline × INFLATION + SLACK` counts as a receiver queueing requests.
 const INFLATION: f64 = 2.0;
 const SLACK: Duration = Duration::from_millis(5);
+/// In slow start, latency above `baseline × SLOW_START_EXIT + SLACK` ends the doubling
+/// (as TCP's HyStart does): the receiver has started to queue, so grow carefully from here.
+const SLOW_START_EXIT: f64 = 1.5;
 /// How fast the baseline follows latencies above it (per answer): slow, so a receiver
 /// that gets slower under load does not raise its own bar quickly.
 const BASELINE_RISE: f64 = 0.01;
@@ -81,6 +85,9 @@ impl Window {
                 if latency > baseline.mul_f64(INFLATION) + SLACK {
                     self.decrease(started, 0.9);
                     return;
+                }
+                if self.slow_start && latency > baseline.mul_f64(SLOW_START_EXIT) + SLACK {
+                    self.slow_start = false;
                 }
                 // Grow only a window in use (at least half of it outstanding, as TCP
                 // validates its window): an endpoint that gets one event a minute has
@@ -175,6 +182,21 @@ mod tests {
         std::thread::sleep(MS);
         w.observe(Signal::Ok(200 * MS), Instant::now(), 32, 1000);
         assert_eq!(w.allowed(1000), 28, "a tenth less");
+    }
+
+    #[test]
+    fn rising_latency_ends_the_doubling() {
+        let mut w = Window::default();
+        round(&mut w, Signal::Ok(10 * MS), 1000);
+        assert_eq!(w.allowed(1000), 8);
+        // 1.5x the baseline + 5 ms is 20 ms: 22 ms says the receiver started to queue.
+        round(&mut w, Signal::Ok(22 * MS), 1000);
+        round(&mut w, Signal::Ok(22 * MS), 1000);
+        assert!(
+            w.allowed(1000) <= 10,
+            "no longer doubling: {}",
+            w.allowed(1000)
+        );
     }
 
     #[test]
