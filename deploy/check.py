@@ -129,6 +129,10 @@ def check_k8s(rendered: Path | None) -> None:
     for name in env_files:
         values = env_file(K8S / name)
         config.update(values)
+        # An empty value is not "unset" to hookline: `HOOKLINE_ALLOW_CIDRS=` stops serve.
+        for key, value in values.items():
+            if not value:
+                problem(name, f"{key} is empty: leave it out (or comment it) instead")
         # Commented examples count too: an operator uncomments them as they are.
         check_env_names(name, re.findall(r"\bHOOKLINE_[A-Z0-9_]+", (K8S / name).read_text()), known)
     grace = duration_seconds(config.get("HOOKLINE_SHUTDOWN_GRACE", "10s"))
