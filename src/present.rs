@@ -1,7 +1,7 @@
 //! How hookline shows things to people, shared by the CLI and the web console: times,
 //! ages, durations, status codes, `repository:tag`, and enum numbers as names.
 
-use crate::api::convert::event_type_from_proto;
+use crate::api::convert::{event_type_from_proto, unix_ms};
 
 pub(crate) fn event_names(values: &[i32]) -> Vec<String> {
     values
@@ -17,10 +17,6 @@ pub(crate) fn format_name(value: i32) -> &'static str {
 pub(crate) fn time_text(t: Option<&prost_types::Timestamp>) -> String {
     t.map(|t| crate::dispatch::payload::rfc3339(unix_ms(t)))
         .unwrap_or_default()
-}
-
-pub(crate) fn unix_ms(t: &prost_types::Timestamp) -> i64 {
-    t.seconds * 1000 + i64::from(t.nanos / 1_000_000)
 }
 
 /// `--since`/`--until`: a duration ago (`1h`, `30m`, `2d`) or an RFC 3339 time.

@@ -31,7 +31,7 @@ const DAY_MS: i64 = 24 * 3_600_000;
 const UPDATE_ATTEMPTS: usize = 5;
 
 /// The fields UpdateWebhook may change.
-const UPDATABLE: [&str; 13] = [
+pub(crate) const UPDATABLE: [&str; 13] = [
     "name",
     "url",
     "event_types",

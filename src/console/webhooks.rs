@@ -17,6 +17,7 @@ use super::views::{self, Notice, Section, csrf_field, layout, notice_for, when};
 use super::{BASE, Console, Failure, Page, Session, call, chart, page};
 use crate::api::proto::delivery_service_server::DeliveryService;
 use crate::api::proto::{self, webhook_service_server::WebhookService};
+use crate::api::service::UPDATABLE;
 use crate::present::{event_names, format_name};
 
 /// Webhooks shown on the list page.
@@ -145,22 +146,34 @@ pub(crate) async fn show(
     Query(query): Query<Done>,
 ) -> Page {
     let webhook = get(&console, &session, &id).await?;
+    let notice = notice_for(&query.done, query.n);
+    render_webhook(&console, &session, &webhook, notice.as_ref(), None).await
+}
+
+/// Fetches what the webhook page shows beside the webhook (the last hour's stats, its
+/// latest deliveries) and renders it.
+async fn render_webhook(
+    console: &Console,
+    session: &Session,
+    webhook: &proto::Webhook,
+    notice: Option<&Notice>,
+    secret: Option<&str>,
+) -> Page {
     let stats = console
         .deliveries
         .get_webhook_stats(call(
-            &session,
+            session,
             proto::GetWebhookStatsRequest {
-                webhook_id: id.clone(),
+                webhook_id: webhook.id.clone(),
                 ..Default::default()
             },
         ))
         .await?
         .into_inner();
-    let recent = recent_deliveries(&console, &session, &id).await?;
-    let notice = notice_for(&query.done, query.n);
+    let recent = recent_deliveries(console, session, &webhook.id).await?;
     Ok(page(
         StatusCode::OK,
-        webhook_page(&session, &webhook, &stats, &recent, notice.as_ref(), None),
+        webhook_page(session, webhook, &stats, &recent, notice, secret),
     ))
 }
 
@@ -861,32 +874,10 @@ async fn secret_page(
     secret: &str,
     what: &str,
 ) -> Page {
-    let stats = console
-        .deliveries
-        .get_webhook_stats(call(
-            session,
-            proto::GetWebhookStatsRequest {
-                webhook_id: webhook.id.clone(),
-                ..Default::default()
-            },
-        ))
-        .await?
-        .into_inner();
-    let recent = recent_deliveries(console, session, &webhook.id).await?;
     let notice = Notice::warn(format!(
         "{what} Its signing secret is shown only now: copy it to the receiver."
     ));
-    Ok(page(
-        StatusCode::OK,
-        webhook_page(
-            session,
-            webhook,
-            &stats,
-            &recent,
-            Some(&notice),
-            Some(secret),
-        ),
-    ))
+    render_webhook(console, session, webhook, Some(&notice), Some(secret)).await
 }
 
 pub(crate) async fn edit_form(
@@ -920,29 +911,15 @@ pub(crate) async fn update(
         Err(errors) => return Ok(refused(&session, Some(&id), &form, &errors)),
     };
     webhook.id = id.clone();
-    let paths = [
-        "name",
-        "url",
-        "event_types",
-        "repositories",
-        "tags",
-        "payload_format",
-        "headers",
-        "ordered",
-        "enabled",
-        "signature_header",
-        "payload_options",
-        "max_concurrency",
-        "rate_limit",
-    ];
     let updated = console
         .webhooks
         .update_webhook(call(
             &session,
             proto::UpdateWebhookRequest {
                 webhook: Some(webhook),
+                // The form holds every field UpdateWebhook may change.
                 update_mask: Some(prost_types::FieldMask {
-                    paths: paths.iter().map(|p| (*p).to_owned()).collect(),
+                    paths: UPDATABLE.iter().map(|p| (*p).to_owned()).collect(),
                 }),
             },
         ))
