@@ -22,9 +22,11 @@ WORKDIR /src
 # .dockerignore lets in only what the build reads: Cargo.*, build.rs, src, proto,
 # migrations and benches (Cargo.toml declares the bench target, so its file must exist).
 COPY . .
+# The context has no .git: the revision `hookline --version` prints comes from here.
+ARG REVISION=unknown
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
-    cargo build --release --locked --bin hookline \
+    HOOKLINE_REVISION="${REVISION}" cargo build --release --locked --bin hookline \
  && mkdir -p /out \
  && objcopy --strip-debug target/release/hookline /out/hookline \
  && chmod 0755 /out/hookline

@@ -23,9 +23,18 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{CommonSettings, Config, ServeSettings};
 use crate::store::{self, OpenOptions, Store};
 
+/// The version `--version` prints: the crate's and the git revision it was built from
+/// (build.rs; `unknown` when built without git or `HOOKLINE_REVISION`).
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (revision ",
+    env!("HOOKLINE_REVISION"),
+    ")"
+);
+
 /// hookline: webhooks for container registries.
 #[derive(Debug, Parser)]
-#[command(name = "hookline", version, about, long_about = None)]
+#[command(name = "hookline", version = VERSION, about, long_about = None)]
 pub struct Cli {
     #[command(flatten)]
     common: CommonSettings,
@@ -39,6 +48,12 @@ enum Command {
     Serve(Box<ServeSettings>),
     /// Apply database migrations and exit.
     Migrate,
+    /// Write a consistent copy of the live SQLite database to PATH (ingest and dispatch keep
+    /// running); restore by starting hookline on the copy. PostgreSQL: use pg_dump.
+    Backup {
+        /// Where to write the copy (a new file; its directory must exist).
+        path: std::path::PathBuf,
+    },
     /// Create, list and revoke API and registry tokens (works directly on the database).
     #[command(subcommand)]
     Tokens(tokens::TokensCommand),
@@ -52,6 +67,12 @@ enum Command {
     Replay(events::ReplayArgs),
     /// Receive deliveries locally: verify signatures, print events, optionally run a command per event.
     Listen(listen::ListenArgs),
+    /// Print a shell completion script: `hookline completions bash > /etc/bash_completion.d/hookline`.
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
 }
 
 /// Output style of client commands.
@@ -89,6 +110,20 @@ pub async fn run(cli: Cli, shutdown: CancellationToken) -> anyhow::Result<()> {
             println!("database {} is migrated", store::redact_url(&config.db));
             Ok(())
         }
+        Command::Backup { path } => {
+            let config = Config::common(cli.common)?;
+            let report = store::backup::backup(&config.db, &path).await?;
+            println!(
+                "backed up {} to {} ({:.1} MB, {} events, {} deliveries pending) in {}",
+                store::redact_url(&config.db),
+                report.path.display(),
+                report.bytes as f64 / 1e6,
+                report.events,
+                report.pending_deliveries,
+                crate::present::duration_text(report.elapsed.as_millis() as i64),
+            );
+            Ok(())
+        }
         Command::Tokens(command) => {
             let config = Config::common(cli.common)?;
             let store = open_store(&config, true).await?;
@@ -101,6 +136,18 @@ pub async fn run(cli: Cli, shutdown: CancellationToken) -> anyhow::Result<()> {
         Command::Events(args) => events::run(args).await,
         Command::Replay(args) => events::replay(args).await,
         Command::Listen(args) => listen::run(args, shutdown).await,
+        Command::Completions { shell } => {
+            // Into a buffer first: clap_complete panics on a failed write (`| head`).
+            let mut script = Vec::new();
+            let mut command = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut command, "hookline", &mut script);
+            match std::io::Write::write_all(&mut std::io::stdout(), &script) {
+                Err(error) if error.kind() != std::io::ErrorKind::BrokenPipe => {
+                    Err(anyhow::Error::new(error).context("writing the completion script"))
+                }
+                _ => Ok(()),
+            }
+        }
     }
 }
 

@@ -5,6 +5,7 @@
 //! dispatchers new work exists. Both backends implement the same trait and pass the same
 //! contract test suite (`tests/it/store_contract.rs`). Timestamps are Unix milliseconds.
 
+pub mod backup;
 pub(crate) mod batch;
 mod log;
 mod migrations;

@@ -1,6 +1,7 @@
 //! Integration tests: one binary (see STYLE.md).
 
 mod api;
+mod backup;
 mod browser_selftest;
 mod cli;
 mod cli_deliveries;
