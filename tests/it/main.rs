@@ -18,3 +18,4 @@ mod replicas;
 mod safety;
 mod serve;
 mod store_contract;
+mod tls;
