@@ -15,6 +15,7 @@ use serde::Deserialize;
 
 use crate::dispatch::ssrf::{Cidr, Guard};
 use crate::secret::Secret;
+use crate::tls::TlsFiles;
 
 /// Options every command that opens the database understands.
 #[derive(Debug, Clone, Default, Args, Deserialize)]
@@ -46,6 +47,14 @@ pub struct ServeSettings {
     /// Address of the gRPC API (default 127.0.0.1:50051).
     #[arg(long, env = "HOOKLINE_API_ADDR")]
     pub api_addr: Option<SocketAddr>,
+    /// PEM certificate chain (leaf first): serve HTTPS on the ingest address and gRPC over
+    /// TLS on the API address. Needs --tls-key. Re-read on SIGHUP or when the file changes
+    /// (default: plaintext).
+    #[arg(long, env = "HOOKLINE_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, env = "HOOKLINE_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
     /// A registry token accepted by the notify endpoint without a database entry
     /// (source name `default`). Unset by default: then only `tokens create --registry` tokens work.
     #[arg(long, env = "HOOKLINE_REGISTRY_TOKEN", hide_env_values = true)]
@@ -245,6 +254,9 @@ pub struct Config {
     pub ingest: IngestConfig,
     /// API role settings.
     pub api_addr: SocketAddr,
+    /// Certificate and key for both listeners; `None` serves plaintext (fine on loopback
+    /// or behind a TLS-terminating proxy).
+    pub tls: Option<TlsFiles>,
     /// Dispatcher role settings.
     pub dispatch: DispatchConfig,
     /// API limits.
@@ -356,6 +368,23 @@ impl Config {
         let s = serve.or(file_serve);
         let d = |v: Option<HumanDuration>, default: Duration| v.map(|h| h.0).unwrap_or(default);
         let request_timeout = d(s.request_timeout, Duration::from_secs(15));
+        let tls = match (s.tls_cert, s.tls_key) {
+            (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
+            (None, None) => None,
+            (cert, _) => {
+                let (set, unset) = if cert.is_some() {
+                    ("tls_cert", "tls_key")
+                } else {
+                    ("tls_key", "tls_cert")
+                };
+                return Err(ConfigError::Invalid {
+                    option: "tls_cert/tls_key",
+                    reason: format!(
+                        "{set} is set but {unset} is not: give both (PEM files) for TLS, or neither for plaintext"
+                    ),
+                });
+            }
+        };
         let config = Config {
             db: c.db.unwrap_or_else(|| "sqlite://hookline.db".into()),
             db_max_connections: s.db_max_connections.unwrap_or(8),
@@ -380,6 +409,7 @@ impl Config {
             api_addr: s
                 .api_addr
                 .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 50051))),
+            tls,
             dispatch: DispatchConfig {
                 poll_interval: d(s.poll_interval, Duration::from_secs(1)),
                 max_in_flight: s.max_in_flight.unwrap_or(256),
@@ -514,6 +544,8 @@ impl ServeSettings {
             roles: self.roles.or(f.roles),
             ingest_addr: self.ingest_addr.or(f.ingest_addr),
             api_addr: self.api_addr.or(f.api_addr),
+            tls_cert: self.tls_cert.or(f.tls_cert),
+            tls_key: self.tls_key.or(f.tls_key),
             registry_token: self.registry_token.or(f.registry_token),
             max_body_bytes: self.max_body_bytes.or(f.max_body_bytes),
             max_events_per_envelope: self.max_events_per_envelope.or(f.max_events_per_envelope),
@@ -633,6 +665,37 @@ mod tests {
         assert_eq!(c.db, "sqlite://from-flag.db");
         assert_eq!(c.dispatch.poll_interval, Duration::from_millis(250));
         assert_eq!(c.roles, vec![Role::Ingest]);
+    }
+
+    #[test]
+    fn tls_needs_both_files_or_neither() {
+        let c = Config::resolve(CommonSettings::default(), ServeSettings::default())
+            .expect("defaults are valid");
+        assert_eq!(c.tls, None, "plaintext by default");
+        let f = file("tls_cert = \"/etc/hookline/cert.pem\"\n");
+        let common = CommonSettings {
+            config: Some(f.path().to_owned()),
+            ..Default::default()
+        };
+        let err = Config::resolve(common.clone(), ServeSettings::default())
+            .expect_err("a certificate without its key");
+        assert!(
+            err.to_string()
+                .contains("tls_cert is set but tls_key is not"),
+            "{err}"
+        );
+        let serve = ServeSettings {
+            tls_key: Some("/etc/hookline/key.pem".into()),
+            ..Default::default()
+        };
+        let c = Config::resolve(common, serve).expect("file and flag together");
+        assert_eq!(
+            c.tls,
+            Some(TlsFiles {
+                cert: "/etc/hookline/cert.pem".into(),
+                key: "/etc/hookline/key.pem".into(),
+            })
+        );
     }
 
     #[test]

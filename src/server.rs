@@ -37,6 +37,9 @@ pub enum RunError {
         #[source]
         source: std::io::Error,
     },
+    /// The TLS certificate or key cannot be used (the error names the file).
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
     /// A role's server failed.
     #[error("{role} stopped with an error: {source}")]
     Role {
@@ -71,6 +74,22 @@ pub async fn start(config: &Config, shutdown: CancellationToken) -> Result<Runni
         })?;
     crate::telemetry::metrics(); // install the recorder before any metric is recorded
     tracing::info!(db = %store::redact_url(&config.db), roles = ?config.roles, "starting hookline");
+    // Loaded before anything listens: a bad certificate stops start-up, naming the file.
+    let certs = match &config.tls {
+        Some(files) => {
+            let certs = crate::tls::Certificates::load(files.clone())?;
+            tokio::spawn(crate::tls::watch(certs.clone(), shutdown.child_token()));
+            Some(certs)
+        }
+        None => None,
+    };
+    let tls_config = |alpn| {
+        certs
+            .as_ref()
+            .map(|certs| certs.server_config(alpn))
+            .transpose()
+    };
+    let tls = certs.is_some();
     let mut tasks = JoinSet::new();
     let mut ingest_addr = None;
 
@@ -89,11 +108,12 @@ pub async fn start(config: &Config, shutdown: CancellationToken) -> Result<Runni
             source,
         })?;
         ingest_addr = Some(local);
-        tracing::info!(addr = %local, "ingest listening");
+        let tls_config = tls_config(crate::tls::ALPN_HTTP1)?;
+        tracing::info!(addr = %local, tls, "ingest listening");
         let state = crate::ingest::IngestState::new(store.clone(), &config.ingest);
         let token = shutdown.child_token();
         tasks.spawn(async move {
-            crate::ingest::serve(listener, state, token)
+            crate::ingest::serve(listener, tls_config, state, token)
                 .await
                 .map_err(|source| RunError::Role {
                     role: "ingest",
@@ -131,12 +151,13 @@ pub async fn start(config: &Config, shutdown: CancellationToken) -> Result<Runni
         let listener = TcpListener::bind(addr).await.map_err(bind_error)?;
         let local = listener.local_addr().map_err(bind_error)?;
         api_addr = Some(local);
-        tracing::info!(addr = %local, "api listening (gRPC)");
+        let tls_config = tls_config(crate::tls::ALPN_H2_HTTP1)?;
+        tracing::info!(addr = %local, tls, "api listening (gRPC)");
         let store = store.clone();
         let (limits, guard) = (config.api.clone(), config.ssrf.clone());
         let token = shutdown.child_token();
         tasks.spawn(async move {
-            crate::api::serve(listener, store, limits, guard, token)
+            crate::api::serve(listener, tls_config, store, limits, guard, token)
                 .await
                 .map_err(|source| RunError::Role {
                     role: "api",

@@ -20,6 +20,7 @@ mod validate;
 use std::sync::Arc;
 
 use tokio::net::TcpListener;
+use tokio_rustls::rustls::ServerConfig;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::ApiConfig;
@@ -32,9 +33,11 @@ use proto::webhook_service_server::WebhookServiceServer;
 const CALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Serves the API on `listener` until `shutdown` fires, then stops accepting and lets
-/// in-flight calls finish. `limits` bound every input; `guard` vets webhook URLs.
+/// in-flight calls finish. `limits` bound every input; `guard` vets webhook URLs. With
+/// `tls`, gRPC and the console are served over TLS only (ALPN h2 and http/1.1).
 pub async fn serve(
     listener: TcpListener,
+    tls: Option<Arc<ServerConfig>>,
     store: Store,
     limits: ApiConfig,
     guard: Guard,
@@ -83,15 +86,41 @@ pub async fn serve(
         webhook_api,
         delivery_api,
     ));
+    // Over our own TLS every request is HTTPS: say so the way a TLS-terminating proxy
+    // would, so the console's cookies are `Secure` here too (a client's own value is moot).
+    let console = if tls.is_some() {
+        console.layer(axum::middleware::map_request(
+            |mut request: axum::extract::Request| async move {
+                request.headers_mut().insert(
+                    "x-forwarded-proto",
+                    axum::http::HeaderValue::from_static("https"),
+                );
+                request
+            },
+        ))
+    } else {
+        console
+    };
     let routes = tonic::service::Routes::from(grpc.into_axum_router().merge(console));
-    tonic::transport::Server::builder()
+    let server = tonic::transport::Server::builder()
         .accept_http1(true)
         .timeout(CALL_TIMEOUT)
-        .add_routes(routes)
-        .serve_with_incoming_shutdown(
-            tonic::transport::server::TcpIncoming::from(listener),
-            shutdown.cancelled_owned(),
-        )
-        .await
-        .map_err(std::io::Error::other)
+        .add_routes(routes);
+    match tls {
+        None => {
+            server
+                .serve_with_incoming_shutdown(
+                    tonic::transport::server::TcpIncoming::from(listener),
+                    shutdown.cancelled_owned(),
+                )
+                .await
+        }
+        Some(tls) => {
+            let incoming = crate::tls::TlsListener::new(listener, tls, shutdown.clone())?;
+            server
+                .serve_with_incoming_shutdown(incoming, shutdown.cancelled_owned())
+                .await
+        }
+    }
+    .map_err(std::io::Error::other)
 }

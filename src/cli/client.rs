@@ -3,15 +3,20 @@
 //!
 //! The token travels as a [`Secret`] and only ever leaves it as the `authorization`
 //! metadata value; neither the token nor a webhook secret appears in an error here.
+//! An `https://` server is verified against the system's CAs, or only `--ca-cert`'s.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, anyhow, bail};
 use clap::Args;
+use tokio_rustls::rustls;
+use tokio_rustls::rustls::pki_types::CertificateDer;
+use tokio_rustls::rustls::pki_types::pem::PemObject;
 use tonic::metadata::{Ascii, MetadataValue};
 use tonic::service::Interceptor;
 use tonic::service::interceptor::InterceptedService;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 use tonic::{Code, Request, Status};
 
 use crate::api::proto::delivery_service_client::DeliveryServiceClient;
@@ -37,6 +42,10 @@ pub struct ClientArgs {
     /// API token (`hookline tokens create --namespace NS` or `--admin`).
     #[arg(long, env = "HOOKLINE_TOKEN", hide_env_values = true, global = true)]
     pub token: Option<Secret>,
+    /// PEM file of the CA that signed the server's certificate, for an `https://` --server
+    /// with a private CA (default: the system's trusted CAs).
+    #[arg(long, env = "HOOKLINE_CA_CERT", global = true)]
+    pub ca_cert: Option<PathBuf>,
 }
 
 /// Adds `authorization: Bearer <token>` to every call, and the call timeout.
@@ -111,20 +120,59 @@ impl ClientArgs {
             .map_err(|_| anyhow!("the token has characters that cannot be sent in a header"))?;
         value.set_sensitive(true);
         let url = server_url(&self.server);
+        let https = url.starts_with("https://");
         let endpoint = Endpoint::from_shared(url.clone())
             .ok()
-            .filter(|_| url.starts_with("http://"))
+            .filter(|_| https || url.starts_with("http://"))
             .with_context(|| {
-                format!("--server must be an http:// URL like http://127.0.0.1:50051 (got `{url}`)")
+                format!(
+                    "--server must be an http:// or https:// URL like http://127.0.0.1:50051 (got `{url}`)"
+                )
             })?
             .connect_timeout(CONNECT_TIMEOUT);
+        let endpoint = if https {
+            endpoint
+                .tls_config(self.tls()?)
+                .with_context(|| format!("cannot set up TLS for {url}"))?
+        } else {
+            endpoint
+        };
         let channel = endpoint.connect().await.map_err(|error| {
-            anyhow!(
-                "cannot reach hookline at {url}: is `hookline serve` running with the api role? ({})",
-                root_cause(&error)
-            )
+            if is_certificate_error(&error) {
+                anyhow!(
+                    "cannot verify the TLS certificate of hookline at {url} ({}): if a private CA \
+                     signed it, pass that CA's PEM file with --ca-cert PATH (or HOOKLINE_CA_CERT)",
+                    root_cause(&error)
+                )
+            } else {
+                anyhow!(
+                    "cannot reach hookline at {url}: is `hookline serve` running with the api role? ({})",
+                    root_cause(&error)
+                )
+            }
         })?;
         Ok((channel, Bearer { value, timeout }))
+    }
+
+    /// How to verify the server: `--ca-cert` alone if given, else the system's CAs.
+    fn tls(&self) -> anyhow::Result<ClientTlsConfig> {
+        let config = ClientTlsConfig::new().timeout(CONNECT_TIMEOUT);
+        let Some(path) = &self.ca_cert else {
+            return Ok(config.with_native_roots());
+        };
+        let pem = std::fs::read(path)
+            .with_context(|| format!("cannot read --ca-cert {}", path.display()))?;
+        // tonic would skip what it cannot parse and fail later with "unknown issuer".
+        let certs = CertificateDer::pem_slice_iter(&pem)
+            .collect::<Result<Vec<_>, _>>()
+            .with_context(|| format!("--ca-cert {} is not PEM", path.display()))?;
+        if certs.is_empty() {
+            bail!(
+                "--ca-cert {} holds no PEM certificate (`BEGIN CERTIFICATE`)",
+                path.display()
+            );
+        }
+        Ok(config.ca_certificate(Certificate::from_pem(pem)))
     }
 
     /// A failed call as an error that says what to do. `what` names the object (`webhook wh_…`).
@@ -162,6 +210,26 @@ impl ClientArgs {
             code => anyhow!("the call failed ({code:?}): {message}"),
         }
     }
+}
+
+/// True if the connection failed because the server's certificate was not trusted
+/// (unknown CA, wrong name, expired): the case `--ca-cert` is the answer to.
+fn is_certificate_error(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(error);
+    while let Some(error) = cause {
+        // tokio-rustls wraps rustls' error in an io::Error, whose `source()` skips it.
+        let inner = error
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+            .map(|inner| inner as &(dyn std::error::Error + 'static));
+        for candidate in [Some(error), inner].into_iter().flatten() {
+            if let Some(rustls::Error::InvalidCertificate(_)) = candidate.downcast_ref() {
+                return true;
+            }
+        }
+        cause = error.source();
+    }
+    false
 }
 
 /// The innermost cause of an error, which is where "Connection refused" lives.

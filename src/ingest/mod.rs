@@ -21,6 +21,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use tokio::net::TcpListener;
+use tokio_rustls::rustls::ServerConfig;
 use tokio_util::sync::CancellationToken;
 
 pub use auth::RegistryAuth;
@@ -75,15 +76,27 @@ pub fn router(state: IngestState) -> Router {
 }
 
 /// Serves ingest on `listener` until `shutdown` fires; in-flight requests finish first,
-/// so nothing is acknowledged that was not committed.
+/// so nothing is acknowledged that was not committed. With `tls`, HTTPS only.
 pub async fn serve(
     listener: TcpListener,
+    tls: Option<Arc<ServerConfig>>,
     state: IngestState,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown.cancelled_owned())
-        .await
+    let router = router(state);
+    match tls {
+        None => {
+            axum::serve(listener, router)
+                .with_graceful_shutdown(shutdown.cancelled_owned())
+                .await
+        }
+        Some(tls) => {
+            let listener = crate::tls::TlsListener::new(listener, tls, shutdown.clone())?;
+            axum::serve(listener, router)
+                .with_graceful_shutdown(shutdown.cancelled_owned())
+                .await
+        }
+    }
 }
 
 /// The answer to an accepted envelope.

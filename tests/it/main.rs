@@ -19,3 +19,4 @@ mod replicas;
 mod safety;
 mod serve;
 mod store_contract;
+mod tls;

@@ -9,3 +9,4 @@ pub mod receiver;
 pub mod registry;
 pub mod resolver;
 pub mod server;
+pub mod tls;
