@@ -136,6 +136,12 @@ impl Dispatcher {
         let now = now_ms();
         let success = response.status.is_some_and(|s| (200..300).contains(&s));
         let (verdict, next, reason) = if success {
+            // End to end: from the delivery's creation (its event's fan-out) to the receiver's
+            // 2xx, retries included. Not after a redelivery or replay: those restart on request.
+            if delivery.retry_base == 0 {
+                let waited = (now - delivery.created_at).max(0) as f64 / 1000.0;
+                metrics::histogram!("hookline_delivery_seconds").record(waited);
+            }
             (Verdict::Succeeded, NextState::Succeeded, None)
         } else if response.status == Some(410) {
             let reason = "HTTP 410 Gone is final: the webhook is disabled; re-enable it to resume";

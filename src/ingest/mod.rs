@@ -9,17 +9,22 @@ mod auth;
 mod committer;
 pub mod envelope;
 mod error;
+mod refusals;
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
+use axum::Extension;
 use axum::Json;
 use axum::Router;
 use axum::body::{Body, Bytes};
-use axum::extract::State;
+use axum::extract::connect_info::Connected;
+use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use axum::serve::IncomingStream;
 use tokio::net::TcpListener;
 use tokio_rustls::rustls::ServerConfig;
 use tokio_util::sync::CancellationToken;
@@ -45,6 +50,8 @@ pub struct IngestState {
     auth: Arc<RegistryAuth>,
     /// Requests per registry source: generous, since a refused registry retries.
     limiter: Arc<crate::ratelimit::Limiter>,
+    /// 401s and 429s, counted and logged as summaries (a refused client repeats itself).
+    refusals: Arc<refusals::Refusals>,
     max_body_bytes: usize,
     max_events: usize,
     commit_timeout: std::time::Duration,
@@ -58,6 +65,7 @@ impl IngestState {
             store,
             auth: Arc::new(RegistryAuth::new(config.registry_token.clone())),
             limiter: Arc::new(crate::ratelimit::Limiter::new(config.rate_limit)),
+            refusals: refusals::Refusals::start(),
             max_body_bytes: config.max_body_bytes,
             max_events: config.max_events_per_envelope,
             commit_timeout: config.commit_timeout,
@@ -83,7 +91,8 @@ pub async fn serve(
     state: IngestState,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    let router = router(state);
+    // The peer address names the source of refused (401) requests in the log.
+    let router = router(state).into_make_service_with_connect_info::<PeerAddr>();
     match tls {
         None => {
             axum::serve(listener, router)
@@ -96,6 +105,23 @@ pub async fn serve(
                 .with_graceful_shutdown(shutdown.cancelled_owned())
                 .await
         }
+    }
+}
+
+/// The client's address, for either listener (axum's own impl covers plain TCP only, and
+/// the orphan rule wants a local type for the TLS one).
+#[derive(Debug, Clone, Copy)]
+pub struct PeerAddr(pub SocketAddr);
+
+impl Connected<IncomingStream<'_, TcpListener>> for PeerAddr {
+    fn connect_info(stream: IncomingStream<'_, TcpListener>) -> Self {
+        PeerAddr(*stream.remote_addr())
+    }
+}
+
+impl Connected<IncomingStream<'_, crate::tls::TlsListener>> for PeerAddr {
+    fn connect_info(stream: IncomingStream<'_, crate::tls::TlsListener>) -> Self {
+        PeerAddr(*stream.remote_addr())
     }
 }
 
@@ -112,14 +138,27 @@ struct NotifyResponse {
 
 async fn notify(
     State(state): State<IngestState>,
+    peer: Option<Extension<ConnectInfo<PeerAddr>>>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, IngestError> {
     let started = Instant::now();
     // Cheap checks first: an unauthenticated caller cannot make us read a body.
-    let source = state.auth.authenticate(&headers, &state.store).await?;
+    let source = match state.auth.authenticate(&headers, &state.store).await {
+        Ok(source) => source,
+        Err(error @ IngestError::Unauthorized(_)) => {
+            let peer = peer.map_or_else(|| "unknown".to_owned(), |p| p.0.0.0.ip().to_string());
+            state
+                .refusals
+                .record(refusals::Refusal::Unauthenticated, &peer);
+            return Err(error);
+        }
+        Err(error) => return Err(error),
+    };
     state.limiter.check(&source).map_err(|limited| {
-        tracing::warn!(source = %source, "notify rate limit exceeded; answering 429");
+        state
+            .refusals
+            .record(refusals::Refusal::RateLimited, &source);
         IngestError::RateLimited(limited)
     })?;
     check_media_type(&headers)?;

@@ -504,3 +504,97 @@ store_test!(
         server.stop().await;
     }
 );
+
+/// A client hammering the notify endpoint with a wrong token, and a registry far above the
+/// rate limit, each leave one log line (not one per request) and are counted in metrics.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_floods_are_counted_and_logged_once_not_per_request() {
+    use crate::harness::process::{Hookline, free_addr};
+
+    let dir = tempfile::tempdir().expect("dir");
+    let db = format!("sqlite://{}", dir.path().join("hookline.db").display());
+    let addr = free_addr();
+    let addr_s = addr.to_string();
+    let server = Hookline::spawn(&[
+        "serve",
+        "--roles",
+        "ingest",
+        "--db",
+        &db,
+        "--ingest-addr",
+        &addr_s,
+        "--registry-token",
+        REGISTRY_TOKEN,
+        "--ingest-rate-limit",
+        "1",
+        "--ingest-rate-burst",
+        "1",
+    ]);
+    server.wait_healthy(addr).await;
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .expect("client");
+    let url = format!("http://{addr}/v1/notify");
+    let mut statuses = std::collections::BTreeMap::<u16, usize>::new();
+    for (token, n) in [("not-the-token", 300), (REGISTRY_TOKEN, 300)] {
+        for _ in 0..n {
+            let status = client
+                .post(&url)
+                .bearer_auth(token)
+                .header("content-type", V1)
+                .body(envelope_of(&["flood"]))
+                .send()
+                .await
+                .expect("notify")
+                .status()
+                .as_u16();
+            *statuses.entry(status).or_default() += 1;
+        }
+    }
+    assert_eq!(statuses.get(&401), Some(&300), "{statuses:?}");
+    assert!(
+        statuses.get(&429).copied().unwrap_or(0) >= 290,
+        "{statuses:?}"
+    );
+    let refused_429 = statuses[&429];
+
+    let metrics = client
+        .get(format!("http://{addr}/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("metrics body");
+    assert!(
+        metrics.contains("hookline_notify_refused_total{reason=\"unauthenticated\"} 300"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(&format!(
+            "hookline_notify_refused_total{{reason=\"rate_limited\"}} {refused_429}"
+        )),
+        "{metrics}"
+    );
+    let log = server.log();
+    let refusal_lines: Vec<&str> = log
+        .lines()
+        .filter(|line| line.contains("refused"))
+        .collect();
+    // One line for the peer's 401s, one for the registry's 429s; the repeats wait for the
+    // periodic summary.
+    assert_eq!(refusal_lines.len(), 2, "{log}");
+    assert!(
+        refusal_lines
+            .iter()
+            .any(|l| l.contains("unauthenticated") && l.contains("127.0.0.1")),
+        "{log}"
+    );
+    assert!(
+        refusal_lines
+            .iter()
+            .any(|l| l.contains("rate_limited") && l.contains("default")),
+        "{log}"
+    );
+}
