@@ -120,7 +120,7 @@ impl Refusals {
             });
             true
         });
-        summaries.sort_by(|a, b| b.repeats.cmp(&a.repeats));
+        summaries.sort_by_key(|summary| std::cmp::Reverse(summary.repeats));
         summaries
     }
 }
