@@ -7,6 +7,9 @@
     python deploy/check.py dockerfile CONTEXT   the Dockerfile's final stage, and whether the
                                                 build context CONTEXT (made by check.sh from
                                                 .dockerignore) holds what the build reads
+    python deploy/check.py grafana              deploy/grafana/hookline.json queries only
+                                                metrics hookline exports, and every metric is
+                                                documented in docs/operations.md
 
 Every rule is stated where it is checked. Exits non-zero with every violation listed.
 """
@@ -493,12 +496,70 @@ def check_dockerfile(context: Path) -> None:
     print(f"ok: the build context holds the {len(needed)} paths the build reads")
 
 
+def exported_metrics() -> dict[str, str]:
+    """Every metric hookline records, name → kind: the `metrics::counter!/gauge!/histogram!("…")`
+    calls in src/ (a name is always a literal there, so nothing is missed)."""
+    kinds: dict[str, str] = {}
+    pattern = re.compile(r'(counter|gauge|histogram)!\(\s*"(hookline_[a-z0-9_]+)"')
+    for path in (ROOT / "src").rglob("*.rs"):
+        for kind, name in pattern.findall(path.read_text()):
+            kinds[name] = kind
+    if len(kinds) < 10:
+        sys.exit(f"found only {len(kinds)} metrics in src/: has the code changed shape?")
+    return kinds
+
+
+def check_grafana() -> None:
+    kinds = exported_metrics()
+    # What Prometheus scrapes: a histogram is its _bucket, _sum and _count series.
+    series = {name for name, kind in kinds.items() if kind != "histogram"}
+    for name, kind in kinds.items():
+        if kind == "histogram":
+            series.update(f"{name}_{suffix}" for suffix in ("bucket", "sum", "count"))
+    path = ROOT / "deploy" / "grafana" / "hookline.json"
+    where = str(path.relative_to(ROOT))
+    dashboard = json.loads(path.read_text())
+    used: set[str] = set()
+    queries = 0
+
+    def panels(items):
+        for panel in items:
+            yield panel
+            yield from panels(panel.get("panels", []))
+
+    for panel in panels(dashboard.get("panels", [])):
+        for target in panel.get("targets", []):
+            queries += 1
+            names = set(re.findall(r"\b(hookline_[a-z0-9_]+)", target.get("expr", "")))
+            if not names:
+                problem(where, f"panel {panel.get('title')!r}: a query names no hookline metric")
+            for name in names:
+                used.add(name)
+                if name not in series:
+                    problem(where, f"panel {panel.get('title')!r} queries {name}, which hookline does not export")
+            if "_bucket" not in target.get("expr", "") and "histogram_quantile" in target.get("expr", ""):
+                problem(where, f"panel {panel.get('title')!r}: histogram_quantile over a non-bucket series")
+    base = {re.sub(r"_(bucket|sum|count)$", "", name) if name not in kinds else name for name in used}
+    for name in sorted(set(kinds) - base):
+        problem(where, f"{name} is exported but on no panel")
+    operations = (ROOT / "docs" / "operations.md").read_text()
+    for name, kind in sorted(kinds.items()):
+        row = re.search(rf"^\| `{name}` \| ([a-z]+) \|", operations, re.MULTILINE)
+        if not row:
+            problem("docs/operations.md", f"{name} ({kind}) is not in the metrics table")
+        elif row.group(1) != kind:
+            problem("docs/operations.md", f"{name} is a {kind}, the table says {row.group(1)}")
+    print(f"ok: {queries} queries over {len(base)} of the {len(kinds)} metrics hookline exports")
+
+
 def main() -> None:
     what = sys.argv[1] if len(sys.argv) > 1 else ""
     if what == "k8s":
         check_k8s(Path(sys.argv[2]) if len(sys.argv) > 2 else None)
     elif what == "compose":
         check_compose()
+    elif what == "grafana":
+        check_grafana()
     elif what == "dockerfile" and len(sys.argv) == 3:
         check_dockerfile(Path(sys.argv[2]))
     else:

@@ -13,10 +13,12 @@
 #    deploy/check.py's rules: services, the registry's notifications section equal to the
 #    integration tests' (tests/it/harness/registry.rs) but for url and token, its token
 #    and URL matching the hookline service, the allow-list matching the network.
-# 3. The Dockerfile's final stage, and a copy of the build context .dockerignore lets
+# 3. deploy/grafana/hookline.json queries only metrics hookline exports (and shows each);
+#    docs/operations.md documents every one with its type (deploy/check.py grafana).
+# 4. The Dockerfile's final stage, and a copy of the build context .dockerignore lets
 #    through: `cargo fetch --locked --offline` parses the manifest there (every target's
 #    file present) and every file the build includes is in it.
-# 4. The image: release build (a no-op when current), deploy/image/build.sh, deploy/image/check.sh.
+# 5. The image: release build (a no-op when current), deploy/image/build.sh, deploy/image/check.sh.
 #
 # The Python tools come from PyPI into a virtualenv under target/ (deploy/requirements.txt,
 # pinned), made once and reused while the pins stay the same.
@@ -87,6 +89,9 @@ if docker compose version >/dev/null 2>&1; then
     echo "ok: docker compose config"
 fi
 "$py" deploy/check.py compose
+
+step "grafana: deploy/grafana/hookline.json"
+"$py" deploy/check.py grafana
 
 step "Dockerfile and its build context"
 # The context a builder would send: .dockerignore here is an allow-list (`*`, then
