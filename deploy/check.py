@@ -268,16 +268,23 @@ def check_pod(workload: dict, known: set[str], secrets: dict, grace: float, rend
         if name in ROLE_OF and roles != {ROLE_OF[name]}:
             problem(cwhere, f"runs roles {sorted(roles)}, want [{ROLE_OF[name]!r}]")
         ports = {p.get("name"): p["containerPort"] for p in container.get("ports", [])}
-        # A role's listener must listen beyond loopback, on a declared port.
-        for role, var in (("ingest", "HOOKLINE_INGEST_ADDR"), ("api", "HOOKLINE_API_ADDR")):
-            if role in roles:
+        # A role's listener (and the admin one, when set) must listen beyond loopback, on a
+        # declared port.
+        admin = "HOOKLINE_ADMIN_ADDR" in env
+        for role, var in (("ingest", "HOOKLINE_INGEST_ADDR"), ("api", "HOOKLINE_API_ADDR"), ("admin", "HOOKLINE_ADMIN_ADDR")):
+            if role in roles or (role == "admin" and admin):
                 addr = env.get(var, {}).get("value", "")
                 if not addr.startswith("0.0.0.0:") and not addr.startswith("[::]:"):
                     problem(cwhere, f"{var}={addr!r}: the {role} role would listen on loopback only")
                 elif port_of(addr) not in ports.values():
                     problem(cwhere, f"{var} port {port_of(addr)} is not a declared container port")
         # Only what the code serves may be probed: HTTP health (/healthz, /readyz) exists on
-        # the ingest role's address only, grpc.health.v1 on the api role's.
+        # the ingest role's address and the admin address, grpc.health.v1 on the api role's.
+        http_ports = set()
+        if "ingest" in roles:
+            http_ports.add(listen_port(env, "HOOKLINE_INGEST_ADDR"))
+        if admin:
+            http_ports.add(listen_port(env, "HOOKLINE_ADMIN_ADDR"))
         for probe_name in ("startupProbe", "livenessProbe", "readinessProbe"):
             probe = container.get(probe_name)
             if probe is None:
@@ -286,12 +293,12 @@ def check_pod(workload: dict, known: set[str], secrets: dict, grace: float, rend
                 port = probe["httpGet"]["port"]
                 port = ports.get(port, port)
                 path = probe["httpGet"]["path"]
-                if "ingest" not in roles:
-                    problem(cwhere, f"{probe_name} asks HTTP {path}, served by the ingest role only")
+                if not http_ports:
+                    problem(cwhere, f"{probe_name} asks HTTP {path}, served by the ingest role or HOOKLINE_ADMIN_ADDR only")
                 elif path not in ("/healthz", "/readyz"):
                     problem(cwhere, f"{probe_name} asks {path}, not /healthz or /readyz")
-                elif port != listen_port(env, "HOOKLINE_INGEST_ADDR"):
-                    problem(cwhere, f"{probe_name} asks port {port}, not the ingest address's")
+                elif port not in http_ports:
+                    problem(cwhere, f"{probe_name} asks port {port}, not the ingest or admin address's")
                 if probe_name == "readinessProbe" and path != "/readyz":
                     problem(cwhere, "readinessProbe should ask /readyz (the database)")
             elif "grpc" in probe:
@@ -303,8 +310,16 @@ def check_pod(workload: dict, known: set[str], secrets: dict, grace: float, rend
                 problem(cwhere, f"{probe_name} is neither httpGet nor grpc: hookline has no self-check command")
         if "ingest" in roles and "readinessProbe" not in container:
             problem(cwhere, "runs the ingest role without a readinessProbe on /readyz")
-        if "api" in roles and "readinessProbe" not in container:
-            problem(cwhere, "runs the api role without a gRPC readinessProbe")
+        if "readinessProbe" not in container:
+            problem(cwhere, "has no readinessProbe: probe /readyz on the ingest or admin address")
+        # Every process records metrics worth having: each must be scrapable where the
+        # annotation says.
+        annotations = workload["spec"]["template"]["metadata"].get("annotations", {})
+        scrape_port = annotations.get("prometheus.io/port")
+        if scrape_port is None:
+            problem(cwhere, "no prometheus.io/port annotation: its metrics would go unscraped")
+        elif int(scrape_port) not in http_ports:
+            problem(cwhere, f"prometheus.io/port {scrape_port} serves no /metrics (ingest or admin address)")
 
 
 # --- Compose and the registry ----------------------------------------------------------

@@ -47,6 +47,11 @@ pub struct ServeSettings {
     /// Address of the gRPC API (default 127.0.0.1:50051).
     #[arg(long, env = "HOOKLINE_API_ADDR")]
     pub api_addr: Option<SocketAddr>,
+    /// Address of a listener serving only /healthz, /readyz and /metrics, for any roles
+    /// (default: none; the ingest address serves them too). Lets dispatcher-only
+    /// processes be probed and scraped. Plain HTTP: keep it on a private network.
+    #[arg(long, env = "HOOKLINE_ADMIN_ADDR")]
+    pub admin_addr: Option<SocketAddr>,
     /// PEM certificate chain (leaf first): serve HTTPS on the ingest address and gRPC over
     /// TLS on the API address. Needs --tls-key. Re-read on SIGHUP or when the file changes
     /// (default: plaintext).
@@ -254,6 +259,8 @@ pub struct Config {
     pub ingest: IngestConfig,
     /// API role settings.
     pub api_addr: SocketAddr,
+    /// The admin listener (health, readiness, metrics), if asked for.
+    pub admin_addr: Option<SocketAddr>,
     /// Certificate and key for both listeners; `None` serves plaintext (fine on loopback
     /// or behind a TLS-terminating proxy).
     pub tls: Option<TlsFiles>,
@@ -409,6 +416,7 @@ impl Config {
             api_addr: s
                 .api_addr
                 .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 50051))),
+            admin_addr: s.admin_addr,
             tls,
             dispatch: DispatchConfig {
                 poll_interval: d(s.poll_interval, Duration::from_secs(1)),
@@ -544,6 +552,7 @@ impl ServeSettings {
             roles: self.roles.or(f.roles),
             ingest_addr: self.ingest_addr.or(f.ingest_addr),
             api_addr: self.api_addr.or(f.api_addr),
+            admin_addr: self.admin_addr.or(f.admin_addr),
             tls_cert: self.tls_cert.or(f.tls_cert),
             tls_key: self.tls_key.or(f.tls_key),
             registry_token: self.registry_token.or(f.registry_token),

@@ -57,6 +57,8 @@ pub struct Running {
     pub ingest_addr: Option<SocketAddr>,
     /// Where the gRPC API listens, if it runs.
     pub api_addr: Option<SocketAddr>,
+    /// Where the admin endpoints listen, if asked for.
+    pub admin_addr: Option<SocketAddr>,
     /// The store the roles share.
     pub store: Store,
     tasks: JoinSet<Result<(), RunError>>,
@@ -165,9 +167,31 @@ pub async fn start(config: &Config, shutdown: CancellationToken) -> Result<Runni
                 })
         });
     }
+    let mut admin_addr = None;
+    if let Some(addr) = config.admin_addr {
+        let bind_error = |source| RunError::Bind {
+            role: "admin",
+            addr,
+            source,
+        };
+        let listener = TcpListener::bind(addr).await.map_err(bind_error)?;
+        let local = listener.local_addr().map_err(bind_error)?;
+        admin_addr = Some(local);
+        tracing::info!(addr = %local, "admin listening (/healthz, /readyz, /metrics)");
+        let (store, token) = (store.clone(), shutdown.child_token());
+        tasks.spawn(async move {
+            crate::admin::serve(listener, store, token)
+                .await
+                .map_err(|source| RunError::Role {
+                    role: "admin",
+                    source,
+                })
+        });
+    }
     Ok(Running {
         ingest_addr,
         api_addr,
+        admin_addr,
         store,
         tasks,
     })

@@ -21,9 +21,9 @@ use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::connect_info::Connected;
 use axum::extract::{ConnectInfo, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::post;
 use axum::serve::IncomingStream;
 use tokio::net::TcpListener;
 use tokio_rustls::rustls::ServerConfig;
@@ -77,10 +77,8 @@ impl IngestState {
 pub fn router(state: IngestState) -> Router {
     Router::new()
         .route("/v1/notify", post(notify))
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
-        .with_state(state)
+        .with_state(state.clone())
+        .merge(crate::admin::router(state.store))
 }
 
 /// Serves ingest on `listener` until `shutdown` fires; in-flight requests finish first,
@@ -238,27 +236,4 @@ fn check_media_type(headers: &HeaderMap) -> Result<(), IngestError> {
     } else {
         Err(IngestError::UnsupportedMediaType(value.to_owned()))
     }
-}
-
-async fn healthz() -> impl IntoResponse {
-    Json(serde_json::json!({ "status": "ok" }))
-}
-
-async fn readyz(State(state): State<IngestState>) -> Response {
-    match state.store.ready().await {
-        Ok(()) => Json(serde_json::json!({ "status": "ready" })).into_response(),
-        Err(error) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(serde_json::json!({ "status": "not ready", "reason": error.to_string() })),
-        )
-            .into_response(),
-    }
-}
-
-async fn metrics() -> Response {
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        crate::telemetry::metrics().render(),
-    )
-        .into_response()
 }

@@ -60,3 +60,67 @@ async fn serve_with_no_configuration_creates_its_database_and_stops_on_sigterm()
     };
     assert!(status.success(), "{status:?}");
 }
+
+/// A dispatcher-only process listens on nothing but `--admin-addr`, where it can be probed
+/// and scraped: its own metrics (the queue gauges only dispatchers record) are there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dispatcher_only_process_is_probed_and_scraped_on_its_admin_address() {
+    use crate::harness::process::Hookline;
+
+    let dir = tempfile::tempdir().expect("dir");
+    let db = format!("sqlite://{}", dir.path().join("hookline.db").display());
+    let admin = free_addr();
+    let admin_s = admin.to_string();
+    let server = Hookline::spawn(&[
+        "serve",
+        "--roles",
+        "dispatcher",
+        "--db",
+        &db,
+        "--admin-addr",
+        &admin_s,
+    ]);
+    server.wait_healthy(admin).await;
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .expect("client");
+    let readyz = client
+        .get(format!("http://{admin}/readyz"))
+        .send()
+        .await
+        .expect("readyz");
+    assert_eq!(readyz.status().as_u16(), 200);
+    // The dispatcher's first queue sample lands within its poll interval (1 s).
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let metrics = client
+            .get(format!("http://{admin}/metrics"))
+            .send()
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("body");
+        if metrics.contains("hookline_queue_pending") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no queue gauges on the admin address: {metrics}\n{}",
+            server.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let notify = client
+        .post(format!("http://{admin}/v1/notify"))
+        .send()
+        .await
+        .expect("notify");
+    assert_eq!(
+        notify.status().as_u16(),
+        404,
+        "the admin address takes no events"
+    );
+    assert!(server.log().contains("admin listening"), "{}", server.log());
+}
