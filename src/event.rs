@@ -10,7 +10,8 @@ use serde::{Deserialize, Serialize};
 /// payloads and the API.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum EventType {
-    /// A manifest was pushed, with or without a tag.
+    /// A manifest was pushed under a tag: the image people deploy (for a multi-platform
+    /// image, its index, pushed after the platform manifests).
     #[serde(rename = "image.pushed")]
     ImagePushed,
     /// A manifest was deleted by digest, or a tag was deleted (then `tag` is set).
@@ -37,12 +38,18 @@ pub enum EventType {
     /// A test event sent through the normal delivery path on request.
     #[serde(rename = "ping")]
     Ping,
+    /// A manifest was pushed by digest alone, without a tag: the platform manifests a
+    /// registry receives before the index that lists them, signatures, attestations.
+    /// Delivered only to webhooks that ask for it, so one push is one `image.pushed`.
+    #[serde(rename = "manifest.pushed")]
+    ManifestPushed,
 }
 
 impl EventType {
     /// Every event type, in documentation order.
-    pub const ALL: [EventType; 9] = [
+    pub const ALL: [EventType; 10] = [
         EventType::ImagePushed,
+        EventType::ManifestPushed,
         EventType::ImageDeleted,
         EventType::ImagePulled,
         EventType::ImageMounted,
@@ -57,6 +64,7 @@ impl EventType {
     pub fn as_str(self) -> &'static str {
         match self {
             EventType::ImagePushed => "image.pushed",
+            EventType::ManifestPushed => "manifest.pushed",
             EventType::ImageDeleted => "image.deleted",
             EventType::ImagePulled => "image.pulled",
             EventType::ImageMounted => "image.mounted",
@@ -73,7 +81,13 @@ impl EventType {
         EventType::ALL.into_iter().find(|t| t.as_str() == name)
     }
 
-    /// Blob events are noisy (one per layer); webhooks get them only by naming them.
+    /// Events a webhook gets only by naming them: blob events are noisy (one per layer),
+    /// untagged manifest pushes are parts of an image whose tagged push is the event.
+    pub fn is_opt_in(self) -> bool {
+        self.is_blob() || self == EventType::ManifestPushed
+    }
+
+    /// Blob events: layers and configs.
     pub fn is_blob(self) -> bool {
         matches!(
             self,

@@ -26,6 +26,7 @@ pub(crate) fn event_type_to_proto(kind: EventType) -> proto::EventType {
     use proto::EventType as P;
     match kind {
         EventType::ImagePushed => P::ImagePushed,
+        EventType::ManifestPushed => P::ManifestPushed,
         EventType::ImageDeleted => P::ImageDeleted,
         EventType::ImagePulled => P::ImagePulled,
         EventType::ImageMounted => P::ImageMounted,

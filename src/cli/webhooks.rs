@@ -87,7 +87,8 @@ struct CreateArgs {
     /// Namespace (repository prefix); defaults to the token's. Admin tokens must give one ("" = every repository).
     #[arg(long)]
     namespace: Option<String>,
-    /// Event type to deliver, repeatable (default: every non-blob type).
+    /// Event type to deliver, repeatable (default: every type but the blob events and
+    /// manifest.pushed, which come only when named).
     #[arg(long = "event-type", value_name = "TYPE", value_parser = parse_event_type)]
     event_types: Vec<i32>,
     /// Repository glob inside the namespace, repeatable (`acme/*`, `acme/tools/**`).

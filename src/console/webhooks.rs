@@ -366,7 +366,7 @@ struct WebhookForm {
 }
 
 /// Event types offered in the form, with what they mean.
-const EVENT_CHOICES: [(proto::EventType, &str); 9] = [
+const EVENT_CHOICES: [(proto::EventType, &str); 10] = [
     (proto::EventType::ImagePushed, "a manifest was pushed"),
     (
         proto::EventType::ImageDeleted,
@@ -392,6 +392,10 @@ const EVENT_CHOICES: [(proto::EventType, &str); 9] = [
     (
         proto::EventType::BlobMounted,
         "a layer was mounted (only when asked for)",
+    ),
+    (
+        proto::EventType::ManifestPushed,
+        "a manifest was pushed without a tag: platform manifests, signatures (only when asked for)",
     ),
     (proto::EventType::Ping, "test pings"),
 ];

@@ -57,12 +57,13 @@ impl TypeSet {
         1 << (kind as u16)
     }
 
-    /// What an empty `event_types` means: every type except blobs and `ping`.
+    /// What an empty `event_types` means: every type except the opt-in ones (blobs,
+    /// untagged manifest pushes) and `ping`.
     fn default_types() -> TypeSet {
         TypeSet(
             EventType::ALL
                 .into_iter()
-                .filter(|t| !t.is_blob() && *t != EventType::Ping)
+                .filter(|t| !t.is_opt_in() && *t != EventType::Ping)
                 .fold(0, |bits, t| bits | TypeSet::bit(t)),
         )
     }
@@ -523,7 +524,7 @@ mod tests {
     fn empty_event_types_mean_every_non_blob_type_but_ping() {
         let f = filters(&[], &[], &[]);
         for kind in EventType::ALL {
-            let want = !kind.is_blob() && kind != EventType::Ping;
+            let want = !kind.is_opt_in() && kind != EventType::Ping;
             assert_eq!(f.matches(&event(kind, "acme/app", None)), want, "{kind}");
         }
     }

@@ -309,6 +309,11 @@ fn check_repository(repository: &str) -> Result<(), String> {
 fn classify(action: &str, t: &Target) -> Result<EventType, String> {
     let manifest = is_manifest(t);
     Ok(match action {
+        // By digest alone (a platform manifest before its index, a signature): a part of
+        // an image, not the push a deploy tool waits for.
+        "push" if manifest && t.tag.as_deref().is_none_or(str::is_empty) => {
+            EventType::ManifestPushed
+        }
         "push" if manifest => EventType::ImagePushed,
         "push" => EventType::BlobPushed,
         "pull" if manifest => EventType::ImagePulled,
@@ -475,5 +480,21 @@ mod tests {
         )
         .expect("valid");
         assert_eq!(e.kind, EventType::ImagePushed);
+    }
+
+    #[test]
+    fn a_manifest_pushed_by_digest_alone_is_a_manifest_push_not_an_image_push() {
+        let by_digest = r#"{"events":[{"id":"a","action":"push","target":{"repository":"acme/multi",
+            "mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:ab09",
+            "url":"http://r/v2/acme/multi/manifests/sha256:ab09"}}]}"#;
+        assert_eq!(
+            parse_one(by_digest).expect("valid").kind,
+            EventType::ManifestPushed
+        );
+        let tagged = by_digest.replace(r#""digest":"#, r#""tag":"v2","digest":"#);
+        assert_eq!(
+            parse_one(&tagged).expect("valid").kind,
+            EventType::ImagePushed
+        );
     }
 }

@@ -45,8 +45,9 @@ fn ingest(event: Value, i: usize) -> Event {
     parsed.events.into_iter().next().expect("accepted")
 }
 
-/// One event of every type: the first fixture of each, and made-up ones for the three
-/// types the fixtures lack (a manifest mount, a 3.x repository delete, a ping).
+/// One event of every type: the first fixture of each, and made-up ones for the four
+/// types the fixtures lack (a manifest mount, a push by digest, a 3.x repository delete,
+/// a ping).
 fn one_of_each_type() -> Vec<Event> {
     let mut events: Vec<Event> = Vec::new();
     for f in fixtures() {
@@ -66,6 +67,20 @@ fn one_of_each_type() -> Vec<Event> {
             "actor": {}, "source": {"addr": "vm:5000", "instanceID": "4e07b64a-3b5c-4de9-bbb4-b758bd84fab8"}
         }),
         20,
+    ));
+    // The arm64 manifest of a two-platform image, pushed by digest before its index.
+    let platform = "sha256:0d1f8c2a3e4b5c6d7e8f9a0b1c2d3e4f5a6b7c8d9e0f1a2b3c4d5e6f7a8b9c0d";
+    events.push(ingest(
+        json!({
+            "id": "7c2e9d41-5a3b-4f60-8e1d-2b9c4a6f0e35", "timestamp": "2026-11-25T01:17:30.204817311Z",
+            "action": "push",
+            "target": {"mediaType": "application/vnd.oci.image.manifest.v1+json", "size": 401,
+                "digest": platform, "length": 401, "repository": "acme/multi",
+                "url": format!("http://127.0.0.1:5000/v2/acme/multi/manifests/{platform}")},
+            "request": {"id": "5d2e", "addr": "127.0.0.1:37150", "host": "127.0.0.1:5000", "method": "PUT", "useragent": "skopeo/1.9.3"},
+            "actor": {}, "source": {"addr": "vm:5000", "instanceID": "4e07b64a-3b5c-4de9-bbb4-b758bd84fab8"}
+        }),
+        23,
     ));
     events.push(ingest(
         json!({
