@@ -177,6 +177,15 @@ pub struct Event {
     /// When the registry says it happened (RFC 3339, as sent).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timestamp: Option<String>,
+    /// For a tagged push: the digest `repository:tag` pointed to before, as hookline last
+    /// saw it from this source (absent on the tag's first push, or after the tag was
+    /// deleted). Set by the store in the transaction that stores the event.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_digest: Option<String>,
+    /// For a tagged push: whether the tag now points somewhere new (false for a re-push
+    /// of the digest it already had). Set with `previous_digest`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub changed: Option<bool>,
     /// When hookline received it (Unix milliseconds).
     pub received_at: i64,
     /// The registry's original event object, kept verbatim for the `distribution` payload format.
@@ -216,6 +225,8 @@ impl Event {
             request_addr: None,
             request_method: None,
             timestamp: None,
+            previous_digest: None,
+            changed: None,
             received_at,
             original: serde_json::Value::Null,
         }

@@ -250,6 +250,8 @@ fn normalise(raw: &serde_json::Value, source: &str, received_at: i64) -> Result<
         request_addr: e.request.addr.clone(),
         request_method: e.request.method.clone(),
         timestamp: e.timestamp.clone(),
+        previous_digest: None,
+        changed: None,
         received_at,
         original: raw.clone(),
     })

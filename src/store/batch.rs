@@ -15,9 +15,11 @@ fn encode(value: &Value, table: &'static str) -> Result<String, StoreError> {
 }
 
 /// Event rows, as a JSON array.
-pub(crate) fn event_rows(batches: &[&[Event]]) -> Result<String, StoreError> {
+pub(crate) fn event_rows<'a>(
+    events: impl IntoIterator<Item = &'a Event>,
+) -> Result<String, StoreError> {
     let mut rows = Vec::new();
-    for event in batches.iter().flat_map(|b| b.iter()) {
+    for event in events {
         let body = serde_json::to_string(event).map_err(|source| StoreError::Corrupt {
             table: "events",
             source,

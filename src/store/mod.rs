@@ -14,6 +14,7 @@ pub mod retention;
 mod sessions;
 mod sql;
 mod sqlite;
+mod tag_heads;
 pub mod tail;
 mod types;
 mod wake;

@@ -220,16 +220,124 @@ store_test!(events_are_deduplicated_per_source, async |db: &TestDb| {
     assert_eq!((second.inserted, second.duplicates), (1, 1));
     let stored = store.recent_events(10).await.expect("recent");
     assert_eq!(stored.len(), 2);
+    // Round-trips exactly, with what storing adds: the tag's first push changed it.
+    let stored_a = Event {
+        changed: Some(true),
+        ..a.clone()
+    };
     assert_eq!(
         store
             .get_events(std::slice::from_ref(&a.id))
             .await
             .expect("get")[0],
-        a,
+        stored_a,
         "round-trips exactly"
     );
     store.close().await;
 });
+
+/// A push of `repository:tag` at `digest`, as registry event `registry_id`.
+fn push_at(registry_id: &str, tag: &str, digest: &str) -> Event {
+    Event {
+        digest: Some(digest.into()),
+        ..event("main", registry_id, "acme/app", Some(tag))
+    }
+}
+
+/// What the store made of a stored event: (previous_digest, changed).
+async fn linked(store: &Store, event: &Event) -> (Option<String>, Option<bool>) {
+    let stored = store
+        .get_events(std::slice::from_ref(&event.id))
+        .await
+        .expect("get");
+    let stored = stored.first().expect("stored");
+    (stored.previous_digest.clone(), stored.changed)
+}
+
+store_test!(
+    a_tagged_push_names_the_digest_it_replaced,
+    async |db: &TestDb| {
+        let store = db.store().await;
+        let (a, b) = ("sha256:aaaa", "sha256:bbbb");
+        let first = push_at("r1", "v2", a);
+        store
+            .insert_events(std::slice::from_ref(&first))
+            .await
+            .expect("insert");
+        assert_eq!(
+            linked(&store, &first).await,
+            (None, Some(true)),
+            "first push"
+        );
+
+        // A new build, and in the same envelope a re-push of it: the second sees the first.
+        let second = push_at("r2", "v2", b);
+        let again = push_at("r3", "v2", b);
+        store
+            .insert_events(&[second.clone(), again.clone()])
+            .await
+            .expect("insert");
+        assert_eq!(linked(&store, &second).await, (Some(a.into()), Some(true)));
+        assert_eq!(
+            linked(&store, &again).await,
+            (Some(b.into()), Some(false)),
+            "unchanged is flagged"
+        );
+
+        // A re-sent old event is a duplicate and moves nothing.
+        let resent = push_at("r1", "v2", a);
+        let counts = store
+            .insert_events(std::slice::from_ref(&resent))
+            .await
+            .expect("insert");
+        assert_eq!(counts.duplicates, 1);
+        let third = push_at("r4", "v2", b);
+        store
+            .insert_events(std::slice::from_ref(&third))
+            .await
+            .expect("insert");
+        assert_eq!(linked(&store, &third).await, (Some(b.into()), Some(false)));
+
+        // Other tags, repositories and sources have heads of their own; untagged pushes
+        // and other events carry nothing.
+        let other_tag = push_at("r5", "v3", b);
+        let other_source = Event {
+            digest: Some(a.into()),
+            ..event("mirror", "r6", "acme/app", Some("v2"))
+        };
+        let by_digest = Event {
+            kind: EventType::ManifestPushed,
+            tag: None,
+            ..push_at("r7", "", a)
+        };
+        store
+            .insert_events(&[other_tag.clone(), other_source.clone(), by_digest.clone()])
+            .await
+            .expect("insert");
+        assert_eq!(linked(&store, &other_tag).await, (None, Some(true)));
+        assert_eq!(linked(&store, &other_source).await, (None, Some(true)));
+        assert_eq!(linked(&store, &by_digest).await, (None, None));
+
+        // Deleting the tag forgets it: the next push replaces nothing.
+        let deleted = Event {
+            kind: EventType::ImageDeleted,
+            digest: None,
+            ..event("main", "r8", "acme/app", Some("v2"))
+        };
+        store
+            .insert_events(std::slice::from_ref(&deleted))
+            .await
+            .expect("insert");
+        assert_eq!(linked(&store, &deleted).await, (None, None));
+        let after = push_at("r9", "v2", a);
+        store
+            .insert_events(std::slice::from_ref(&after))
+            .await
+            .expect("insert");
+        assert_eq!(linked(&store, &after).await, (None, Some(true)));
+        store.close().await;
+    }
+);
 
 store_test!(fan_out_creates_deliveries_once, async |db: &TestDb| {
     let store = db.store().await;

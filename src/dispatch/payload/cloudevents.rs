@@ -29,6 +29,8 @@ pub(super) fn render(e: &Event) -> Value {
             "repository": e.repository,
             "tag": e.tag.as_deref().unwrap_or_default(),
             "digest": e.digest.as_deref().unwrap_or_default(),
+            "previous_digest": e.previous_digest,
+            "changed": e.changed,
             "image": image_reference(e),
             "media_type": e.media_type,
             "size": e.size,

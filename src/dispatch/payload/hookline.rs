@@ -24,6 +24,8 @@ pub(super) fn render(e: &Event) -> Value {
         "repository": e.repository,
         "tag": e.tag,
         "digest": e.digest,
+        "previous_digest": e.previous_digest,
+        "changed": e.changed,
         "image": image,
         "media_type": e.media_type,
         "size": e.size,

@@ -9,8 +9,10 @@ use super::notify_on_commit;
 use super::queue::insert_deliveries;
 use crate::event::Event;
 use crate::store::batch;
+use crate::store::sql::{Sql, Tx};
+use crate::store::tag_heads;
 use crate::store::{
-    Events, FanOutReport, InsertedEvents, NewDelivery, Planner, StoreError, decode_event,
+    Events, FanOutReport, InsertedEvents, NewDelivery, Planner, StoreError, decode_event, now_ms,
 };
 
 #[async_trait]
@@ -19,22 +21,24 @@ impl Events for PgBackend {
         &self,
         batches: &[&[Event]],
     ) -> Result<Vec<InsertedEvents>, StoreError> {
-        let rows = batch::event_rows(batches)?;
-        let mut tx = self.pool.begin().await?;
-        let inserted: Vec<String> = sqlx::query_scalar(
+        let mut tx = Tx::Postgres(self.pool.begin().await?);
+        let (events, moves) = tag_heads::link(&mut tx, batches).await?;
+        let mut insert = Sql::new("");
+        let rows = insert.bind(batch::event_rows(events.iter().map(|e| e.as_ref()))?);
+        insert.push(&format!(
             "INSERT INTO events (id, source, registry_event_id, type, repository, tag, digest, body, received_at) \
              SELECT r.id, r.source, r.registry_event_id, r.type, r.repository, r.tag, r.digest, r.body, r.received_at \
-             FROM jsonb_array_elements($1::jsonb) WITH ORDINALITY AS e(value, n), \
+             FROM jsonb_array_elements({rows}::jsonb) WITH ORDINALITY AS e(value, n), \
                   jsonb_to_record(e.value) AS r(id text, source text, registry_event_id text, type text, \
                     repository text, tag text, digest text, body text, received_at bigint) \
              ORDER BY e.n \
-             ON CONFLICT (source, registry_event_id) DO NOTHING RETURNING id",
-        )
-        .bind(rows)
-        .fetch_all(&mut *tx)
-        .await?;
+             ON CONFLICT (source, registry_event_id) DO NOTHING RETURNING id"
+        ));
+        let inserted: Vec<(String,)> = tx.fetch_all(&insert).await?;
+        let inserted: Vec<String> = inserted.into_iter().map(|(id,)| id).collect();
+        tag_heads::advance(&mut tx, moves, &inserted, now_ms()).await?;
         if !inserted.is_empty() {
-            notify_on_commit(&mut tx).await?;
+            tx.announce_work().await?;
         }
         tx.commit().await?;
         Ok(batch::count_inserted(batches, &inserted))

@@ -6,8 +6,10 @@ use super::SqliteBackend;
 use super::queue::insert_deliveries;
 use crate::event::Event;
 use crate::store::batch;
+use crate::store::sql::{Sql, Tx};
+use crate::store::tag_heads;
 use crate::store::{
-    Events, FanOutReport, InsertedEvents, NewDelivery, Planner, StoreError, decode_event,
+    Events, FanOutReport, InsertedEvents, NewDelivery, Planner, StoreError, decode_event, now_ms,
 };
 
 #[async_trait]
@@ -16,22 +18,24 @@ impl Events for SqliteBackend {
         &self,
         batches: &[&[Event]],
     ) -> Result<Vec<InsertedEvents>, StoreError> {
-        let rows = batch::event_rows(batches)?;
-        let mut tx = self.write().await?;
+        let mut tx = Tx::Sqlite(self.write().await?);
+        let (events, moves) = tag_heads::link(&mut tx, batches).await?;
+        let mut insert = Sql::new("");
+        let rows = insert.bind(batch::event_rows(events.iter().map(|e| e.as_ref()))?);
         // `WHERE true` lets SQLite parse the upsert clause after a SELECT.
-        let inserted: Vec<String> = sqlx::query_scalar(
+        insert.push(&format!(
             "INSERT INTO events (id, source, registry_event_id, type, repository, tag, digest, body, received_at) \
              SELECT json_extract(value, '$.id'), json_extract(value, '$.source'), \
                     json_extract(value, '$.registry_event_id'), json_extract(value, '$.type'), \
                     json_extract(value, '$.repository'), json_extract(value, '$.tag'), \
                     json_extract(value, '$.digest'), json_extract(value, '$.body'), \
                     json_extract(value, '$.received_at') \
-             FROM json_each(?1) WHERE true \
-             ON CONFLICT (source, registry_event_id) DO NOTHING RETURNING id",
-        )
-        .bind(rows)
-        .fetch_all(&mut *tx)
-        .await?;
+             FROM json_each({rows}) WHERE true \
+             ON CONFLICT (source, registry_event_id) DO NOTHING RETURNING id"
+        ));
+        let inserted: Vec<(String,)> = tx.fetch_all(&insert).await?;
+        let inserted: Vec<String> = inserted.into_iter().map(|(id,)| id).collect();
+        tag_heads::advance(&mut tx, moves, &inserted, now_ms()).await?;
         tx.commit().await?;
         Ok(batch::count_inserted(batches, &inserted))
     }
