@@ -135,6 +135,129 @@ impl Registry {
         digest
     }
 
+    /// Build a multi-platform image with umoci, one image per `platforms` entry
+    /// (`(os, architecture)`, each config labelled `org.opencontainers.image.revision=
+    /// <revision>`) and an OCI index listing them, then push it all with `skopeo copy
+    /// --all` to `<addr>/<repo>:<tag>`. Returns (the index digest, the platform manifests'
+    /// digests). The registry then sends a `push` per blob, one per platform manifest (by
+    /// digest, no tag), and last the index's, with `tag`. Distinct revisions give
+    /// distinct digests; the same layout pushed again gives the same ones.
+    pub async fn push_multi_platform(
+        &self,
+        repo: &str,
+        tag: &str,
+        platforms: &[(&str, &str)],
+        revision: &str,
+    ) -> (String, Vec<String>) {
+        let work = tempfile::Builder::new()
+            .prefix("multi-")
+            .tempdir_in(self.dir.path())
+            .expect("creating an image scratch dir");
+        let w = work.path();
+        let layout = utf8(&w.join("layout"));
+        self.tool(w, "umoci", &["init", "--layout", &layout], UMOCI_TIMEOUT)
+            .await;
+        let mut manifests = Vec::new();
+        for (os, arch) in platforms {
+            let image = format!("{layout}:{os}-{arch}");
+            self.tool(w, "umoci", &["new", "--image", &image], UMOCI_TIMEOUT)
+                .await;
+            let label = format!("--config.label=org.opencontainers.image.revision={revision}");
+            let config = [
+                "config",
+                "--image",
+                &image,
+                "--no-history",
+                "--os",
+                os,
+                "--architecture",
+                arch,
+                "--created",
+                "2026-12-01T00:00:00Z",
+                &label,
+            ];
+            self.tool(w, "umoci", &config, UMOCI_TIMEOUT).await;
+            manifests.push((format!("{os}-{arch}"), (*os, *arch)));
+        }
+        // umoci makes images, not indexes: write the index blob and name it in index.json.
+        let index_path = w.join("layout/index.json");
+        let mut layout_index: serde_json::Value =
+            serde_json::from_slice(&fs::read(&index_path).expect("reading index.json"))
+                .expect("index.json is JSON");
+        let refs = layout_index["manifests"]
+            .as_array()
+            .expect("manifests")
+            .clone();
+        let mut children = Vec::new();
+        for (name, (os, arch)) in &manifests {
+            let descriptor = refs
+                .iter()
+                .find(|d| d["annotations"]["org.opencontainers.image.ref.name"] == name.as_str())
+                .unwrap_or_else(|| panic!("registry harness: umoci wrote no ref {name}"));
+            children.push(serde_json::json!({
+                "mediaType": descriptor["mediaType"],
+                "digest": descriptor["digest"],
+                "size": descriptor["size"],
+                "platform": {"os": os, "architecture": arch},
+            }));
+        }
+        let child_digests = children
+            .iter()
+            .map(|c| c["digest"].as_str().expect("digest").to_owned())
+            .collect();
+        let index = serde_json::to_vec(&serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.index.v1+json",
+            "manifests": children,
+        }))
+        .expect("index JSON");
+        let hex = {
+            use sha2::Digest;
+            let hash = sha2::Sha256::digest(&index);
+            hash.iter().map(|b| format!("{b:02x}")).collect::<String>()
+        };
+        fs::write(w.join("layout/blobs/sha256").join(&hex), &index)
+            .expect("writing the index blob");
+        layout_index["manifests"]
+            .as_array_mut()
+            .expect("manifests")
+            .push(serde_json::json!({
+                "mediaType": "application/vnd.oci.image.index.v1+json",
+                "digest": format!("sha256:{hex}"),
+                "size": index.len(),
+                "annotations": {"org.opencontainers.image.ref.name": "multi"},
+            }));
+        fs::write(
+            &index_path,
+            serde_json::to_vec(&layout_index).expect("index.json"),
+        )
+        .expect("writing index.json");
+
+        let digest_file = w.join("digest");
+        let copy = [
+            "--insecure-policy",
+            "copy",
+            "--all",
+            "--quiet",
+            "--dest-tls-verify=false",
+            "--digestfile",
+            &utf8(&digest_file),
+            &format!("oci:{layout}:multi"),
+            &format!("docker://{}/{repo}:{tag}", self.addr),
+        ];
+        self.tool(w, "skopeo", &copy, PUSH_TIMEOUT).await;
+        let digest = fs::read_to_string(&digest_file)
+            .expect("reading skopeo's --digestfile")
+            .trim()
+            .to_owned();
+        assert_eq!(
+            digest,
+            format!("sha256:{hex}"),
+            "skopeo pushed the index as built"
+        );
+        (digest, child_digests)
+    }
+
     /// Delete a tag so that the registry sends its tag-delete event (fixture 09). Returns
     /// the digest of the manifest the tag pointed at.
     ///
