@@ -31,11 +31,25 @@ fn main() -> ExitCode {
         match hookline::cli::run(cli, shutdown).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(error) => {
-                eprintln!("error: {error:#}");
+                eprintln!("error: {}", error_text(&error));
                 ExitCode::FAILURE
             }
         }
     })
+}
+
+/// The error and its causes on one line, each cause once: many of our errors already
+/// name their cause in their own message (so logs, which print only that, keep it).
+fn error_text(error: &anyhow::Error) -> String {
+    let mut text = error.to_string();
+    for cause in error.chain().skip(1) {
+        let cause = cause.to_string();
+        if !text.contains(&cause) {
+            text.push_str(": ");
+            text.push_str(&cause);
+        }
+    }
+    text
 }
 
 /// Cancels `shutdown` on SIGTERM or SIGINT (Ctrl-C).

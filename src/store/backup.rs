@@ -75,6 +75,8 @@ pub async fn backup(db_url: &str, destination: &Path) -> Result<BackupReport, Ba
     let source = db_url
         .strip_prefix("sqlite://")
         .ok_or(BackupError::NotSqlite)?;
+    // `sqlite://hookline.db?mode=rwc` names the same file as `serve` reads it.
+    let source = source.split('?').next().unwrap_or(source);
     if !Path::new(source).exists() {
         return Err(BackupError::NoSource(source.to_owned()));
     }
