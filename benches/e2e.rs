@@ -1,4 +1,4 @@
-//! hookline end-to-end benchmark: `cargo bench --bench e2e [-- --quick] [-- --backend sqlite|postgres] [-- --log-only]`.
+//! hookline end-to-end benchmark: `cargo bench --bench e2e [-- --quick] [-- --backend sqlite|postgres] [-- --log-only | --receivers-only | --latency-only]`.
 //!
 //! Starts the release `hookline` binary against SQLite, then PostgreSQL, with a fast
 //! receiver on 127.0.0.1, and drives bounded load through the real notify endpoint.
@@ -68,6 +68,8 @@ fn main() -> Result<(), Error> {
         Only::Log
     } else if args.iter().any(|a| a == "--receivers-only") {
         Only::Receivers
+    } else if args.iter().any(|a| a == "--latency-only") {
+        Only::Latency
     } else {
         Only::All
     };
@@ -400,6 +402,84 @@ fn median(values: &mut [f64]) -> f64 {
     values.get(values.len() / 2).copied().unwrap_or(0.0)
 }
 
+/// (12) One client sending one event at a time, as a registry with a lone push does: the
+/// next POST only after the previous event reached the receiver. Reports the notify
+/// answer (POST → 2xx), the rest of the path (2xx → receiver; 0 when the delivery beat the
+/// client's reading of its 2xx) and the whole (POST → receiver) separately.
+async fn one_client_latency(
+    backend: &str,
+    scale: Scale,
+    dir: &std::path::Path,
+    sink_url: &str,
+    sink: &Arc<Sink>,
+) -> Result<Vec<(String, String)>, Error> {
+    let events: u64 = if scale.deliveries >= FULL.deliveries {
+        500
+    } else {
+        100
+    };
+    eprintln!("[{backend}] one client, one event at a time ({events})");
+    let db = fresh_db(backend, dir, &format!("{backend}_one_client")).await?;
+    add_webhooks(&db, &[sink_url.to_owned()])
+        .await?
+        .close()
+        .await;
+    let h = Hookline::start(&db, "ingest,dispatcher", &[]).await?;
+    sink.arrivals.lock().expect("lock").clear();
+    sink.track.store(true, Ordering::Relaxed);
+    let client = reqwest::Client::new();
+    let (mut answer, mut onward, mut whole) = (Vec::new(), Vec::new(), Vec::new());
+    // Warm the connection and the server's caches; not measured.
+    for i in 0..events + 10 {
+        let id = format!("one-{i}");
+        let posted = Instant::now();
+        let response = client
+            .post(format!("http://{}/v1/notify", h.addr))
+            .bearer_auth(TOKEN)
+            .header("content-type", "application/json")
+            .body(envelope(i, "one"))
+            .send()
+            .await?;
+        let answered = Instant::now();
+        if !response.status().is_success() {
+            return Err(format!("notify answered {}", response.status()).into());
+        }
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let arrived = loop {
+            if let Some(at) = sink.arrivals.lock().expect("lock").get(&id).copied() {
+                break at;
+            }
+            if Instant::now() > deadline {
+                return Err(format!("{id} never reached the receiver").into());
+            }
+            tokio::time::sleep(Duration::from_micros(100)).await;
+        };
+        if i >= 10 {
+            answer.push(answered - posted);
+            onward.push(arrived.saturating_duration_since(answered));
+            whole.push(arrived.saturating_duration_since(posted));
+        }
+    }
+    sink.track.store(false, Ordering::Relaxed);
+    drop(h);
+    let text = |mut v: Vec<Duration>| {
+        v.sort();
+        format!(
+            "p50 {} · p99 {}",
+            ms(percentile(&v, 0.5)),
+            ms(percentile(&v, 0.99))
+        )
+    };
+    Ok(vec![
+        (
+            format!("(12) one client, one event at a time ({events}): POST → 2xx"),
+            text(answer),
+        ),
+        ("(12) … 2xx → receiver".into(), text(onward)),
+        ("(12) … POST → receiver".into(), text(whole)),
+    ])
+}
+
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     if sorted.is_empty() {
         return Duration::ZERO;
@@ -418,6 +498,7 @@ enum Only {
     All,
     Log,
     Receivers,
+    Latency,
 }
 
 async fn run_backend(backend: &str, scale: Scale, only: Only) -> Result<String, Error> {
@@ -432,6 +513,10 @@ async fn run_backend(backend: &str, scale: Scale, only: Only) -> Result<String, 
         }
         Only::Receivers => {
             rows.extend(receivers::scenarios(backend, scale, dir.path()).await?);
+            return Ok(table(backend, rows));
+        }
+        Only::Latency => {
+            rows.extend(one_client_latency(backend, scale, dir.path(), &sink_url, &sink).await?);
             return Ok(table(backend, rows));
         }
         Only::All => {}
@@ -578,6 +663,8 @@ async fn run_backend(backend: &str, scale: Scale, only: Only) -> Result<String, 
         ));
         drop(h);
     }
+
+    rows.extend(one_client_latency(backend, scale, dir.path(), &sink_url, &sink).await?);
 
     // (4) isolation: healthy endpoints with and without one that hangs 10 s per request.
     // Alternating runs, median of three each: single runs vary by tens of percent here.
