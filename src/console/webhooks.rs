@@ -367,7 +367,10 @@ struct WebhookForm {
 
 /// Event types offered in the form, with what they mean.
 const EVENT_CHOICES: [(proto::EventType, &str); 10] = [
-    (proto::EventType::ImagePushed, "a manifest was pushed"),
+    (
+        proto::EventType::ImagePushed,
+        "an image was pushed under a tag",
+    ),
     (
         proto::EventType::ImageDeleted,
         "a manifest or tag was deleted",
@@ -695,7 +698,7 @@ fn form_page(session: &Session, id: Option<&str>, form: &WebhookForm, errors: &E
             }
             fieldset.field aria-describedby=(described("event_types", true)) {
                 legend { "Events" }
-                small #event_types-help { "None checked: every image and repository event (not layer events)." }
+                small #event_types-help { "None checked: every image and repository event (not layer events, not untagged manifests)." }
                 div.choices {
                     @for (kind, meaning) in EVENT_CHOICES {
                         @let value = kind as i32;
