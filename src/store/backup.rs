@@ -117,9 +117,8 @@ pub async fn backup(db_url: &str, destination: &Path) -> Result<BackupReport, Ba
         return Err(error.into());
     }
 
-    let finished = check_copy(&partial).await;
-    let report = match finished {
-        Ok(report) => report,
+    let (events, pending_deliveries) = match check_copy(&partial).await {
+        Ok(counts) => counts,
         Err(error) => {
             if !matches!(error, BackupError::Check { .. }) {
                 let _ = std::fs::remove_file(&partial);
@@ -152,13 +151,15 @@ pub async fn backup(db_url: &str, destination: &Path) -> Result<BackupReport, Ba
     Ok(BackupReport {
         path: destination.to_path_buf(),
         bytes,
+        events,
+        pending_deliveries,
         elapsed: started.elapsed(),
-        ..report
     })
 }
 
-/// Opens the copy read-only, runs SQLite's quick check and counts what it holds.
-async fn check_copy(path: &Path) -> Result<BackupReport, BackupError> {
+/// Opens the copy read-only, runs SQLite's quick check and counts what it holds:
+/// (events, pending deliveries).
+async fn check_copy(path: &Path) -> Result<(i64, i64), BackupError> {
     let options = SqliteConnectOptions::new()
         .filename(path)
         .read_only(true)
@@ -182,11 +183,5 @@ async fn check_copy(path: &Path) -> Result<BackupReport, BackupError> {
             .fetch_one(&mut connection)
             .await?;
     connection.close().await?;
-    Ok(BackupReport {
-        path: path.to_path_buf(),
-        bytes: 0,
-        events,
-        pending_deliveries,
-        elapsed: Duration::ZERO,
-    })
+    Ok((events, pending_deliveries))
 }

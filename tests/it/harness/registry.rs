@@ -92,7 +92,6 @@ impl Registry {
         let image = format!("{layout}:img");
         let bundle = w.join("bundle");
         let bundle_str = utf8(&bundle);
-        let digest_file = w.join("digest");
 
         for args in [
             &["init", "--layout", &layout][..],
@@ -113,21 +112,7 @@ impl Registry {
         let repack = ["repack", "--image", &image, &bundle_str];
         self.tool(w, "umoci", &repack, UMOCI_TIMEOUT).await;
 
-        let copy = [
-            "--insecure-policy",
-            "copy",
-            "--quiet",
-            "--dest-tls-verify=false",
-            "--digestfile",
-            &utf8(&digest_file),
-            &format!("oci:{image}"),
-            &format!("docker://{}/{repo}:{tag}", self.addr),
-        ];
-        self.tool(w, "skopeo", &copy, PUSH_TIMEOUT).await;
-        let digest = fs::read_to_string(&digest_file)
-            .expect("reading skopeo's --digestfile")
-            .trim()
-            .to_owned();
+        let digest = self.skopeo_push(w, &[], &image, repo, tag).await;
         assert!(
             digest.starts_with("sha256:"),
             "registry harness: skopeo wrote an unexpected digest {digest:?}"
@@ -233,23 +218,8 @@ impl Registry {
         )
         .expect("writing index.json");
 
-        let digest_file = w.join("digest");
-        let copy = [
-            "--insecure-policy",
-            "copy",
-            "--all",
-            "--quiet",
-            "--dest-tls-verify=false",
-            "--digestfile",
-            &utf8(&digest_file),
-            &format!("oci:{layout}:multi"),
-            &format!("docker://{}/{repo}:{tag}", self.addr),
-        ];
-        self.tool(w, "skopeo", &copy, PUSH_TIMEOUT).await;
-        let digest = fs::read_to_string(&digest_file)
-            .expect("reading skopeo's --digestfile")
-            .trim()
-            .to_owned();
+        let image = format!("{layout}:multi");
+        let digest = self.skopeo_push(w, &["--all"], &image, repo, tag).await;
         assert_eq!(
             digest,
             format!("sha256:{hex}"),
@@ -298,6 +268,36 @@ impl Registry {
             );
         }
         digest
+    }
+
+    /// Pushes the OCI layout image `image` (`layout:ref`) to `<addr>/<repo>:<tag>` with
+    /// `skopeo copy [extra]` (tls verify off); returns the digest skopeo pushed.
+    async fn skopeo_push(
+        &self,
+        w: &Path,
+        extra: &[&str],
+        image: &str,
+        repo: &str,
+        tag: &str,
+    ) -> String {
+        let digest_file = utf8(&w.join("digest"));
+        let source = format!("oci:{image}");
+        let destination = format!("docker://{}/{repo}:{tag}", self.addr);
+        let mut copy = vec!["--insecure-policy", "copy"];
+        copy.extend_from_slice(extra);
+        copy.extend([
+            "--quiet",
+            "--dest-tls-verify=false",
+            "--digestfile",
+            &digest_file,
+            &source,
+            &destination,
+        ]);
+        self.tool(w, "skopeo", &copy, PUSH_TIMEOUT).await;
+        fs::read_to_string(&digest_file)
+            .expect("reading skopeo's --digestfile")
+            .trim()
+            .to_owned()
     }
 
     /// The last lines of the registry's log, headed for a panic message.
