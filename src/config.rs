@@ -15,6 +15,7 @@ use serde::Deserialize;
 
 use crate::dispatch::ssrf::{Cidr, Guard};
 use crate::secret::Secret;
+use crate::store::RegistryAccess;
 use crate::tls::TlsFiles;
 
 /// Options every command that opens the database understands.
@@ -64,6 +65,22 @@ pub struct ServeSettings {
     /// (source name `default`). Unset by default: then only `tokens create --registry` tokens work.
     #[arg(long, env = "HOOKLINE_REGISTRY_TOKEN", hide_env_values = true)]
     pub registry_token: Option<Secret>,
+    /// Base URL of the registry that sends with `registry_token` (source `default`), such as
+    /// `https://registry.example:5000`: hookline reads pushed manifests there to enrich
+    /// `image.pushed` (default: none, no enrichment). Never a URL an event names.
+    #[arg(long, env = "HOOKLINE_REGISTRY_URL")]
+    pub registry_url: Option<String>,
+    /// User name for reading `registry_url` (basic auth or its token service); use a
+    /// read-only account (default: none, anonymous).
+    #[arg(long, env = "HOOKLINE_REGISTRY_USERNAME")]
+    pub registry_username: Option<String>,
+    /// File holding the password of `registry_username` (one line; default: none).
+    #[arg(long, env = "HOOKLINE_REGISTRY_PASSWORD_FILE")]
+    pub registry_password_file: Option<PathBuf>,
+    /// Longest a delivery waits for the registry to enrich its event before it is sent
+    /// without enrichment, saying so (default 1s).
+    #[arg(long, env = "HOOKLINE_ENRICHMENT_TIMEOUT")]
+    pub enrichment_timeout: Option<HumanDuration>,
     /// Largest notify request body accepted, in bytes (default 1048576).
     #[arg(long, env = "HOOKLINE_MAX_BODY_BYTES")]
     pub max_body_bytes: Option<usize>,
@@ -351,6 +368,10 @@ pub struct DispatchConfig {
     pub lease: Duration,
     /// Shutdown grace period for in-flight deliveries.
     pub shutdown_grace: Duration,
+    /// Longest a delivery waits for its event's enrichment.
+    pub enrichment_timeout: Duration,
+    /// How to read the registry of source `default` (the environment's token), if set.
+    pub default_registry: Option<RegistryAccess>,
 }
 
 /// How long events, deliveries and attempts are kept by default (SPEC §7).
@@ -392,6 +413,11 @@ impl Config {
                 });
             }
         };
+        let default_registry = registry_access(
+            s.registry_url,
+            s.registry_username,
+            s.registry_password_file.as_deref(),
+        )?;
         let config = Config {
             db: c.db.unwrap_or_else(|| "sqlite://hookline.db".into()),
             db_max_connections: s.db_max_connections.unwrap_or(8),
@@ -437,6 +463,8 @@ impl Config {
                 disable_after: d(s.disable_after, Duration::from_secs(3 * 24 * 3600)),
                 lease: d(s.lease, Duration::from_secs(30)),
                 shutdown_grace: d(s.shutdown_grace, Duration::from_secs(10)),
+                enrichment_timeout: d(s.enrichment_timeout, Duration::from_secs(1)),
+                default_registry,
             },
             api: ApiConfig {
                 max_webhooks_per_namespace: s.max_webhooks_per_namespace.unwrap_or(1000),
@@ -488,6 +516,9 @@ impl Config {
         }
         if d.poll_interval.is_zero() {
             return invalid("poll_interval", "must be positive");
+        }
+        if d.enrichment_timeout.is_zero() || d.enrichment_timeout > Duration::from_secs(60) {
+            return invalid("enrichment_timeout", "must be between 1ms and 60s");
         }
         if d.lease < Duration::from_secs(1) {
             return invalid("lease", "must be at least 1s");
@@ -556,6 +587,10 @@ impl ServeSettings {
             tls_cert: self.tls_cert.or(f.tls_cert),
             tls_key: self.tls_key.or(f.tls_key),
             registry_token: self.registry_token.or(f.registry_token),
+            registry_url: self.registry_url.or(f.registry_url),
+            registry_username: self.registry_username.or(f.registry_username),
+            registry_password_file: self.registry_password_file.or(f.registry_password_file),
+            enrichment_timeout: self.enrichment_timeout.or(f.enrichment_timeout),
             max_body_bytes: self.max_body_bytes.or(f.max_body_bytes),
             max_events_per_envelope: self.max_events_per_envelope.or(f.max_events_per_envelope),
             commit_timeout: self.commit_timeout.or(f.commit_timeout),
@@ -590,6 +625,50 @@ impl ServeSettings {
             max_watchers: self.max_watchers.or(f.max_watchers),
         }
     }
+}
+
+/// The environment token's registry access from its three options: a checked URL, and
+/// credentials only with it (both or neither). The password file's content never appears
+/// in an error.
+fn registry_access(
+    url: Option<String>,
+    username: Option<String>,
+    password_file: Option<&Path>,
+) -> Result<Option<RegistryAccess>, ConfigError> {
+    let invalid = |option, reason: String| ConfigError::Invalid { option, reason };
+    let Some(url) = url.filter(|u| !u.is_empty()) else {
+        if username.is_some() || password_file.is_some() {
+            return Err(invalid(
+                "registry_username/registry_password_file",
+                "set registry_url too: they are the credentials for reading it".into(),
+            ));
+        }
+        return Ok(None);
+    };
+    let url = crate::registry::check_base_url(&url).map_err(|e| invalid("registry_url", e))?;
+    let password = match password_file {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                invalid(
+                    "registry_password_file",
+                    format!("cannot read {}: {e}", path.display()),
+                )
+            })?;
+            Some(Secret::new(text.trim_end_matches(['\r', '\n'])))
+        }
+        None => None,
+    };
+    if username.is_some() != password.is_some() {
+        return Err(invalid(
+            "registry_username/registry_password_file",
+            "give both (a read-only account) or neither (anonymous reads)".into(),
+        ));
+    }
+    Ok(Some(RegistryAccess {
+        url,
+        username,
+        password,
+    }))
 }
 
 /// Every option: (file key, flag, environment variable), for docs and the unknown-key check.

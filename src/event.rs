@@ -186,6 +186,11 @@ pub struct Event {
     /// of the digest it already had). Set with `previous_digest`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub changed: Option<bool>,
+    /// What the registry said about the image (`image.pushed`, `manifest.pushed` from a
+    /// source with a registry URL). Not part of the stored body: the dispatcher sets it from
+    /// `events.enrichment` before rendering.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enrichment: Option<crate::registry::Enrichment>,
     /// When hookline received it (Unix milliseconds).
     pub received_at: i64,
     /// The registry's original event object, kept verbatim for the `distribution` payload format.
@@ -227,6 +232,7 @@ impl Event {
             timestamp: None,
             previous_digest: None,
             changed: None,
+            enrichment: None,
             received_at,
             original: serde_json::Value::Null,
         }

@@ -19,6 +19,7 @@ pub mod ids;
 pub mod ingest;
 pub mod present;
 pub mod ratelimit;
+pub mod registry;
 pub mod secret;
 pub mod server;
 pub mod store;

@@ -370,6 +370,7 @@ async fn admin_token(url: &str) -> Result<String, Error> {
             subject: String::new(),
             hash: hookline::secret::hash_token(token.expose()),
             created_at: store::now_ms(),
+            registry: None,
         })
         .await?;
     store.close().await;

@@ -6,8 +6,8 @@ use anyhow::bail;
 use clap::{ArgGroup, Subcommand};
 
 use super::Output;
-use crate::secret::{generate_token, hash_token};
-use crate::store::{NewToken, Store, TokenKind, now_ms};
+use crate::secret::{Secret, generate_token, hash_token};
+use crate::store::{NewToken, RegistryAccess, Store, TokenKind, now_ms};
 
 #[derive(Debug, Subcommand)]
 pub enum TokensCommand {
@@ -17,6 +17,17 @@ pub enum TokensCommand {
         /// A token for a registry to send notifications with; NAME identifies the registry.
         #[arg(long, value_name = "NAME")]
         registry: Option<String>,
+        /// With --registry: the registry's base URL (such as https://registry.example:5000),
+        /// where hookline reads pushed manifests to enrich `image.pushed` events.
+        #[arg(long, value_name = "URL", requires = "registry")]
+        registry_url: Option<String>,
+        /// With --registry-url: a read-only user name for reading the registry.
+        #[arg(long, value_name = "USER", requires = "registry_url")]
+        registry_username: Option<String>,
+        /// With --registry-username: a file holding its password (one line). Stored in the
+        /// database as given, like webhook secrets: use a read-only account.
+        #[arg(long, value_name = "FILE", requires = "registry_username")]
+        registry_password_file: Option<std::path::PathBuf>,
         /// An API token confined to one namespace (a repository prefix such as `acme`).
         #[arg(long, value_name = "NAMESPACE")]
         namespace: Option<String>,
@@ -44,6 +55,9 @@ pub async fn run(command: TokensCommand, store: &Store) -> anyhow::Result<()> {
     match command {
         TokensCommand::Create {
             registry,
+            registry_url,
+            registry_username,
+            registry_password_file,
             namespace,
             admin,
             output,
@@ -53,6 +67,11 @@ pub async fn run(command: TokensCommand, store: &Store) -> anyhow::Result<()> {
                 (_, Some(ns), _) => (TokenKind::Namespace, checked_namespace(&ns)?),
                 _ => (TokenKind::Admin, String::new()),
             };
+            let access = registry_access(
+                registry_url,
+                registry_username,
+                registry_password_file.as_deref(),
+            )?;
             let token = generate_token();
             let record = NewToken {
                 id: crate::ids::new_id("tok"),
@@ -60,13 +79,16 @@ pub async fn run(command: TokensCommand, store: &Store) -> anyhow::Result<()> {
                 subject,
                 hash: hash_token(token.expose()),
                 created_at: now_ms(),
+                registry: access,
             };
             store.insert_token(&record).await?;
             match output {
                 Output::Json => println!(
                     "{}",
                     serde_json::json!({
-                        "id": record.id, "kind": kind.as_str(), "subject": record.subject, "token": token.expose()
+                        "id": record.id, "kind": kind.as_str(), "subject": record.subject, "token": token.expose(),
+                        "registry_url": record.registry.as_ref().map(|r| &r.url),
+                        "registry_credentials": record.registry.as_ref().is_some_and(|r| r.username.is_some()),
                     })
                 ),
                 Output::Table => {
@@ -94,7 +116,9 @@ pub async fn run(command: TokensCommand, store: &Store) -> anyhow::Result<()> {
                         .map(|t| {
                             serde_json::json!({
                                 "id": t.id, "kind": t.kind, "subject": t.subject,
-                                "created_at": t.created_at, "revoked_at": t.revoked_at
+                                "created_at": t.created_at, "revoked_at": t.revoked_at,
+                                "registry_url": t.registry_url,
+                                "registry_credentials": t.registry_credentials,
                             })
                         })
                         .collect();
@@ -102,7 +126,7 @@ pub async fn run(command: TokensCommand, store: &Store) -> anyhow::Result<()> {
                 }
                 Output::Table => {
                     println!(
-                        "{:<36}  {:<9}  {:<24}  {:<10}",
+                        "{:<36}  {:<9}  {:<24}  {:<10}  REGISTRY",
                         "ID", "KIND", "SUBJECT", "STATE"
                     );
                     for t in &tokens {
@@ -111,8 +135,14 @@ pub async fn run(command: TokensCommand, store: &Store) -> anyhow::Result<()> {
                         } else {
                             "active"
                         };
+                        // The URL and whether credentials are stored; never the credentials.
+                        let registry = match (&t.registry_url, t.registry_credentials) {
+                            (Some(url), true) => format!("{url} (with credentials)"),
+                            (Some(url), false) => format!("{url} (anonymous)"),
+                            (None, _) => "-".to_owned(),
+                        };
                         println!(
-                            "{:<36}  {:<9}  {:<24}  {:<10}",
+                            "{:<36}  {:<9}  {:<24}  {:<10}  {registry}",
                             t.id, t.kind, t.subject, state
                         );
                     }
@@ -129,6 +159,46 @@ pub async fn run(command: TokensCommand, store: &Store) -> anyhow::Result<()> {
             }
         }
     }
+}
+
+/// The registry access of `tokens create --registry-url …`: a checked URL, and the password
+/// read from its file (whose content never appears in an error).
+fn registry_access(
+    url: Option<String>,
+    username: Option<String>,
+    password_file: Option<&std::path::Path>,
+) -> anyhow::Result<Option<RegistryAccess>> {
+    let Some(url) = url else {
+        return Ok(None);
+    };
+    let url = match crate::registry::check_base_url(&url) {
+        Ok(url) => url,
+        Err(reason) => bail!("--registry-url: {reason}"),
+    };
+    let password = match (&username, password_file) {
+        (Some(_), Some(path)) => {
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                anyhow::anyhow!(
+                    "--registry-password-file: cannot read {}: {e}",
+                    path.display()
+                )
+            })?;
+            let password = text.trim_end_matches(['\r', '\n']);
+            if password.is_empty() {
+                bail!("--registry-password-file: {} is empty", path.display());
+            }
+            Some(Secret::new(password))
+        }
+        (Some(_), None) => bail!(
+            "--registry-username needs --registry-password-file (a file holding the password)"
+        ),
+        (None, _) => None,
+    };
+    Ok(Some(RegistryAccess {
+        url,
+        username,
+        password,
+    }))
 }
 
 /// A registry name: 1–64 of `a-z 0-9 . _ -`.

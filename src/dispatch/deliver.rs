@@ -94,6 +94,12 @@ impl Dispatcher {
                 .give_up_unsent(delivery, "the webhook has no usable signing secret")
                 .await;
         }
+        // Enrichment from the registry: stored on the event once, so every attempt renders
+        // the same bytes; a no-op for sources without a registry URL.
+        let event = match &self.enricher {
+            Some(enricher) => enricher.enrich(&self.store, event).await,
+            None => event,
+        };
         let body = payload::render(webhook.format, &webhook.webhook.payload_options, &event);
         let timestamp = now_ms() / 1000;
         let delivery_id = delivery.lease.delivery_id.clone();

@@ -69,6 +69,8 @@ struct Dispatcher {
     cancel_sends: CancellationToken,
     /// Set at shutdown: start nothing new.
     shutdown: CancellationToken,
+    /// Reads registries to enrich events (`crate::registry`).
+    enricher: Option<Arc<crate::registry::Enricher>>,
 }
 
 /// Runs the dispatcher role until `shutdown` fires, then drains: in-flight requests get
@@ -89,6 +91,7 @@ pub async fn run(
     let owner = crate::ids::new_id("dispatcher");
     let (results, results_rx) = mpsc::channel(4 * config.max_in_flight.max(64));
     let recorder = tokio::spawn(recorder::run(store.clone(), results_rx));
+    let enricher = crate::registry::Enricher::start(&store, &config, shutdown.clone()).await;
     let dispatcher = Arc::new(Dispatcher {
         policy: RetryPolicy {
             schedule: config.retry_schedule.clone(),
@@ -113,6 +116,7 @@ pub async fn run(
         sends: TaskTracker::new(),
         cancel_sends: CancellationToken::new(),
         shutdown: shutdown.clone(),
+        enricher,
     });
     tracing::info!(%owner, "dispatcher started");
     let renewer = tokio::spawn(renew_leases(dispatcher.clone(), shutdown.clone()));

@@ -252,6 +252,7 @@ fn normalise(raw: &serde_json::Value, source: &str, received_at: i64) -> Result<
         timestamp: e.timestamp.clone(),
         previous_digest: None,
         changed: None,
+        enrichment: None,
         received_at,
         original: raw.clone(),
     })

@@ -7,6 +7,7 @@
 
 pub mod backup;
 pub(crate) mod batch;
+mod enrichment;
 mod log;
 mod migrations;
 mod postgres;
@@ -26,6 +27,7 @@ use async_trait::async_trait;
 use tokio_util::sync::CancellationToken;
 
 use crate::event::Event;
+pub use enrichment::Enrichments;
 pub use log::{
     DeliveryQuery, DeliveryView, EventQuery, EventRecord, HealthRecord, Log, LogFilter, PruneBatch,
     PruneCursor, Redelivery, ReplayOutcome, ReplayPlanner, ReplayRequest, STATS_KEPT_MS,
@@ -100,8 +102,11 @@ pub type Planner = dyn Fn(&Event) -> Vec<NewDelivery> + Send + Sync;
 /// What both backends provide: one trait per concern, so each backend keeps one file per
 /// concern (`schema`, `tokens`, `webhooks`, `events`, `queue`, `log`). Every method is one
 /// short transaction (or none): no transaction is ever held open across anything but the database.
-pub trait Backend: Schema + Tokens + Webhooks + Events + Queue + Log + Sessions {}
-impl<T: Schema + Tokens + Webhooks + Events + Queue + Log + Sessions> Backend for T {}
+pub trait Backend:
+    Schema + Tokens + Webhooks + Events + Queue + Log + Sessions + Enrichments
+{
+}
+impl<T: Schema + Tokens + Webhooks + Events + Queue + Log + Sessions + Enrichments> Backend for T {}
 
 /// Connection life cycle and schema.
 #[async_trait]

@@ -53,6 +53,30 @@ pub struct NewToken {
     pub hash: String,
     /// Creation time.
     pub created_at: i64,
+    /// For a registry token: how hookline reads that registry to enrich its events.
+    pub registry: Option<RegistryAccess>,
+}
+
+/// How hookline reads a registry source's registry (`tokens create --registry-url`, or
+/// `HOOKLINE_REGISTRY_URL` for the environment's token): the operator's base URL, never one
+/// an event names, and optional read-only credentials.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegistryAccess {
+    /// Base URL such as `https://registry.example:5000` (no `/v2/`).
+    pub url: String,
+    /// Basic credentials for the registry (or its token service), if it needs any.
+    pub username: Option<String>,
+    /// The password of `username`; redacted in `Debug`.
+    pub password: Option<Secret>,
+}
+
+/// A registry source (a registry token's name) with the access hookline has to it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegistrySource {
+    /// The source name, as `events.source`.
+    pub source: String,
+    /// How to read it.
+    pub access: RegistryAccess,
 }
 
 /// A stored token, without its hash.
@@ -68,6 +92,12 @@ pub struct TokenRecord {
     pub created_at: i64,
     /// When it was revoked, if it was.
     pub revoked_at: Option<i64>,
+    /// The registry's base URL, for a registry token that has one (listings only).
+    #[sqlx(default)]
+    pub registry_url: Option<String>,
+    /// Whether registry credentials are stored (never the credentials; listings only).
+    #[sqlx(default)]
+    pub registry_credentials: bool,
 }
 
 /// A webhook: where to send which events, and how.

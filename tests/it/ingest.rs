@@ -289,6 +289,7 @@ store_test!(
             subject: "eu-mirror".into(),
             hash: hookline::secret::hash_token(token.expose()),
             created_at: 0,
+            registry: None,
         };
         server.store.insert_token(&record).await.expect("token");
         let (status, json) = server

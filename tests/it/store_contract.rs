@@ -165,6 +165,7 @@ fn token(kind: TokenKind, subject: &str) -> NewToken {
         subject: subject.into(),
         hash: hookline::secret::hash_token(secret.expose()),
         created_at: T0,
+        registry: None,
     }
 }
 
@@ -757,6 +758,8 @@ store_test!(
     }
 );
 
+/// Enrichment: registry sources and each event's stored enrichment.
+mod enrichment;
 /// The delivery log: listings, redelivery, replay, health, pruning.
 mod log;
 /// Webhook management (the API's storage): listing, updates, deletes, rotation, pings.

@@ -31,6 +31,7 @@ pub(super) fn render(e: &Event) -> Value {
             "digest": e.digest.as_deref().unwrap_or_default(),
             "previous_digest": e.previous_digest,
             "changed": e.changed,
+            "enrichment": e.enrichment,
             "image": image_reference(e),
             "media_type": e.media_type,
             "size": e.size,

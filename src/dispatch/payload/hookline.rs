@@ -2,6 +2,8 @@
 //! ready `image` reference. Described by docs/schema/hookline-v1.schema.json; fields are
 //! only ever added within version 1 (receivers must ignore unknown fields), never
 //! renamed, retyped or removed. A field the event has no value for is `null`.
+//! `enrichment` is what the registry said about the image (`crate::registry`): null unless
+//! the event's source has a registry URL.
 
 use serde_json::{Value, json};
 
@@ -26,6 +28,7 @@ pub(super) fn render(e: &Event) -> Value {
         "digest": e.digest,
         "previous_digest": e.previous_digest,
         "changed": e.changed,
+        "enrichment": e.enrichment,
         "image": image,
         "media_type": e.media_type,
         "size": e.size,

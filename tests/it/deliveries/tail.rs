@@ -212,6 +212,7 @@ async fn a_tail_on_one_replica_sees_attempts_made_by_another() {
             subject: "acme".into(),
             hash: hookline::secret::hash_token(token.expose()),
             created_at: hookline::store::now_ms(),
+            registry: None,
         })
         .await
         .expect("token");

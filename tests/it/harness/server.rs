@@ -162,6 +162,7 @@ impl TestServer {
             subject: subject.into(),
             hash: hookline::secret::hash_token(token.expose()),
             created_at: hookline::store::now_ms(),
+            registry: None,
         };
         self.store
             .insert_token(&record)
