@@ -14,6 +14,7 @@ mod ingest;
 mod listen;
 mod payloads;
 mod pg_selftest;
+mod registry_enrichment;
 mod registry_events;
 mod registry_selftest;
 mod replicas;

@@ -10,3 +10,4 @@ pub mod registry;
 pub mod resolver;
 pub mod server;
 pub mod tls;
+pub mod token_issuer;

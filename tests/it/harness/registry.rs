@@ -36,6 +36,23 @@ pub struct Registry {
     /// Holds config.yml, registry.log, storage/ and per-push image scratch dirs.
     dir: TempDir,
     http: reqwest::Client,
+    /// `user:password` skopeo pushes with, for a registry with token auth.
+    push_creds: Option<String>,
+}
+
+/// The distribution `auth: token:` settings of a registry that needs a bearer token from
+/// a token service (`harness::token_issuer`), and the user the harness pushes as.
+pub struct TokenAuth {
+    /// The token service URL.
+    pub realm: String,
+    /// `service` the registry names and the token's audience.
+    pub service: String,
+    /// The token's issuer.
+    pub issuer: String,
+    /// PEM certificate the token signatures chain to.
+    pub rootcertbundle: std::path::PathBuf,
+    /// `user:password` accepted by the token service.
+    pub push_creds: String,
 }
 
 impl Registry {
@@ -43,6 +60,20 @@ impl Registry {
     /// and a notifications endpoint `notify_url` sending `Authorization: Bearer <token>`,
     /// timeout 1s, threshold 5, backoff 1s, includereferences true. Waits until `/v2/` answers.
     pub async fn start(notify_url: &str, token: &str) -> Registry {
+        Registry::start_with(notify_url, token, None).await
+    }
+
+    /// Like [`Registry::start`], but every request needs a bearer token from `auth`'s token
+    /// service (pushes included: the harness pushes with `auth.push_creds`).
+    pub async fn start_with_token_auth(
+        notify_url: &str,
+        token: &str,
+        auth: &TokenAuth,
+    ) -> Registry {
+        Registry::start_with(notify_url, token, Some(auth)).await
+    }
+
+    async fn start_with(notify_url: &str, token: &str, auth: Option<&TokenAuth>) -> Registry {
         let dir = tempfile::Builder::new()
             .prefix("hookline-registry-")
             .tempdir()
@@ -59,8 +90,11 @@ impl Registry {
         let log = dir.path().join("registry.log");
         for _ in 0..5 {
             let addr = free_loopback_addr();
-            fs::write(&config, config_yml(dir.path(), addr, notify_url, token))
-                .expect("writing the registry config.yml");
+            fs::write(
+                &config,
+                config_yml(dir.path(), addr, notify_url, token, auth),
+            )
+            .expect("writing the registry config.yml");
             let mut child = spawn_registry(&config, &log);
             if wait_ready(&mut child, addr, &http, &log).await {
                 return Registry {
@@ -68,6 +102,7 @@ impl Registry {
                     child,
                     dir,
                     http,
+                    push_creds: auth.map(|a| a.push_creds.clone()),
                 };
             }
         }
@@ -285,6 +320,9 @@ impl Registry {
         let destination = format!("docker://{}/{repo}:{tag}", self.addr);
         let mut copy = vec!["--insecure-policy", "copy"];
         copy.extend_from_slice(extra);
+        if let Some(creds) = &self.push_creds {
+            copy.extend(["--dest-creds", creds.as_str()]);
+        }
         copy.extend([
             "--quiet",
             "--dest-tls-verify=false",
@@ -328,7 +366,13 @@ impl Drop for Registry {
     }
 }
 
-fn config_yml(dir: &Path, addr: SocketAddr, notify_url: &str, token: &str) -> String {
+fn config_yml(
+    dir: &Path,
+    addr: SocketAddr,
+    notify_url: &str,
+    token: &str,
+    auth: Option<&TokenAuth>,
+) -> String {
     // JSON strings are valid YAML double-quoted scalars: any URL or token is safe here.
     let q = |s: &str| serde_json::to_string(s).expect("quoting a string as JSON");
     let storage = dir.join("storage");
@@ -360,10 +404,20 @@ notifications:
       timeout: 1s
       threshold: 5
       backoff: 1s
-"#,
+{auth_section}"#,
         storage = q(&storage.display().to_string()),
         url = q(notify_url),
         auth = q(&format!("Bearer {token}")),
+        auth_section = match auth {
+            Some(a) => format!(
+                "auth:\n  token:\n    realm: {}\n    service: {}\n    issuer: {}\n    rootcertbundle: {}\n",
+                q(&a.realm),
+                q(&a.service),
+                q(&a.issuer),
+                q(&a.rootcertbundle.display().to_string())
+            ),
+            None => String::new(),
+        },
     )
 }
 
@@ -474,7 +528,8 @@ async fn wait_ready(
         // would answer /v2/ too, while ours is about to exit with "address already in use".
         if read_lossy(log).contains(&listening)
             && let Ok(response) = http.get(&url).send().await
-            && response.status() == reqwest::StatusCode::OK
+            // 401: a registry with token auth is up, and asks for a token.
+            && matches!(response.status().as_u16(), 200 | 401)
         {
             return true;
         }
