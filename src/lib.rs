@@ -3,7 +3,8 @@
 //! A registry POSTs distribution notification envelopes to `ingest`, which normalises
 //! them into [`event::Event`]s and commits them to the `store` before answering 2xx.
 //! `dispatch` fans each event out to matching webhooks and delivers signed payloads with
-//! leases and non-blocking retries. `server` wires the roles together; `cli` holds the
+//! leases and non-blocking retries, enriching pushes from the registry (`registry`) when
+//! the operator configured one. `server` wires the roles together; `cli` holds the
 //! operator commands. Modules in the order an event travels:
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
