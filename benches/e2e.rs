@@ -1,4 +1,4 @@
-//! hookline end-to-end benchmark: `cargo bench --bench e2e [-- --quick] [-- --backend sqlite|postgres] [-- --log-only | --receivers-only | --latency-only]`.
+//! hookline end-to-end benchmark: `cargo bench --bench e2e [-- --quick] [-- --backend sqlite|postgres] [-- --log-only | --receivers-only | --latency-only | --enrichment-only]`.
 //!
 //! Starts the release `hookline` binary against SQLite, then PostgreSQL, with a fast
 //! receiver on 127.0.0.1, and drives bounded load through the real notify endpoint.
@@ -22,6 +22,8 @@ const SECRET: &str = "whsec_dGVzdHNlY3JldHRlc3RzZWNyZXR0ZXN0c2VjcmV0";
 /// Hard cap on any single wait, so the whole run stays bounded.
 const WAIT_CAP: Duration = Duration::from_secs(120);
 
+#[path = "e2e/enrichment.rs"]
+mod enrichment;
 #[path = "e2e/log.rs"]
 mod log;
 #[path = "e2e/receivers.rs"]
@@ -70,6 +72,8 @@ fn main() -> Result<(), Error> {
         Only::Receivers
     } else if args.iter().any(|a| a == "--latency-only") {
         Only::Latency
+    } else if args.iter().any(|a| a == "--enrichment-only") {
+        Only::Enrichment
     } else {
         Only::All
     };
@@ -499,6 +503,8 @@ enum Only {
     Log,
     Receivers,
     Latency,
+    /// Only enrichment from the registry, scenario (13).
+    Enrichment,
 }
 
 async fn run_backend(backend: &str, scale: Scale, only: Only) -> Result<String, Error> {
@@ -517,6 +523,11 @@ async fn run_backend(backend: &str, scale: Scale, only: Only) -> Result<String, 
         }
         Only::Latency => {
             rows.extend(one_client_latency(backend, scale, dir.path(), &sink_url, &sink).await?);
+            return Ok(table(backend, rows));
+        }
+        Only::Enrichment => {
+            let quick = scale.deliveries < FULL.deliveries;
+            rows.extend(enrichment::scenarios(backend, quick, dir.path(), &sink_url, &sink).await?);
             return Ok(table(backend, rows));
         }
         Only::All => {}
