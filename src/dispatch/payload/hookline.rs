@@ -70,6 +70,20 @@ mod tests {
     }
 
     #[test]
+    fn enrichment_is_null_unless_the_event_has_one() {
+        use crate::registry::{Enrichment, Reason};
+        let mut e = event();
+        assert!(render(&e)["enrichment"].is_null());
+        e.enrichment = Some(Enrichment::Unavailable {
+            reason: Reason::Timeout,
+        });
+        assert_eq!(
+            render(&e)["enrichment"],
+            serde_json::json!({"status": "unavailable", "reason": "timeout"})
+        );
+    }
+
+    #[test]
     fn pings_name_no_image() {
         let mut e = event();
         e.kind = EventType::Ping;
