@@ -10,6 +10,7 @@ pub mod backoff;
 mod circuit;
 pub mod client;
 mod deliver;
+mod handoff;
 mod lanes;
 pub mod matcher;
 pub mod payload;
@@ -33,6 +34,8 @@ use backoff::RetryPolicy;
 use circuit::Circuits;
 use lanes::{Job, Lanes};
 use matcher::Matcher;
+
+pub use handoff::{Handoff, Ticket};
 
 /// Most events fanned out per transaction.
 const FAN_OUT_BATCH: i64 = 500;
@@ -77,6 +80,7 @@ pub async fn run(
     store: Store,
     config: DispatchConfig,
     guard: ssrf::Guard,
+    handoff: Handoff,
     shutdown: CancellationToken,
 ) {
     let client = match client::build(config.connect_timeout, config.request_timeout, &guard) {
@@ -114,6 +118,7 @@ pub async fn run(
         cancel_sends: CancellationToken::new(),
         shutdown: shutdown.clone(),
     });
+    handoff.attach(dispatcher.clone(), owner.clone());
     tracing::info!(%owner, "dispatcher started");
     let renewer = tokio::spawn(renew_leases(dispatcher.clone(), shutdown.clone()));
     tokio::spawn(report_stats(dispatcher.store.clone(), shutdown.clone()));
@@ -123,8 +128,10 @@ pub async fn run(
         matcher: Arc::new(Matcher::default()),
         revision: None,
         secrets_expire_at: None,
+        handoff: handoff.clone(),
     };
     looper.run(&shutdown).await;
+    handoff.detach();
 
     // Drain: what waits in lanes goes back; in-flight requests get the grace period.
     lock(&dispatcher.shared).lanes.drain_all();
@@ -169,6 +176,8 @@ struct Loop {
     revision: Option<i64>,
     /// When the earliest rotated-out secret expires: the matcher must be rebuilt then.
     secrets_expire_at: Option<i64>,
+    /// Where ingest in this process takes the matcher from.
+    handoff: Handoff,
 }
 
 impl Loop {
@@ -275,15 +284,10 @@ impl Loop {
                 }
             }
         }
-        {
-            let mut shared = lock(&self.d.shared);
-            for job in jobs {
-                let lease = job.delivery.lease.clone();
-                shared.leases.insert(lease.delivery_id.clone(), lease);
-                shared.lanes.admit(job, Instant::now());
-            }
+        let refused = self.d.queue(jobs);
+        if !refused.is_empty() {
+            self.d.store.release(&refused, now_ms()).await?;
         }
-        self.d.pump();
         Ok(())
     }
 
@@ -305,12 +309,33 @@ impl Loop {
             .min();
         self.matcher = Arc::new(Matcher::new(webhooks));
         self.revision = Some(revision);
+        self.handoff.publish(revision, self.matcher.clone());
         tracing::debug!(revision, webhooks = self.matcher.len(), "webhooks loaded");
         Ok(())
     }
 }
 
 impl Dispatcher {
+    /// Queues leased deliveries (claimed, or handed off by ingest) in their lanes and
+    /// starts what may start. Once shutdown began, queues nothing and returns the leases
+    /// to give back.
+    fn queue(self: &Arc<Self>, jobs: Vec<Job>) -> Vec<Lease> {
+        {
+            let mut shared = lock(&self.shared);
+            // Checked under the lock the drain takes: a job queued here is drained.
+            if self.shutdown.is_cancelled() {
+                return jobs.into_iter().map(|job| job.delivery.lease).collect();
+            }
+            for job in jobs {
+                let lease = job.delivery.lease.clone();
+                shared.leases.insert(lease.delivery_id.clone(), lease);
+                shared.lanes.admit(job, Instant::now());
+            }
+        }
+        self.pump();
+        Vec::new()
+    }
+
     /// Starts every queued delivery that a free slot allows, and gives back what waits
     /// behind an open circuit.
     fn pump(self: &Arc<Self>) {
