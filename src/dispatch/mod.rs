@@ -50,6 +50,10 @@ struct Shared {
     leases: HashMap<String, Lease>,
     /// Start of each webhook's current run of failures, as last written to the store.
     failing_since: HashMap<String, Option<i64>>,
+    /// The loop's last claim was held back (a lane skipped, or fewer asked for than a full
+    /// chunk), so due rows may wait in the store: a freed slot should claim again.
+    /// Otherwise new work announces itself (a wake-up) and retries come due by the poll.
+    claim_held_back: bool,
 }
 
 /// Everything a delivery task needs.
@@ -106,6 +110,7 @@ pub async fn run(
             ),
             leases: HashMap::new(),
             failing_since: HashMap::new(),
+            claim_held_back: false,
         }),
         slot_freed: Notify::new(),
         timer_at: Mutex::new(None),
@@ -242,7 +247,12 @@ impl Loop {
                 break;
             }
         }
-        let (limit, skip) = lock(&self.d.shared).lanes.claim_plan(Instant::now());
+        let (limit, skip) = {
+            let mut shared = lock(&self.d.shared);
+            let (limit, skip) = shared.lanes.claim_plan(Instant::now());
+            shared.claim_held_back = limit < lanes::CLAIM_CHUNK || !skip.is_empty();
+            (limit, skip)
+        };
         if limit == 0 {
             return Ok(false);
         }
