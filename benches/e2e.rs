@@ -1,4 +1,5 @@
-//! hookline end-to-end benchmark: `cargo bench --bench e2e [-- --quick] [-- --backend sqlite|postgres] [-- --log-only | --receivers-only | --latency-only | --enrichment-only]`.
+//! hookline end-to-end benchmark: `cargo bench --bench e2e [-- --quick] [-- --backend sqlite|postgres] [-- --log-only | --receivers-only | --latency-only | --core-only | --enrichment-only]`.
+//! `HOOKLINE_BENCH_BIN=PATH` runs another hookline build (an earlier commit's) instead.
 //!
 //! Starts the release `hookline` binary against SQLite, then PostgreSQL, with a fast
 //! receiver on 127.0.0.1, and drives bounded load through the real notify endpoint.
@@ -65,13 +66,16 @@ fn main() -> Result<(), Error> {
     } else {
         FULL
     };
-    // Only the delivery-log scenarios (8)–(10), or only the slow receivers (11).
+    // Only the delivery-log scenarios (8)–(10), the slow receivers (11), the one-client
+    // latency (12), or the core path: (2) with one webhook, its CPU, and (12).
     let only = if args.iter().any(|a| a == "--log-only") {
         Only::Log
     } else if args.iter().any(|a| a == "--receivers-only") {
         Only::Receivers
     } else if args.iter().any(|a| a == "--latency-only") {
         Only::Latency
+    } else if args.iter().any(|a| a == "--core-only") {
+        Only::Core
     } else if args.iter().any(|a| a == "--enrichment-only") {
         Only::Enrichment
     } else {
@@ -215,7 +219,11 @@ impl Hookline {
             "0".into(),
         ];
         args.extend(extra.iter().map(|s| s.to_string()));
-        let child = Command::new(env!("CARGO_BIN_EXE_hookline"))
+        // HOOKLINE_BENCH_BIN runs another build (an earlier commit's) against the same
+        // drivers, for a same-run comparison.
+        let binary = std::env::var("HOOKLINE_BENCH_BIN")
+            .unwrap_or_else(|_| env!("CARGO_BIN_EXE_hookline").to_owned());
+        let child = Command::new(binary)
             .args(&args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -235,6 +243,11 @@ impl Hookline {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         Ok(h)
+    }
+
+    /// CPU seconds (user + system) this process has used.
+    fn cpu_seconds(&self) -> f64 {
+        process_cpu_seconds(self.child.id())
     }
 
     fn rss_mb(&self) -> f64 {
@@ -503,6 +516,7 @@ enum Only {
     Log,
     Receivers,
     Latency,
+    Core,
     /// Only enrichment from the registry, scenario (13).
     Enrichment,
 }
@@ -530,44 +544,52 @@ async fn run_backend(backend: &str, scale: Scale, only: Only) -> Result<String, 
             rows.extend(enrichment::scenarios(backend, quick, dir.path(), &sink_url, &sink).await?);
             return Ok(table(backend, rows));
         }
-        Only::All => {}
+        Only::Core | Only::All => {}
     }
-    eprintln!("[{backend}] raw receiver rate (wrk)");
-    // The same body size as hookline's payload for these events.
-    let payload_len = hookline::dispatch::payload::render(
-        hookline::dispatch::payload::Format::Hookline,
-        &Default::default(),
-        &bench_event(0),
-    )
-    .body
-    .len();
-    // The sink's own rate at 4 connections (where a webhook's adaptive window starts) and
-    // at 32: the physical limits hookline's one-webhook figures compare to.
-    let raw4 = wrk_rate(&sink_url, payload_len, 4, scale.wrk_secs, dir.path())?;
-    let raw = wrk_rate(&sink_url, payload_len, 32, scale.wrk_secs, dir.path())?;
-    rows.push((
-        "(1) receiver raw rate, wrk, 4 / 32 connections".into(),
-        format!("{raw4:.0} / {raw:.0} req/s"),
-    ));
-    sink.count.store(0, Ordering::Relaxed);
-
-    // (7) ingest alone
-    {
-        eprintln!("[{backend}] ingest alone");
-        let db = fresh_db(backend, dir.path(), &format!("{backend}_ingest")).await?;
-        store::open(&OpenOptions::new(&db)).await?.close().await;
-        let h = Hookline::start(&db, "ingest", &[]).await?;
-        let rate = wrk_ingest(h.addr, scale.wrk_secs, dir.path())?;
+    let (mut raw4, mut raw) = (f64::NAN, f64::NAN);
+    if only == Only::All {
+        eprintln!("[{backend}] raw receiver rate (wrk)");
+        // The same body size as hookline's payload for these events.
+        let payload_len = hookline::dispatch::payload::render(
+            hookline::dispatch::payload::Format::Hookline,
+            &Default::default(),
+            &bench_event(0),
+        )
+        .body
+        .len();
+        // The sink's own rate at 4 connections (where a webhook's adaptive window starts) and
+        // at 32: the physical limits hookline's one-webhook figures compare to.
+        raw4 = wrk_rate(&sink_url, payload_len, 4, scale.wrk_secs, dir.path())?;
+        raw = wrk_rate(&sink_url, payload_len, 32, scale.wrk_secs, dir.path())?;
         rows.push((
-            "(7) ingest alone, single-event envelopes (wrk c=16)".into(),
-            format!("{rate:.0} /s"),
+            "(1) receiver raw rate, wrk, 4 / 32 connections".into(),
+            format!("{raw4:.0} / {raw:.0} req/s"),
         ));
+        sink.count.store(0, Ordering::Relaxed);
+
+        // (7) ingest alone
+        {
+            eprintln!("[{backend}] ingest alone");
+            let db = fresh_db(backend, dir.path(), &format!("{backend}_ingest")).await?;
+            store::open(&OpenOptions::new(&db)).await?.close().await;
+            let h = Hookline::start(&db, "ingest", &[]).await?;
+            let rate = wrk_ingest(h.addr, scale.wrk_secs, dir.path())?;
+            rows.push((
+                "(7) ingest alone, single-event envelopes (wrk c=16)".into(),
+                format!("{rate:.0} /s"),
+            ));
+        }
     }
 
     // (2) end-to-end delivery rate with 1, 10, 100 webhooks; (6) memory
     let mut rss_idle = 0.0;
     let mut rss_after = 0.0;
-    for webhooks in [1usize, 10, 100] {
+    let fan_outs: &[usize] = if only == Only::Core {
+        &[1]
+    } else {
+        &[1, 10, 100]
+    };
+    for &webhooks in fan_outs {
         eprintln!("[{backend}] end to end, {webhooks} webhooks");
         let db = fresh_db(backend, dir.path(), &format!("{backend}_e2e{webhooks}")).await?;
         let targets = vec![sink_url.clone(); webhooks];
@@ -580,25 +602,50 @@ async fn run_backend(backend: &str, scale: Scale, only: Only) -> Result<String, 
         sink.count.store(0, Ordering::Relaxed);
         let envelopes = (scale.deliveries / webhooks) as u64;
         let expected = envelopes as usize * webhooks;
+        let (server_cpu, db_cpu) = (h.cpu_seconds(), postgres_cpu_seconds());
         let started = Instant::now();
         drive(h.addr, &format!("e2e{webhooks}"), envelopes, 32).await?;
         let ingested = started.elapsed();
         wait_count(&sink, expected, WAIT_CAP).await?;
         let elapsed = started.elapsed();
+        // CPU per delivery; the database's is in the server's process on SQLite.
+        let per = |seconds: f64| seconds * 1000.0 / expected as f64;
+        let server_cpu = per(h.cpu_seconds() - server_cpu);
+        let db_cpu = per(postgres_cpu_seconds() - db_cpu);
         let rate = expected as f64 / elapsed.as_secs_f64();
         rows.push((
             format!("(2) end to end, {webhooks} webhook(s): {envelopes} envelopes → {expected} deliveries"),
             format!(
-                "{rate:.0} deliveries/s = {:.0}% of raw at 4 connections, {:.0}% of raw at 32 (ingest done in {:.1}s, all delivered in {:.1}s)",
-                100.0 * rate / raw4,
-                100.0 * rate / raw,
+                "{rate:.0} deliveries/s{} (ingest done in {:.1}s, all delivered in {:.1}s)",
+                if raw.is_nan() {
+                    String::new()
+                } else {
+                    format!(
+                        " = {:.0}% of raw at 4 connections, {:.0}% of raw at 32",
+                        100.0 * rate / raw4,
+                        100.0 * rate / raw
+                    )
+                },
                 ingested.as_secs_f64(),
                 elapsed.as_secs_f64()
             ),
         ));
         if webhooks == 1 {
             rss_after = h.rss_mb();
+            rows.push((
+                "(2) … CPU per delivery, 1 webhook: hookline + PostgreSQL".into(),
+                if backend == "postgres" {
+                    format!("{server_cpu:.3} + {db_cpu:.3} ms")
+                } else {
+                    format!("{server_cpu:.3} ms (SQLite runs inside hookline)")
+                },
+            ));
         }
+    }
+
+    if only == Only::Core {
+        rows.extend(one_client_latency(backend, scale, dir.path(), &sink_url, &sink).await?);
+        return Ok(table(backend, rows));
     }
 
     // (3) latency at a fixed moderate rate
@@ -762,6 +809,44 @@ async fn run_backend(backend: &str, scale: Scale, only: Only) -> Result<String, 
     rows.extend(log::scenarios(backend, scale, dir.path(), &sink_url, &sink).await?);
     rows.extend(receivers::scenarios(backend, scale, dir.path()).await?);
     Ok(table(backend, rows))
+}
+
+/// CPU seconds (user + system, and of children it reaped) a process has used, from
+/// `/proc/PID/stat`; 0 if it is gone.
+fn process_cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which may hold spaces) start at field 3.
+    let fields: Vec<f64> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| {
+            rest.split_whitespace()
+                .filter_map(|f| f.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    // utime, stime, cutime, cstime are fields 14–17 (1-based): 11–14 here ("state" is not
+    // a number, so it was dropped).
+    let ticks: f64 = fields.get(10..14).map_or(0.0, |f| f.iter().sum());
+    ticks / CLOCK_TICKS
+}
+
+/// `sysconf(_SC_CLK_TCK)` on Linux.
+const CLOCK_TICKS: f64 = 100.0;
+
+/// CPU seconds used so far by every PostgreSQL server process on this machine.
+fn postgres_cpu_seconds() -> f64 {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return 0.0;
+    };
+    entries
+        .filter_map(Result::ok)
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                .is_ok_and(|c| c.trim() == "postgres")
+        })
+        .map(process_cpu_seconds)
+        .sum()
 }
 
 /// The Markdown table of one backend's rows.

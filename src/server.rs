@@ -95,6 +95,8 @@ pub async fn start(config: &Config, shutdown: CancellationToken) -> Result<Runni
     let mut tasks = JoinSet::new();
     let mut ingest_addr = None;
 
+    // Ingest hands its events' deliveries straight to a dispatcher in the same process.
+    let handoff = crate::dispatch::Handoff::default();
     if config.runs(Role::Ingest) {
         let addr = config.ingest.addr;
         let listener = TcpListener::bind(addr)
@@ -112,7 +114,7 @@ pub async fn start(config: &Config, shutdown: CancellationToken) -> Result<Runni
         ingest_addr = Some(local);
         let tls_config = tls_config(crate::tls::ALPN_HTTP1)?;
         tracing::info!(addr = %local, tls, "ingest listening");
-        let state = crate::ingest::IngestState::new(store.clone(), &config.ingest);
+        let state = crate::ingest::IngestState::new(store.clone(), &config.ingest, handoff.clone());
         let token = shutdown.child_token();
         tasks.spawn(async move {
             crate::ingest::serve(listener, tls_config, state, token)
@@ -138,7 +140,7 @@ pub async fn start(config: &Config, shutdown: CancellationToken) -> Result<Runni
             token.clone(),
         ));
         tasks.spawn(async move {
-            crate::dispatch::run(store, dispatch, guard, token).await;
+            crate::dispatch::run(store, dispatch, guard, handoff, token).await;
             Ok(())
         });
     }

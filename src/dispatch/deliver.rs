@@ -407,9 +407,13 @@ impl Dispatcher {
     }
 
     /// Frees the request slot (the endpoint learning from the answer), starts the next
-    /// waiting delivery, and lets the loop claim more once the lane has room.
+    /// waiting delivery, and lets the loop claim more once the lane has room, if its last
+    /// claim was held back (otherwise nothing due waits: an idle loop stays idle).
     fn finish_slot(self: &Arc<Self>, webhook_id: &str, feedback: Feedback) {
-        let room = lock(&self.shared).lanes.finished(webhook_id, feedback);
+        let room = {
+            let mut shared = lock(&self.shared);
+            shared.lanes.finished(webhook_id, feedback) && shared.claim_held_back
+        };
         metrics::gauge!("hookline_requests_in_flight").decrement(1.0);
         self.pump();
         if room {

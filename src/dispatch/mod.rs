@@ -10,6 +10,7 @@ pub mod backoff;
 mod circuit;
 pub mod client;
 mod deliver;
+mod handoff;
 mod lanes;
 pub mod matcher;
 pub mod payload;
@@ -34,6 +35,8 @@ use circuit::Circuits;
 use lanes::{Job, Lanes};
 use matcher::Matcher;
 
+pub use handoff::{Handoff, Ticket};
+
 /// Most events fanned out per transaction.
 const FAN_OUT_BATCH: i64 = 500;
 /// How often queue depth gauges are refreshed.
@@ -47,6 +50,10 @@ struct Shared {
     leases: HashMap<String, Lease>,
     /// Start of each webhook's current run of failures, as last written to the store.
     failing_since: HashMap<String, Option<i64>>,
+    /// The loop's last claim was held back (a lane skipped, or fewer asked for than a full
+    /// chunk), so due rows may wait in the store: a freed slot should claim again.
+    /// Otherwise new work announces itself (a wake-up) and retries come due by the poll.
+    claim_held_back: bool,
 }
 
 /// Everything a delivery task needs.
@@ -79,6 +86,7 @@ pub async fn run(
     store: Store,
     config: DispatchConfig,
     guard: ssrf::Guard,
+    handoff: Handoff,
     shutdown: CancellationToken,
 ) {
     let client = match client::build(config.connect_timeout, config.request_timeout, &guard) {
@@ -105,6 +113,7 @@ pub async fn run(
             ),
             leases: HashMap::new(),
             failing_since: HashMap::new(),
+            claim_held_back: false,
         }),
         slot_freed: Notify::new(),
         timer_at: Mutex::new(None),
@@ -118,6 +127,7 @@ pub async fn run(
         shutdown: shutdown.clone(),
         enricher,
     });
+    handoff.attach(dispatcher.clone(), owner.clone());
     tracing::info!(%owner, "dispatcher started");
     let renewer = tokio::spawn(renew_leases(dispatcher.clone(), shutdown.clone()));
     tokio::spawn(report_stats(dispatcher.store.clone(), shutdown.clone()));
@@ -127,8 +137,10 @@ pub async fn run(
         matcher: Arc::new(Matcher::default()),
         revision: None,
         secrets_expire_at: None,
+        handoff: handoff.clone(),
     };
     looper.run(&shutdown).await;
+    handoff.detach();
 
     // Drain: what waits in lanes goes back; in-flight requests get the grace period.
     lock(&dispatcher.shared).lanes.drain_all();
@@ -173,6 +185,8 @@ struct Loop {
     revision: Option<i64>,
     /// When the earliest rotated-out secret expires: the matcher must be rebuilt then.
     secrets_expire_at: Option<i64>,
+    /// Where ingest in this process takes the matcher from.
+    handoff: Handoff,
 }
 
 impl Loop {
@@ -237,7 +251,12 @@ impl Loop {
                 break;
             }
         }
-        let (limit, skip) = lock(&self.d.shared).lanes.claim_plan(Instant::now());
+        let (limit, skip) = {
+            let mut shared = lock(&self.d.shared);
+            let (limit, skip) = shared.lanes.claim_plan(Instant::now());
+            shared.claim_held_back = limit < lanes::CLAIM_CHUNK || !skip.is_empty();
+            (limit, skip)
+        };
         if limit == 0 {
             return Ok(false);
         }
@@ -279,15 +298,10 @@ impl Loop {
                 }
             }
         }
-        {
-            let mut shared = lock(&self.d.shared);
-            for job in jobs {
-                let lease = job.delivery.lease.clone();
-                shared.leases.insert(lease.delivery_id.clone(), lease);
-                shared.lanes.admit(job, Instant::now());
-            }
+        let refused = self.d.queue(jobs);
+        if !refused.is_empty() {
+            self.d.store.release(&refused, now_ms()).await?;
         }
-        self.d.pump();
         Ok(())
     }
 
@@ -309,12 +323,33 @@ impl Loop {
             .min();
         self.matcher = Arc::new(Matcher::new(webhooks));
         self.revision = Some(revision);
+        self.handoff.publish(revision, self.matcher.clone());
         tracing::debug!(revision, webhooks = self.matcher.len(), "webhooks loaded");
         Ok(())
     }
 }
 
 impl Dispatcher {
+    /// Queues leased deliveries (claimed, or handed off by ingest) in their lanes and
+    /// starts what may start. Once shutdown began, queues nothing and returns the leases
+    /// to give back.
+    fn queue(self: &Arc<Self>, jobs: Vec<Job>) -> Vec<Lease> {
+        {
+            let mut shared = lock(&self.shared);
+            // Checked under the lock the drain takes: a job queued here is drained.
+            if self.shutdown.is_cancelled() {
+                return jobs.into_iter().map(|job| job.delivery.lease).collect();
+            }
+            for job in jobs {
+                let lease = job.delivery.lease.clone();
+                shared.leases.insert(lease.delivery_id.clone(), lease);
+                shared.lanes.admit(job, Instant::now());
+            }
+        }
+        self.pump();
+        Vec::new()
+    }
+
     /// Starts every queued delivery that a free slot allows, and gives back what waits
     /// behind an open circuit.
     fn pump(self: &Arc<Self>) {

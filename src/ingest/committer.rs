@@ -5,10 +5,14 @@
 //! and writes it in one transaction, so a commit's cost (an fsync) is paid once per batch
 //! rather than once per request. Nothing waits on purpose: an idle server commits a lone
 //! request at once. Every request still gets 2xx only after its own events are durable.
+//! When this process runs a dispatcher, the transaction also fans the events out and the
+//! deliveries it leased are handed to the dispatcher as soon as it commits
+//! (`dispatch/handoff.rs`).
 
 use tokio::sync::{mpsc, oneshot};
 
 use super::IngestError;
+use crate::dispatch::Handoff;
 use crate::event::Event;
 use crate::store::{InsertedEvents, Store};
 
@@ -25,9 +29,10 @@ pub struct Committer {
 
 impl Committer {
     /// Starts the committer task; it ends when every handle is dropped.
-    pub fn start(store: Store) -> Committer {
+    /// `handoff` lets each transaction fan its events out for this process's dispatcher.
+    pub fn start(store: Store, handoff: Handoff) -> Committer {
         let (requests, rx) = mpsc::channel(4 * MAX_BATCH);
-        tokio::spawn(run(store, rx));
+        tokio::spawn(run(store, handoff, rx));
         Committer { requests }
     }
 
@@ -42,15 +47,21 @@ impl Committer {
     }
 }
 
-async fn run(store: Store, mut requests: mpsc::Receiver<(Vec<Event>, Reply)>) {
+async fn run(store: Store, handoff: Handoff, mut requests: mpsc::Receiver<(Vec<Event>, Reply)>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while requests.recv_many(&mut batch, MAX_BATCH).await > 0 {
         let envelopes: Vec<&[Event]> = batch.iter().map(|(events, _)| events.as_slice()).collect();
         metrics::histogram!("hookline_ingest_batch_envelopes").record(envelopes.len() as f64);
-        let result = store.insert_event_batches(&envelopes).await;
+        let ticket = handoff.ticket();
+        let fan_out = ticket.as_ref().map(|t| t.fan_out());
+        let result = store.store_events(&envelopes, fan_out.as_ref()).await;
         match result {
-            Ok(counts) => {
-                for ((_, reply), count) in batch.drain(..).zip(counts) {
+            Ok(stored) => {
+                // The first requests start before the 2xx go out: both wait on nothing.
+                if let Some(ticket) = ticket {
+                    ticket.admit(stored.leased);
+                }
+                for ((_, reply), count) in batch.drain(..).zip(stored.counts) {
                     let _ = reply.send(Ok(count));
                 }
             }

@@ -59,9 +59,10 @@ pub struct IngestState {
 
 impl IngestState {
     /// State for the handlers from the store and the ingest settings.
-    pub fn new(store: Store, config: &IngestConfig) -> Self {
+    /// `handoff` reaches this process's dispatcher, if it runs one.
+    pub fn new(store: Store, config: &IngestConfig, handoff: crate::dispatch::Handoff) -> Self {
         IngestState {
-            committer: committer::Committer::start(store.clone()),
+            committer: committer::Committer::start(store.clone(), handoff),
             store,
             auth: Arc::new(RegistryAuth::new(config.registry_token.clone())),
             limiter: Arc::new(crate::ratelimit::Limiter::new(config.rate_limit)),

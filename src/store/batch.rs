@@ -14,31 +14,6 @@ fn encode(value: &Value, table: &'static str) -> Result<String, StoreError> {
     serde_json::to_string(value).map_err(|source| StoreError::Corrupt { table, source })
 }
 
-/// Event rows, as a JSON array.
-pub(crate) fn event_rows<'a>(
-    events: impl IntoIterator<Item = &'a Event>,
-) -> Result<String, StoreError> {
-    let mut rows = Vec::new();
-    for event in events {
-        let body = serde_json::to_string(event).map_err(|source| StoreError::Corrupt {
-            table: "events",
-            source,
-        })?;
-        rows.push(json!({
-            "id": event.id,
-            "source": event.source,
-            "registry_event_id": event.registry_event_id,
-            "type": event.kind.as_str(),
-            "repository": event.repository,
-            "tag": event.tag,
-            "digest": event.digest,
-            "body": body,
-            "received_at": event.received_at,
-        }));
-    }
-    encode(&Value::Array(rows), "events")
-}
-
 /// Per-envelope counts, from the ids of the events that were new.
 pub(crate) fn count_inserted(
     batches: &[&[Event]],

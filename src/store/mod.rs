@@ -8,6 +8,7 @@
 pub mod backup;
 pub(crate) mod batch;
 mod enrichment;
+mod intake;
 mod log;
 mod migrations;
 mod postgres;
@@ -185,13 +186,22 @@ pub trait Webhooks: Send + Sync {
 #[async_trait]
 pub trait Events: Send + Sync {
     /// Stores several envelopes' events in one transaction (group commit), skipping any
-    /// whose (source, registry_event_id) is already stored. Returns, per envelope, how
-    /// many were new.
+    /// whose (source, registry_event_id) is already stored; with a `fan_out` plan, also
+    /// their deliveries, leasing what may start to the planner's dispatcher
+    /// (`store/intake.rs`). Returns, per envelope, how many were new, and what was leased.
+    async fn store_events(
+        &self,
+        batches: &[&[Event]],
+        fan_out: Option<&FanOutNow<'_>>,
+    ) -> Result<Stored, StoreError>;
+    /// Stores several envelopes' events in one transaction, unfanned; see `store_events`.
     async fn insert_event_batches(
         &self,
         batches: &[&[Event]],
-    ) -> Result<Vec<InsertedEvents>, StoreError>;
-    /// Stores one envelope's events in one transaction; see `insert_event_batches`.
+    ) -> Result<Vec<InsertedEvents>, StoreError> {
+        Ok(self.store_events(batches, None).await?.counts)
+    }
+    /// Stores one envelope's events in one transaction; see `store_events`.
     async fn insert_events(&self, events: &[Event]) -> Result<InsertedEvents, StoreError> {
         let counts = self.insert_event_batches(&[events]).await?;
         Ok(counts.first().copied().unwrap_or_default())
@@ -381,16 +391,26 @@ impl Store {
         Ok(inserted)
     }
 
-    /// Stores several envelopes in one transaction, then wakes dispatchers.
+    /// Stores several envelopes in one transaction (see [`Events::store_events`]), then
+    /// wakes dispatchers if anything is left for them.
+    pub async fn store_events(
+        &self,
+        batches: &[&[Event]],
+        fan_out: Option<&FanOutNow<'_>>,
+    ) -> Result<Stored, StoreError> {
+        let stored = self.backend.store_events(batches, fan_out).await?;
+        if stored.work_left {
+            self.wake.notify();
+        }
+        Ok(stored)
+    }
+
+    /// Stores several envelopes in one transaction, unfanned, then wakes dispatchers.
     pub async fn insert_event_batches(
         &self,
         batches: &[&[Event]],
     ) -> Result<Vec<InsertedEvents>, StoreError> {
-        let counts = self.backend.insert_event_batches(batches).await?;
-        if counts.iter().any(|c| c.inserted > 0) {
-            self.wake.notify();
-        }
-        Ok(counts)
+        Ok(self.store_events(batches, None).await?.counts)
     }
 
     /// Enqueues deliveries, then wakes dispatchers.

@@ -1,7 +1,7 @@
 //! Where each tag points: the `previous_digest` and `changed` of a tagged push.
 //!
 //! `tag_heads` keeps, per (source, repository, tag), the digest of the latest push hookline
-//! stored. Storing a batch of events ([`Events::insert_event_batches`](super::Events)) reads
+//! stored. Storing a batch of events ([`Events::store_events`](super::Events)) reads
 //! the heads its tagged pushes name, writes each push's previous digest into the event
 //! before it is stored (a push replacing another push of the same batch sees that one),
 //! and, once the insert says which events were new, advances the heads to them: a

@@ -325,6 +325,36 @@ pub struct InsertedEvents {
     pub duplicates: usize,
 }
 
+/// A fan-out plan for the transaction that stores events (see `store/intake.rs`): the
+/// dispatcher of the storing process matches the new events and leases what may start.
+pub struct FanOutNow<'a> {
+    /// The webhooks revision `plan` was built from; checked inside the transaction.
+    pub webhooks_revision: i64,
+    /// The deliveries an event needs.
+    pub plan: &'a super::Planner,
+    /// Who leases (the dispatcher's id, as in a claim).
+    pub owner: &'a str,
+    /// How long the lease lasts unless extended.
+    pub lease: Duration,
+    /// At most this many deliveries leased.
+    pub limit: usize,
+    /// Webhooks whose deliveries must not be leased now (full lane, open circuit, pause).
+    pub skip_webhooks: &'a [String],
+}
+
+/// What storing a batch of events did.
+#[derive(Debug, Default)]
+pub struct Stored {
+    /// Per envelope, how many events were new.
+    pub counts: Vec<InsertedEvents>,
+    /// Deliveries fanned out and leased to the caller's dispatcher, to hand it after the
+    /// commit.
+    pub leased: Vec<ClaimedDelivery>,
+    /// Whether a dispatcher has anything to do: events left unfanned, or deliveries that
+    /// were not leased.
+    pub work_left: bool,
+}
+
 /// A delivery to enqueue: one event for one webhook.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewDelivery {

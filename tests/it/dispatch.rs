@@ -426,9 +426,18 @@ store_test!(
         })
         .await;
         add_webhook(&server.store, &receiver.url(), |_| {}).await;
-        for i in 0..3 {
-            server.notify_ok(&push("acme/app", &format!("1.{i}"))).await;
-        }
+        // One envelope: the three go out together and fail before a retry is due (sent
+        // one by one, a retry can be the third failure while the third push is on its way).
+        let events: Vec<serde_json::Value> = (0..3)
+            .flat_map(|i| {
+                let envelope: serde_json::Value =
+                    serde_json::from_str(&push("acme/app", &format!("1.{i}"))).expect("json");
+                envelope["events"].as_array().cloned().unwrap_or_default()
+            })
+            .collect();
+        server
+            .notify_ok(&serde_json::json!({ "events": events }).to_string())
+            .await;
         receiver.wait_for(3, Duration::from_secs(10)).await;
         // Three failures opened the circuit: nothing goes out during the cool-down…
         tokio::time::sleep(Duration::from_millis(1000)).await;

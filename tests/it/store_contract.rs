@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use hookline::event::{Event, EventType};
 use hookline::store::{
-    AttemptContext, AttemptRecord, CircuitView, Claim, ClaimedDelivery, Finished, Lease,
+    AttemptContext, AttemptRecord, CircuitView, Claim, ClaimedDelivery, FanOutNow, Finished, Lease,
     NewDelivery, NewToken, NextState, Store, StoreError, TokenKind, Webhook, WebhookSecret,
 };
 use hookline::{ids::new_id, secret::Secret};
@@ -336,6 +336,163 @@ store_test!(
             .await
             .expect("insert");
         assert_eq!(linked(&store, &after).await, (None, Some(true)));
+        store.close().await;
+    }
+);
+
+store_test!(
+    storing_events_with_a_plan_fans_them_out_and_leases_what_may_start,
+    async |db: &TestDb| {
+        let store = db.store().await;
+        // Per event: one delivery each to a free webhook, a skipped one (full lane) and
+        // an ordered one.
+        let plan = |e: &Event| {
+            [("wh_free", None), ("wh_full", None), ("wh_ord", Some("k"))]
+                .into_iter()
+                .map(|(webhook, key)| NewDelivery {
+                    id: new_id("dlv"),
+                    event_id: e.id.clone(),
+                    webhook_id: webhook.into(),
+                    namespace: "acme".into(),
+                    ordering_key: key.map(Into::into),
+                })
+                .collect()
+        };
+        let skip = vec!["wh_full".to_string()];
+        let fan_out = |revision: i64, limit: usize| FanOutNow {
+            webhooks_revision: revision,
+            plan: &plan,
+            owner: OWNER,
+            lease: LEASE,
+            limit,
+            skip_webhooks: &skip,
+        };
+        let revision = store.webhooks_revision().await.expect("revision");
+        let (e1, e2) = (
+            event("main", "r1", "acme/app", Some("1")),
+            event("main", "r2", "acme/app", Some("2")),
+        );
+        let stored = store
+            .store_events(
+                &[std::slice::from_ref(&e1), std::slice::from_ref(&e2)],
+                Some(&fan_out(revision, 1)),
+            )
+            .await
+            .expect("store");
+        assert_eq!(
+            stored.counts.iter().map(|c| c.inserted).collect::<Vec<_>>(),
+            [1, 1]
+        );
+        // At most `limit`, never a skipped webhook or an ordered delivery.
+        assert_eq!(stored.leased.len(), 1, "{:?}", stored.leased);
+        let handed = &stored.leased[0];
+        assert_eq!(
+            (handed.event_id.as_str(), handed.webhook_id.as_str()),
+            (e1.id.as_str(), "wh_free")
+        );
+        assert_eq!(handed.attempts, 0);
+        let body: Event =
+            serde_json::from_str(handed.event_body.as_deref().expect("body")).expect("event");
+        assert_eq!(body.id, e1.id);
+        assert!(stored.work_left, "unleased deliveries wait for a claim");
+        // The lease is a committed row's: a claim does not take it, release gives it back.
+        let rows = store
+            .deliveries_for_event(&e1.id)
+            .await
+            .expect("deliveries");
+        assert_eq!(rows.len(), 3);
+        for row in &rows {
+            let leased = row.id == handed.lease.delivery_id;
+            assert_eq!(row.lease_owner.is_some(), leased, "{row:?}");
+            if leased {
+                assert_eq!(
+                    row.lease_id.as_deref(),
+                    Some(handed.lease.lease_id.as_str())
+                );
+            }
+        }
+        let now = hookline::store::now_ms();
+        let claimed: HashSet<String> = store
+            .claim_due(&claim(now, 10))
+            .await
+            .expect("claim")
+            .into_iter()
+            .map(|c| c.lease.delivery_id)
+            .collect();
+        assert_eq!(claimed.len(), 4, "e2's free, both full-lane, e1's ordered");
+        assert!(!claimed.contains(&handed.lease.delivery_id));
+        assert_eq!(
+            store
+                .release(std::slice::from_ref(&handed.lease), now)
+                .await
+                .expect("release"),
+            1
+        );
+        let again = store.claim_due(&claim(now, 10)).await.expect("claim");
+        assert_eq!(again.len(), 1);
+        assert_eq!(again[0].lease.delivery_id, handed.lease.delivery_id);
+        // Nothing is left to fan out, and a re-sent event creates nothing.
+        let none = store
+            .fan_out(100, now, revision, &plan)
+            .await
+            .expect("fan out");
+        assert_eq!(none.events, 0);
+        let dup = store
+            .store_events(&[std::slice::from_ref(&e1)], Some(&fan_out(revision, 10)))
+            .await
+            .expect("store");
+        assert_eq!((dup.counts[0].duplicates, dup.leased.len()), (1, 0));
+        assert!(!dup.work_left);
+        assert_eq!(
+            store
+                .deliveries_for_event(&e1.id)
+                .await
+                .expect("rows")
+                .len(),
+            3
+        );
+
+        // A plan from before a webhook change is not used: the events wait for fan-out.
+        let (wh, secret) = webhook("acme", "http://127.0.0.1:9/");
+        store.insert_webhook(&wh, &secret).await.expect("webhook");
+        let e3 = event("main", "r3", "acme/app", Some("3"));
+        let stale = store
+            .store_events(&[std::slice::from_ref(&e3)], Some(&fan_out(revision, 10)))
+            .await
+            .expect("store");
+        assert!(stale.leased.is_empty() && stale.work_left);
+        assert!(
+            store
+                .deliveries_for_event(&e3.id)
+                .await
+                .expect("rows")
+                .is_empty()
+        );
+        // Nor while an older event waits for fan-out: deliveries keep event order.
+        let revision = store.webhooks_revision().await.expect("revision");
+        let e4 = event("main", "r4", "acme/app", Some("4"));
+        let behind = store
+            .store_events(&[std::slice::from_ref(&e4)], Some(&fan_out(revision, 10)))
+            .await
+            .expect("store");
+        assert!(behind.leased.is_empty() && behind.work_left);
+        let later = store
+            .fan_out(100, now, revision, &plan)
+            .await
+            .expect("fan out");
+        assert_eq!((later.events, later.deliveries), (2, 6));
+        let mut seqs = Vec::new();
+        for e in [&e3, &e4] {
+            seqs.push(store.deliveries_for_event(&e.id).await.expect("rows")[0].seq);
+        }
+        assert!(seqs[0] < seqs[1], "{seqs:?}");
+        // With the backlog gone, the next batch is fanned out as it is stored.
+        let e5 = event("main", "r5", "acme/app", Some("5"));
+        let fresh = store
+            .store_events(&[&[e5]], Some(&fan_out(revision, 10)))
+            .await
+            .expect("store");
+        assert_eq!(fresh.leased.len(), 1, "wh_free only");
         store.close().await;
     }
 );

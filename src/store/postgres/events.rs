@@ -9,39 +9,26 @@ use super::notify_on_commit;
 use super::queue::insert_deliveries;
 use crate::event::Event;
 use crate::store::batch;
-use crate::store::sql::{Sql, Tx};
-use crate::store::tag_heads;
+use crate::store::sql::Tx;
 use crate::store::{
-    Events, FanOutReport, InsertedEvents, NewDelivery, Planner, StoreError, decode_event, now_ms,
+    Events, FanOutNow, FanOutReport, NewDelivery, Planner, StoreError, Stored, decode_event,
+    intake, now_ms,
 };
 
 #[async_trait]
 impl Events for PgBackend {
-    async fn insert_event_batches(
+    async fn store_events(
         &self,
         batches: &[&[Event]],
-    ) -> Result<Vec<InsertedEvents>, StoreError> {
-        let mut tx = Tx::Postgres(self.pool.begin().await?);
-        let (events, moves) = tag_heads::link(&mut tx, batches).await?;
-        let mut insert = Sql::new("");
-        let rows = insert.bind(batch::event_rows(events.iter().map(|e| e.as_ref()))?);
-        insert.push(&format!(
-            "INSERT INTO events (id, source, registry_event_id, type, repository, tag, digest, body, received_at) \
-             SELECT r.id, r.source, r.registry_event_id, r.type, r.repository, r.tag, r.digest, r.body, r.received_at \
-             FROM jsonb_array_elements({rows}::jsonb) WITH ORDINALITY AS e(value, n), \
-                  jsonb_to_record(e.value) AS r(id text, source text, registry_event_id text, type text, \
-                    repository text, tag text, digest text, body text, received_at bigint) \
-             ORDER BY e.n \
-             ON CONFLICT (source, registry_event_id) DO NOTHING RETURNING id"
-        ));
-        let inserted: Vec<(String,)> = tx.fetch_all(&insert).await?;
-        let inserted: Vec<String> = inserted.into_iter().map(|(id,)| id).collect();
-        tag_heads::advance(&mut tx, moves, &inserted, now_ms()).await?;
-        if !inserted.is_empty() {
-            tx.announce_work().await?;
-        }
-        tx.commit().await?;
-        Ok(batch::count_inserted(batches, &inserted))
+        fan_out: Option<&FanOutNow<'_>>,
+    ) -> Result<Stored, StoreError> {
+        intake::store(
+            Tx::Postgres(self.pool.begin().await?),
+            batches,
+            fan_out,
+            now_ms(),
+        )
+        .await
     }
 
     async fn get_events(&self, ids: &[String]) -> Result<Vec<Event>, StoreError> {

@@ -6,38 +6,20 @@ use super::SqliteBackend;
 use super::queue::insert_deliveries;
 use crate::event::Event;
 use crate::store::batch;
-use crate::store::sql::{Sql, Tx};
-use crate::store::tag_heads;
+use crate::store::sql::Tx;
 use crate::store::{
-    Events, FanOutReport, InsertedEvents, NewDelivery, Planner, StoreError, decode_event, now_ms,
+    Events, FanOutNow, FanOutReport, NewDelivery, Planner, StoreError, Stored, decode_event,
+    intake, now_ms,
 };
 
 #[async_trait]
 impl Events for SqliteBackend {
-    async fn insert_event_batches(
+    async fn store_events(
         &self,
         batches: &[&[Event]],
-    ) -> Result<Vec<InsertedEvents>, StoreError> {
-        let mut tx = Tx::Sqlite(self.write().await?);
-        let (events, moves) = tag_heads::link(&mut tx, batches).await?;
-        let mut insert = Sql::new("");
-        let rows = insert.bind(batch::event_rows(events.iter().map(|e| e.as_ref()))?);
-        // `WHERE true` lets SQLite parse the upsert clause after a SELECT.
-        insert.push(&format!(
-            "INSERT INTO events (id, source, registry_event_id, type, repository, tag, digest, body, received_at) \
-             SELECT json_extract(value, '$.id'), json_extract(value, '$.source'), \
-                    json_extract(value, '$.registry_event_id'), json_extract(value, '$.type'), \
-                    json_extract(value, '$.repository'), json_extract(value, '$.tag'), \
-                    json_extract(value, '$.digest'), json_extract(value, '$.body'), \
-                    json_extract(value, '$.received_at') \
-             FROM json_each({rows}) WHERE true \
-             ON CONFLICT (source, registry_event_id) DO NOTHING RETURNING id"
-        ));
-        let inserted: Vec<(String,)> = tx.fetch_all(&insert).await?;
-        let inserted: Vec<String> = inserted.into_iter().map(|(id,)| id).collect();
-        tag_heads::advance(&mut tx, moves, &inserted, now_ms()).await?;
-        tx.commit().await?;
-        Ok(batch::count_inserted(batches, &inserted))
+        fan_out: Option<&FanOutNow<'_>>,
+    ) -> Result<Stored, StoreError> {
+        intake::store(Tx::Sqlite(self.write().await?), batches, fan_out, now_ms()).await
     }
 
     async fn get_events(&self, ids: &[String]) -> Result<Vec<Event>, StoreError> {
