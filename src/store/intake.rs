@@ -107,13 +107,15 @@ async fn may_fan_out(tx: &mut Tx, revision: i64) -> Result<bool, StoreError> {
         Dialect::Sqlite => "", // the writer is already exclusive
         Dialect::Postgres => " FOR SHARE",
     };
+    // `ORDER BY seq LIMIT 1` reads the partial index `events_fanout_pending`; PostgreSQL
+    // plans an `EXISTS` here as a sequential scan of every event.
     let sql = Sql::new(format!(
-        "SELECT value, CAST(CASE WHEN EXISTS (SELECT 1 FROM events WHERE NOT fanned_out) \
-         THEN 1 ELSE 0 END AS BIGINT) \
+        "SELECT value, (SELECT seq FROM events WHERE NOT fanned_out ORDER BY seq LIMIT 1) \
          FROM store_meta WHERE key = 'webhooks_revision'{lock}"
     ));
-    let row: Option<(i64, i64)> = tx.fetch_optional(&sql).await?;
-    Ok(row.is_some_and(|(current, backlog)| current == revision && backlog == 0))
+    let row: Option<(i64, Option<i64>)> = tx.fetch_optional(&sql).await?;
+    Ok(row
+        .is_some_and(|(current, oldest_unfanned)| current == revision && oldest_unfanned.is_none()))
 }
 
 /// Inserts the events (skipping any already stored) and returns the ids of those that

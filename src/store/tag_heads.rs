@@ -110,14 +110,17 @@ async fn current_heads(
             ("tag", Column::Text),
         ],
     );
+    // A correlated lookup per wanted tag reads the primary key; PostgreSQL plans a join
+    // with unanalysed tables as a hash join over every head.
     sql.push(&format!(
-        "SELECT h.source, h.repository, h.tag, h.digest FROM tag_heads h JOIN {wanted} AS k \
-         ON h.source = k.source AND h.repository = k.repository AND h.tag = k.tag"
+        "SELECT k.source, k.repository, k.tag, (SELECT h.digest FROM tag_heads h \
+           WHERE h.source = k.source AND h.repository = k.repository AND h.tag = k.tag) \
+         FROM {wanted} AS k"
     ));
-    let found: Vec<(String, String, String, String)> = tx.fetch_all(&sql).await?;
+    let found: Vec<(String, String, String, Option<String>)> = tx.fetch_all(&sql).await?;
     Ok(found
         .into_iter()
-        .map(|(source, repository, tag, digest)| ((source, repository, tag), digest))
+        .filter_map(|(source, repository, tag, digest)| Some(((source, repository, tag), digest?)))
         .collect())
 }
 
