@@ -57,12 +57,13 @@ async fn run(store: Store, handoff: Handoff, mut requests: mpsc::Receiver<(Vec<E
         let result = store.store_events(&envelopes, fan_out.as_ref()).await;
         match result {
             Ok(stored) => {
-                // The first requests start before the 2xx go out: both wait on nothing.
-                if let Some(ticket) = ticket {
-                    ticket.admit(stored.leased);
-                }
+                // Answer first (a registry sends its next event only after the 2xx), then
+                // hand the deliveries over: both wait on nothing.
                 for ((_, reply), count) in batch.drain(..).zip(stored.counts) {
                     let _ = reply.send(Ok(count));
+                }
+                if let Some(ticket) = ticket {
+                    ticket.admit(stored.leased);
                 }
             }
             Err(error) => {
