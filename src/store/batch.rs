@@ -51,23 +51,6 @@ pub(crate) fn plan_stored(pending: &[(i64, String)], plan: &super::Planner) -> V
     deliveries
 }
 
-/// Delivery rows, as a JSON array.
-pub(crate) fn delivery_rows(deliveries: &[NewDelivery]) -> Result<String, StoreError> {
-    let rows: Vec<Value> = deliveries
-        .iter()
-        .map(|d| {
-            json!({
-                "id": d.id,
-                "event_id": d.event_id,
-                "webhook_id": d.webhook_id,
-                "namespace": d.namespace,
-                "ordering_key": d.ordering_key,
-            })
-        })
-        .collect();
-    encode(&Value::Array(rows), "deliveries")
-}
-
 /// The rows a batch of results writes, each a JSON array: attempts to insert, delivery
 /// updates, one health row per webhook (its latest attempt, its latest success), and one
 /// stats row per webhook and minute (counts to add).

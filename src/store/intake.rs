@@ -207,10 +207,27 @@ async fn insert_delivery_rows(
     if rows.is_empty() {
         return Ok(());
     }
+    tx.execute(&deliveries_insert(tx.dialect(), rows, now))
+        .await?;
+    Ok(())
+}
+
+/// Unleased delivery rows, due at once: what fan-out and enqueueing insert.
+pub(crate) fn unleased_rows(deliveries: &[NewDelivery]) -> Vec<serde_json::Value> {
+    deliveries
+        .iter()
+        .enumerate()
+        .map(|(n, d)| delivery_row(n, d, None))
+        .collect()
+}
+
+/// The one statement that inserts deliveries (rows from [`delivery_row`]), for either
+/// dialect.
+pub(crate) fn deliveries_insert(dialect: Dialect, rows: Vec<serde_json::Value>, now: i64) -> Sql {
     let mut sql = Sql::new("");
     let param = sql.bind(serde_json::Value::Array(rows).to_string());
     let now = sql.bind(now);
-    let source = tx.dialect().json_rows(
+    let source = dialect.json_rows(
         &param,
         &[
             ("n", Column::Int),
@@ -231,6 +248,5 @@ async fn insert_delivery_rows(
            r.ordering_key, r.lease_id, r.lease_owner, r.lease_until, {now}, {now} \
          FROM {source} AS r ORDER BY r.n"
     ));
-    tx.execute(&sql).await?;
-    Ok(())
+    sql
 }

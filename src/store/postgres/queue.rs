@@ -9,12 +9,12 @@ use async_trait::async_trait;
 use sqlx::{Postgres, Transaction};
 
 use super::{PgBackend, TAIL_CHANNEL, notify_on_commit};
-use crate::store::batch;
 use crate::store::sql::{ATTEMPT_COLUMNS, DELIVERY_COLUMNS, Dialect};
 use crate::store::{
     AttemptRecord, Claim, ClaimRow, ClaimedDelivery, DeliveryRecord, Finished, Lease, NewDelivery,
     Queue, QueueStats, StoreError,
 };
+use crate::store::{batch, intake};
 
 /// Inserts pending deliveries, due at `now`, in one statement inside a transaction.
 /// Rows keep the slice's order, so `seq` follows event order.
@@ -26,17 +26,10 @@ pub(in crate::store) async fn insert_deliveries(
     if deliveries.is_empty() {
         return Ok(());
     }
-    sqlx::query(
-        "INSERT INTO deliveries (id, event_id, webhook_id, namespace, status, next_attempt_at, ordering_key, created_at, updated_at) \
-         SELECT r.id, r.event_id, r.webhook_id, r.namespace, 'pending', $2, r.ordering_key, $2, $2 \
-         FROM jsonb_array_elements($1::jsonb) WITH ORDINALITY AS e(value, n), \
-              jsonb_to_record(e.value) AS r(id text, event_id text, webhook_id text, namespace text, ordering_key text) \
-         ORDER BY e.n",
-    )
-    .bind(batch::delivery_rows(deliveries)?)
-    .bind(now)
-    .execute(&mut **tx)
-    .await?;
+    let sql = intake::deliveries_insert(Dialect::Postgres, intake::unleased_rows(deliveries), now);
+    sqlx::query_with(&sql.text, sql.arguments::<Postgres>()?)
+        .execute(&mut **tx)
+        .await?;
     Ok(())
 }
 

@@ -9,12 +9,12 @@ use async_trait::async_trait;
 use sqlx::{Sqlite, Transaction};
 
 use super::SqliteBackend;
-use crate::store::batch;
 use crate::store::sql::{ATTEMPT_COLUMNS, DELIVERY_COLUMNS, Dialect};
 use crate::store::{
     AttemptRecord, Claim, ClaimRow, ClaimedDelivery, DeliveryRecord, Finished, Lease, NewDelivery,
     Queue, QueueStats, StoreError,
 };
+use crate::store::{batch, intake};
 
 /// Inserts pending deliveries, due at `now`, in one statement inside a write
 /// transaction. Rows keep the slice's order, so `seq` follows event order.
@@ -26,17 +26,10 @@ pub(in crate::store) async fn insert_deliveries(
     if deliveries.is_empty() {
         return Ok(());
     }
-    sqlx::query(
-        "INSERT INTO deliveries (id, event_id, webhook_id, namespace, status, next_attempt_at, ordering_key, created_at, updated_at) \
-         SELECT json_extract(value, '$.id'), json_extract(value, '$.event_id'), \
-                json_extract(value, '$.webhook_id'), json_extract(value, '$.namespace'), 'pending', ?2, \
-                json_extract(value, '$.ordering_key'), ?2, ?2 \
-         FROM json_each(?1) ORDER BY key",
-    )
-    .bind(batch::delivery_rows(deliveries)?)
-    .bind(now)
-    .execute(&mut **tx)
-    .await?;
+    let sql = intake::deliveries_insert(Dialect::Sqlite, intake::unleased_rows(deliveries), now);
+    sqlx::query_with(&sql.text, sql.arguments::<Sqlite>()?)
+        .execute(&mut **tx)
+        .await?;
     Ok(())
 }
 
