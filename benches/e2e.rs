@@ -442,43 +442,17 @@ async fn one_client_latency(
         .close()
         .await;
     let h = Hookline::start(&db, "ingest,dispatcher", &[]).await?;
-    sink.arrivals.lock().expect("lock").clear();
-    sink.track.store(true, Ordering::Relaxed);
-    let client = reqwest::Client::new();
-    let (mut answer, mut onward, mut whole) = (Vec::new(), Vec::new(), Vec::new());
-    // Warm the connection and the server's caches; not measured.
-    for i in 0..events + 10 {
-        let id = format!("one-{i}");
-        let posted = Instant::now();
-        let response = client
-            .post(format!("http://{}/v1/notify", h.addr))
-            .bearer_auth(TOKEN)
-            .header("content-type", "application/json")
-            .body(envelope(i, "one"))
-            .send()
-            .await?;
-        let answered = Instant::now();
-        if !response.status().is_success() {
-            return Err(format!("notify answered {}", response.status()).into());
-        }
-        let deadline = Instant::now() + Duration::from_secs(5);
-        let arrived = loop {
-            if let Some(at) = sink.arrivals.lock().expect("lock").get(&id).copied() {
-                break at;
-            }
-            if Instant::now() > deadline {
-                return Err(format!("{id} never reached the receiver").into());
-            }
-            tokio::time::sleep(Duration::from_micros(100)).await;
-        };
-        if i >= 10 {
-            answer.push(answered - posted);
-            onward.push(arrived.saturating_duration_since(answered));
-            whole.push(arrived.saturating_duration_since(posted));
-        }
-    }
-    sink.track.store(false, Ordering::Relaxed);
+    let timings = one_at_a_time(&h, sink, "one", events, Duration::from_secs(5), &|i| {
+        envelope(i, "one")
+    })
+    .await?;
     drop(h);
+    let (mut answer, mut onward, mut whole) = (Vec::new(), Vec::new(), Vec::new());
+    for t in timings {
+        answer.push(t.answered - t.posted);
+        onward.push(t.arrived.saturating_duration_since(t.answered));
+        whole.push(t.arrived.saturating_duration_since(t.posted));
+    }
     let text = |mut v: Vec<Duration>| {
         v.sort();
         format!(
@@ -495,6 +469,65 @@ async fn one_client_latency(
         ("(12) … 2xx → receiver".into(), text(onward)),
         ("(12) … POST → receiver".into(), text(whole)),
     ])
+}
+
+/// When one event was posted, answered, and reached the sink.
+struct Timing {
+    posted: Instant,
+    answered: Instant,
+    arrived: Instant,
+}
+
+/// Sends `events` events one at a time, as a registry with a lone push does: the next
+/// POST only after the previous event reached the sink (at most `wait`). Event `i` is the
+/// envelope `body(i)`, whose request id must be `{run}-{i}`. The first 10 warm the
+/// connection and the server's caches and are not returned.
+async fn one_at_a_time(
+    h: &Hookline,
+    sink: &Arc<Sink>,
+    run: &str,
+    events: u64,
+    wait: Duration,
+    body: &dyn Fn(u64) -> String,
+) -> Result<Vec<Timing>, Error> {
+    sink.arrivals.lock().expect("lock").clear();
+    sink.track.store(true, Ordering::Relaxed);
+    let client = reqwest::Client::new();
+    let mut timings = Vec::new();
+    for i in 0..events + 10 {
+        let id = format!("{run}-{i}");
+        let posted = Instant::now();
+        let response = client
+            .post(format!("http://{}/v1/notify", h.addr))
+            .bearer_auth(TOKEN)
+            .header("content-type", "application/json")
+            .body(body(i))
+            .send()
+            .await?;
+        let answered = Instant::now();
+        if !response.status().is_success() {
+            return Err(format!("notify answered {}", response.status()).into());
+        }
+        let deadline = Instant::now() + wait;
+        let arrived = loop {
+            if let Some(at) = sink.arrivals.lock().expect("lock").get(&id).copied() {
+                break at;
+            }
+            if Instant::now() > deadline {
+                return Err(format!("{id} never reached the receiver").into());
+            }
+            tokio::time::sleep(Duration::from_micros(100)).await;
+        };
+        if i >= 10 {
+            timings.push(Timing {
+                posted,
+                answered,
+                arrived,
+            });
+        }
+    }
+    sink.track.store(false, Ordering::Relaxed);
+    Ok(timings)
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {

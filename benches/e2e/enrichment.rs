@@ -11,14 +11,14 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use sha2::Digest;
 
-use super::{Error, Hookline, Sink, TOKEN, add_webhooks, fresh_db, ms, percentile};
+use super::{Error, Hookline, Sink, add_webhooks, fresh_db, ms, one_at_a_time, percentile};
 
 /// Documents by digest, and how many reads were served.
 #[derive(Default)]
@@ -116,38 +116,14 @@ async fn round(
     events: u64,
     digest_of: &dyn Fn(u64) -> String,
 ) -> Result<Vec<Duration>, Error> {
-    let client = reqwest::Client::new();
-    sink.arrivals.lock().expect("lock").clear();
-    sink.track.store(true, Ordering::Relaxed);
-    let mut whole = Vec::new();
-    for i in 0..events + 10 {
-        let id = format!("{run}-{i}");
-        let posted = Instant::now();
-        let response = client
-            .post(format!("http://{}/v1/notify", h.addr))
-            .bearer_auth(TOKEN)
-            .header("content-type", "application/json")
-            .body(envelope(i, run, &digest_of(i)))
-            .send()
-            .await?;
-        if !response.status().is_success() {
-            return Err(format!("notify answered {}", response.status()).into());
-        }
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let arrived = loop {
-            if let Some(at) = sink.arrivals.lock().expect("lock").get(&id).copied() {
-                break at;
-            }
-            if Instant::now() > deadline {
-                return Err(format!("{id} never reached the receiver").into());
-            }
-            tokio::time::sleep(Duration::from_micros(100)).await;
-        };
-        if i >= 10 {
-            whole.push(arrived.saturating_duration_since(posted));
-        }
-    }
-    sink.track.store(false, Ordering::Relaxed);
+    let timings = one_at_a_time(h, sink, run, events, Duration::from_secs(10), &|i| {
+        envelope(i, run, &digest_of(i))
+    })
+    .await?;
+    let mut whole: Vec<Duration> = timings
+        .iter()
+        .map(|t| t.arrived.saturating_duration_since(t.posted))
+        .collect();
     whole.sort();
     Ok(whole)
 }
