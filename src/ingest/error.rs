@@ -64,6 +64,9 @@ impl IntoResponse for IngestError {
             IngestError::RateLimited(limited) => {
                 Some(limited.retry_after.as_millis().div_ceil(1000).max(1))
             }
+            // A storage fault (disk full, database unreachable) usually lasts seconds; the
+            // registry retries anyway, and this says when it is worth it.
+            IngestError::Unavailable => Some(1),
             _ => None,
         };
         let mut response = (status, body).into_response();

@@ -9,6 +9,7 @@ mod concurrency;
 mod console;
 mod deliveries;
 mod dispatch;
+mod faults;
 mod harness;
 mod ingest;
 mod listen;

@@ -46,12 +46,12 @@ impl SqliteBackend {
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(Duration::from_secs(5))
             .foreign_keys(true);
-        let writer = SqlitePoolOptions::new()
+        let writer = pool_options()
             .max_connections(1)
             .acquire_timeout(options.acquire_timeout)
             .connect_with(connect.clone())
             .await?;
-        let reader = SqlitePoolOptions::new()
+        let reader = pool_options()
             .max_connections(options.max_connections.max(1))
             .acquire_timeout(options.acquire_timeout)
             .connect_with(connect.read_only(true))
@@ -63,6 +63,30 @@ impl SqliteBackend {
     async fn write(&self) -> Result<Transaction<'static, Sqlite>, StoreError> {
         Ok(self.writer.begin_with("BEGIN IMMEDIATE").await?)
     }
+}
+
+/// Pool options shared by the writer and the readers: a connection that sqlx still believes
+/// to be inside a transaction is closed instead of handed out (the pool opens a fresh one).
+///
+/// *Why:* when a `COMMIT` fails with `SQLITE_FULL` or `SQLITE_IOERR`, SQLite may already have
+/// rolled the transaction back itself; the `ROLLBACK` sqlx then sends fails ("no transaction is
+/// active") and sqlx keeps its transaction depth at 1, so every later `BEGIN IMMEDIATE` on that
+/// connection fails with "attempted to call begin_with at non-zero transaction depth": the
+/// one writer would be dead until a restart. The pool pings a connection before this check, so
+/// the drop's queued `ROLLBACK` has run by then and a healthy connection is never closed here.
+fn pool_options() -> SqlitePoolOptions {
+    SqlitePoolOptions::new().before_acquire(|conn, _meta| {
+        Box::pin(async move {
+            let stuck = sqlx::Connection::is_in_transaction(conn);
+            if stuck {
+                tracing::warn!(
+                    "a SQLite connection was left inside a failed transaction (a commit that \
+                     failed, e.g. on a full disk); opening a fresh one"
+                );
+            }
+            Ok(!stuck)
+        })
+    })
 }
 
 #[async_trait]
