@@ -8,18 +8,22 @@
 pub mod backup;
 pub(crate) mod batch;
 mod enrichment;
+mod events;
 mod intake;
 mod log;
 mod migrations;
 mod postgres;
+mod queue;
 pub mod retention;
 mod sessions;
 mod sql;
 mod sqlite;
 mod tag_heads;
 pub mod tail;
+mod tokens;
 mod types;
 mod wake;
+mod webhooks;
 
 use std::sync::Arc;
 use std::time::Duration;
