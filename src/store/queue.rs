@@ -18,17 +18,15 @@ use super::{
     QueueStats, StoreError, batch,
 };
 
+/// What a claim returns: the deliveries it leased.
+pub(crate) type Claimed = Result<Vec<ClaimedDelivery>, StoreError>;
+
 /// The queue steps that differ per backend, beside [`LogStore`]'s handles.
 #[async_trait]
 pub(crate) trait QueueStore: LogStore {
     /// Leases up to `claim.limit` due deliveries (see [`Queue::claim_due`]) under
     /// `lease_id` until `until`, in one statement, with their event bodies.
-    async fn claim(
-        &self,
-        claim: &Claim<'_>,
-        lease_id: &str,
-        until: i64,
-    ) -> Result<Vec<ClaimedDelivery>, StoreError>;
+    async fn claim(&self, claim: &Claim<'_>, lease_id: &str, until: i64) -> Claimed;
     /// Inserts a batch's attempts (`batch::ResultRows::attempts`) in `tx`.
     async fn insert_attempts(&self, tx: &mut Tx, attempts: String) -> Result<(), StoreError>;
 }

@@ -8,6 +8,7 @@
 //! two backends' own files keep what is genuinely dialect-specific (claims with
 //! `SKIP LOCKED`, `LISTEN/NOTIFY`, batch inserts).
 
+use sqlx::migrate::Migrator;
 use sqlx::postgres::PgRow;
 use sqlx::sqlite::SqliteRow;
 use sqlx::{
@@ -283,8 +284,24 @@ impl Reads<'_> {
         })
     }
 
+    /// Applies `migrator`'s migrations on this pool (SQLite: pass the writer), refusing a
+    /// schema newer than this binary.
+    pub(crate) async fn migrate(self, migrator: &Migrator) -> Result<(), StoreError> {
+        super::migrations::refuse_newer(self.applied_version().await?, migrator)?;
+        match self {
+            Reads::Sqlite(pool) => migrator.run(pool).await?,
+            Reads::Postgres(pool) => migrator.run(pool).await?,
+        }
+        Ok(())
+    }
+
+    /// Whether the schema is migrated up to exactly `migrator`'s version.
+    pub(crate) async fn check_migrated(self, migrator: &Migrator) -> Result<(), StoreError> {
+        super::migrations::check_current(self.applied_version().await?, migrator)
+    }
+
     /// The highest successfully applied migration, or None on a fresh database.
-    pub(crate) async fn applied_version(self) -> Result<Option<i64>, StoreError> {
+    async fn applied_version(self) -> Result<Option<i64>, StoreError> {
         let table = Sql::new(match self.dialect() {
             Dialect::Sqlite => {
                 "SELECT name FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations'"
@@ -296,8 +313,8 @@ impl Reads<'_> {
             return Ok(None);
         }
         let version = Sql::new("SELECT MAX(version) FROM _sqlx_migrations WHERE success");
-        let version: Option<(Option<i64>,)> = self.fetch_optional(&version).await?;
-        Ok(version.and_then(|(v,)| v))
+        let (version,): (Option<i64>,) = self.fetch_one(&version).await?;
+        Ok(version)
     }
 }
 

@@ -16,7 +16,7 @@ use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions};
 use sqlx::{Postgres, Transaction};
 use tokio_util::sync::CancellationToken;
 
-use super::sql::Reads;
+use super::log::LogStore;
 use super::{Log, OpenOptions, Schema, StoreError, Tail, Wake};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
@@ -66,15 +66,11 @@ pub(in crate::store) async fn notify_on_commit(
 impl Schema for PgBackend {
     async fn migrate(&self) -> Result<(), StoreError> {
         // sqlx takes an advisory lock, so replicas starting together migrate once.
-        let applied = Reads::Postgres(&self.pool).applied_version().await?;
-        super::migrations::refuse_newer(applied, &MIGRATOR)?;
-        MIGRATOR.run(&self.pool).await?;
-        Ok(())
+        self.reads().migrate(&MIGRATOR).await
     }
 
     async fn ready(&self) -> Result<(), StoreError> {
-        let applied = Reads::Postgres(&self.pool).applied_version().await?;
-        super::migrations::check_current(applied, &MIGRATOR)
+        self.reads().check_migrated(&MIGRATOR).await
     }
 
     async fn forward_remote_wakeups(&self, wake: Wake, tail: Tail, cancel: CancellationToken) {

@@ -10,18 +10,13 @@
 use async_trait::async_trait;
 
 use super::{PgBackend, TAIL_CHANNEL};
-use crate::store::queue::{CLAIMABLE, QueueStore};
+use crate::store::queue::{CLAIMABLE, Claimed, QueueStore};
 use crate::store::sql::{Dialect, Sql, Tx};
-use crate::store::{Claim, ClaimRow, ClaimedDelivery, StoreError, batch};
+use crate::store::{Claim, ClaimRow, StoreError, batch};
 
 #[async_trait]
 impl QueueStore for PgBackend {
-    async fn claim(
-        &self,
-        claim: &Claim<'_>,
-        lease_id: &str,
-        until: i64,
-    ) -> Result<Vec<ClaimedDelivery>, StoreError> {
+    async fn claim(&self, claim: &Claim<'_>, lease_id: &str, until: i64) -> Claimed {
         let rows: Vec<ClaimRow> = sqlx::query_as(&format!(
             "WITH due AS ( \
                SELECT d.seq FROM deliveries d \

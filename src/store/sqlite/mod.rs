@@ -64,15 +64,11 @@ impl SqliteBackend {
 #[async_trait]
 impl Schema for SqliteBackend {
     async fn migrate(&self) -> Result<(), StoreError> {
-        let applied = Reads::Sqlite(&self.writer).applied_version().await?;
-        super::migrations::refuse_newer(applied, &MIGRATOR)?;
-        MIGRATOR.run(&self.writer).await?;
-        Ok(())
+        Reads::Sqlite(&self.writer).migrate(&MIGRATOR).await
     }
 
     async fn ready(&self) -> Result<(), StoreError> {
-        let applied = Reads::Sqlite(&self.reader).applied_version().await?;
-        super::migrations::check_current(applied, &MIGRATOR)
+        Reads::Sqlite(&self.reader).check_migrated(&MIGRATOR).await
     }
 
     async fn forward_remote_wakeups(&self, _wake: Wake, _tail: Tail, _cancel: CancellationToken) {

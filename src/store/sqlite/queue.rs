@@ -8,9 +8,9 @@ use std::collections::HashMap;
 use async_trait::async_trait;
 
 use super::SqliteBackend;
-use crate::store::queue::{CLAIMABLE, QueueStore};
+use crate::store::queue::{CLAIMABLE, Claimed, QueueStore};
 use crate::store::sql::{Dialect, Sql, Tx};
-use crate::store::{Claim, ClaimRow, ClaimedDelivery, StoreError, batch};
+use crate::store::{Claim, ClaimRow, StoreError, batch};
 
 fn json_list<T: serde::Serialize>(items: &[T], table: &'static str) -> Result<String, StoreError> {
     serde_json::to_string(items).map_err(|source| StoreError::Corrupt { table, source })
@@ -18,12 +18,7 @@ fn json_list<T: serde::Serialize>(items: &[T], table: &'static str) -> Result<St
 
 #[async_trait]
 impl QueueStore for SqliteBackend {
-    async fn claim(
-        &self,
-        claim: &Claim<'_>,
-        lease_id: &str,
-        until: i64,
-    ) -> Result<Vec<ClaimedDelivery>, StoreError> {
+    async fn claim(&self, claim: &Claim<'_>, lease_id: &str, until: i64) -> Claimed {
         let rows: Vec<ClaimRow> = sqlx::query_as(&format!(
             "UPDATE deliveries SET lease_id = $1, lease_owner = $2, lease_until = $3, next_attempt_at = $3, updated_at = $4 \
              WHERE seq IN ( \
