@@ -104,8 +104,9 @@ impl StoreError {
 /// Decides which deliveries an event needs (the dispatcher's webhook matching).
 pub type Planner = dyn Fn(&Event) -> Vec<NewDelivery> + Send + Sync;
 
-/// What both backends provide: one trait per concern, so each backend keeps one file per
-/// concern (`schema`, `tokens`, `webhooks`, `events`, `queue`, `log`). Every method is one
+/// What both backends provide: one trait per concern, each written once in its own file
+/// (`tokens.rs`, `webhooks.rs`, `events.rs`, `queue.rs`, `log.rs`, …) over the handles a
+/// backend hands out; `Schema` and the claim are each backend's own. Every method is one
 /// short transaction (or none): no transaction is ever held open across anything but the database.
 pub trait Backend:
     Schema + Tokens + Webhooks + Events + Queue + Log + Sessions + Enrichments

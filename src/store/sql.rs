@@ -2,11 +2,13 @@
 //!
 //! Most statements are the same in SQLite and PostgreSQL once placeholders are written
 //! `$1`, `$2`… (sqlx binds SQLite's `$N` by number too). What differs is small and named
-//! here, in [`Dialect`]: how a JSON array parameter becomes rows. A statement written once
-//! is run by [`Reads`] (a read pool) or [`Tx`] (a write transaction), which hold either
-//! database, so code built on them (the delivery log, `log.rs`) is written once too. The
-//! two backends' own files keep what is genuinely dialect-specific (claims with
-//! `SKIP LOCKED`, `LISTEN/NOTIFY`, batch inserts).
+//! here, in [`Dialect`]: how a JSON array parameter becomes rows, how text is searched. A
+//! statement written once ([`Sql`]) is run by [`Reads`] (a pool: the read pool, or a
+//! backend's migration pool) or [`Tx`] (a write transaction or a read snapshot), which
+//! hold either database, so the store's concerns built on them (log, webhooks, queue,
+//! events, tokens) are written once too. The backends' own files keep what is genuinely
+//! dialect-specific (claims with `SKIP LOCKED`, `LISTEN/NOTIFY`); the few steps that
+//! differ inside a shared transaction are `Tx` methods (`announce_work`, `take_prune_turn`).
 
 use sqlx::migrate::Migrator;
 use sqlx::postgres::PgRow;
