@@ -218,21 +218,26 @@ pub(crate) fn insert_attempts_sql(dialect: Dialect) -> String {
     )
 }
 
+/// The columns of a JSON row, from words: `name` is text, `name:int` an integer.
+fn columns(words: &'static str) -> Vec<(&'static str, Column)> {
+    words
+        .split_whitespace()
+        .map(|word| match word.strip_suffix(":int") {
+            Some(name) => (name, Column::Int),
+            None => (word, Column::Text),
+        })
+        .collect()
+}
+
 /// `UPDATE` moving each delivery of [`ResultRows::updates`] (`$1`; `$2` is now) to its
 /// next state. Only a delivery whose lease is still ours moves on; a lost lease keeps its state.
 pub(crate) fn finish_deliveries_sql(dialect: Dialect) -> String {
     let rows = dialect.json_rows(
         "$1",
-        &[
-            ("id", Column::Text),
-            ("lease_id", Column::Text),
-            ("status", Column::Text),
-            ("next_at", Column::Int),
-            ("last_error", Column::Text),
-            ("last_status_code", Column::Int),
-            ("last_duration_ms", Column::Int),
-            ("last_attempt_at", Column::Int),
-        ],
+        &columns(
+            "id lease_id status next_at:int last_error last_status_code:int \
+             last_duration_ms:int last_attempt_at:int",
+        ),
     );
     format!(
         "UPDATE deliveries SET status = r.status, next_attempt_at = r.next_at, \
@@ -250,17 +255,10 @@ pub(crate) fn finish_deliveries_sql(dialect: Dialect) -> String {
 pub(crate) fn upsert_health_sql(dialect: Dialect) -> String {
     let rows = dialect.json_rows(
         "$1",
-        &[
-            ("webhook_id", Column::Text),
-            ("last_attempt_at", Column::Int),
-            ("last_status_code", Column::Int),
-            ("last_error", Column::Text),
-            ("last_outcome", Column::Text),
-            ("last_success_at", Column::Int),
-            ("circuit", Column::Text),
-            ("circuit_until", Column::Int),
-            ("concurrency_window", Column::Int),
-        ],
+        &columns(
+            "webhook_id last_attempt_at:int last_status_code:int last_error last_outcome \
+             last_success_at:int circuit circuit_until:int concurrency_window:int",
+        ),
     );
     let newer = "excluded.last_attempt_at >= webhook_health.last_attempt_at";
     let latest = |column: &str| {

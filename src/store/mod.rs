@@ -8,18 +8,22 @@
 pub mod backup;
 pub(crate) mod batch;
 mod enrichment;
+mod events;
 mod intake;
 mod log;
 mod migrations;
 mod postgres;
+mod queue;
 pub mod retention;
 mod sessions;
 mod sql;
 mod sqlite;
 mod tag_heads;
 pub mod tail;
+mod tokens;
 mod types;
 mod wake;
+mod webhooks;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -100,8 +104,9 @@ impl StoreError {
 /// Decides which deliveries an event needs (the dispatcher's webhook matching).
 pub type Planner = dyn Fn(&Event) -> Vec<NewDelivery> + Send + Sync;
 
-/// What both backends provide: one trait per concern, so each backend keeps one file per
-/// concern (`schema`, `tokens`, `webhooks`, `events`, `queue`, `log`). Every method is one
+/// What both backends provide: one trait per concern, each written once in its own file
+/// (`tokens.rs`, `webhooks.rs`, `events.rs`, `queue.rs`, `log.rs`, …) over the handles a
+/// backend hands out; `Schema` and the claim are each backend's own. Every method is one
 /// short transaction (or none): no transaction is ever held open across anything but the database.
 pub trait Backend:
     Schema + Tokens + Webhooks + Events + Queue + Log + Sessions + Enrichments

@@ -2,12 +2,15 @@
 //!
 //! Most statements are the same in SQLite and PostgreSQL once placeholders are written
 //! `$1`, `$2`… (sqlx binds SQLite's `$N` by number too). What differs is small and named
-//! here, in [`Dialect`]: how a JSON array parameter becomes rows. A statement written once
-//! is run by [`Reads`] (a read pool) or [`Tx`] (a write transaction), which hold either
-//! database, so code built on them (the delivery log, `log.rs`) is written once too. The
-//! two backends' own files keep what is genuinely dialect-specific (claims with
-//! `SKIP LOCKED`, `LISTEN/NOTIFY`, batch inserts).
+//! here, in [`Dialect`]: how a JSON array parameter becomes rows, how text is searched. A
+//! statement written once ([`Sql`]) is run by [`Reads`] (a pool: the read pool, or a
+//! backend's migration pool) or [`Tx`] (a write transaction or a read snapshot), which
+//! hold either database, so the store's concerns built on them (log, webhooks, queue,
+//! events, tokens) are written once too. The backends' own files keep what is genuinely
+//! dialect-specific (claims with `SKIP LOCKED`, `LISTEN/NOTIFY`); the few steps that
+//! differ inside a shared transaction are `Tx` methods (`announce_work`, `take_prune_turn`).
 
+use sqlx::migrate::Migrator;
 use sqlx::postgres::PgRow;
 use sqlx::sqlite::SqliteRow;
 use sqlx::{
@@ -57,6 +60,29 @@ impl Dialect {
         }
     }
 
+    /// A JSON array of integers in parameter `param` as a one-column table, for `IN (…)`.
+    pub(crate) fn int_list(self, param: &str) -> String {
+        match self {
+            Dialect::Sqlite => format!("(SELECT value FROM json_each({param}))"),
+            Dialect::Postgres => format!(
+                "(SELECT CAST(value AS BIGINT) FROM jsonb_array_elements_text({param}::jsonb))"
+            ),
+        }
+    }
+
+    /// `column` contains the text of parameter `param`, ignoring ASCII case if `fold_case`
+    /// (both databases fold ASCII only: PostgreSQL in the "C" collation).
+    pub(crate) fn contains(self, column: &str, param: &str, fold_case: bool) -> String {
+        match (self, fold_case) {
+            (Dialect::Sqlite, false) => format!("instr({column}, {param}) > 0"),
+            (Dialect::Sqlite, true) => format!("instr(lower({column}), lower({param})) > 0"),
+            (Dialect::Postgres, false) => format!("strpos({column}, CAST({param} AS TEXT)) > 0"),
+            (Dialect::Postgres, true) => format!(
+                "strpos(lower({column} COLLATE \"C\"), lower(CAST({param} AS TEXT) COLLATE \"C\")) > 0"
+            ),
+        }
+    }
+
     /// A JSON array of objects in parameter `param` as a table with these columns (the
     /// objects' keys), to be used as `FROM {rows} AS r`.
     pub(crate) fn json_rows(self, param: &str, columns: &[(&str, Column)]) -> String {
@@ -88,11 +114,15 @@ impl Dialect {
     }
 }
 
-/// A bound value.
+/// A bound value. A NULL keeps its type (`OptInt`, `OptText`), which PostgreSQL needs to
+/// store it in a typed column.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Param {
     Int(i64),
     Text(String),
+    Bool(bool),
+    OptInt(Option<i64>),
+    OptText(Option<String>),
 }
 
 impl From<i64> for Param {
@@ -110,6 +140,21 @@ impl From<String> for Param {
         Param::Text(v)
     }
 }
+impl From<bool> for Param {
+    fn from(v: bool) -> Self {
+        Param::Bool(v)
+    }
+}
+impl From<Option<i64>> for Param {
+    fn from(v: Option<i64>) -> Self {
+        Param::OptInt(v)
+    }
+}
+impl From<Option<&str>> for Param {
+    fn from(v: Option<&str>) -> Self {
+        Param::OptText(v.map(str::to_owned))
+    }
+}
 
 /// A statement built piece by piece with its parameters, numbered `$1`, `$2`… in order.
 #[derive(Debug, Clone, Default)]
@@ -124,6 +169,12 @@ impl Sql {
             text: text.into(),
             params: Vec::new(),
         }
+    }
+
+    /// Adds a parameter that the text already names by its number (`$1` for the first).
+    pub(crate) fn arg(mut self, value: impl Into<Param>) -> Self {
+        self.params.push(value.into());
+        self
     }
 
     /// Appends text.
@@ -153,12 +204,18 @@ impl Sql {
     where
         i64: Encode<'q, DB> + Type<DB>,
         String: Encode<'q, DB> + Type<DB>,
+        bool: Encode<'q, DB> + Type<DB>,
+        Option<i64>: Encode<'q, DB>,
+        Option<String>: Encode<'q, DB>,
     {
         let mut args = DB::Arguments::default();
         for param in &self.params {
             let added = match param {
                 Param::Int(v) => args.add(*v),
                 Param::Text(v) => args.add(v.clone()),
+                Param::Bool(v) => args.add(*v),
+                Param::OptInt(v) => args.add(*v),
+                Param::OptText(v) => args.add(v.clone()),
             };
             added.map_err(|e| StoreError::Database(sqlx::Error::Encode(e)))?;
         }
@@ -173,6 +230,23 @@ pub(crate) trait Row:
 }
 impl<T> Row for T where T: Send + Unpin + for<'r> FromRow<'r, SqliteRow> + for<'r> FromRow<'r, PgRow>
 {}
+
+/// Runs a [`Sql`] through one sqlx call on whichever database `$handle` holds:
+/// `$kind::Sqlite($on)` and `$kind::Postgres($on)` give the executor `$exec`, then
+/// `sqlx::$query(…).$method($exec).await?` runs, followed by any `.$then()` calls.
+macro_rules! run_on {
+    ($handle:expr, $kind:ident($on:ident) => $exec:expr, $sql:expr,
+     $query:ident.$method:ident $(.$then:ident())*) => {
+        match $handle {
+            $kind::Sqlite($on) => sqlx::$query(&$sql.text, $sql.arguments::<Sqlite>()?)
+                .$method($exec)
+                .await?$(.$then())*,
+            $kind::Postgres($on) => sqlx::$query(&$sql.text, $sql.arguments::<Postgres>()?)
+                .$method($exec)
+                .await?$(.$then())*,
+        }
+    };
+}
 
 /// Reads on either database (SQLite: the reader pool, never waiting for the writer).
 #[derive(Clone, Copy)]
@@ -191,39 +265,63 @@ impl Reads<'_> {
 
     /// Every row of `sql`.
     pub(crate) async fn fetch_all<T: Row>(self, sql: &Sql) -> Result<Vec<T>, StoreError> {
-        Ok(match self {
-            Reads::Sqlite(pool) => {
-                sqlx::query_as_with(&sql.text, sql.arguments::<Sqlite>()?)
-                    .fetch_all(pool)
-                    .await?
-            }
-            Reads::Postgres(pool) => {
-                sqlx::query_as_with(&sql.text, sql.arguments::<Postgres>()?)
-                    .fetch_all(pool)
-                    .await?
-            }
-        })
+        Ok(run_on!(self, Reads(pool) => pool, sql, query_as_with.fetch_all))
     }
 
     /// The row of `sql`, if any.
     pub(crate) async fn fetch_optional<T: Row>(self, sql: &Sql) -> Result<Option<T>, StoreError> {
+        Ok(run_on!(self, Reads(pool) => pool, sql, query_as_with.fetch_optional))
+    }
+
+    /// The one row of `sql` (an error if there is none).
+    pub(crate) async fn fetch_one<T: Row>(self, sql: &Sql) -> Result<T, StoreError> {
+        Ok(run_on!(self, Reads(pool) => pool, sql, query_as_with.fetch_one))
+    }
+
+    /// A read-only transaction, for several reads from one consistent snapshot.
+    pub(crate) async fn snapshot(self) -> Result<Tx, StoreError> {
         Ok(match self {
-            Reads::Sqlite(pool) => {
-                sqlx::query_as_with(&sql.text, sql.arguments::<Sqlite>()?)
-                    .fetch_optional(pool)
-                    .await?
-            }
-            Reads::Postgres(pool) => {
-                sqlx::query_as_with(&sql.text, sql.arguments::<Postgres>()?)
-                    .fetch_optional(pool)
-                    .await?
-            }
+            Reads::Sqlite(pool) => Tx::Sqlite(pool.begin().await?),
+            Reads::Postgres(pool) => Tx::Postgres(pool.begin().await?),
         })
+    }
+
+    /// Applies `migrator`'s migrations on this pool (SQLite: pass the writer), refusing a
+    /// schema newer than this binary.
+    pub(crate) async fn migrate(self, migrator: &Migrator) -> Result<(), StoreError> {
+        super::migrations::refuse_newer(self.applied_version().await?, migrator)?;
+        match self {
+            Reads::Sqlite(pool) => migrator.run(pool).await?,
+            Reads::Postgres(pool) => migrator.run(pool).await?,
+        }
+        Ok(())
+    }
+
+    /// Whether the schema is migrated up to exactly `migrator`'s version.
+    pub(crate) async fn check_migrated(self, migrator: &Migrator) -> Result<(), StoreError> {
+        super::migrations::check_current(self.applied_version().await?, migrator)
+    }
+
+    /// The highest successfully applied migration, or None on a fresh database.
+    async fn applied_version(self) -> Result<Option<i64>, StoreError> {
+        let table = Sql::new(match self.dialect() {
+            Dialect::Sqlite => {
+                "SELECT name FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations'"
+            }
+            Dialect::Postgres => "SELECT to_regclass('_sqlx_migrations')::text",
+        });
+        let table: Option<(Option<String>,)> = self.fetch_optional(&table).await?;
+        if table.and_then(|(name,)| name).is_none() {
+            return Ok(None);
+        }
+        let version = Sql::new("SELECT MAX(version) FROM _sqlx_migrations WHERE success");
+        let (version,): (Option<i64>,) = self.fetch_one(&version).await?;
+        Ok(version)
     }
 }
 
-/// A write transaction on either database (SQLite: `BEGIN IMMEDIATE` on the one writer).
-/// Dropped without [`Tx::commit`], it rolls back.
+/// A transaction on either database: a write transaction (SQLite: `BEGIN IMMEDIATE` on
+/// the one writer), or a [`Reads::snapshot`]. Dropped without [`Tx::commit`], it rolls back.
 pub(crate) enum Tx {
     Sqlite(Transaction<'static, Sqlite>),
     Postgres(Transaction<'static, Postgres>),
@@ -239,32 +337,19 @@ impl Tx {
 
     /// Runs `sql`; returns the rows it changed.
     pub(crate) async fn execute(&mut self, sql: &Sql) -> Result<u64, StoreError> {
-        Ok(match self {
-            Tx::Sqlite(tx) => sqlx::query_with(&sql.text, sql.arguments::<Sqlite>()?)
-                .execute(&mut **tx)
-                .await?
-                .rows_affected(),
-            Tx::Postgres(tx) => sqlx::query_with(&sql.text, sql.arguments::<Postgres>()?)
-                .execute(&mut **tx)
-                .await?
-                .rows_affected(),
-        })
+        Ok(run_on!(self, Tx(tx) => &mut **tx, sql, query_with.execute.rows_affected()))
+    }
+
+    /// Runs `sql` as the whole transaction and commits; returns the rows it changed.
+    pub(crate) async fn execute_alone(mut self, sql: &Sql) -> Result<u64, StoreError> {
+        let changed = self.execute(sql).await?;
+        self.commit().await?;
+        Ok(changed)
     }
 
     /// Every row of `sql`.
     pub(crate) async fn fetch_all<T: Row>(&mut self, sql: &Sql) -> Result<Vec<T>, StoreError> {
-        Ok(match self {
-            Tx::Sqlite(tx) => {
-                sqlx::query_as_with(&sql.text, sql.arguments::<Sqlite>()?)
-                    .fetch_all(&mut **tx)
-                    .await?
-            }
-            Tx::Postgres(tx) => {
-                sqlx::query_as_with(&sql.text, sql.arguments::<Postgres>()?)
-                    .fetch_all(&mut **tx)
-                    .await?
-            }
-        })
+        Ok(run_on!(self, Tx(tx) => &mut **tx, sql, query_as_with.fetch_all))
     }
 
     /// The row of `sql`, if any.
@@ -272,30 +357,28 @@ impl Tx {
         &mut self,
         sql: &Sql,
     ) -> Result<Option<T>, StoreError> {
-        Ok(match self {
-            Tx::Sqlite(tx) => {
-                sqlx::query_as_with(&sql.text, sql.arguments::<Sqlite>()?)
-                    .fetch_optional(&mut **tx)
-                    .await?
-            }
-            Tx::Postgres(tx) => {
-                sqlx::query_as_with(&sql.text, sql.arguments::<Postgres>()?)
-                    .fetch_optional(&mut **tx)
-                    .await?
-            }
-        })
+        Ok(run_on!(self, Tx(tx) => &mut **tx, sql, query_as_with.fetch_optional))
     }
 
-    /// Queues deliveries, due at `now` (each backend's set-based insert).
+    /// The one row of `sql` (an error if there is none).
+    pub(crate) async fn fetch_one<T: Row>(&mut self, sql: &Sql) -> Result<T, StoreError> {
+        Ok(run_on!(self, Tx(tx) => &mut **tx, sql, query_as_with.fetch_one))
+    }
+
+    /// Queues deliveries, due at `now`, in one set-based statement. Rows keep the slice's
+    /// order, so `seq` follows event order.
     pub(crate) async fn insert_deliveries(
         &mut self,
         deliveries: &[NewDelivery],
         now: i64,
     ) -> Result<(), StoreError> {
-        match self {
-            Tx::Sqlite(tx) => super::sqlite::insert_deliveries(tx, deliveries, now).await,
-            Tx::Postgres(tx) => super::postgres::insert_deliveries(tx, deliveries, now).await,
+        if deliveries.is_empty() {
+            return Ok(());
         }
+        let rows = super::intake::unleased_rows(deliveries);
+        self.execute(&super::intake::deliveries_insert(self.dialect(), rows, now))
+            .await?;
+        Ok(())
     }
 
     /// Tells every replica, once this commits, that work is due (PostgreSQL `NOTIFY`;

@@ -1,5 +1,6 @@
-//! The delivery log on PostgreSQL: the handles the shared log (`store/log.rs`) runs on,
-//! the tail across replicas (attempts read back by seq) and planner statistics.
+//! The handles PostgreSQL hands the shared store (`LogStore`: the log, and through it
+//! tokens, webhooks, events, the queue, sessions and enrichment), the tail across replicas
+//! (attempts read back by seq) and planner statistics.
 
 use async_trait::async_trait;
 

@@ -5,13 +5,8 @@
 //! PostgreSQL delivers it on commit, and each replica's listener turns it into a local
 //! wake-up. The fallback poll covers a listener that was reconnecting.
 
-mod events;
 mod log;
 mod queue;
-mod tokens;
-
-pub(in crate::store) use queue::insert_deliveries;
-mod webhooks;
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -21,6 +16,7 @@ use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions};
 use sqlx::{Postgres, Transaction};
 use tokio_util::sync::CancellationToken;
 
+use super::log::LogStore;
 use super::{Log, OpenOptions, Schema, StoreError, Tail, Wake};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
@@ -70,13 +66,11 @@ pub(in crate::store) async fn notify_on_commit(
 impl Schema for PgBackend {
     async fn migrate(&self) -> Result<(), StoreError> {
         // sqlx takes an advisory lock, so replicas starting together migrate once.
-        super::migrations::refuse_newer(applied_version(&self.pool).await?, &MIGRATOR)?;
-        MIGRATOR.run(&self.pool).await?;
-        Ok(())
+        self.reads().migrate(&MIGRATOR).await
     }
 
     async fn ready(&self) -> Result<(), StoreError> {
-        super::migrations::check_current(applied_version(&self.pool).await?, &MIGRATOR)
+        self.reads().check_migrated(&MIGRATOR).await
     }
 
     async fn forward_remote_wakeups(&self, wake: Wake, tail: Tail, cancel: CancellationToken) {
@@ -143,19 +137,4 @@ impl PgBackend {
             }
         }
     }
-}
-
-/// The highest successfully applied migration, or None on a fresh database.
-async fn applied_version(pool: &PgPool) -> Result<Option<i64>, StoreError> {
-    let exists: Option<String> = sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations')::text")
-        .fetch_one(pool)
-        .await?;
-    if exists.is_none() {
-        return Ok(None);
-    }
-    Ok(
-        sqlx::query_scalar("SELECT MAX(version) FROM _sqlx_migrations WHERE success")
-            .fetch_one(pool)
-            .await?,
-    )
 }

@@ -1,5 +1,6 @@
-//! The delivery log on SQLite: the handles the shared log (`store/log.rs`) runs on. Writes
-//! take the one writer connection with `BEGIN IMMEDIATE`; reads use the reader pool.
+//! The handles SQLite hands the shared store (`LogStore`: the log, and through it tokens,
+//! webhooks, events, the queue, sessions and enrichment). Writes take the one writer
+//! connection with `BEGIN IMMEDIATE`; reads use the reader pool.
 
 use async_trait::async_trait;
 

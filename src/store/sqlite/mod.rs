@@ -7,13 +7,8 @@
 //! cannot fail on a stale snapshot when another process (the CLI) writes too. Reads use a
 //! separate pool and never wait for the writer.
 
-mod events;
 mod log;
 mod queue;
-mod tokens;
-
-pub(in crate::store) use queue::insert_deliveries;
-mod webhooks;
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -25,6 +20,7 @@ use sqlx::sqlite::{
 use sqlx::{Sqlite, Transaction};
 use tokio_util::sync::CancellationToken;
 
+use super::sql::Reads;
 use super::{OpenOptions, Schema, StoreError, Tail, Wake};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
@@ -92,13 +88,11 @@ fn pool_options() -> SqlitePoolOptions {
 #[async_trait]
 impl Schema for SqliteBackend {
     async fn migrate(&self) -> Result<(), StoreError> {
-        super::migrations::refuse_newer(applied_version(&self.writer).await?, &MIGRATOR)?;
-        MIGRATOR.run(&self.writer).await?;
-        Ok(())
+        Reads::Sqlite(&self.writer).migrate(&MIGRATOR).await
     }
 
     async fn ready(&self) -> Result<(), StoreError> {
-        super::migrations::check_current(applied_version(&self.reader).await?, &MIGRATOR)
+        Reads::Sqlite(&self.reader).check_migrated(&MIGRATOR).await
     }
 
     async fn forward_remote_wakeups(&self, _wake: Wake, _tail: Tail, _cancel: CancellationToken) {
@@ -109,21 +103,4 @@ impl Schema for SqliteBackend {
         self.writer.close().await;
         self.reader.close().await;
     }
-}
-
-/// The highest successfully applied migration, or None on a fresh database.
-async fn applied_version(pool: &SqlitePool) -> Result<Option<i64>, StoreError> {
-    let exists: Option<String> = sqlx::query_scalar(
-        "SELECT name FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations'",
-    )
-    .fetch_optional(pool)
-    .await?;
-    if exists.is_none() {
-        return Ok(None);
-    }
-    Ok(
-        sqlx::query_scalar("SELECT MAX(version) FROM _sqlx_migrations WHERE success")
-            .fetch_one(pool)
-            .await?,
-    )
 }
