@@ -7,10 +7,11 @@
 //! are the API's, with no second copy of any rule. A gRPC status becomes a page: field
 //! violations beside their fields, NOT_FOUND a 404, UNAUTHENTICATED the sign-in page.
 //!
-//! `session.rs` signs people in and out and guards forms (CSRF); `webhooks.rs` and
-//! `deliveries.rs` are the pages; `live.rs` streams new attempts as server-sent events
-//! from the live tail; `views.rs` holds the layout and shared pieces; `chart.rs` draws the
-//! SVG chart. Every asset is in the binary (`assets/`): no CDN, no build step, and a
+//! `session.rs` signs people in and out and guards forms (CSRF: every POST handler takes
+//! its `Posted`); `webhooks/` and `deliveries/` are the pages (each folder's `mod.rs` says
+//! which file holds what); `live.rs` streams new attempts as server-sent events from the
+//! live tail; `views.rs` holds the layout and shared pieces; `chart.rs` draws the SVG
+//! chart. Every asset is in the binary (`assets/`): no CDN, no build step, and a
 //! Content-Security-Policy that allows nothing but this origin's own files.
 
 mod chart;
@@ -27,7 +28,7 @@ use axum::extract::Request;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Redirect, Response};
-use axum::routing::{get, post};
+use axum::routing::{MethodRouter, get, post};
 use maud::Markup;
 use tonic::Code;
 
@@ -65,40 +66,43 @@ impl Console {
 /// The console's routes under [`BASE`], plus `/` sending browsers there. Unknown paths
 /// under [`BASE`] get the console's 404; everything else is left to gRPC's router.
 pub(crate) fn router(console: Console) -> Router {
-    let at = |path: &str| format!("{BASE}{path}");
     let home = || async { Redirect::to(&format!("{BASE}/webhooks")) };
-    Router::new()
-        .route(&at("/"), get(home))
-        .route(BASE, get(home))
-        .route(
-            &at("/sign-in"),
+    // Every console path under BASE, with what answers its GET and its POST.
+    let routes: [(&str, MethodRouter<Console>); 19] = [
+        ("", get(home)),
+        ("/", get(home)),
+        (
+            "/sign-in",
             get(session::sign_in_page).post(session::sign_in),
-        )
-        .route(&at("/sign-out"), post(session::sign_out))
-        .route(&at("/webhooks"), get(webhooks::list).post(webhooks::create))
-        .route(&at("/webhooks/new"), get(webhooks::new_form))
-        .route(&at("/webhooks/{id}"), get(webhooks::show))
-        .route(
-            &at("/webhooks/{id}/edit"),
+        ),
+        ("/sign-out", post(session::sign_out)),
+        ("/webhooks", get(webhooks::list).post(webhooks::create)),
+        ("/webhooks/new", get(webhooks::new_form)),
+        ("/webhooks/{id}", get(webhooks::show)),
+        (
+            "/webhooks/{id}/edit",
             get(webhooks::edit_form).post(webhooks::update),
-        )
-        .route(&at("/webhooks/{id}/enabled"), post(webhooks::set_enabled))
-        .route(&at("/webhooks/{id}/rotate"), post(webhooks::rotate))
-        .route(&at("/webhooks/{id}/test"), post(webhooks::test))
-        .route(
-            &at("/webhooks/{id}/delete"),
+        ),
+        ("/webhooks/{id}/enabled", post(webhooks::set_enabled)),
+        ("/webhooks/{id}/rotate", post(webhooks::rotate)),
+        ("/webhooks/{id}/test", post(webhooks::test)),
+        (
+            "/webhooks/{id}/delete",
             get(webhooks::delete_form).post(webhooks::delete),
-        )
-        .route(&at("/webhooks/{id}/replay"), post(deliveries::replay))
-        .route(&at("/deliveries"), get(deliveries::list))
-        .route(&at("/deliveries/{id}"), get(deliveries::show))
-        .route(
-            &at("/deliveries/{id}/redeliver"),
-            post(deliveries::redeliver),
-        )
-        .route(&at("/live"), get(live::stream))
-        .route(&at("/assets/{name}"), get(asset))
-        .route(&at("/{*rest}"), get(not_found).post(not_found))
+        ),
+        ("/webhooks/{id}/replay", post(deliveries::replay)),
+        ("/deliveries", get(deliveries::list)),
+        ("/deliveries/{id}", get(deliveries::show)),
+        ("/deliveries/{id}/redeliver", post(deliveries::redeliver)),
+        ("/live", get(live::stream)),
+        ("/assets/{name}", get(asset)),
+        ("/{*rest}", get(not_found).post(not_found)),
+    ];
+    routes
+        .into_iter()
+        .fold(Router::new(), |router, (path, methods)| {
+            router.route(&format!("{BASE}{path}"), methods)
+        })
         .route("/", get(home))
         .with_state(console)
         .layer(axum::middleware::from_fn(security_headers))
@@ -239,6 +243,23 @@ pub(crate) type Page = Result<Response, Failure>;
 /// A rendered page with its status.
 pub(crate) fn page(status: StatusCode, markup: Markup) -> Response {
     (status, markup).into_response()
+}
+
+/// A signed-in page of one section of the navigation, answered 200 OK.
+pub(crate) fn shown(
+    session: &Session,
+    section: views::Section,
+    title: &str,
+    notice: Option<&views::Notice>,
+    content: Markup,
+) -> Page {
+    let markup = views::layout(title, Some(session), Some(section), notice, content);
+    Ok(page(StatusCode::OK, markup))
+}
+
+/// Back to a console page after an action (303 See Other); `path` is under [`BASE`].
+pub(crate) fn back_to(path: &str) -> Page {
+    Ok(Redirect::to(&format!("{BASE}{path}")).into_response())
 }
 
 /// A request to the API's services on behalf of a session.

@@ -7,7 +7,7 @@
 //! sessions at once); every form that changes something carries the CSRF token, and a
 //! request whose `Origin` is another site's is refused before that.
 
-use axum::extract::{FromRequestParts, Query, State};
+use axum::extract::{FromRequest, FromRequestParts, Query, Request, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
@@ -53,6 +53,35 @@ impl Session {
             ));
         }
         Ok(())
+    }
+}
+
+/// A form posted by a signed-in session, its CSRF token checked (after the session's own
+/// `Origin` check): what every state-changing page takes, so none can forget the check.
+pub(crate) struct Posted {
+    pub(crate) session: Session,
+    /// The form's fields, in the order sent (read them with [`field`]).
+    pub(crate) fields: Vec<(String, String)>,
+}
+
+impl FromRequest<Console> for Posted {
+    type Rejection = Response;
+
+    async fn from_request(request: Request, console: &Console) -> Result<Self, Response> {
+        let (mut parts, body) = request.into_parts();
+        let session = Session::from_request_parts(&mut parts, console)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        let axum::Form(fields) = axum::Form::<Vec<(String, String)>>::from_request(
+            Request::from_parts(parts, body),
+            console,
+        )
+        .await
+        .map_err(IntoResponse::into_response)?;
+        session
+            .check_csrf(&fields)
+            .map_err(IntoResponse::into_response)?;
+        Ok(Posted { session, fields })
     }
 }
 
@@ -282,10 +311,8 @@ pub(crate) async fn sign_in(
 pub(crate) async fn sign_out(
     State(console): State<Console>,
     headers: HeaderMap,
-    session: Session,
-    axum::Form(form): axum::Form<Vec<(String, String)>>,
+    Posted { session, .. }: Posted,
 ) -> Page {
-    session.check_csrf(&form)?;
     console
         .store
         .delete_session(&session.id_hash)
@@ -296,6 +323,19 @@ pub(crate) async fn sign_out(
         response.headers_mut().append(header::SET_COOKIE, value);
     }
     Ok(response)
+}
+
+#[cfg(test)]
+impl Session {
+    /// A session for rendering tests (no database behind it).
+    pub(crate) fn for_test(namespace: Option<&str>) -> Session {
+        Session {
+            id_hash: "id".into(),
+            token_hash: "token".into(),
+            csrf: "csrf-token".into(),
+            namespace: namespace.map(str::to_owned),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -1,0 +1,266 @@
+//! The webhook form's data: what it holds as typed (`WebhookForm`), filled from a webhook
+//! for editing or from the posted fields, read into the `proto::Webhook` the API gets, and
+//! the problems per field (`Errors`): the form's own (lines it cannot read) and the API's
+//! field violations, each under the field it is about. No markup here: `form_page.rs`
+//! renders the form and handles its posts.
+
+use std::collections::BTreeMap;
+
+use tonic_types::StatusExt;
+
+use crate::api::proto;
+use crate::api::service::UPDATABLE;
+use crate::console::session::field;
+
+/// Fields the form has besides those UpdateWebhook may change: the create-only namespace
+/// and secret, and the two payload options that `UPDATABLE` names as one.
+const FORM_ONLY: [&str; 4] = ["namespace", "include_host", "harbor_deletes", "secret"];
+
+/// The names of the form's fields: every field UpdateWebhook may change, and those of
+/// [`FORM_ONLY`]. Problems about one of them show beside it, any other's on top.
+pub(super) fn field_names() -> impl Iterator<Item = &'static str> {
+    UPDATABLE
+        .into_iter()
+        .filter(|name| *name != "payload_options")
+        .chain(FORM_ONLY)
+}
+
+/// What the create/edit form holds, as typed.
+#[derive(Default, Clone)]
+pub(super) struct WebhookForm {
+    /// Create only: empty means the session's own namespace.
+    pub(super) namespace: String,
+    pub(super) name: String,
+    pub(super) url: String,
+    pub(super) event_types: Vec<i32>,
+    pub(super) repositories: String,
+    pub(super) tags: String,
+    pub(super) payload_format: i32,
+    pub(super) headers: String,
+    pub(super) ordered: bool,
+    pub(super) enabled: bool,
+    pub(super) signature_header: String,
+    pub(super) include_host: String,
+    pub(super) harbor_deletes: bool,
+    pub(super) max_concurrency: String,
+    pub(super) rate_limit: String,
+    pub(super) secret: String,
+}
+
+impl WebhookForm {
+    pub(super) fn blank() -> WebhookForm {
+        WebhookForm {
+            enabled: true,
+            payload_format: proto::PayloadFormat::Hookline as i32,
+            ..WebhookForm::default()
+        }
+    }
+
+    pub(super) fn from_webhook(w: &proto::Webhook) -> WebhookForm {
+        let options = w.payload_options.unwrap_or_default();
+        WebhookForm {
+            namespace: w.namespace.clone().unwrap_or_default(),
+            name: w.name.clone(),
+            url: w.url.clone(),
+            event_types: w.event_types.clone(),
+            repositories: w.repositories.join("\n"),
+            tags: w.tags.join("\n"),
+            payload_format: w.payload_format,
+            headers: w
+                .headers
+                .iter()
+                .map(|(k, v)| format!("{k}: {v}"))
+                .collect::<Vec<_>>()
+                .join("\n"),
+            ordered: w.ordered,
+            enabled: w.enabled.unwrap_or(true),
+            signature_header: w.signature_header.clone(),
+            include_host: match options.include_host_in_repo_name {
+                None => String::new(),
+                Some(true) => "yes".into(),
+                Some(false) => "no".into(),
+            },
+            harbor_deletes: options.harbor_deletes,
+            max_concurrency: w.max_concurrency.map(|n| n.to_string()).unwrap_or_default(),
+            rate_limit: w.rate_limit.map(|r| r.to_string()).unwrap_or_default(),
+            secret: String::new(),
+        }
+    }
+
+    pub(super) fn from_fields(form: &[(String, String)]) -> WebhookForm {
+        let checked = |name: &str| field(form, name) == "true";
+        WebhookForm {
+            namespace: field(form, "namespace").trim().to_owned(),
+            name: field(form, "name").trim().to_owned(),
+            url: field(form, "url").trim().to_owned(),
+            event_types: form
+                .iter()
+                .filter(|(k, _)| k == "event_types")
+                .filter_map(|(_, v)| v.parse().ok())
+                .collect(),
+            repositories: field(form, "repositories").to_owned(),
+            tags: field(form, "tags").to_owned(),
+            payload_format: field(form, "payload_format").parse().unwrap_or(0),
+            headers: field(form, "headers").to_owned(),
+            ordered: checked("ordered"),
+            enabled: checked("enabled"),
+            signature_header: field(form, "signature_header").trim().to_owned(),
+            include_host: field(form, "include_host").to_owned(),
+            harbor_deletes: checked("harbor_deletes"),
+            max_concurrency: field(form, "max_concurrency").trim().to_owned(),
+            rate_limit: field(form, "rate_limit").trim().to_owned(),
+            secret: field(form, "secret").trim().to_owned(),
+        }
+    }
+
+    /// The webhook the form describes, or the form's own errors (lines it cannot read).
+    pub(super) fn to_webhook(&self) -> Result<proto::Webhook, Errors> {
+        let lines = |text: &str| -> Vec<String> {
+            text.lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .map(str::to_owned)
+                .collect()
+        };
+        let mut errors = Errors::default();
+        let mut headers = std::collections::HashMap::new();
+        for line in lines(&self.headers) {
+            match line.split_once(':') {
+                Some((name, value)) if !name.trim().is_empty() => {
+                    headers.insert(name.trim().to_owned(), value.trim().to_owned());
+                }
+                _ => errors.add(
+                    "headers",
+                    format!("`{line}`: write one header per line as `Name: value`"),
+                ),
+            }
+        }
+        let max_concurrency = match self.max_concurrency.as_str() {
+            "" => None,
+            text => text.parse::<i32>().ok().or_else(|| {
+                errors.add("max_concurrency", "a whole number, or empty for no limit");
+                None
+            }),
+        };
+        let rate_limit = match self.rate_limit.as_str() {
+            "" => None,
+            text => text.parse::<f64>().ok().or_else(|| {
+                errors.add("rate_limit", "a number of deliveries per second, or empty");
+                None
+            }),
+        };
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        Ok(proto::Webhook {
+            max_concurrency,
+            rate_limit,
+            namespace: (!self.namespace.is_empty()).then(|| self.namespace.clone()),
+            name: self.name.clone(),
+            url: self.url.clone(),
+            event_types: self.event_types.clone(),
+            repositories: lines(&self.repositories),
+            tags: lines(&self.tags),
+            payload_format: self.payload_format,
+            headers,
+            ordered: self.ordered,
+            enabled: Some(self.enabled),
+            signature_header: self.signature_header.clone(),
+            payload_options: Some(proto::PayloadOptions {
+                include_host_in_repo_name: match self.include_host.as_str() {
+                    "yes" => Some(true),
+                    "no" => Some(false),
+                    _ => None,
+                },
+                harbor_deletes: self.harbor_deletes,
+            }),
+            ..Default::default()
+        })
+    }
+}
+
+/// Problems per form field, in the API's words.
+#[derive(Default)]
+pub(super) struct Errors(BTreeMap<String, Vec<String>>);
+
+impl Errors {
+    pub(super) fn add(&mut self, field: &str, message: impl Into<String>) {
+        self.0
+            .entry(field.to_owned())
+            .or_default()
+            .push(message.into());
+    }
+
+    /// The API's INVALID_ARGUMENT, one message per field violation, each under the form
+    /// field it is about (`webhook.repositories[2]` → repositories).
+    pub(super) fn from_status(status: &tonic::Status) -> Errors {
+        let mut errors = Errors::default();
+        let violations = status
+            .get_details_bad_request()
+            .map(|b| b.field_violations)
+            .unwrap_or_default();
+        if violations.is_empty() {
+            errors.add("", status.message());
+        }
+        for v in violations {
+            let path = v.field.strip_prefix("webhook.").unwrap_or(&v.field);
+            let name = path.split(['.', '[']).next().unwrap_or_default();
+            let field = match name {
+                "payload_options" if path.contains("include_host") => "include_host",
+                "payload_options" => "harbor_deletes",
+                other => other,
+            };
+            let detail = if path == field {
+                v.description.clone()
+            } else {
+                format!("{path}: {}", v.description)
+            };
+            errors.add(field, detail);
+        }
+        errors
+    }
+
+    /// The problems with one field of the form.
+    pub(super) fn on(&self, field: &str) -> Option<&Vec<String>> {
+        self.0.get(field)
+    }
+
+    /// Whether there is any problem at all.
+    pub(super) fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The problems about no field the form has, for the top of the form.
+    pub(super) fn elsewhere(&self) -> Vec<&String> {
+        self.0
+            .iter()
+            .filter(|(field, _)| !field_names().any(|name| name == field.as_str()))
+            .flat_map(|(_, messages)| messages)
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn problems_about_no_field_of_the_form_go_on_top() {
+        let mut errors = Errors::default();
+        for field in [
+            "name",
+            "include_host",
+            "secret",
+            "",
+            "payload_options",
+            "webhook",
+        ] {
+            errors.add(field, format!("bad {field}"));
+        }
+        assert_eq!(
+            errors.elsewhere(),
+            ["bad ", "bad payload_options", "bad webhook"]
+        );
+        assert!(errors.on("include_host").is_some());
+    }
+}
