@@ -1,0 +1,139 @@
+//! Webhooks: a subscriber's destination, filters, format and limits (`Webhook`), the
+//! payload options it chooses, its signing secrets, and which webhooks a listing returns.
+//! Plain data; how a `webhooks` row becomes a `Webhook` is `rows.rs`.
+
+use std::collections::BTreeMap;
+
+use crate::secret::Secret;
+
+/// A webhook: where to send which events, and how.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Webhook {
+    /// Public id (`wh_…`).
+    pub id: String,
+    /// The tenant: a repository path prefix such as `acme`.
+    pub namespace: String,
+    /// A name for people.
+    pub name: String,
+    /// Destination URL, query string kept verbatim.
+    pub url: String,
+    /// Event type names this webhook wants; empty means every non-blob type.
+    pub event_types: Vec<String>,
+    /// Repository globs; empty means every repository in the namespace.
+    pub repositories: Vec<String>,
+    /// Tag globs; empty means any tag (and events without a tag).
+    pub tags: Vec<String>,
+    /// Payload format name.
+    pub format: String,
+    /// Custom headers sent verbatim.
+    pub headers: BTreeMap<String, String>,
+    /// Name of an extra GitHub-style signature header (`X-Hub-Signature-256`), if any.
+    pub signature_header: Option<String>,
+    /// Format-specific choices (dockerhub `repo_name`, harbor deletes).
+    pub payload_options: PayloadOptions,
+    /// Deliver in event order per repository:tag.
+    pub ordered: bool,
+    /// The owner's ceiling on requests in flight (None: the dispatcher's own caps).
+    pub max_concurrency: Option<i64>,
+    /// The owner's ceiling on deliveries per second, in thousandths (None: no limit).
+    pub rate_limit_milli: Option<i64>,
+    /// False once disabled by a person or by hookline.
+    pub enabled: bool,
+    /// Why hookline disabled it.
+    pub disabled_reason: Option<String>,
+    /// Start of the current run of failed attempts, for auto-disable.
+    pub failing_since: Option<i64>,
+    /// Creation time.
+    pub created_at: i64,
+    /// Last change.
+    pub updated_at: i64,
+}
+
+impl Webhook {
+    /// An enabled webhook with no filters (every non-blob event of its namespace), the
+    /// `hookline` format and no custom headers; callers set what differs.
+    pub fn new(
+        id: impl Into<String>,
+        namespace: impl Into<String>,
+        url: impl Into<String>,
+        now: i64,
+    ) -> Webhook {
+        Webhook {
+            id: id.into(),
+            namespace: namespace.into(),
+            name: String::new(),
+            url: url.into(),
+            event_types: Vec::new(),
+            repositories: Vec::new(),
+            tags: Vec::new(),
+            format: "hookline".into(),
+            headers: BTreeMap::new(),
+            signature_header: None,
+            payload_options: PayloadOptions::default(),
+            ordered: false,
+            max_concurrency: None,
+            rate_limit_milli: None,
+            enabled: true,
+            disabled_reason: None,
+            failing_since: None,
+            created_at: now,
+            updated_at: now,
+        }
+    }
+}
+
+/// Choices a webhook makes about its payload format, stored as JSON. Options of other
+/// formats than the webhook's are kept but have no effect.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PayloadOptions {
+    /// dockerhub: whether `repository.repo_name` starts with the registry host
+    /// (`reg.example.com:5000/team/app`). None: yes, unless the registry is Docker Hub
+    /// itself; Keel and Kargo match images by host, so a bare name would not match.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub include_host_in_repo_name: Option<bool>,
+    /// harbor: deliver deletes too, as `DELETE_ARTIFACT`. Off by default because Harbor
+    /// receivers (Argo CD Image Updater, Kargo) answer 400 to anything but `PUSH_ARTIFACT`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub harbor_deletes: bool,
+}
+
+/// Which webhooks [`Webhooks::list_webhooks`](crate::store::Webhooks::list_webhooks) returns.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WebhookQuery {
+    /// Only webhooks whose namespace is this one or lies below it (`acme` holds `acme`
+    /// and `acme/tools`, not `acmecorp`). None: every namespace. This is how a tenant's
+    /// visibility reaches SQL, so it compares path segments, never `LIKE` patterns.
+    pub within: Option<String>,
+    /// Only enabled (true) or disabled (false) webhooks.
+    pub enabled: Option<bool>,
+    /// Only names containing this text, ignoring ASCII case.
+    pub name_contains: Option<String>,
+    /// Only URLs containing this text.
+    pub url_contains: Option<String>,
+    /// Only ids after this one: the keyset cursor of pagination.
+    pub after_id: Option<String>,
+    /// At most this many.
+    pub limit: i64,
+}
+
+/// A signing secret of a webhook.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebhookSecret {
+    /// Id of this secret.
+    pub id: String,
+    /// `whsec_<base64>`.
+    pub secret: Secret,
+    /// When it was created.
+    pub created_at: i64,
+    /// None for the current secret; for a rotated-out one, the end of its grace period.
+    pub expires_at: Option<i64>,
+}
+
+/// A webhook with the secrets it signs with right now (current first).
+#[derive(Debug, Clone)]
+pub struct WebhookWithSecrets {
+    /// The webhook.
+    pub webhook: Webhook,
+    /// Valid secrets, current first.
+    pub secrets: Vec<WebhookSecret>,
+}
