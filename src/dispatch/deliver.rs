@@ -1,40 +1,31 @@
-//! One delivery: render, sign, send, decide what happens next, hand the result over.
+//! One delivery: render, sign, send through the transport, decide what happens next,
+//! hand the result over.
 //!
-//! The decision (docs/operations.md#which-answers-are-final): 2xx completes; 410 Gone fails
-//! the delivery and disables the webhook; a 4xx that says "these bytes will never be
-//! accepted" ([`is_final`]) fails the delivery at once, for its owner to fix and redeliver;
-//! anything else (5xx, 408/409/423/425/429, transport errors, timeouts, 3xx: redirects
-//! are not followed) is rescheduled per the retry policy, honouring `Retry-After` on
-//! 429/503, until the schedule runs out. Every attempt records why (`reason`). Failures
-//! feed the webhook's circuit breaker and its "failing since" clock, which disables it
-//! after `disable_after`.
+//! The decision ([`decide`], docs/operations.md#which-answers-are-final) reads only the
+//! transport's [`Outcome`], never a protocol's codes (the HTTP transport maps those, in
+//! `client.rs`): delivered completes; rejected fails the delivery at once, for its owner to
+//! fix and redeliver, and a rejection that says the destination is gone also disables the
+//! webhook; not sent (the SSRF guard refused the address) fails at once; a retry is
+//! rescheduled per the retry policy, honouring the destination's `Retry-After`, until the
+//! schedule runs out. Every attempt records why (`reason`). Failures feed the webhook's
+//! circuit breaker and its "failing since" clock, which disables it after `disable_after`.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
-use super::backoff::Decision;
-use super::client::{self, Outgoing};
+use super::backoff::{Decision, RetryPolicy};
 use super::lanes::Feedback;
 use super::matcher::CompiledWebhook;
-use super::recorder::Outcome;
+use super::recorder::Outcome as Recorded;
+use super::transport::{Attempt, Destination, Outcome};
 use super::window::Signal;
-use super::{Dispatcher, lock, payload, sign};
+use super::{Dispatcher, Shared, lock, payload, sign};
 use crate::store::{
     AttemptContext, AttemptRecord, CircuitView, ClaimedDelivery, Finished, NextState, decode_event,
     now_ms,
 };
-
-/// Whether an HTTP answer is final: the receiver says it will never accept this request
-/// as it is (400 Bad Request, 401/403 refused credentials, 404 no such route, 413 too
-/// large, 422 unprocessable, …), so retrying the same bytes only hammers it. The owner
-/// fixes the receiver or the webhook, then redelivers or replays. 4xx answers that speak
-/// of time (408 timeout, 409 conflict, 423 locked, 425 too early, 429 too many) are
-/// retried, like 3xx, 5xx and transport errors. 410 Gone is final and disables the webhook.
-pub fn is_final(status: u16) -> bool {
-    (400..500).contains(&status) && !matches!(status, 408 | 409 | 423 | 425 | 429)
-}
 
 /// How an attempt ended, for the attempt log and metrics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,7 +33,7 @@ enum Verdict {
     Succeeded,
     Retry,
     Failed,
-    /// 410 Gone: the webhook is disabled.
+    /// The destination is gone (HTTP 410): the webhook is disabled.
     Gone,
     /// The SSRF guard refused the destination: nothing was sent; the delivery fails at once.
     Refused,
@@ -58,6 +49,166 @@ impl Verdict {
             Verdict::Refused => "refused",
         }
     }
+}
+
+/// What one outcome means for the delivery, its endpoint and its webhook.
+#[derive(Debug, Clone, PartialEq)]
+struct Decided {
+    verdict: Verdict,
+    next: NextState,
+    /// Why it was retried or why it is final.
+    reason: Option<String>,
+    /// What the outcome says about the endpoint's load, for its window.
+    signal: Signal,
+    /// Pause the whole endpoint this long: the destination's `Retry-After`, capped.
+    pause: Option<Duration>,
+    /// Disable the webhook, for this reason (the destination is gone).
+    disable: Option<String>,
+}
+
+impl Decided {
+    fn delivered(&self) -> bool {
+        self.verdict == Verdict::Succeeded
+    }
+}
+
+/// Decides from a transport's outcome alone: the attempt's verdict, the delivery's next
+/// state and the reason, and what the endpoint's window and the webhook learn. `tries`
+/// counts the attempts since the latest redelivery or replay, this one included; `took`
+/// is how long the send took, `jitter` a sample in [0, 1) for the retry delay.
+fn decide(
+    outcome: &Outcome,
+    took: Duration,
+    tries: i64,
+    policy: &RetryPolicy,
+    now: i64,
+    jitter: f64,
+) -> Decided {
+    let failed = |verdict, reason: &str| Decided {
+        verdict,
+        next: NextState::Failed,
+        reason: Some(reason.to_owned()),
+        signal: Signal::Neutral,
+        pause: None,
+        disable: None,
+    };
+    let (class, subject, retry_after) = match outcome {
+        Outcome::Delivered => {
+            return Decided {
+                verdict: Verdict::Succeeded,
+                next: NextState::Succeeded,
+                reason: None,
+                signal: Signal::Ok(took),
+                pause: None,
+                disable: None,
+            };
+        }
+        Outcome::Rejected {
+            reason,
+            disable: Some(why),
+        } => {
+            return Decided {
+                disable: Some(format!("{why} at {}", payload::rfc3339(now))),
+                ..failed(Verdict::Gone, reason)
+            };
+        }
+        Outcome::Rejected {
+            reason,
+            disable: None,
+        } => return failed(Verdict::Failed, reason),
+        Outcome::NotSent { reason } => return failed(Verdict::Refused, reason),
+        Outcome::Retry {
+            class,
+            subject,
+            retry_after,
+        } => (class, subject, *retry_after),
+    };
+    let signal = if class.overload() {
+        Signal::Overload
+    } else {
+        Signal::Neutral
+    };
+    let pause = retry_after.map(|after| after.min(policy.retry_after_max));
+    let attempts = policy.schedule.len() + 1;
+    match policy.next(
+        u32::try_from(tries).unwrap_or(u32::MAX),
+        retry_after,
+        jitter,
+    ) {
+        Decision::RetryIn(delay) => {
+            let hinted = if retry_after.is_some() {
+                " (as its Retry-After asked)"
+            } else {
+                ""
+            };
+            let reason = format!(
+                "{subject} is retried: attempt {} of {attempts} in {}{hinted}",
+                tries + 1,
+                humantime::format_duration(Duration::from_secs(delay.as_secs().max(1)))
+            );
+            Decided {
+                verdict: Verdict::Retry,
+                next: NextState::RetryAt(now + delay.as_millis() as i64),
+                reason: Some(reason),
+                signal,
+                pause,
+                disable: None,
+            }
+        }
+        Decision::GiveUp => {
+            let reason = format!(
+                "{subject} and no retry left ({attempts} attempts): failed; redeliver or replay once the receiver is fixed"
+            );
+            Decided {
+                signal,
+                pause,
+                ..failed(Verdict::Failed, &reason)
+            }
+        }
+    }
+}
+
+/// The circuit breaker and the "failing since" clock after one attempt, under the lock:
+/// how the clock changed (to write to the store), whether the webhook has failed for
+/// longer than `disable_after` (why, to disable it), and the circuit as its owner sees it.
+fn learn(
+    shared: &mut Shared,
+    webhook: &CompiledWebhook,
+    delivered: bool,
+    disable_after: Duration,
+    now: i64,
+) -> (Option<Option<i64>>, Option<String>, CircuitView) {
+    let id = &webhook.webhook.id;
+    let known = *shared
+        .failing_since
+        .entry(id.clone())
+        .or_insert(webhook.webhook.failing_since);
+    if delivered {
+        shared.lanes.circuits.on_success(id);
+        shared.failing_since.insert(id.clone(), None);
+        return (known.is_some().then_some(None), None, CircuitView::Closed);
+    }
+    let instant = Instant::now();
+    if shared.lanes.circuits.on_failure(id, instant) {
+        tracing::warn!(webhook_id = %id, "circuit opened: holding this webhook's deliveries for the cool-down");
+    }
+    let circuit = shared.lanes.circuits.view(id, instant, now);
+    let (transition, disable) = match known {
+        None => {
+            shared.failing_since.insert(id.clone(), Some(now));
+            (Some(Some(now)), None)
+        }
+        Some(since) if now - since >= disable_after.as_millis() as i64 => {
+            let reason = format!(
+                "failing continuously since {} (longer than {})",
+                payload::rfc3339(since),
+                humantime::format_duration(disable_after)
+            );
+            (None, Some(reason))
+        }
+        Some(_) => (None, None),
+    };
+    (transition, disable, circuit)
 }
 
 impl Dispatcher {
@@ -100,137 +251,84 @@ impl Dispatcher {
             Some(enricher) => enricher.enrich(&self.store, event).await,
             None => event,
         };
-        let body = payload::render(webhook.format, &webhook.webhook.payload_options, &event);
-        let timestamp = now_ms() / 1000;
+        let mut message = payload::render(webhook.format, &webhook.webhook.payload_options, &event);
+        let custom = webhook.webhook.headers.iter();
+        message
+            .headers
+            .extend(custom.map(|(name, value)| (name.clone(), value.clone())));
         let delivery_id = delivery.lease.delivery_id.clone();
-        let signature = sign::signature_header(&webhook.keys, &delivery_id, timestamp, &body.body);
-        // The optional GitHub-style header travels with the custom headers (the API keeps
-        // their names apart), so the client needs no per-webhook header names.
-        let with_github;
-        let custom_headers = match (&webhook.webhook.signature_header, &webhook.github_secret) {
-            (Some(name), Some(secret)) => {
-                let mut headers = webhook.webhook.headers.clone();
-                headers.insert(name.clone(), sign::github_signature(secret, &body.body));
-                with_github = headers;
-                &with_github
-            }
-            _ => &webhook.webhook.headers,
+        // The optional GitHub-style header's name is kept apart from the custom headers' by
+        // the API, so no header the owner set is replaced.
+        let github = match (&webhook.webhook.signature_header, &webhook.github_secret) {
+            (Some(name), Some(secret)) => Some((name.as_str(), secret)),
+            _ => None,
         };
-        let out = Outgoing {
-            url: &webhook.webhook.url,
-            content_type: body.content_type,
-            custom_headers,
-            signature_headers: vec![
-                ("webhook-id", delivery_id.clone()),
-                ("webhook-timestamp", timestamp.to_string()),
-                ("webhook-signature", signature),
-            ],
-            body: body.body,
+        let timestamp = now_ms() / 1000;
+        sign::sign_message(&mut message, &webhook.keys, &delivery_id, timestamp, github);
+        let destination = Destination {
+            address: &webhook.webhook.url,
         };
         let started = Instant::now();
-        let response = tokio::select! {
-            response = client::send(&self.client, &self.guard, out, self.config.response_body_limit) => response,
+        let Attempt { outcome, exchange } = tokio::select! {
+            sent = self.transport.send(destination, message) => sent,
             _ = cancel.cancelled() => {
                 self.finish_slot(&webhook_id, Feedback::none());
                 return;
             }
         };
-        let feedback = self.feedback(&response, started);
-        metrics::histogram!("hookline_attempt_seconds").record(response.duration.as_secs_f64());
+        metrics::histogram!("hookline_attempt_seconds").record(exchange.duration.as_secs_f64());
 
         let attempts_made = delivery.attempts + 1;
         let now = now_ms();
-        let success = response.status.is_some_and(|s| (200..300).contains(&s));
-        let (verdict, next, reason) = if success {
+        // The schedule counts the attempts since the latest redelivery or replay.
+        let tries = attempts_made - delivery.retry_base;
+        let jitter = rand::random::<f64>();
+        let decided = decide(
+            &outcome,
+            exchange.duration,
+            tries,
+            &self.policy,
+            now,
+            jitter,
+        );
+        let verdict = decided.verdict;
+        let success = decided.delivered();
+        if success && delivery.retry_base == 0 {
             // End to end: from the delivery's creation (its event's fan-out) to the receiver's
             // 2xx, retries included. Not after a redelivery or replay: those restart on request.
-            if delivery.retry_base == 0 {
-                let waited = (now - delivery.created_at).max(0) as f64 / 1000.0;
-                metrics::histogram!("hookline_delivery_seconds").record(waited);
-            }
-            (Verdict::Succeeded, NextState::Succeeded, None)
-        } else if response.status == Some(410) {
-            let reason = "HTTP 410 Gone is final: the webhook is disabled; re-enable it to resume";
-            (Verdict::Gone, NextState::Failed, Some(reason.to_owned()))
-        } else if response.refused {
-            // Retrying cannot change the verdict until the URL or the allow-list changes.
+            let waited = (now - delivery.created_at).max(0) as f64 / 1000.0;
+            metrics::histogram!("hookline_delivery_seconds").record(waited);
+        }
+        if verdict == Verdict::Refused {
             tracing::warn!(%delivery_id, webhook_id = %webhook_id, "destination refused by the SSRF guard; delivery failed");
-            let reason = "refused destinations are final: change the URL, or ask the operator to allow it, then redeliver";
-            (Verdict::Refused, NextState::Failed, Some(reason.to_owned()))
-        } else if let Some(code) = response.status.filter(|c| is_final(*c)) {
-            let reason = format!(
-                "HTTP {code} is final: the receiver refuses this request as it is; fix the receiver (or the webhook) and redeliver"
-            );
-            (Verdict::Failed, NextState::Failed, Some(reason))
-        } else {
-            // The schedule counts the attempts since the latest redelivery or replay.
-            let tries = attempts_made - delivery.retry_base;
-            // What went wrong, as the reason's subject (built only on this failure path).
-            let what = match (response.status, response.error_class) {
-                (Some(code), _) => format!("HTTP {code}"),
-                (None, Some(class)) => class.replace('_', " "),
-                (None, None) => "no answer".to_owned(),
-            };
-            let decision = self.policy.next(
-                u32::try_from(tries).unwrap_or(u32::MAX),
-                response.retry_after,
-                rand::random::<f64>(),
-            );
-            match decision {
-                Decision::RetryIn(delay) => {
-                    let hinted = if response.retry_after.is_some() {
-                        " (as its Retry-After asked)"
-                    } else {
-                        ""
-                    };
-                    let reason = format!(
-                        "{what} is retried: attempt {} of {} in {}{hinted}",
-                        tries + 1,
-                        self.policy.schedule.len() + 1,
-                        humantime::format_duration(Duration::from_secs(delay.as_secs().max(1)))
-                    );
-                    (
-                        Verdict::Retry,
-                        NextState::RetryAt(now + delay.as_millis() as i64),
-                        Some(reason),
-                    )
-                }
-                Decision::GiveUp => {
-                    let reason = format!(
-                        "{what} and no retry left ({} attempts): failed; redeliver or replay once the receiver is fixed",
-                        self.policy.schedule.len() + 1
-                    );
-                    (Verdict::Failed, NextState::Failed, Some(reason))
-                }
-            }
-        };
+        }
         metrics::counter!("hookline_attempts_total", "outcome" => verdict.as_str()).increment(1);
-        if matches!(next, NextState::Succeeded | NextState::Failed) {
+        if matches!(decided.next, NextState::Succeeded | NextState::Failed) {
             let outcome = if success { "succeeded" } else { "failed" };
             metrics::counter!("hookline_deliveries_total", "outcome" => outcome).increment(1);
         }
-        tracing::debug!(%delivery_id, webhook_id = %webhook_id, status = ?response.status, error = ?response.error, outcome = verdict.as_str(), "attempt");
+        tracing::debug!(%delivery_id, webhook_id = %webhook_id, status = ?exchange.status_code, error = ?exchange.error, outcome = verdict.as_str(), "attempt");
 
-        let circuit = self.track_health(&webhook, success, verdict, now).await;
-        let error_class = match (success, response.status) {
-            (true, _) => None,
-            (false, Some(_)) => Some("http".to_owned()),
-            (false, None) => response.error_class.map(str::to_owned),
+        let circuit = self.track_health(&webhook, &decided, now).await;
+        let feedback = Feedback {
+            started,
+            signal: decided.signal,
+            pause: decided.pause,
         };
         let attempt = AttemptRecord {
             id: crate::ids::new_id("att"),
             delivery_id: delivery_id.clone(),
             number: attempts_made,
-            started_at: response.started_at,
-            duration_ms: response.duration.as_millis() as i64,
-            status_code: response.status.map(i64::from),
-            response_headers: response.headers,
-            response_body: response.body,
-            error: response.error,
+            started_at: exchange.started_at,
+            duration_ms: exchange.duration.as_millis() as i64,
+            status_code: exchange.status_code.map(i64::from),
+            response_headers: exchange.headers,
+            response_body: exchange.body,
+            error: exchange.error,
             outcome: verdict.as_str().into(),
-            error_class,
-            reason,
-            next_attempt_at: match next {
+            error_class: exchange.error_class.filter(|_| !success).map(str::to_owned),
+            reason: decided.reason,
+            next_attempt_at: match decided.next {
                 NextState::RetryAt(at) => Some(at),
                 _ => None,
             },
@@ -249,7 +347,7 @@ impl Dispatcher {
             Finished {
                 lease: delivery.lease,
                 attempt,
-                next,
+                next: decided.next,
                 context,
                 circuit,
             },
@@ -259,81 +357,23 @@ impl Dispatcher {
         self.finish_slot(&webhook_id, feedback);
     }
 
-    /// What an answer says about the endpoint's load, for its concurrency window: 2xx
-    /// with its latency; 429, 503, a timeout or a failed connection as overload (with the
-    /// receiver's `Retry-After` as a pause of the whole endpoint); anything else nothing.
-    fn feedback(&self, response: &client::Response, started: Instant) -> Feedback {
-        let signal = match (response.status, response.error_class) {
-            (Some(code), _) if (200..300).contains(&code) => Signal::Ok(response.duration),
-            (Some(429 | 503), _) => Signal::Overload,
-            (None, Some("timeout" | "connect")) => Signal::Overload,
-            _ => Signal::Neutral,
-        };
-        let pause = match response.status {
-            Some(429 | 503) => response
-                .retry_after
-                .map(|after| after.min(self.config.retry_after_max)),
-            _ => None,
-        };
-        Feedback {
-            started,
-            signal,
-            pause,
-        }
-    }
-
     /// Circuit breaker, "failing since" clock, and disabling the webhook when it is gone
     /// or has failed for too long.
     async fn track_health(
         &self,
         webhook: &CompiledWebhook,
-        success: bool,
-        verdict: Verdict,
+        decided: &Decided,
         now: i64,
     ) -> CircuitView {
         let id = &webhook.webhook.id;
-        let (transition, disable, circuit) = {
-            let mut shared = lock(&self.shared);
-            let known = *shared
-                .failing_since
-                .entry(id.clone())
-                .or_insert(webhook.webhook.failing_since);
-            if success {
-                shared.lanes.circuits.on_success(id);
-                shared.failing_since.insert(id.clone(), None);
-                (known.is_some().then_some(None), None, CircuitView::Closed)
-            } else {
-                let instant = Instant::now();
-                if shared.lanes.circuits.on_failure(id, instant) {
-                    tracing::warn!(webhook_id = %id, "circuit opened: holding this webhook's deliveries for the cool-down");
-                }
-                let circuit = shared.lanes.circuits.view(id, instant, now);
-                let (transition, disable) = match known {
-                    None => {
-                        shared.failing_since.insert(id.clone(), Some(now));
-                        (Some(Some(now)), None)
-                    }
-                    Some(since) if now - since >= self.config.disable_after.as_millis() as i64 => {
-                        let reason = format!(
-                            "failing continuously since {} (longer than {})",
-                            payload::rfc3339(since),
-                            humantime::format_duration(self.config.disable_after)
-                        );
-                        (None, Some(reason))
-                    }
-                    Some(_) => (None, None),
-                };
-                (transition, disable, circuit)
-            }
-        };
-        let disable = if verdict == Verdict::Gone {
-            Some(format!(
-                "the receiver answered 410 Gone at {}",
-                payload::rfc3339(now)
-            ))
-        } else {
-            disable
-        };
+        let (transition, failing_too_long, circuit) = learn(
+            &mut lock(&self.shared),
+            webhook,
+            decided.delivered(),
+            self.config.disable_after,
+            now,
+        );
+        let disable = decided.disable.clone().or(failing_too_long);
         if let Some(since) = transition
             && let Err(error) = self.store.set_failing_since(id, since).await
         {
@@ -397,7 +437,7 @@ impl Dispatcher {
         let delivery_id = finished.lease.delivery_id.clone();
         if self
             .results
-            .send(Outcome { finished, ordered })
+            .send(Recorded { finished, ordered })
             .await
             .is_err()
         {
