@@ -279,3 +279,93 @@ fn describe(error: reqwest::Error) -> (&'static str, String) {
     }
     (class, text)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn class(outcome: Outcome) -> Option<RetryClass> {
+        match outcome {
+            Outcome::Retry { class, .. } => Some(class),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn success_final_and_retried_answers() {
+        for status in [200, 201, 204, 299] {
+            assert_eq!(outcome(status, None), Outcome::Delivered, "{status}");
+        }
+        for status in [400, 401, 403, 404, 413, 422, 451, 499] {
+            assert!(is_final(status), "{status}");
+            let Outcome::Rejected { reason, disable } = outcome(status, None) else {
+                panic!("{status} is final");
+            };
+            assert_eq!(
+                reason,
+                format!(
+                    "HTTP {status} is final: the receiver refuses this request as it is; fix the receiver (or the webhook) and redeliver"
+                )
+            );
+            assert_eq!(disable, None);
+        }
+        for (status, expected) in [
+            (429, RetryClass::Throttled),
+            (503, RetryClass::Throttled),
+            (408, RetryClass::NotNow),
+            (409, RetryClass::NotNow),
+            (423, RetryClass::NotNow),
+            (425, RetryClass::NotNow),
+            (500, RetryClass::ServerError),
+            (502, RetryClass::ServerError),
+            (301, RetryClass::Redirect),
+            (308, RetryClass::Redirect),
+            (101, RetryClass::Other),
+            (600, RetryClass::Other),
+        ] {
+            assert!(!is_final(status), "{status}");
+            assert_eq!(class(outcome(status, None)), Some(expected), "{status}");
+        }
+    }
+
+    #[test]
+    fn gone_disables_and_retry_after_travels() {
+        assert_eq!(
+            outcome(410, None),
+            Outcome::Rejected {
+                reason: "HTTP 410 Gone is final: the webhook is disabled; re-enable it to resume"
+                    .into(),
+                disable: Some("the receiver answered 410 Gone".into()),
+            }
+        );
+        let after = Some(Duration::from_secs(7));
+        assert_eq!(
+            outcome(503, after),
+            Outcome::Retry {
+                class: RetryClass::Throttled,
+                subject: "HTTP 503".into(),
+                retry_after: after,
+            }
+        );
+    }
+
+    #[test]
+    fn failures_without_an_answer() {
+        assert!(matches!(failure("refused"), Outcome::NotSent { .. }));
+        for (error_class, expected, subject) in [
+            ("timeout", RetryClass::Timeout, "timeout"),
+            ("connect", RetryClass::Connect, "connect"),
+            ("request", RetryClass::Request, "request"),
+            ("invalid_url", RetryClass::InvalidAddress, "invalid url"),
+        ] {
+            assert_eq!(
+                failure(error_class),
+                Outcome::Retry {
+                    class: expected,
+                    subject: subject.into(),
+                    retry_after: None,
+                }
+            );
+        }
+    }
+}

@@ -171,21 +171,22 @@ fn decide(
 /// The circuit breaker and the "failing since" clock after one attempt, under the lock:
 /// how the clock changed (to write to the store), whether the webhook has failed for
 /// longer than `disable_after` (why, to disable it), and the circuit as its owner sees it.
+/// `stored_since` is the clock as the webhook was loaded, for its first attempt here.
 fn learn(
     shared: &mut Shared,
-    webhook: &CompiledWebhook,
+    id: &str,
+    stored_since: Option<i64>,
     delivered: bool,
     disable_after: Duration,
     now: i64,
 ) -> (Option<Option<i64>>, Option<String>, CircuitView) {
-    let id = &webhook.webhook.id;
     let known = *shared
         .failing_since
-        .entry(id.clone())
-        .or_insert(webhook.webhook.failing_since);
+        .entry(id.to_owned())
+        .or_insert(stored_since);
     if delivered {
         shared.lanes.circuits.on_success(id);
-        shared.failing_since.insert(id.clone(), None);
+        shared.failing_since.insert(id.to_owned(), None);
         return (known.is_some().then_some(None), None, CircuitView::Closed);
     }
     let instant = Instant::now();
@@ -195,7 +196,7 @@ fn learn(
     let circuit = shared.lanes.circuits.view(id, instant, now);
     let (transition, disable) = match known {
         None => {
-            shared.failing_since.insert(id.clone(), Some(now));
+            shared.failing_since.insert(id.to_owned(), Some(now));
             (Some(Some(now)), None)
         }
         Some(since) if now - since >= disable_after.as_millis() as i64 => {
@@ -368,7 +369,8 @@ impl Dispatcher {
         let id = &webhook.webhook.id;
         let (transition, failing_too_long, circuit) = learn(
             &mut lock(&self.shared),
-            webhook,
+            id,
+            webhook.webhook.failing_since,
             decided.delivered(),
             self.config.disable_after,
             now,
@@ -459,5 +461,323 @@ impl Dispatcher {
         if room {
             self.slot_freed.notify_one();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! deliver.rs's decisions, driven by a scripted transport: the real HTTP transport has
+    //! its own end-to-end tests (tests/it/dispatch.rs, tests/it/safety/).
+
+    use std::collections::{HashMap, VecDeque};
+    use std::sync::Mutex;
+
+    use super::*;
+    use crate::dispatch::circuit::Circuits;
+    use crate::dispatch::lanes::Lanes;
+    use crate::dispatch::transport::{Exchange, Message, RetryClass, Transport};
+    use crate::dispatch::window::Window;
+
+    const NOW: i64 = 1_795_569_416_000;
+    const TOOK: Duration = Duration::from_millis(20);
+    const HOUR: Duration = Duration::from_secs(3600);
+
+    /// A transport that answers from a script, whatever it is asked to send.
+    struct Scripted(Mutex<VecDeque<Outcome>>);
+
+    impl Scripted {
+        fn new(outcomes: impl IntoIterator<Item = Outcome>) -> Scripted {
+            Scripted(Mutex::new(outcomes.into_iter().collect()))
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl Transport for Scripted {
+        async fn send(&self, _: Destination<'_>, _: Message) -> Attempt {
+            let outcome = self.0.lock().expect("lock").pop_front().expect("scripted");
+            Attempt {
+                outcome,
+                exchange: Exchange {
+                    duration: TOOK,
+                    ..Exchange::default()
+                },
+            }
+        }
+    }
+
+    fn policy() -> RetryPolicy {
+        RetryPolicy {
+            schedule: vec![Duration::from_secs(10), Duration::from_secs(60)],
+            retry_after_max: Duration::from_secs(300),
+        }
+    }
+
+    /// Sends once through `transport` and decides, `tries` counting this attempt.
+    async fn attempt(transport: &dyn Transport, tries: i64) -> Decided {
+        let message = Message {
+            content_type: payload::JSON,
+            body: b"{}".to_vec(),
+            headers: Vec::new(),
+        };
+        let destination = Destination {
+            address: "https://receiver.example/hook",
+        };
+        let sent = transport.send(destination, message).await;
+        decide(
+            &sent.outcome,
+            sent.exchange.duration,
+            tries,
+            &policy(),
+            NOW,
+            0.0,
+        )
+    }
+
+    fn retry(class: RetryClass, subject: &str, retry_after: Option<Duration>) -> Outcome {
+        Outcome::Retry {
+            class,
+            subject: subject.to_owned(),
+            retry_after,
+        }
+    }
+
+    fn rejected(reason: &str, disable: Option<&str>) -> Outcome {
+        Outcome::Rejected {
+            reason: reason.to_owned(),
+            disable: disable.map(str::to_owned),
+        }
+    }
+
+    fn shared() -> Shared {
+        Shared {
+            lanes: Lanes::new(64, 64, Circuits::new(2, Duration::from_secs(30))),
+            leases: HashMap::new(),
+            failing_since: HashMap::new(),
+            claim_held_back: false,
+        }
+    }
+
+    #[tokio::test]
+    async fn delivered_completes_and_reports_its_latency() {
+        let d = attempt(&Scripted::new([Outcome::Delivered]), 1).await;
+        assert_eq!(
+            d,
+            Decided {
+                verdict: Verdict::Succeeded,
+                next: NextState::Succeeded,
+                reason: None,
+                signal: Signal::Ok(TOOK),
+                pause: None,
+                disable: None,
+            }
+        );
+        assert!(d.delivered());
+        assert_eq!(d.verdict.as_str(), "succeeded");
+    }
+
+    #[tokio::test]
+    async fn a_final_rejection_fails_at_once_with_the_transports_reason() {
+        let reason = "HTTP 404 is final: the receiver refuses this request as it is";
+        let d = attempt(&Scripted::new([rejected(reason, None)]), 1).await;
+        assert_eq!(
+            d,
+            Decided {
+                verdict: Verdict::Failed,
+                next: NextState::Failed,
+                reason: Some(reason.to_owned()),
+                signal: Signal::Neutral,
+                pause: None,
+                disable: None,
+            }
+        );
+        assert_eq!(d.verdict.as_str(), "failed");
+    }
+
+    #[tokio::test]
+    async fn a_retry_follows_the_schedule_until_it_runs_out() {
+        let transport = Scripted::new([
+            retry(RetryClass::ServerError, "HTTP 500", None),
+            retry(RetryClass::ServerError, "HTTP 500", None),
+            retry(RetryClass::ServerError, "HTTP 500", None),
+        ]);
+        let first = attempt(&transport, 1).await;
+        assert_eq!(first.verdict, Verdict::Retry);
+        assert_eq!(first.next, NextState::RetryAt(NOW + 10_000));
+        assert_eq!(
+            first.reason.as_deref(),
+            Some("HTTP 500 is retried: attempt 2 of 3 in 10s")
+        );
+        assert_eq!((first.signal, first.pause), (Signal::Neutral, None));
+        let second = attempt(&transport, 2).await;
+        assert_eq!(second.next, NextState::RetryAt(NOW + 60_000));
+        assert_eq!(
+            second.reason.as_deref(),
+            Some("HTTP 500 is retried: attempt 3 of 3 in 1m")
+        );
+        let last = attempt(&transport, 3).await;
+        assert_eq!(
+            (last.verdict, last.next),
+            (Verdict::Failed, NextState::Failed)
+        );
+        assert_eq!(
+            last.reason.as_deref(),
+            Some(
+                "HTTP 500 and no retry left (3 attempts): failed; redeliver or replay once the receiver is fixed"
+            )
+        );
+    }
+
+    #[tokio::test]
+    async fn timeouts_and_refused_connections_signal_overload_other_trouble_does_not() {
+        for (class, signal) in [
+            (RetryClass::Timeout, Signal::Overload),
+            (RetryClass::Connect, Signal::Overload),
+            (RetryClass::Throttled, Signal::Overload),
+            (RetryClass::Request, Signal::Neutral),
+            (RetryClass::NotNow, Signal::Neutral),
+            (RetryClass::Redirect, Signal::Neutral),
+            (RetryClass::InvalidAddress, Signal::Neutral),
+            (RetryClass::Other, Signal::Neutral),
+        ] {
+            let d = attempt(&Scripted::new([retry(class, "timeout", None)]), 1).await;
+            assert_eq!(d.signal, signal, "{class:?}");
+            assert_eq!(d.verdict, Verdict::Retry, "{class:?}");
+        }
+        let d = attempt(
+            &Scripted::new([retry(RetryClass::Timeout, "timeout", None)]),
+            1,
+        )
+        .await;
+        assert_eq!(
+            d.reason.as_deref(),
+            Some("timeout is retried: attempt 2 of 3 in 10s")
+        );
+    }
+
+    #[tokio::test]
+    async fn retry_after_replaces_the_delay_and_pauses_the_endpoint_capped() {
+        let asked = Duration::from_secs(30);
+        let transport = Scripted::new([
+            retry(RetryClass::Throttled, "HTTP 429", Some(asked)),
+            retry(RetryClass::Throttled, "HTTP 503", Some(HOUR)),
+            retry(RetryClass::Throttled, "HTTP 429", Some(asked)),
+        ]);
+        let d = attempt(&transport, 1).await;
+        assert_eq!(d.next, NextState::RetryAt(NOW + 30_000));
+        assert_eq!(
+            d.reason.as_deref(),
+            Some("HTTP 429 is retried: attempt 2 of 3 in 30s (as its Retry-After asked)")
+        );
+        assert_eq!((d.signal, d.pause), (Signal::Overload, Some(asked)));
+        let capped = attempt(&transport, 1).await;
+        assert_eq!(capped.next, NextState::RetryAt(NOW + 300_000));
+        assert_eq!(capped.pause, Some(Duration::from_secs(300)));
+        // The hint never adds attempts, but the endpoint still pauses.
+        let last = attempt(&transport, 3).await;
+        assert_eq!((last.verdict, last.pause), (Verdict::Failed, Some(asked)));
+    }
+
+    #[tokio::test]
+    async fn a_gone_destination_fails_and_disables_the_webhook() {
+        let reason = "HTTP 410 Gone is final: the webhook is disabled; re-enable it to resume";
+        let outcome = rejected(reason, Some("the receiver answered 410 Gone"));
+        let d = attempt(&Scripted::new([outcome]), 1).await;
+        assert_eq!((d.verdict, d.next), (Verdict::Gone, NextState::Failed));
+        assert_eq!(d.verdict.as_str(), "disabled");
+        assert_eq!(d.reason.as_deref(), Some(reason));
+        assert_eq!(
+            d.disable,
+            Some(format!(
+                "the receiver answered 410 Gone at {}",
+                payload::rfc3339(NOW)
+            ))
+        );
+        assert_eq!((d.signal, d.pause), (Signal::Neutral, None));
+    }
+
+    #[tokio::test]
+    async fn not_sent_fails_at_once_as_refused() {
+        let reason = "refused destinations are final: change the URL";
+        let outcome = Outcome::NotSent {
+            reason: reason.to_owned(),
+        };
+        let d = attempt(&Scripted::new([outcome]), 1).await;
+        assert_eq!(
+            d,
+            Decided {
+                verdict: Verdict::Refused,
+                next: NextState::Failed,
+                reason: Some(reason.to_owned()),
+                signal: Signal::Neutral,
+                pause: None,
+                disable: None,
+            }
+        );
+        assert_eq!(d.verdict.as_str(), "refused");
+    }
+
+    #[tokio::test]
+    async fn outcomes_move_the_circuit_and_the_failing_clock() {
+        let transport = Scripted::new([
+            retry(RetryClass::Timeout, "timeout", None),
+            rejected("HTTP 400 is final", None),
+            Outcome::Delivered,
+            Outcome::NotSent {
+                reason: "refused".into(),
+            },
+            retry(RetryClass::ServerError, "HTTP 500", None),
+        ]);
+        let mut shared = shared();
+        let mut step = async |now: i64| {
+            let d = attempt(&transport, 1).await;
+            learn(&mut shared, "wh_1", None, d.delivered(), HOUR, now)
+        };
+        // The first failure starts the clock; the circuit (threshold 2) stays closed.
+        assert_eq!(
+            step(NOW).await,
+            (Some(Some(NOW)), None, CircuitView::Closed)
+        );
+        // The second opens the circuit for its cool-down; the clock runs on.
+        let open = CircuitView::Open {
+            until: NOW + 1_000 + 30_000,
+        };
+        assert_eq!(step(NOW + 1_000).await, (None, None, open));
+        // Delivered: the clock stops, the circuit closes.
+        assert_eq!(
+            step(NOW + 2_000).await,
+            (Some(None), None, CircuitView::Closed)
+        );
+        // Not sent counts as a failure too.
+        let later = NOW + 3_000;
+        assert_eq!(
+            step(later).await,
+            (Some(Some(later)), None, CircuitView::Closed)
+        );
+        // Failing for longer than disable_after disables the webhook.
+        let (transition, disable, _) = step(later + 3_600_000).await;
+        assert_eq!(transition, None);
+        assert_eq!(
+            disable,
+            Some(format!(
+                "failing continuously since {} (longer than 1h)",
+                payload::rfc3339(later)
+            ))
+        );
+    }
+
+    #[tokio::test]
+    async fn overload_halves_the_window_and_neutral_leaves_it() {
+        let transport = Scripted::new([
+            retry(RetryClass::ServerError, "HTTP 500", None),
+            retry(RetryClass::Throttled, "HTTP 429", None),
+        ]);
+        let mut window = Window::default();
+        let started = Instant::now();
+        let neutral = attempt(&transport, 1).await;
+        window.observe(neutral.signal, started, 1, 64);
+        assert_eq!(window.allowed(64), 4);
+        let overload = attempt(&transport, 1).await;
+        window.observe(overload.signal, started, 1, 64);
+        assert_eq!(window.allowed(64), 2);
     }
 }
