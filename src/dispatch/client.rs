@@ -1,14 +1,16 @@
-//! The HTTP side of a delivery: one pooled client, one request, its response captured.
+//! The HTTP transport: one pooled client, one request, its answer mapped to an outcome.
 //!
 //! Keep-alive pooling, HTTP/1.1 and HTTP/2 (ALPN), connect and whole-request timeouts,
-//! no redirects followed (a 3xx is a failed attempt), and at most `body_limit` bytes of
-//! the response kept. Error texts never include the URL: its query string may carry a
-//! receiver's secret.
+//! no redirects followed (a 3xx is retried), and at most `body_limit` bytes of the
+//! response kept. Error texts never include the URL: its query string may carry a
+//! receiver's secret. [`outcome`] is the one place that reads status codes: 2xx delivers,
+//! 410 Gone and the final 4xx ([`is_final`]) reject, the rest is retried (`Retry-After`
+//! honoured on 429/503).
 //!
 //! Every destination passes the SSRF guard (`ssrf`): names resolve through
 //! `Guard::resolver`, which answers only vetted addresses, so the socket connects to an
 //! address that was vetted; IP literals are vetted here before any socket exists. A
-//! refusal comes back as a [`Response`] with `refused` set, never as a connection.
+//! refusal comes back as [`Outcome::NotSent`], never as a connection.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant, SystemTime};
@@ -17,6 +19,7 @@ use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 
 use super::backoff::parse_retry_after;
 use super::ssrf::{self, Guard};
+use super::transport::{Attempt, Destination, Exchange, Message, Outcome, RetryClass, Transport};
 
 /// Response headers kept in the attempt log, at most.
 const MAX_LOGGED_HEADERS: usize = 32;
@@ -39,58 +42,108 @@ pub fn build(
         .build()
 }
 
-/// One request to send.
-pub struct Outgoing<'a> {
-    /// Destination, verbatim.
-    pub url: &'a str,
-    /// Content type of the body.
-    pub content_type: &'a str,
-    /// The webhook's custom headers.
-    pub custom_headers: &'a BTreeMap<String, String>,
-    /// Standard Webhooks headers (`webhook-id`, `webhook-timestamp`, `webhook-signature`) and
-    /// any other signature header.
-    pub signature_headers: Vec<(&'static str, String)>,
-    /// The body.
-    pub body: Vec<u8>,
+/// The HTTP transport: the dispatcher's shared client and the guard it resolves through.
+pub struct Http {
+    client: reqwest::Client,
+    /// Vets IP literals; the client resolves names through it too.
+    guard: Guard,
+    /// Response body bytes kept for the attempt log, at most.
+    body_limit: usize,
 }
 
-/// What came back.
-#[derive(Debug, Clone)]
-pub struct Response {
-    /// Unix ms when the request started.
-    pub started_at: i64,
-    /// Time to the end of the (capped) body read, or the error.
-    pub duration: Duration,
-    /// HTTP status, if a response arrived.
-    pub status: Option<u16>,
-    /// Response headers as a JSON object.
-    pub headers: Option<String>,
-    /// The first `body_limit` bytes of the body, lossily decoded.
-    pub body: Option<String>,
-    /// Transport error (connect, timeout, …), without the URL.
-    pub error: Option<String>,
-    /// A `Retry-After` hint on 429/503.
-    pub retry_after: Option<Duration>,
-    /// The SSRF guard refused the destination: nothing was sent, and retrying cannot help.
-    pub refused: bool,
-    /// What kind of transport failure, if no response came: `timeout`, `connect`,
-    /// `request`, `invalid_url`, `refused`.
-    pub error_class: Option<&'static str>,
+impl Http {
+    /// The transport over [`build`]'s client.
+    pub fn new(
+        connect_timeout: Duration,
+        request_timeout: Duration,
+        guard: Guard,
+        body_limit: usize,
+    ) -> reqwest::Result<Http> {
+        let client = build(connect_timeout, request_timeout, &guard)?;
+        Ok(Http {
+            client,
+            guard,
+            body_limit,
+        })
+    }
 }
 
-impl Response {
-    fn failed(started_at: i64, started: Instant, error: String, class: &'static str) -> Response {
-        Response {
-            started_at,
-            duration: started.elapsed(),
-            status: None,
-            headers: None,
-            body: None,
-            error: Some(error),
-            retry_after: None,
-            refused: class == "refused",
-            error_class: Some(class),
+#[async_trait::async_trait]
+impl Transport for Http {
+    async fn send(&self, destination: Destination<'_>, message: Message) -> Attempt {
+        send(
+            &self.client,
+            &self.guard,
+            destination,
+            message,
+            self.body_limit,
+        )
+        .await
+    }
+}
+
+/// Whether an HTTP answer is final: the receiver says it will never accept this request
+/// as it is (400 Bad Request, 401/403 refused credentials, 404 no such route, 413 too
+/// large, 422 unprocessable, …), so retrying the same bytes only hammers it. The owner
+/// fixes the receiver or the webhook, then redelivers or replays. 4xx answers that speak
+/// of time (408 timeout, 409 conflict, 423 locked, 425 too early, 429 too many) are
+/// retried, like 3xx, 5xx and transport errors. 410 Gone is final and disables the webhook.
+pub fn is_final(status: u16) -> bool {
+    (400..500).contains(&status) && !matches!(status, 408 | 409 | 423 | 425 | 429)
+}
+
+/// What an HTTP answer means (docs/operations.md#which-answers-are-final), with the
+/// receiver's `Retry-After` (read on 429 and 503 only).
+pub fn outcome(status: u16, retry_after: Option<Duration>) -> Outcome {
+    let class = match status {
+        200..=299 => return Outcome::Delivered,
+        410 => {
+            return Outcome::Rejected {
+                reason: "HTTP 410 Gone is final: the webhook is disabled; re-enable it to resume"
+                    .to_owned(),
+                disable: Some("the receiver answered 410 Gone".to_owned()),
+            };
         }
+        code if is_final(code) => {
+            return Outcome::Rejected {
+                reason: format!(
+                    "HTTP {code} is final: the receiver refuses this request as it is; fix the receiver (or the webhook) and redeliver"
+                ),
+                disable: None,
+            };
+        }
+        429 | 503 => RetryClass::Throttled,
+        408 | 409 | 423 | 425 => RetryClass::NotNow,
+        300..=399 => RetryClass::Redirect,
+        500..=599 => RetryClass::ServerError,
+        _ => RetryClass::Other,
+    };
+    Outcome::Retry {
+        class,
+        subject: format!("HTTP {status}"),
+        retry_after,
+    }
+}
+
+/// The outcome of a send that got no answer, from its failure's class.
+fn failure(error_class: &'static str) -> Outcome {
+    let class = match error_class {
+        "refused" => {
+            // Retrying cannot change the verdict until the URL or the allow-list changes.
+            let reason = "refused destinations are final: change the URL, or ask the operator to allow it, then redeliver";
+            return Outcome::NotSent {
+                reason: reason.to_owned(),
+            };
+        }
+        "timeout" => RetryClass::Timeout,
+        "connect" => RetryClass::Connect,
+        "invalid_url" => RetryClass::InvalidAddress,
+        _ => RetryClass::Request,
+    };
+    Outcome::Retry {
+        class,
+        subject: error_class.replace('_', " "),
+        retry_after: None,
     }
 }
 
@@ -98,25 +151,37 @@ impl Response {
 pub async fn send(
     client: &reqwest::Client,
     guard: &Guard,
-    out: Outgoing<'_>,
+    destination: Destination<'_>,
+    message: Message,
     body_limit: usize,
-) -> Response {
+) -> Attempt {
     let started_at = crate::store::now_ms();
     let started = Instant::now();
-    let url = match reqwest::Url::parse(out.url) {
+    let failed = |error: String, class: &'static str| Attempt {
+        outcome: failure(class),
+        exchange: Exchange {
+            started_at,
+            duration: started.elapsed(),
+            error: Some(error),
+            error_class: Some(class),
+            ..Exchange::default()
+        },
+    };
+    let url = match reqwest::Url::parse(destination.address) {
         Ok(url) => url,
         Err(error) => {
-            let error = format!("the webhook URL is invalid: {error}");
-            return Response::failed(started_at, started, error, "invalid_url");
+            return failed(
+                format!("the webhook URL is invalid: {error}"),
+                "invalid_url",
+            );
         }
     };
     // reqwest connects to an IP literal without asking the resolver: vet it here.
     if let Err(refused) = guard.vet_literal(&url) {
-        let error = format!("destination refused: {refused}");
-        return Response::failed(started_at, started, error, "refused");
+        return failed(format!("destination refused: {refused}"), "refused");
     }
     let mut headers = HeaderMap::new();
-    for (name, value) in out.custom_headers {
+    for (name, value) in &message.headers {
         // Validated at the API; a bad one here is skipped rather than failing the delivery.
         if let (Ok(n), Ok(v)) = (
             HeaderName::try_from(name.as_str()),
@@ -125,18 +190,13 @@ pub async fn send(
             headers.insert(n, v);
         }
     }
-    if let Ok(v) = HeaderValue::try_from(out.content_type) {
+    if let Ok(v) = HeaderValue::try_from(message.content_type) {
         headers.insert(reqwest::header::CONTENT_TYPE, v);
-    }
-    for (name, value) in &out.signature_headers {
-        if let Ok(v) = HeaderValue::try_from(value.as_str()) {
-            headers.insert(*name, v);
-        }
     }
     let result = client
         .post(url)
         .headers(headers)
-        .body(out.body)
+        .body(message.body)
         .send()
         .await;
     let mut response = match result {
@@ -144,11 +204,10 @@ pub async fn send(
         Err(error) => {
             // The resolver's refusal surfaces as a connect error; find the verdict in it.
             if let Some(refused) = ssrf::refused_in(&error) {
-                let error = refused.to_string();
-                return Response::failed(started_at, started, error, "refused");
+                return failed(refused.to_string(), "refused");
             }
             let (class, text) = describe(error);
-            return Response::failed(started_at, started, text, class);
+            return failed(text, class);
         }
     };
     let status = response.status().as_u16();
@@ -184,17 +243,20 @@ pub async fn send(
             }
         }
     }
-    Response {
-        started_at,
-        duration: started.elapsed(),
-        status: Some(status),
-        headers: headers_json,
-        // NUL cannot be stored in a PostgreSQL text column; a receiver may send one.
-        body: Some(String::from_utf8_lossy(&body).replace('\0', "\u{fffd}")),
-        error,
-        retry_after,
-        refused: false,
-        error_class: None,
+    let outcome = outcome(status, retry_after);
+    let error_class = (outcome != Outcome::Delivered).then_some("http");
+    Attempt {
+        outcome,
+        exchange: Exchange {
+            started_at,
+            duration: started.elapsed(),
+            status_code: Some(status),
+            headers: headers_json,
+            // NUL cannot be stored in a PostgreSQL text column; a receiver may send one.
+            body: Some(String::from_utf8_lossy(&body).replace('\0', "\u{fffd}")),
+            error,
+            error_class,
+        },
     }
 }
 
@@ -216,4 +278,94 @@ fn describe(error: reqwest::Error) -> (&'static str, String) {
         source = cause.source();
     }
     (class, text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn class(outcome: Outcome) -> Option<RetryClass> {
+        match outcome {
+            Outcome::Retry { class, .. } => Some(class),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn success_final_and_retried_answers() {
+        for status in [200, 201, 204, 299] {
+            assert_eq!(outcome(status, None), Outcome::Delivered, "{status}");
+        }
+        for status in [400, 401, 403, 404, 413, 422, 451, 499] {
+            assert!(is_final(status), "{status}");
+            let Outcome::Rejected { reason, disable } = outcome(status, None) else {
+                panic!("{status} is final");
+            };
+            assert_eq!(
+                reason,
+                format!(
+                    "HTTP {status} is final: the receiver refuses this request as it is; fix the receiver (or the webhook) and redeliver"
+                )
+            );
+            assert_eq!(disable, None);
+        }
+        for (status, expected) in [
+            (429, RetryClass::Throttled),
+            (503, RetryClass::Throttled),
+            (408, RetryClass::NotNow),
+            (409, RetryClass::NotNow),
+            (423, RetryClass::NotNow),
+            (425, RetryClass::NotNow),
+            (500, RetryClass::ServerError),
+            (502, RetryClass::ServerError),
+            (301, RetryClass::Redirect),
+            (308, RetryClass::Redirect),
+            (101, RetryClass::Other),
+            (600, RetryClass::Other),
+        ] {
+            assert!(!is_final(status), "{status}");
+            assert_eq!(class(outcome(status, None)), Some(expected), "{status}");
+        }
+    }
+
+    #[test]
+    fn gone_disables_and_retry_after_travels() {
+        assert_eq!(
+            outcome(410, None),
+            Outcome::Rejected {
+                reason: "HTTP 410 Gone is final: the webhook is disabled; re-enable it to resume"
+                    .into(),
+                disable: Some("the receiver answered 410 Gone".into()),
+            }
+        );
+        let after = Some(Duration::from_secs(7));
+        assert_eq!(
+            outcome(503, after),
+            Outcome::Retry {
+                class: RetryClass::Throttled,
+                subject: "HTTP 503".into(),
+                retry_after: after,
+            }
+        );
+    }
+
+    #[test]
+    fn failures_without_an_answer() {
+        assert!(matches!(failure("refused"), Outcome::NotSent { .. }));
+        for (error_class, expected, subject) in [
+            ("timeout", RetryClass::Timeout, "timeout"),
+            ("connect", RetryClass::Connect, "connect"),
+            ("request", RetryClass::Request, "request"),
+            ("invalid_url", RetryClass::InvalidAddress, "invalid url"),
+        ] {
+            assert_eq!(
+                failure(error_class),
+                Outcome::Retry {
+                    class: expected,
+                    subject: subject.into(),
+                    retry_after: None,
+                }
+            );
+        }
+    }
 }

@@ -1,40 +1,31 @@
-//! One delivery: render, sign, send, decide what happens next, hand the result over.
+//! One delivery: render, sign, send through the transport, decide what happens next,
+//! hand the result over.
 //!
-//! The decision (docs/operations.md#which-answers-are-final): 2xx completes; 410 Gone fails
-//! the delivery and disables the webhook; a 4xx that says "these bytes will never be
-//! accepted" ([`is_final`]) fails the delivery at once, for its owner to fix and redeliver;
-//! anything else (5xx, 408/409/423/425/429, transport errors, timeouts, 3xx: redirects
-//! are not followed) is rescheduled per the retry policy, honouring `Retry-After` on
-//! 429/503, until the schedule runs out. Every attempt records why (`reason`). Failures
-//! feed the webhook's circuit breaker and its "failing since" clock, which disables it
-//! after `disable_after`.
+//! The decision ([`decide`], docs/operations.md#which-answers-are-final) reads only the
+//! transport's [`Outcome`], never a protocol's codes (the HTTP transport maps those, in
+//! `client.rs`): delivered completes; rejected fails the delivery at once, for its owner to
+//! fix and redeliver, and a rejection that says the destination is gone also disables the
+//! webhook; not sent (the SSRF guard refused the address) fails at once; a retry is
+//! rescheduled per the retry policy, honouring the destination's `Retry-After`, until the
+//! schedule runs out. Every attempt records why (`reason`). Failures feed the webhook's
+//! circuit breaker and its "failing since" clock, which disables it after `disable_after`.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
-use super::backoff::Decision;
-use super::client::{self, Outgoing};
+use super::backoff::{Decision, RetryPolicy};
 use super::lanes::Feedback;
 use super::matcher::CompiledWebhook;
-use super::recorder::Outcome;
+use super::recorder::Outcome as Recorded;
+use super::transport::{Attempt, Destination, Outcome};
 use super::window::Signal;
-use super::{Dispatcher, lock, payload, sign};
+use super::{Dispatcher, Shared, lock, payload, sign};
 use crate::store::{
     AttemptContext, AttemptRecord, CircuitView, ClaimedDelivery, Finished, NextState, decode_event,
     now_ms,
 };
-
-/// Whether an HTTP answer is final: the receiver says it will never accept this request
-/// as it is (400 Bad Request, 401/403 refused credentials, 404 no such route, 413 too
-/// large, 422 unprocessable, …), so retrying the same bytes only hammers it. The owner
-/// fixes the receiver or the webhook, then redelivers or replays. 4xx answers that speak
-/// of time (408 timeout, 409 conflict, 423 locked, 425 too early, 429 too many) are
-/// retried, like 3xx, 5xx and transport errors. 410 Gone is final and disables the webhook.
-pub fn is_final(status: u16) -> bool {
-    (400..500).contains(&status) && !matches!(status, 408 | 409 | 423 | 425 | 429)
-}
 
 /// How an attempt ended, for the attempt log and metrics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,7 +33,7 @@ enum Verdict {
     Succeeded,
     Retry,
     Failed,
-    /// 410 Gone: the webhook is disabled.
+    /// The destination is gone (HTTP 410): the webhook is disabled.
     Gone,
     /// The SSRF guard refused the destination: nothing was sent; the delivery fails at once.
     Refused,
@@ -58,6 +49,167 @@ impl Verdict {
             Verdict::Refused => "refused",
         }
     }
+}
+
+/// What one outcome means for the delivery, its endpoint and its webhook.
+#[derive(Debug, Clone, PartialEq)]
+struct Decided {
+    verdict: Verdict,
+    next: NextState,
+    /// Why it was retried or why it is final.
+    reason: Option<String>,
+    /// What the outcome says about the endpoint's load, for its window.
+    signal: Signal,
+    /// Pause the whole endpoint this long: the destination's `Retry-After`, capped.
+    pause: Option<Duration>,
+    /// Disable the webhook, for this reason (the destination is gone).
+    disable: Option<String>,
+}
+
+impl Decided {
+    fn delivered(&self) -> bool {
+        self.verdict == Verdict::Succeeded
+    }
+}
+
+/// Decides from a transport's outcome alone: the attempt's verdict, the delivery's next
+/// state and the reason, and what the endpoint's window and the webhook learn. `tries`
+/// counts the attempts since the latest redelivery or replay, this one included; `took`
+/// is how long the send took, `jitter` a sample in [0, 1) for the retry delay.
+fn decide(
+    outcome: &Outcome,
+    took: Duration,
+    tries: i64,
+    policy: &RetryPolicy,
+    now: i64,
+    jitter: f64,
+) -> Decided {
+    let failed = |verdict, reason: &str| Decided {
+        verdict,
+        next: NextState::Failed,
+        reason: Some(reason.to_owned()),
+        signal: Signal::Neutral,
+        pause: None,
+        disable: None,
+    };
+    let (class, subject, retry_after) = match outcome {
+        Outcome::Delivered => {
+            return Decided {
+                verdict: Verdict::Succeeded,
+                next: NextState::Succeeded,
+                reason: None,
+                signal: Signal::Ok(took),
+                pause: None,
+                disable: None,
+            };
+        }
+        Outcome::Rejected {
+            reason,
+            disable: Some(why),
+        } => {
+            return Decided {
+                disable: Some(format!("{why} at {}", payload::rfc3339(now))),
+                ..failed(Verdict::Gone, reason)
+            };
+        }
+        Outcome::Rejected {
+            reason,
+            disable: None,
+        } => return failed(Verdict::Failed, reason),
+        Outcome::NotSent { reason } => return failed(Verdict::Refused, reason),
+        Outcome::Retry {
+            class,
+            subject,
+            retry_after,
+        } => (class, subject, *retry_after),
+    };
+    let signal = if class.overload() {
+        Signal::Overload
+    } else {
+        Signal::Neutral
+    };
+    let pause = retry_after.map(|after| after.min(policy.retry_after_max));
+    let attempts = policy.schedule.len() + 1;
+    match policy.next(
+        u32::try_from(tries).unwrap_or(u32::MAX),
+        retry_after,
+        jitter,
+    ) {
+        Decision::RetryIn(delay) => {
+            let hinted = if retry_after.is_some() {
+                " (as its Retry-After asked)"
+            } else {
+                ""
+            };
+            let reason = format!(
+                "{subject} is retried: attempt {} of {attempts} in {}{hinted}",
+                tries + 1,
+                humantime::format_duration(Duration::from_secs(delay.as_secs().max(1)))
+            );
+            Decided {
+                verdict: Verdict::Retry,
+                next: NextState::RetryAt(now + delay.as_millis() as i64),
+                reason: Some(reason),
+                signal,
+                pause,
+                disable: None,
+            }
+        }
+        Decision::GiveUp => {
+            let reason = format!(
+                "{subject} and no retry left ({attempts} attempts): failed; redeliver or replay once the receiver is fixed"
+            );
+            Decided {
+                signal,
+                pause,
+                ..failed(Verdict::Failed, &reason)
+            }
+        }
+    }
+}
+
+/// The circuit breaker and the "failing since" clock after one attempt, under the lock:
+/// how the clock changed (to write to the store), whether the webhook has failed for
+/// longer than `disable_after` (why, to disable it), and the circuit as its owner sees it.
+/// `stored_since` is the clock as the webhook was loaded, for its first attempt here.
+fn learn(
+    shared: &mut Shared,
+    id: &str,
+    stored_since: Option<i64>,
+    delivered: bool,
+    disable_after: Duration,
+    now: i64,
+) -> (Option<Option<i64>>, Option<String>, CircuitView) {
+    let known = *shared
+        .failing_since
+        .entry(id.to_owned())
+        .or_insert(stored_since);
+    if delivered {
+        shared.lanes.circuits.on_success(id);
+        shared.failing_since.insert(id.to_owned(), None);
+        return (known.is_some().then_some(None), None, CircuitView::Closed);
+    }
+    let instant = Instant::now();
+    if shared.lanes.circuits.on_failure(id, instant) {
+        tracing::warn!(webhook_id = %id, "circuit opened: holding this webhook's deliveries for the cool-down");
+    }
+    let circuit = shared.lanes.circuits.view(id, instant, now);
+    let (transition, disable) = match known {
+        None => {
+            shared.failing_since.insert(id.to_owned(), Some(now));
+            (Some(Some(now)), None)
+        }
+        Some(since) if now - since >= disable_after.as_millis() as i64 => {
+            let reason = format!(
+                "failing continuously since {} (longer than {})",
+                payload::rfc3339(since),
+                humantime::format_duration(disable_after)
+            );
+            (None, Some(reason))
+        }
+        Some(_) => (None, None),
+    };
+    (transition, disable, circuit)
 }
 
 impl Dispatcher {
@@ -100,137 +252,84 @@ impl Dispatcher {
             Some(enricher) => enricher.enrich(&self.store, event).await,
             None => event,
         };
-        let body = payload::render(webhook.format, &webhook.webhook.payload_options, &event);
-        let timestamp = now_ms() / 1000;
+        let mut message = payload::render(webhook.format, &webhook.webhook.payload_options, &event);
+        let custom = webhook.webhook.headers.iter();
+        message
+            .headers
+            .extend(custom.map(|(name, value)| (name.clone(), value.clone())));
         let delivery_id = delivery.lease.delivery_id.clone();
-        let signature = sign::signature_header(&webhook.keys, &delivery_id, timestamp, &body.body);
-        // The optional GitHub-style header travels with the custom headers (the API keeps
-        // their names apart), so the client needs no per-webhook header names.
-        let with_github;
-        let custom_headers = match (&webhook.webhook.signature_header, &webhook.github_secret) {
-            (Some(name), Some(secret)) => {
-                let mut headers = webhook.webhook.headers.clone();
-                headers.insert(name.clone(), sign::github_signature(secret, &body.body));
-                with_github = headers;
-                &with_github
-            }
-            _ => &webhook.webhook.headers,
+        // The optional GitHub-style header's name is kept apart from the custom headers' by
+        // the API, so no header the owner set is replaced.
+        let github = match (&webhook.webhook.signature_header, &webhook.github_secret) {
+            (Some(name), Some(secret)) => Some((name.as_str(), secret)),
+            _ => None,
         };
-        let out = Outgoing {
-            url: &webhook.webhook.url,
-            content_type: body.content_type,
-            custom_headers,
-            signature_headers: vec![
-                ("webhook-id", delivery_id.clone()),
-                ("webhook-timestamp", timestamp.to_string()),
-                ("webhook-signature", signature),
-            ],
-            body: body.body,
+        let timestamp = now_ms() / 1000;
+        sign::sign_message(&mut message, &webhook.keys, &delivery_id, timestamp, github);
+        let destination = Destination {
+            address: &webhook.webhook.url,
         };
         let started = Instant::now();
-        let response = tokio::select! {
-            response = client::send(&self.client, &self.guard, out, self.config.response_body_limit) => response,
+        let Attempt { outcome, exchange } = tokio::select! {
+            sent = self.transport.send(destination, message) => sent,
             _ = cancel.cancelled() => {
                 self.finish_slot(&webhook_id, Feedback::none());
                 return;
             }
         };
-        let feedback = self.feedback(&response, started);
-        metrics::histogram!("hookline_attempt_seconds").record(response.duration.as_secs_f64());
+        metrics::histogram!("hookline_attempt_seconds").record(exchange.duration.as_secs_f64());
 
         let attempts_made = delivery.attempts + 1;
         let now = now_ms();
-        let success = response.status.is_some_and(|s| (200..300).contains(&s));
-        let (verdict, next, reason) = if success {
+        // The schedule counts the attempts since the latest redelivery or replay.
+        let tries = attempts_made - delivery.retry_base;
+        let jitter = rand::random::<f64>();
+        let decided = decide(
+            &outcome,
+            exchange.duration,
+            tries,
+            &self.policy,
+            now,
+            jitter,
+        );
+        let verdict = decided.verdict;
+        let success = decided.delivered();
+        if success && delivery.retry_base == 0 {
             // End to end: from the delivery's creation (its event's fan-out) to the receiver's
             // 2xx, retries included. Not after a redelivery or replay: those restart on request.
-            if delivery.retry_base == 0 {
-                let waited = (now - delivery.created_at).max(0) as f64 / 1000.0;
-                metrics::histogram!("hookline_delivery_seconds").record(waited);
-            }
-            (Verdict::Succeeded, NextState::Succeeded, None)
-        } else if response.status == Some(410) {
-            let reason = "HTTP 410 Gone is final: the webhook is disabled; re-enable it to resume";
-            (Verdict::Gone, NextState::Failed, Some(reason.to_owned()))
-        } else if response.refused {
-            // Retrying cannot change the verdict until the URL or the allow-list changes.
+            let waited = (now - delivery.created_at).max(0) as f64 / 1000.0;
+            metrics::histogram!("hookline_delivery_seconds").record(waited);
+        }
+        if verdict == Verdict::Refused {
             tracing::warn!(%delivery_id, webhook_id = %webhook_id, "destination refused by the SSRF guard; delivery failed");
-            let reason = "refused destinations are final: change the URL, or ask the operator to allow it, then redeliver";
-            (Verdict::Refused, NextState::Failed, Some(reason.to_owned()))
-        } else if let Some(code) = response.status.filter(|c| is_final(*c)) {
-            let reason = format!(
-                "HTTP {code} is final: the receiver refuses this request as it is; fix the receiver (or the webhook) and redeliver"
-            );
-            (Verdict::Failed, NextState::Failed, Some(reason))
-        } else {
-            // The schedule counts the attempts since the latest redelivery or replay.
-            let tries = attempts_made - delivery.retry_base;
-            // What went wrong, as the reason's subject (built only on this failure path).
-            let what = match (response.status, response.error_class) {
-                (Some(code), _) => format!("HTTP {code}"),
-                (None, Some(class)) => class.replace('_', " "),
-                (None, None) => "no answer".to_owned(),
-            };
-            let decision = self.policy.next(
-                u32::try_from(tries).unwrap_or(u32::MAX),
-                response.retry_after,
-                rand::random::<f64>(),
-            );
-            match decision {
-                Decision::RetryIn(delay) => {
-                    let hinted = if response.retry_after.is_some() {
-                        " (as its Retry-After asked)"
-                    } else {
-                        ""
-                    };
-                    let reason = format!(
-                        "{what} is retried: attempt {} of {} in {}{hinted}",
-                        tries + 1,
-                        self.policy.schedule.len() + 1,
-                        humantime::format_duration(Duration::from_secs(delay.as_secs().max(1)))
-                    );
-                    (
-                        Verdict::Retry,
-                        NextState::RetryAt(now + delay.as_millis() as i64),
-                        Some(reason),
-                    )
-                }
-                Decision::GiveUp => {
-                    let reason = format!(
-                        "{what} and no retry left ({} attempts): failed; redeliver or replay once the receiver is fixed",
-                        self.policy.schedule.len() + 1
-                    );
-                    (Verdict::Failed, NextState::Failed, Some(reason))
-                }
-            }
-        };
+        }
         metrics::counter!("hookline_attempts_total", "outcome" => verdict.as_str()).increment(1);
-        if matches!(next, NextState::Succeeded | NextState::Failed) {
+        if matches!(decided.next, NextState::Succeeded | NextState::Failed) {
             let outcome = if success { "succeeded" } else { "failed" };
             metrics::counter!("hookline_deliveries_total", "outcome" => outcome).increment(1);
         }
-        tracing::debug!(%delivery_id, webhook_id = %webhook_id, status = ?response.status, error = ?response.error, outcome = verdict.as_str(), "attempt");
+        tracing::debug!(%delivery_id, webhook_id = %webhook_id, status = ?exchange.status_code, error = ?exchange.error, outcome = verdict.as_str(), "attempt");
 
-        let circuit = self.track_health(&webhook, success, verdict, now).await;
-        let error_class = match (success, response.status) {
-            (true, _) => None,
-            (false, Some(_)) => Some("http".to_owned()),
-            (false, None) => response.error_class.map(str::to_owned),
+        let circuit = self.track_health(&webhook, &decided, now).await;
+        let feedback = Feedback {
+            started,
+            signal: decided.signal,
+            pause: decided.pause,
         };
         let attempt = AttemptRecord {
             id: crate::ids::new_id("att"),
             delivery_id: delivery_id.clone(),
             number: attempts_made,
-            started_at: response.started_at,
-            duration_ms: response.duration.as_millis() as i64,
-            status_code: response.status.map(i64::from),
-            response_headers: response.headers,
-            response_body: response.body,
-            error: response.error,
+            started_at: exchange.started_at,
+            duration_ms: exchange.duration.as_millis() as i64,
+            status_code: exchange.status_code.map(i64::from),
+            response_headers: exchange.headers,
+            response_body: exchange.body,
+            error: exchange.error,
             outcome: verdict.as_str().into(),
-            error_class,
-            reason,
-            next_attempt_at: match next {
+            error_class: exchange.error_class.filter(|_| !success).map(str::to_owned),
+            reason: decided.reason,
+            next_attempt_at: match decided.next {
                 NextState::RetryAt(at) => Some(at),
                 _ => None,
             },
@@ -249,7 +348,7 @@ impl Dispatcher {
             Finished {
                 lease: delivery.lease,
                 attempt,
-                next,
+                next: decided.next,
                 context,
                 circuit,
             },
@@ -259,81 +358,24 @@ impl Dispatcher {
         self.finish_slot(&webhook_id, feedback);
     }
 
-    /// What an answer says about the endpoint's load, for its concurrency window: 2xx
-    /// with its latency; 429, 503, a timeout or a failed connection as overload (with the
-    /// receiver's `Retry-After` as a pause of the whole endpoint); anything else nothing.
-    fn feedback(&self, response: &client::Response, started: Instant) -> Feedback {
-        let signal = match (response.status, response.error_class) {
-            (Some(code), _) if (200..300).contains(&code) => Signal::Ok(response.duration),
-            (Some(429 | 503), _) => Signal::Overload,
-            (None, Some("timeout" | "connect")) => Signal::Overload,
-            _ => Signal::Neutral,
-        };
-        let pause = match response.status {
-            Some(429 | 503) => response
-                .retry_after
-                .map(|after| after.min(self.config.retry_after_max)),
-            _ => None,
-        };
-        Feedback {
-            started,
-            signal,
-            pause,
-        }
-    }
-
     /// Circuit breaker, "failing since" clock, and disabling the webhook when it is gone
     /// or has failed for too long.
     async fn track_health(
         &self,
         webhook: &CompiledWebhook,
-        success: bool,
-        verdict: Verdict,
+        decided: &Decided,
         now: i64,
     ) -> CircuitView {
         let id = &webhook.webhook.id;
-        let (transition, disable, circuit) = {
-            let mut shared = lock(&self.shared);
-            let known = *shared
-                .failing_since
-                .entry(id.clone())
-                .or_insert(webhook.webhook.failing_since);
-            if success {
-                shared.lanes.circuits.on_success(id);
-                shared.failing_since.insert(id.clone(), None);
-                (known.is_some().then_some(None), None, CircuitView::Closed)
-            } else {
-                let instant = Instant::now();
-                if shared.lanes.circuits.on_failure(id, instant) {
-                    tracing::warn!(webhook_id = %id, "circuit opened: holding this webhook's deliveries for the cool-down");
-                }
-                let circuit = shared.lanes.circuits.view(id, instant, now);
-                let (transition, disable) = match known {
-                    None => {
-                        shared.failing_since.insert(id.clone(), Some(now));
-                        (Some(Some(now)), None)
-                    }
-                    Some(since) if now - since >= self.config.disable_after.as_millis() as i64 => {
-                        let reason = format!(
-                            "failing continuously since {} (longer than {})",
-                            payload::rfc3339(since),
-                            humantime::format_duration(self.config.disable_after)
-                        );
-                        (None, Some(reason))
-                    }
-                    Some(_) => (None, None),
-                };
-                (transition, disable, circuit)
-            }
-        };
-        let disable = if verdict == Verdict::Gone {
-            Some(format!(
-                "the receiver answered 410 Gone at {}",
-                payload::rfc3339(now)
-            ))
-        } else {
-            disable
-        };
+        let (transition, failing_too_long, circuit) = learn(
+            &mut lock(&self.shared),
+            id,
+            webhook.webhook.failing_since,
+            decided.delivered(),
+            self.config.disable_after,
+            now,
+        );
+        let disable = decided.disable.clone().or(failing_too_long);
         if let Some(since) = transition
             && let Err(error) = self.store.set_failing_since(id, since).await
         {
@@ -397,7 +439,7 @@ impl Dispatcher {
         let delivery_id = finished.lease.delivery_id.clone();
         if self
             .results
-            .send(Outcome { finished, ordered })
+            .send(Recorded { finished, ordered })
             .await
             .is_err()
         {
@@ -419,5 +461,323 @@ impl Dispatcher {
         if room {
             self.slot_freed.notify_one();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! deliver.rs's decisions, driven by a scripted transport: the real HTTP transport has
+    //! its own end-to-end tests (tests/it/dispatch.rs, tests/it/safety/).
+
+    use std::collections::{HashMap, VecDeque};
+    use std::sync::Mutex;
+
+    use super::*;
+    use crate::dispatch::circuit::Circuits;
+    use crate::dispatch::lanes::Lanes;
+    use crate::dispatch::transport::{Exchange, Message, RetryClass, Transport};
+    use crate::dispatch::window::Window;
+
+    const NOW: i64 = 1_795_569_416_000;
+    const TOOK: Duration = Duration::from_millis(20);
+    const HOUR: Duration = Duration::from_secs(3600);
+
+    /// A transport that answers from a script, whatever it is asked to send.
+    struct Scripted(Mutex<VecDeque<Outcome>>);
+
+    impl Scripted {
+        fn new(outcomes: impl IntoIterator<Item = Outcome>) -> Scripted {
+            Scripted(Mutex::new(outcomes.into_iter().collect()))
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl Transport for Scripted {
+        async fn send(&self, _: Destination<'_>, _: Message) -> Attempt {
+            let outcome = self.0.lock().expect("lock").pop_front().expect("scripted");
+            Attempt {
+                outcome,
+                exchange: Exchange {
+                    duration: TOOK,
+                    ..Exchange::default()
+                },
+            }
+        }
+    }
+
+    fn policy() -> RetryPolicy {
+        RetryPolicy {
+            schedule: vec![Duration::from_secs(10), Duration::from_secs(60)],
+            retry_after_max: Duration::from_secs(300),
+        }
+    }
+
+    /// Sends once through `transport` and decides, `tries` counting this attempt.
+    async fn attempt(transport: &dyn Transport, tries: i64) -> Decided {
+        let message = Message {
+            content_type: payload::JSON,
+            body: b"{}".to_vec(),
+            headers: Vec::new(),
+        };
+        let destination = Destination {
+            address: "https://receiver.example/hook",
+        };
+        let sent = transport.send(destination, message).await;
+        decide(
+            &sent.outcome,
+            sent.exchange.duration,
+            tries,
+            &policy(),
+            NOW,
+            0.0,
+        )
+    }
+
+    fn retry(class: RetryClass, subject: &str, retry_after: Option<Duration>) -> Outcome {
+        Outcome::Retry {
+            class,
+            subject: subject.to_owned(),
+            retry_after,
+        }
+    }
+
+    fn rejected(reason: &str, disable: Option<&str>) -> Outcome {
+        Outcome::Rejected {
+            reason: reason.to_owned(),
+            disable: disable.map(str::to_owned),
+        }
+    }
+
+    fn shared() -> Shared {
+        Shared {
+            lanes: Lanes::new(64, 64, Circuits::new(2, Duration::from_secs(30))),
+            leases: HashMap::new(),
+            failing_since: HashMap::new(),
+            claim_held_back: false,
+        }
+    }
+
+    #[tokio::test]
+    async fn delivered_completes_and_reports_its_latency() {
+        let d = attempt(&Scripted::new([Outcome::Delivered]), 1).await;
+        assert_eq!(
+            d,
+            Decided {
+                verdict: Verdict::Succeeded,
+                next: NextState::Succeeded,
+                reason: None,
+                signal: Signal::Ok(TOOK),
+                pause: None,
+                disable: None,
+            }
+        );
+        assert!(d.delivered());
+        assert_eq!(d.verdict.as_str(), "succeeded");
+    }
+
+    #[tokio::test]
+    async fn a_final_rejection_fails_at_once_with_the_transports_reason() {
+        let reason = "HTTP 404 is final: the receiver refuses this request as it is";
+        let d = attempt(&Scripted::new([rejected(reason, None)]), 1).await;
+        assert_eq!(
+            d,
+            Decided {
+                verdict: Verdict::Failed,
+                next: NextState::Failed,
+                reason: Some(reason.to_owned()),
+                signal: Signal::Neutral,
+                pause: None,
+                disable: None,
+            }
+        );
+        assert_eq!(d.verdict.as_str(), "failed");
+    }
+
+    #[tokio::test]
+    async fn a_retry_follows_the_schedule_until_it_runs_out() {
+        let transport = Scripted::new([
+            retry(RetryClass::ServerError, "HTTP 500", None),
+            retry(RetryClass::ServerError, "HTTP 500", None),
+            retry(RetryClass::ServerError, "HTTP 500", None),
+        ]);
+        let first = attempt(&transport, 1).await;
+        assert_eq!(first.verdict, Verdict::Retry);
+        assert_eq!(first.next, NextState::RetryAt(NOW + 10_000));
+        assert_eq!(
+            first.reason.as_deref(),
+            Some("HTTP 500 is retried: attempt 2 of 3 in 10s")
+        );
+        assert_eq!((first.signal, first.pause), (Signal::Neutral, None));
+        let second = attempt(&transport, 2).await;
+        assert_eq!(second.next, NextState::RetryAt(NOW + 60_000));
+        assert_eq!(
+            second.reason.as_deref(),
+            Some("HTTP 500 is retried: attempt 3 of 3 in 1m")
+        );
+        let last = attempt(&transport, 3).await;
+        assert_eq!(
+            (last.verdict, last.next),
+            (Verdict::Failed, NextState::Failed)
+        );
+        assert_eq!(
+            last.reason.as_deref(),
+            Some(
+                "HTTP 500 and no retry left (3 attempts): failed; redeliver or replay once the receiver is fixed"
+            )
+        );
+    }
+
+    #[tokio::test]
+    async fn timeouts_and_refused_connections_signal_overload_other_trouble_does_not() {
+        for (class, signal) in [
+            (RetryClass::Timeout, Signal::Overload),
+            (RetryClass::Connect, Signal::Overload),
+            (RetryClass::Throttled, Signal::Overload),
+            (RetryClass::Request, Signal::Neutral),
+            (RetryClass::NotNow, Signal::Neutral),
+            (RetryClass::Redirect, Signal::Neutral),
+            (RetryClass::InvalidAddress, Signal::Neutral),
+            (RetryClass::Other, Signal::Neutral),
+        ] {
+            let d = attempt(&Scripted::new([retry(class, "timeout", None)]), 1).await;
+            assert_eq!(d.signal, signal, "{class:?}");
+            assert_eq!(d.verdict, Verdict::Retry, "{class:?}");
+        }
+        let d = attempt(
+            &Scripted::new([retry(RetryClass::Timeout, "timeout", None)]),
+            1,
+        )
+        .await;
+        assert_eq!(
+            d.reason.as_deref(),
+            Some("timeout is retried: attempt 2 of 3 in 10s")
+        );
+    }
+
+    #[tokio::test]
+    async fn retry_after_replaces_the_delay_and_pauses_the_endpoint_capped() {
+        let asked = Duration::from_secs(30);
+        let transport = Scripted::new([
+            retry(RetryClass::Throttled, "HTTP 429", Some(asked)),
+            retry(RetryClass::Throttled, "HTTP 503", Some(HOUR)),
+            retry(RetryClass::Throttled, "HTTP 429", Some(asked)),
+        ]);
+        let d = attempt(&transport, 1).await;
+        assert_eq!(d.next, NextState::RetryAt(NOW + 30_000));
+        assert_eq!(
+            d.reason.as_deref(),
+            Some("HTTP 429 is retried: attempt 2 of 3 in 30s (as its Retry-After asked)")
+        );
+        assert_eq!((d.signal, d.pause), (Signal::Overload, Some(asked)));
+        let capped = attempt(&transport, 1).await;
+        assert_eq!(capped.next, NextState::RetryAt(NOW + 300_000));
+        assert_eq!(capped.pause, Some(Duration::from_secs(300)));
+        // The hint never adds attempts, but the endpoint still pauses.
+        let last = attempt(&transport, 3).await;
+        assert_eq!((last.verdict, last.pause), (Verdict::Failed, Some(asked)));
+    }
+
+    #[tokio::test]
+    async fn a_gone_destination_fails_and_disables_the_webhook() {
+        let reason = "HTTP 410 Gone is final: the webhook is disabled; re-enable it to resume";
+        let outcome = rejected(reason, Some("the receiver answered 410 Gone"));
+        let d = attempt(&Scripted::new([outcome]), 1).await;
+        assert_eq!((d.verdict, d.next), (Verdict::Gone, NextState::Failed));
+        assert_eq!(d.verdict.as_str(), "disabled");
+        assert_eq!(d.reason.as_deref(), Some(reason));
+        assert_eq!(
+            d.disable,
+            Some(format!(
+                "the receiver answered 410 Gone at {}",
+                payload::rfc3339(NOW)
+            ))
+        );
+        assert_eq!((d.signal, d.pause), (Signal::Neutral, None));
+    }
+
+    #[tokio::test]
+    async fn not_sent_fails_at_once_as_refused() {
+        let reason = "refused destinations are final: change the URL";
+        let outcome = Outcome::NotSent {
+            reason: reason.to_owned(),
+        };
+        let d = attempt(&Scripted::new([outcome]), 1).await;
+        assert_eq!(
+            d,
+            Decided {
+                verdict: Verdict::Refused,
+                next: NextState::Failed,
+                reason: Some(reason.to_owned()),
+                signal: Signal::Neutral,
+                pause: None,
+                disable: None,
+            }
+        );
+        assert_eq!(d.verdict.as_str(), "refused");
+    }
+
+    #[tokio::test]
+    async fn outcomes_move_the_circuit_and_the_failing_clock() {
+        let transport = Scripted::new([
+            retry(RetryClass::Timeout, "timeout", None),
+            rejected("HTTP 400 is final", None),
+            Outcome::Delivered,
+            Outcome::NotSent {
+                reason: "refused".into(),
+            },
+            retry(RetryClass::ServerError, "HTTP 500", None),
+        ]);
+        let mut shared = shared();
+        let mut step = async |now: i64| {
+            let d = attempt(&transport, 1).await;
+            learn(&mut shared, "wh_1", None, d.delivered(), HOUR, now)
+        };
+        // The first failure starts the clock; the circuit (threshold 2) stays closed.
+        assert_eq!(
+            step(NOW).await,
+            (Some(Some(NOW)), None, CircuitView::Closed)
+        );
+        // The second opens the circuit for its cool-down; the clock runs on.
+        let open = CircuitView::Open {
+            until: NOW + 1_000 + 30_000,
+        };
+        assert_eq!(step(NOW + 1_000).await, (None, None, open));
+        // Delivered: the clock stops, the circuit closes.
+        assert_eq!(
+            step(NOW + 2_000).await,
+            (Some(None), None, CircuitView::Closed)
+        );
+        // Not sent counts as a failure too.
+        let later = NOW + 3_000;
+        assert_eq!(
+            step(later).await,
+            (Some(Some(later)), None, CircuitView::Closed)
+        );
+        // Failing for longer than disable_after disables the webhook.
+        let (transition, disable, _) = step(later + 3_600_000).await;
+        assert_eq!(transition, None);
+        assert_eq!(
+            disable,
+            Some(format!(
+                "failing continuously since {} (longer than 1h)",
+                payload::rfc3339(later)
+            ))
+        );
+    }
+
+    #[tokio::test]
+    async fn overload_halves_the_window_and_neutral_leaves_it() {
+        let transport = Scripted::new([
+            retry(RetryClass::ServerError, "HTTP 500", None),
+            retry(RetryClass::Throttled, "HTTP 429", None),
+        ]);
+        let mut window = Window::default();
+        let started = Instant::now();
+        let neutral = attempt(&transport, 1).await;
+        window.observe(neutral.signal, started, 1, 64);
+        assert_eq!(window.allowed(64), 4);
+        let overload = attempt(&transport, 1).await;
+        window.observe(overload.signal, started, 1, 64);
+        assert_eq!(window.allowed(64), 2);
     }
 }

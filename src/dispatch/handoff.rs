@@ -13,9 +13,10 @@
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use super::Dispatcher;
+use super::claim::plan_deliveries;
 use super::lanes::Job;
 use super::matcher::Matcher;
-use super::{Dispatcher, plan_deliveries};
 use crate::event::Event;
 use crate::store::{ClaimedDelivery, FanOutNow, Lease, Planner, now_ms};
 

@@ -1,13 +1,15 @@
 //! Dispatch: takes due work off the queue and delivers it.
 //!
-//! One loop per process ([`run`]): wait for a wake-up (or the fallback poll), fan new
-//! events out into deliveries (`matcher`), claim due deliveries with a lease up to the free
-//! concurrency, and spawn one task per delivery (`deliver`). Tasks hand their results to
-//! the `recorder`, which writes them in batches. A slow endpoint only ever holds its own
-//! slots; retries are rescheduled rows, never sleeping tasks.
+//! One dispatcher per process ([`run`]): its claim loop (`claim`) fans new events out into
+//! deliveries (`matcher`) and claims due ones with a lease; this file queues them in their
+//! lanes, starts one task per delivery (`deliver`) as slots free up, keeps the leases alive
+//! and drains at shutdown. Tasks send through the `transport` seam (HTTP: `client`) and
+//! hand their results to the `recorder`, which writes them in batches. A slow endpoint
+//! only ever holds its own slots; retries are rescheduled rows, never sleeping tasks.
 
 pub mod backoff;
 mod circuit;
+mod claim;
 pub mod client;
 mod deliver;
 mod handoff;
@@ -17,6 +19,7 @@ pub mod payload;
 mod recorder;
 pub mod sign;
 pub mod ssrf;
+pub mod transport;
 mod window;
 
 use std::collections::HashMap;
@@ -28,17 +31,16 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::DispatchConfig;
-use crate::event::Event;
-use crate::store::{ClaimedDelivery, Lease, NewDelivery, Store, now_ms};
+use crate::store::{Lease, Store, now_ms};
 use backoff::RetryPolicy;
 use circuit::Circuits;
+use claim::Loop;
 use lanes::{Job, Lanes};
-use matcher::Matcher;
+use transport::Transport;
 
+pub use claim::ordering_key;
 pub use handoff::{Handoff, Ticket};
 
-/// Most events fanned out per transaction.
-const FAN_OUT_BATCH: i64 = 500;
 /// How often queue depth gauges are refreshed.
 const STATS_EVERY: Duration = Duration::from_secs(15);
 
@@ -60,9 +62,8 @@ struct Shared {
 struct Dispatcher {
     store: Store,
     config: DispatchConfig,
-    client: reqwest::Client,
-    /// Vets destinations; the client resolves through it too.
-    guard: ssrf::Guard,
+    /// The way out: every delivery is sent through it (HTTP today, `client::Http`).
+    transport: Box<dyn Transport>,
     policy: RetryPolicy,
     shared: Mutex<Shared>,
     /// Signalled when a lane has room for more, so the loop claims again.
@@ -89,8 +90,14 @@ pub async fn run(
     handoff: Handoff,
     shutdown: CancellationToken,
 ) {
-    let client = match client::build(config.connect_timeout, config.request_timeout, &guard) {
-        Ok(client) => client,
+    let http = client::Http::new(
+        config.connect_timeout,
+        config.request_timeout,
+        guard,
+        config.response_body_limit,
+    );
+    let transport: Box<dyn Transport> = match http {
+        Ok(http) => Box::new(http),
         Err(error) => {
             tracing::error!(%error, "cannot build the HTTP client; dispatcher not started");
             return;
@@ -119,8 +126,7 @@ pub async fn run(
         timer_at: Mutex::new(None),
         store,
         config,
-        client,
-        guard,
+        transport,
         results,
         sends: TaskTracker::new(),
         cancel_sends: CancellationToken::new(),
@@ -131,14 +137,7 @@ pub async fn run(
     tracing::info!(%owner, "dispatcher started");
     let renewer = tokio::spawn(renew_leases(dispatcher.clone(), shutdown.clone()));
     tokio::spawn(report_stats(dispatcher.store.clone(), shutdown.clone()));
-    let mut looper = Loop {
-        d: dispatcher.clone(),
-        owner,
-        matcher: Arc::new(Matcher::default()),
-        revision: None,
-        secrets_expire_at: None,
-        handoff: handoff.clone(),
-    };
+    let mut looper = Loop::new(dispatcher.clone(), owner, handoff.clone());
     looper.run(&shutdown).await;
     handoff.detach();
 
@@ -174,159 +173,6 @@ pub async fn run(
         }
     }
     tracing::info!("dispatcher stopped");
-}
-
-/// The claim loop's own state.
-struct Loop {
-    d: Arc<Dispatcher>,
-    owner: String,
-    matcher: Arc<Matcher>,
-    /// Webhooks revision the matcher was built from.
-    revision: Option<i64>,
-    /// When the earliest rotated-out secret expires: the matcher must be rebuilt then.
-    secrets_expire_at: Option<i64>,
-    /// Where ingest in this process takes the matcher from.
-    handoff: Handoff,
-}
-
-impl Loop {
-    async fn run(&mut self, shutdown: &CancellationToken) {
-        let mut waiter = self.d.store.wake().waiter();
-        let mut failures = 0u32;
-        while !shutdown.is_cancelled() {
-            let more = match self.cycle().await {
-                Ok(more) => {
-                    failures = 0;
-                    more
-                }
-                Err(error) => {
-                    failures += 1;
-                    tracing::warn!(%error, "dispatcher cycle failed; retrying");
-                    false
-                }
-            };
-            if more {
-                continue; // a full batch: there is probably more due right now
-            }
-            let pause = if failures > 0 {
-                Duration::from_millis(100 * 2u64.pow(failures.min(6)))
-                    .min(self.d.config.poll_interval * 5)
-            } else {
-                self.d.config.poll_interval
-            };
-            tokio::select! {
-                _ = shutdown.cancelled() => break,
-                _ = waiter.wait(pause) => {}
-                _ = self.d.slot_freed.notified() => {}
-            }
-        }
-    }
-
-    /// One pass: refresh webhooks, fan out, claim and start deliveries.
-    /// Returns true if a full batch was claimed (more work is likely due).
-    async fn cycle(&mut self) -> Result<bool, crate::store::StoreError> {
-        let now = now_ms();
-        self.refresh_matcher(now, false).await?;
-        loop {
-            let matcher = self.matcher.clone();
-            let plan = move |event: &Event| plan_deliveries(&matcher, event);
-            let revision = self.revision.unwrap_or_default();
-            let report = self
-                .d
-                .store
-                .fan_out(FAN_OUT_BATCH, now, revision, &plan)
-                .await?;
-            if report.stale {
-                self.refresh_matcher(now, false).await?;
-                continue;
-            }
-            if report.events > 0 {
-                tracing::debug!(
-                    events = report.events,
-                    deliveries = report.deliveries,
-                    "fanned out"
-                );
-            }
-            if (report.events as i64) < FAN_OUT_BATCH {
-                break;
-            }
-        }
-        let (limit, skip) = {
-            let mut shared = lock(&self.d.shared);
-            let (limit, skip) = shared.lanes.claim_plan(Instant::now());
-            shared.claim_held_back = limit < lanes::CLAIM_CHUNK || !skip.is_empty();
-            (limit, skip)
-        };
-        if limit == 0 {
-            return Ok(false);
-        }
-        let claim = crate::store::Claim {
-            owner: &self.owner,
-            now,
-            lease: self.d.config.lease,
-            limit: limit as i64,
-            skip_webhooks: &skip,
-        };
-        let claimed = self.d.store.claim_due(&claim).await?;
-        let full = claimed.len() == limit;
-        self.admit(claimed).await?;
-        Ok(full)
-    }
-
-    /// Queues claimed deliveries in their lanes and starts what may start.
-    async fn admit(
-        &mut self,
-        claimed: Vec<ClaimedDelivery>,
-    ) -> Result<(), crate::store::StoreError> {
-        let mut jobs = Vec::with_capacity(claimed.len());
-        let mut refreshed = false;
-        for delivery in claimed {
-            let mut webhook = self.matcher.get(&delivery.webhook_id);
-            if webhook.is_none() && !refreshed {
-                // Perhaps created after our last refresh (a test ping): look once more,
-                // once per batch (a deleted webhook may have many deliveries here).
-                self.refresh_matcher(now_ms(), true).await?;
-                refreshed = true;
-                webhook = self.matcher.get(&delivery.webhook_id);
-            }
-            match webhook {
-                Some(webhook) => jobs.push(Job { webhook, delivery }),
-                None => {
-                    self.d
-                        .give_up_unsent(delivery, "the webhook is disabled or deleted; not sent")
-                        .await;
-                }
-            }
-        }
-        let refused = self.d.queue(jobs);
-        if !refused.is_empty() {
-            self.d.store.release(&refused, now_ms()).await?;
-        }
-        Ok(())
-    }
-
-    /// Rebuilds the matcher when webhooks changed or a rotated secret expired.
-    async fn refresh_matcher(
-        &mut self,
-        now: i64,
-        force: bool,
-    ) -> Result<(), crate::store::StoreError> {
-        let revision = self.d.store.webhooks_revision().await?;
-        let expired = self.secrets_expire_at.is_some_and(|at| now >= at);
-        if !force && !expired && self.revision == Some(revision) {
-            return Ok(());
-        }
-        let webhooks = self.d.store.enabled_webhooks(now).await?;
-        self.secrets_expire_at = webhooks
-            .iter()
-            .flat_map(|w| w.secrets.iter().filter_map(|s| s.expires_at))
-            .min();
-        self.matcher = Arc::new(Matcher::new(webhooks));
-        self.revision = Some(revision);
-        self.handoff.publish(revision, self.matcher.clone());
-        tracing::debug!(revision, webhooks = self.matcher.len(), "webhooks loaded");
-        Ok(())
-    }
 }
 
 impl Dispatcher {
@@ -419,33 +265,6 @@ impl Dispatcher {
             d.pump();
         });
     }
-}
-
-/// The deliveries an event needs: one per matching webhook.
-fn plan_deliveries(matcher: &Matcher, event: &Event) -> Vec<NewDelivery> {
-    matcher
-        .matching(event)
-        .into_iter()
-        .map(|webhook| NewDelivery {
-            id: crate::ids::new_id("dlv"),
-            event_id: event.id.clone(),
-            webhook_id: webhook.webhook.id.clone(),
-            namespace: webhook.webhook.namespace.clone(),
-            ordering_key: webhook
-                .webhook
-                .ordered
-                .then(|| ordering_key(&webhook.webhook.id, event)),
-        })
-        .collect()
-}
-
-/// Ordered webhooks deliver one repository:tag's events one at a time, in event order.
-pub fn ordering_key(webhook_id: &str, event: &Event) -> String {
-    format!(
-        "{webhook_id}/{}:{}",
-        event.repository,
-        event.tag.as_deref().unwrap_or("")
-    )
 }
 
 /// Keeps every lease this process holds alive while its deliveries wait or run.

@@ -2,7 +2,8 @@
 //!
 //! Pure functions over bytes: decode a `whsec_…` secret into its key, sign
 //! `"{msg_id}.{timestamp}.{body}"` with HMAC-SHA256, and build the `webhook-signature`
-//! header (one `v1,…` entry per valid key, current first). No I/O and no clock: the
+//! header (one `v1,…` entry per valid key, current first); [`sign_message`] adds them to
+//! a rendered message, whatever transport carries it. No I/O and no clock: the
 //! dispatcher passes the timestamp in. Secret values never reach an error or a log.
 
 use base64::Engine;
@@ -12,6 +13,7 @@ use hmac::{Hmac, Mac};
 use rand::RngCore;
 use sha2::Sha256;
 
+use super::payload::Message;
 use crate::secret::{Secret, hex};
 
 /// The prefix of a Standard Webhooks secret.
@@ -82,6 +84,28 @@ pub fn signature_header(keys: &[Vec<u8>], msg_id: &str, timestamp: i64, body: &[
         .map(|key| sign(key, msg_id, timestamp, body))
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+/// Signs `message` as delivery `msg_id` at `timestamp` (Unix seconds): appends the
+/// GitHub-style header when the webhook names one (`github`: its name and secret), then
+/// the Standard Webhooks headers `webhook-id`, `webhook-timestamp` and `webhook-signature`.
+pub fn sign_message(
+    message: &mut Message,
+    keys: &[Vec<u8>],
+    msg_id: &str,
+    timestamp: i64,
+    github: Option<(&str, &Secret)>,
+) {
+    let signature = signature_header(keys, msg_id, timestamp, &message.body);
+    if let Some((name, secret)) = github {
+        let value = github_signature(secret, &message.body);
+        message.headers.push((name.to_owned(), value));
+    }
+    message.headers.extend([
+        ("webhook-id".to_owned(), msg_id.to_owned()),
+        ("webhook-timestamp".to_owned(), timestamp.to_string()),
+        ("webhook-signature".to_owned(), signature),
+    ]);
 }
 
 /// A new secret: `whsec_` + standard base64 of 32 random bytes.

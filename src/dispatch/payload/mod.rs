@@ -1,8 +1,9 @@
 //! What a receiver gets: the request body for an event, per payload format.
 //!
-//! Pure: an [`Event`] and the webhook's [`Format`] and [`PayloadOptions`] in, bytes and a
-//! content type out. [`delivers`] says which events a format can carry at all (fan-out
-//! asks it, so a dockerhub webhook never gets a delivery for a delete). The body of a
+//! Pure: an [`Event`] and the webhook's [`Format`] and [`PayloadOptions`] in, a [`Message`]
+//! out (bytes and a content type) that any transport can carry. [`delivers`] says which
+//! events a format can carry at all (fan-out asks it, so a dockerhub webhook never gets a
+//! delivery for a delete). The body of a
 //! delivery is the same on every attempt (only the signature headers change), so
 //! receivers can deduplicate on `webhook-id` and compare bodies. One file per format;
 //! docs/payloads/ documents each, and tests/it/payloads.rs checks them against the
@@ -64,13 +65,30 @@ impl Format {
     }
 }
 
-/// A rendered body with its content type.
+/// What any transport carries: a rendered body, its content type, and the headers (HTTP)
+/// or properties (message buses) that travel with it. Rendering fills the body and the
+/// content type; the delivery adds the webhook's custom headers, and signing its own
+/// (`sign::sign_message`).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Payload {
-    /// `Content-Type` header value.
+pub struct Message {
+    /// The body's media type: HTTP's `Content-Type`, a broker's content-type property.
     pub content_type: &'static str,
     /// The body.
     pub body: Vec<u8>,
+    /// Names and values in order; a later one replaces an earlier one of the same name.
+    /// Empty as rendered.
+    pub headers: Vec<(String, String)>,
+}
+
+impl Message {
+    /// A message with no headers yet.
+    fn new(content_type: &'static str, body: Vec<u8>) -> Message {
+        Message {
+            content_type,
+            body,
+            headers: Vec::new(),
+        }
+    }
 }
 
 /// Plain JSON: what the dockerhub and harbor receivers insist on, and hookline's own.
@@ -95,33 +113,22 @@ pub fn delivers(format: Format, options: &PayloadOptions, event: &Event) -> bool
 /// Renders `event` in `format`. A `ping` has no Docker Hub or Harbor equivalent: those
 /// webhooks get hookline's ping body (as `application/json`), which their receivers
 /// ignore or refuse without deploying anything, and which still proves the connection.
-pub fn render(format: Format, options: &PayloadOptions, event: &Event) -> Payload {
+pub fn render(format: Format, options: &PayloadOptions, event: &Event) -> Message {
     let json = |value: serde_json::Value| value.to_string().into_bytes();
     match format {
-        Format::Hookline => Payload {
-            content_type: JSON,
-            body: json(hookline::render(event)),
-        },
-        Format::DockerHub | Format::Harbor if event.kind == EventType::Ping => Payload {
-            content_type: JSON,
-            body: json(hookline::render(event)),
-        },
-        Format::CloudEvents => Payload {
-            content_type: cloudevents::CONTENT_TYPE,
-            body: json(cloudevents::render(event)),
-        },
-        Format::DockerHub => Payload {
-            content_type: JSON,
-            body: json(dockerhub::render(event, options)),
-        },
-        Format::Harbor => Payload {
-            content_type: JSON,
-            body: json(harbor::render(event)),
-        },
-        Format::Distribution => Payload {
-            content_type: distribution::CONTENT_TYPE,
-            body: json(distribution::render(event)),
-        },
+        Format::Hookline => Message::new(JSON, json(hookline::render(event))),
+        Format::DockerHub | Format::Harbor if event.kind == EventType::Ping => {
+            Message::new(JSON, json(hookline::render(event)))
+        }
+        Format::CloudEvents => {
+            Message::new(cloudevents::CONTENT_TYPE, json(cloudevents::render(event)))
+        }
+        Format::DockerHub => Message::new(JSON, json(dockerhub::render(event, options))),
+        Format::Harbor => Message::new(JSON, json(harbor::render(event))),
+        Format::Distribution => Message::new(
+            distribution::CONTENT_TYPE,
+            json(distribution::render(event)),
+        ),
     }
 }
 
