@@ -5,12 +5,17 @@
 //! Secrets leave only through CreateWebhook and RotateWebhookSecret responses. Logs name
 //! webhook ids, namespaces and token ids; never secrets, tokens, URLs or header values.
 
+pub(crate) mod mask;
+
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use tonic::{Request, Response, Status};
 
 use std::collections::HashMap;
 use std::sync::Arc;
+
+use mask::Mask;
+pub(crate) use mask::UPDATABLE;
 
 use super::auth::{Caller, within};
 use super::convert::{health_to_proto, timestamp, webhook_to_proto};
@@ -29,23 +34,6 @@ use crate::store::{NewDelivery, Store, Webhook, WebhookQuery, WebhookSecret, now
 const DAY_MS: i64 = 24 * 3_600_000;
 /// How often an update is retried when a concurrent write changed the webhook first.
 const UPDATE_ATTEMPTS: usize = 5;
-
-/// The fields UpdateWebhook may change.
-pub(crate) const UPDATABLE: [&str; 13] = [
-    "name",
-    "url",
-    "event_types",
-    "repositories",
-    "tags",
-    "payload_format",
-    "headers",
-    "ordered",
-    "enabled",
-    "signature_header",
-    "payload_options",
-    "max_concurrency",
-    "rate_limit",
-];
 
 /// The service implementation: the store, the limits, and the SSRF guard.
 pub(crate) struct WebhookApi {
@@ -320,100 +308,19 @@ impl WebhookService for WebhookApi {
         let Some(input) = request.webhook else {
             return Err(Violations::one("webhook", "required"));
         };
-        let paths = request.update_mask.map(|m| m.paths).unwrap_or_default();
-        let mut v = Violations::default();
-        if paths.is_empty() {
-            v.add(
-                "update_mask",
-                format!("name the fields to change: {}", UPDATABLE.join(", ")),
-            );
-        }
-        for path in &paths {
-            if !UPDATABLE.contains(&path.as_str()) {
-                v.add(
-                    "update_mask",
-                    format!(
-                        "`{path}` cannot be changed; changeable fields: {}",
-                        UPDATABLE.join(", ")
-                    ),
-                );
-            }
-        }
-        v.check()?;
-        let has = |field: &str| paths.iter().any(|p| p == field);
+        let mask = Mask::new(request.update_mask.map(|m| m.paths).unwrap_or_default())?;
         for _ in 0..UPDATE_ATTEMPTS {
             let current = self.visible(&caller, &input.id).await?;
-            // Merge: start from the stored webhook, take the masked fields from the request.
-            let mut merged = webhook_to_proto(&current);
-            if has("name") {
-                merged.name = input.name.clone();
-            }
-            if has("url") {
-                merged.url = input.url.clone();
-            }
-            if has("event_types") {
-                merged.event_types = input.event_types.clone();
-            }
-            if has("repositories") {
-                merged.repositories = input.repositories.clone();
-            }
-            if has("tags") {
-                merged.tags = input.tags.clone();
-            }
-            if has("payload_format") {
-                merged.payload_format = input.payload_format;
-            }
-            if has("headers") {
-                merged.headers = input.headers.clone();
-            }
-            if has("signature_header") {
-                merged.signature_header = input.signature_header.clone();
-            }
-            if has("payload_options") {
-                merged.payload_options = input.payload_options;
-            }
-            if has("max_concurrency") {
-                merged.max_concurrency = input.max_concurrency;
-            }
-            if has("rate_limit") {
-                merged.rate_limit = input.rate_limit;
-            }
+            let merged = mask.merged(&current, &input);
             let mut v = Violations::default();
             let fields = validate::fields(&merged, &current.namespace, &self.limits, &mut v);
             v.check()?;
-            if has("url") && fields.url != current.url {
+            if mask.has("url") && fields.url != current.url {
                 validate::destination(&self.guard, &fields.url).await?;
             }
-            let mut next = current.clone();
-            next.name = fields.name;
-            next.url = fields.url;
-            // Stored event type names that the proto cannot show are kept as they are.
-            if has("event_types") {
-                next.event_types = fields.event_types;
-            }
-            next.repositories = fields.repositories;
-            next.tags = fields.tags;
-            if has("payload_format") {
-                next.format = fields.format;
-            }
-            next.headers = fields.headers;
-            next.signature_header = fields.signature_header;
-            next.payload_options = fields.payload_options;
-            next.max_concurrency = fields.max_concurrency;
-            next.rate_limit_milli = fields.rate_limit_milli;
-            if has("ordered") {
-                next.ordered = input.ordered;
-            }
-            if has("enabled") {
-                let enabled = input.enabled.unwrap_or(true);
-                if enabled != current.enabled {
-                    next.enabled = enabled;
-                    next.disabled_reason = None;
-                }
-            }
-            next.updated_at = now_ms().max(current.updated_at + 1);
+            let next = mask.apply(&current, fields, &input, now_ms());
             if self.store.update_webhook(&next, current.updated_at).await? {
-                tracing::info!(webhook_id = %next.id, fields = ?paths, token_id = %caller.token_id(), "webhook updated");
+                tracing::info!(webhook_id = %next.id, fields = ?mask.paths(), token_id = %caller.token_id(), "webhook updated");
                 return Ok(Response::new(proto::UpdateWebhookResponse {
                     webhook: self
                         .with_health(std::slice::from_ref(&next))

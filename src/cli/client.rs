@@ -28,7 +28,8 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long one call may take (not the live tail, which runs until stopped).
 const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Where the API is and who we are. Accepted before or after the subcommand.
+/// Where the API is and who we are. Accepted before or after the subcommand; `--help`
+/// lists them under their own heading, after the command's options.
 #[derive(Debug, Clone, Args)]
 pub struct ClientArgs {
     /// URL of hookline's gRPC API (`hookline serve` with the api role).
@@ -36,15 +37,27 @@ pub struct ClientArgs {
         long,
         env = "HOOKLINE_SERVER",
         default_value = "http://127.0.0.1:50051",
-        global = true
+        global = true,
+        help_heading = "Connection"
     )]
     pub server: String,
     /// API token (`hookline tokens create --namespace NS` or `--admin`).
-    #[arg(long, env = "HOOKLINE_TOKEN", hide_env_values = true, global = true)]
+    #[arg(
+        long,
+        env = "HOOKLINE_TOKEN",
+        hide_env_values = true,
+        global = true,
+        help_heading = "Connection"
+    )]
     pub token: Option<Secret>,
     /// PEM file of the CA that signed the server's certificate, for an `https://` --server
     /// with a private CA (default: the system's trusted CAs).
-    #[arg(long, env = "HOOKLINE_CA_CERT", global = true)]
+    #[arg(
+        long,
+        env = "HOOKLINE_CA_CERT",
+        global = true,
+        help_heading = "Connection"
+    )]
     pub ca_cert: Option<PathBuf>,
 }
 
@@ -173,6 +186,17 @@ impl ClientArgs {
             );
         }
         Ok(config.ca_certificate(Certificate::from_pem(pem)))
+    }
+
+    /// The answer of a call, or its failure explained (see [`ClientArgs::explain`]).
+    pub fn answer<T>(
+        &self,
+        result: Result<tonic::Response<T>, Status>,
+        what: &str,
+    ) -> anyhow::Result<T> {
+        result
+            .map(tonic::Response::into_inner)
+            .map_err(|status| self.explain(status, what))
     }
 
     /// A failed call as an error that says what to do. `what` names the object (`webhook wh_…`).

@@ -12,7 +12,8 @@ use serde_json::{Value, json};
 
 use super::Output;
 use super::client::{ClientArgs, DeliveryClient};
-use super::deliveries::{Filters, delivery_json, print_deliveries};
+use super::deliveries::{delivery_json, print_deliveries};
+use super::listing::{Filters, collect, print_more};
 use super::show::{age_text, parse_time, target_text, text_json, time_text};
 use crate::api::proto;
 
@@ -76,11 +77,8 @@ pub async fn run(args: EventsArgs) -> anyhow::Result<()> {
     match args.command {
         EventsCommand::List { filters, output } => list(c, &mut client, &filters, output).await,
         EventsCommand::Get { id, output } => {
-            let response = client
-                .get_event(proto::GetEventRequest { id: id.clone() })
-                .await
-                .map_err(|s| c.explain(s, &format!("event {id}")))?
-                .into_inner();
+            let request = proto::GetEventRequest { id: id.clone() };
+            let response = c.answer(client.get_event(request).await, &format!("event {id}"))?;
             let event = response.event.context("the server sent no event")?;
             match output {
                 Output::Json => {
@@ -120,28 +118,23 @@ async fn list(
     f: &Filters,
     output: Output,
 ) -> anyhow::Result<()> {
-    let mut request = proto::ListEventsRequest {
-        page_size: f.page_size(0),
-        page_token: f.page_token.clone().unwrap_or_default(),
+    let base = proto::ListEventsRequest {
         event_types: f.event_types.clone(),
         repository: f.repository.clone().unwrap_or_default(),
         since: f.since,
         until: f.until,
+        ..Default::default()
     };
-    let mut events = Vec::new();
-    let next = loop {
-        let page = client
-            .list_events(request.clone())
-            .await
-            .map_err(|s| c.explain(s, "page"))?
-            .into_inner();
-        events.extend(page.events);
-        if f.done(events.len(), &page.next_page_token) {
-            break page.next_page_token;
-        }
-        request.page_token = page.next_page_token;
-        request.page_size = f.page_size(events.len());
-    };
+    let (events, next) = collect(f, async |page_token, page_size| {
+        let request = proto::ListEventsRequest {
+            page_token,
+            page_size,
+            ..base.clone()
+        };
+        let page = c.answer(client.list_events(request).await, "page")?;
+        Ok((page.events, page.next_page_token))
+    })
+    .await?;
     match output {
         Output::Json => println!("{}", Value::Array(events.iter().map(event_json).collect())),
         Output::Table => {
@@ -162,9 +155,7 @@ async fn list(
             }
         }
     }
-    if !next.is_empty() {
-        eprintln!("more: --page-token {next}");
-    }
+    print_more(&next);
     Ok(())
 }
 
@@ -210,11 +201,8 @@ pub async fn replay(args: ReplayArgs) -> anyhow::Result<()> {
     };
     let (mut queued, mut request_ids, mut repeated) = (0, Vec::new(), false);
     for call in 2.. {
-        let response = client
-            .replay_webhook(request.clone())
-            .await
-            .map_err(|s| c.explain(s, &format!("webhook {}", args.webhook_id)))?
-            .into_inner();
+        let answer = client.replay_webhook(request.clone()).await;
+        let response = c.answer(answer, &format!("webhook {}", args.webhook_id))?;
         // A repeated id answers with the first call's count, but queued nothing now.
         if response.repeated {
             repeated = true;

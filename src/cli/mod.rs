@@ -3,15 +3,17 @@
 //! `serve` and `migrate` run the server side; `tokens` works directly on the database
 //! (the operator's bootstrap: no server needed); `webhooks`, `deliveries` (with the live
 //! `tail`), `events` and `replay` are gRPC clients of the api role (`client.rs` connects
-//! and explains failures, `show.rs` holds the shared texts); `listen` is a local receiver
-//! that verifies deliveries (`listen.rs`). Errors here are `anyhow` with context, printed
-//! by `main` as one clear line. Long-running commands (`listen`, `deliveries tail`) get
+//! and explains failures, `listing.rs` the list commands' filters and paging, `show.rs`
+//! the shared texts); `listen` is a local receiver that verifies deliveries
+//! (`listen.rs`). Errors here are `anyhow` with context, printed by `main` as one clear
+//! line. Long-running commands (`listen`, `deliveries tail`) get
 //! the shutdown token so Ctrl-C ends them cleanly.
 
 mod client;
 mod deliveries;
 mod events;
 mod listen;
+mod listing;
 mod show;
 mod tokens;
 mod webhooks;

@@ -1,5 +1,5 @@
 //! How the CLI shows things: a webhook as an aligned `key  value` block for people and a
-//! JSON object with names (not enum numbers) for scripts, and the small time, duration
+//! JSON object with names (not enum numbers) for scripts, the webhooks table, and the small time, duration
 //! and age texts every client command shares. A `Webhook` message has no secret to show.
 
 use serde_json::{Value, json};
@@ -135,6 +135,38 @@ fn health_rows(h: &proto::WebhookHealth) -> Vec<(&'static str, String)> {
             },
         ),
     ]
+}
+
+/// The webhooks table of `webhooks list`.
+pub(super) fn print_webhooks(webhooks: &[proto::Webhook]) {
+    println!(
+        "{:<35}  {:<16}  {:<24}  {:<8}  {:<12}  {:>7}  {:>6}  {:<24}  URL",
+        "ID", "NAMESPACE", "NAME", "ENABLED", "HEALTH", "PENDING", "FAILED", "EVENTS"
+    );
+    for w in webhooks {
+        let events = event_names(&w.event_types);
+        let count = |n: Option<i64>| n.map_or_else(|| "-".to_owned(), |n| n.to_string());
+        println!(
+            "{:<35}  {:<16}  {:<24}  {:<8}  {:<12}  {:>7}  {:>6}  {:<24}  {}",
+            w.id,
+            w.namespace.as_deref().unwrap_or_default(),
+            w.name,
+            if w.enabled.unwrap_or(true) {
+                "yes"
+            } else {
+                "no"
+            },
+            health_state(w.health.as_ref()),
+            count(w.health.as_ref().map(|h| h.pending)),
+            count(w.health.as_ref().map(|h| h.failed)),
+            if events.is_empty() {
+                "(default)".to_owned()
+            } else {
+                events.join(",")
+            },
+            w.url
+        );
+    }
 }
 
 pub(super) fn print_webhook(w: &proto::Webhook, output: Output) {

@@ -1,0 +1,242 @@
+//! The arguments of `hookline webhooks …`: one struct or variant per subcommand, each
+//! option documented where it is declared (that text is `--help`), and the parsers of
+//! the values clap cannot parse alone (event types, payload formats, `NAME=VALUE`).
+//!
+//! Only the shape of a value is checked here; every rule about a webhook is the
+//! server's, so the CLI and other clients can never disagree.
+
+use clap::{ArgGroup, Args, Subcommand};
+
+use crate::api::convert::{FORMATS, event_type_to_proto, format_to_proto};
+use crate::cli::Output;
+use crate::config::HumanDuration;
+use crate::event::EventType;
+use crate::secret::Secret;
+
+#[derive(Debug, Subcommand)]
+pub(super) enum WebhooksCommand {
+    /// Register a webhook and print its signing secret (shown this once).
+    Create(Box<CreateArgs>),
+    /// List webhooks: every page, or one page with --page-size.
+    List(ListArgs),
+    /// Show one webhook.
+    Get {
+        /// The webhook's id (`wh_…`).
+        id: String,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t)]
+        output: Output,
+    },
+    /// Change a webhook: only the options given change.
+    Update(Box<UpdateArgs>),
+    /// Delete a webhook and its secrets; its pending deliveries are not sent.
+    Delete {
+        /// The webhook's id.
+        id: String,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t)]
+        output: Output,
+    },
+    /// Make a new signing secret current and print it; the old one stays valid for --grace.
+    RotateSecret {
+        /// The webhook's id.
+        id: String,
+        /// How long the previous secret stays valid (default 24h, at most 30d).
+        #[arg(long)]
+        grace: Option<HumanDuration>,
+        /// The new secret (`whsec_…`); generated when not given.
+        #[arg(long)]
+        secret: Option<Secret>,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t)]
+        output: Output,
+    },
+    /// Send a `ping` event to the webhook through the normal delivery path.
+    Test {
+        /// The webhook's id.
+        id: String,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t)]
+        output: Output,
+    },
+}
+
+#[derive(Debug, Args)]
+pub(super) struct CreateArgs {
+    /// A name for people.
+    #[arg(long)]
+    pub(super) name: String,
+    /// Where deliveries are POSTed (http or https).
+    #[arg(long)]
+    pub(super) url: String,
+    /// Namespace (repository prefix); defaults to the token's. Admin tokens must give one ("" = every repository).
+    #[arg(long)]
+    pub(super) namespace: Option<String>,
+    /// Event type to deliver, repeatable (default: every type but the blob events and
+    /// manifest.pushed, which come only when named).
+    #[arg(long = "event-type", value_name = "TYPE", value_parser = parse_event_type)]
+    pub(super) event_types: Vec<i32>,
+    /// Repository glob inside the namespace, repeatable (`acme/*`, `acme/tools/**`).
+    #[arg(long = "repository", value_name = "GLOB")]
+    pub(super) repositories: Vec<String>,
+    /// Tag glob, repeatable (`v*`); when given, only tagged events whose tag matches.
+    #[arg(long = "tag", value_name = "GLOB")]
+    pub(super) tags: Vec<String>,
+    /// Payload format: hookline, cloudevents, dockerhub, harbor, distribution.
+    #[arg(long, default_value = "hookline", value_parser = parse_format)]
+    pub(super) format: i32,
+    /// Custom header sent with every delivery, repeatable.
+    #[arg(long = "header", value_name = "NAME=VALUE", value_parser = parse_header)]
+    pub(super) headers: Vec<(String, String)>,
+    /// Deliver one repository:tag's events one at a time, in order.
+    #[arg(long)]
+    pub(super) ordered: bool,
+    /// Also sign GitHub-style in this header (`X-Signature`, `X-Hub-Signature-256`): `sha256=<hex>`.
+    #[arg(long, value_name = "NAME")]
+    pub(super) signature_header: Option<String>,
+    /// dockerhub format: whether `repo_name` starts with the registry host (default: yes, unless Docker Hub).
+    #[arg(long, value_name = "BOOL")]
+    pub(super) include_host_in_repo_name: Option<bool>,
+    /// harbor format: deliver deletes too, as DELETE_ARTIFACT.
+    #[arg(long)]
+    pub(super) harbor_deletes: bool,
+    /// At most this many requests in flight to it at once (a ceiling for its adaptive window).
+    #[arg(long, value_name = "N")]
+    pub(super) max_concurrency: Option<i32>,
+    /// At most this many deliveries per second to it (0.5: one every two seconds).
+    #[arg(long, value_name = "PER_SECOND")]
+    pub(super) rate_limit: Option<f64>,
+    /// Create it disabled.
+    #[arg(long)]
+    pub(super) disabled: bool,
+    /// Signing secret (`whsec_…`); generated when not given.
+    #[arg(long)]
+    pub(super) secret: Option<Secret>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t)]
+    pub(super) output: Output,
+}
+
+#[derive(Debug, Args)]
+pub(super) struct ListArgs {
+    /// Only this namespace and those below it.
+    #[arg(long)]
+    pub(super) namespace: Option<String>,
+    /// Only enabled (true) or disabled (false) webhooks.
+    #[arg(long, value_name = "BOOL")]
+    pub(super) enabled: Option<bool>,
+    /// Only names containing this text.
+    #[arg(long)]
+    pub(super) name_contains: Option<String>,
+    /// Only URLs containing this text.
+    #[arg(long)]
+    pub(super) url_contains: Option<String>,
+    /// Fetch one page of this size (1–500) and print the next page's token.
+    #[arg(long)]
+    pub(super) page_size: Option<i32>,
+    /// Continue from this page token.
+    #[arg(long)]
+    pub(super) page_token: Option<String>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t)]
+    pub(super) output: Output,
+}
+
+#[derive(Debug, Args)]
+#[command(group(ArgGroup::new("state").args(["enable", "disable"])))]
+pub(super) struct UpdateArgs {
+    /// The webhook's id.
+    pub(super) id: String,
+    /// New name.
+    #[arg(long)]
+    pub(super) name: Option<String>,
+    /// New URL.
+    #[arg(long)]
+    pub(super) url: Option<String>,
+    /// Replace the event types, repeatable.
+    #[arg(long = "event-type", value_name = "TYPE", value_parser = parse_event_type)]
+    pub(super) event_types: Vec<i32>,
+    /// Clear the event types (every non-blob type).
+    #[arg(long, conflicts_with = "event_types")]
+    pub(super) no_event_types: bool,
+    /// Replace the repository globs, repeatable.
+    #[arg(long = "repository", value_name = "GLOB")]
+    pub(super) repositories: Vec<String>,
+    /// Clear the repository globs (the whole namespace).
+    #[arg(long, conflicts_with = "repositories")]
+    pub(super) no_repositories: bool,
+    /// Replace the tag globs, repeatable.
+    #[arg(long = "tag", value_name = "GLOB")]
+    pub(super) tags: Vec<String>,
+    /// Clear the tag globs (any tag or none).
+    #[arg(long, conflicts_with = "tags")]
+    pub(super) no_tags: bool,
+    /// New payload format.
+    #[arg(long, value_parser = parse_format)]
+    pub(super) format: Option<i32>,
+    /// Replace the custom headers, repeatable.
+    #[arg(long = "header", value_name = "NAME=VALUE", value_parser = parse_header)]
+    pub(super) headers: Vec<(String, String)>,
+    /// Remove every custom header.
+    #[arg(long, conflicts_with = "headers")]
+    pub(super) no_headers: bool,
+    /// Ordered delivery on or off.
+    #[arg(long, value_name = "BOOL")]
+    pub(super) ordered: Option<bool>,
+    /// Also sign GitHub-style in this header (`X-Signature`, `X-Hub-Signature-256`).
+    #[arg(long, value_name = "NAME")]
+    pub(super) signature_header: Option<String>,
+    /// Stop sending the GitHub-style signature header.
+    #[arg(long, conflicts_with = "signature_header")]
+    pub(super) no_signature_header: bool,
+    /// dockerhub format: whether `repo_name` starts with the registry host.
+    #[arg(long, value_name = "BOOL")]
+    pub(super) include_host_in_repo_name: Option<bool>,
+    /// harbor format: deliver deletes too (true) or pushes only (false).
+    #[arg(long, value_name = "BOOL")]
+    pub(super) harbor_deletes: Option<bool>,
+    /// At most this many requests in flight to it at once.
+    #[arg(long, value_name = "N")]
+    pub(super) max_concurrency: Option<i32>,
+    /// Remove the ceiling on requests in flight (the adaptive window decides alone).
+    #[arg(long, conflicts_with = "max_concurrency")]
+    pub(super) no_max_concurrency: bool,
+    /// At most this many deliveries per second to it.
+    #[arg(long, value_name = "PER_SECOND")]
+    pub(super) rate_limit: Option<f64>,
+    /// Remove the rate limit.
+    #[arg(long, conflicts_with = "rate_limit")]
+    pub(super) no_rate_limit: bool,
+    /// Enable (clears the reason hookline disabled it for).
+    #[arg(long)]
+    pub(super) enable: bool,
+    /// Disable.
+    #[arg(long)]
+    pub(super) disable: bool,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t)]
+    pub(super) output: Output,
+}
+
+pub(in crate::cli) fn parse_event_type(name: &str) -> Result<i32, String> {
+    EventType::parse(name)
+        .map(|kind| event_type_to_proto(kind) as i32)
+        .ok_or_else(|| {
+            let known: Vec<&str> = EventType::ALL.iter().map(|t| t.as_str()).collect();
+            format!("unknown event type; known: {}", known.join(", "))
+        })
+}
+
+fn parse_format(name: &str) -> Result<i32, String> {
+    FORMATS
+        .contains(&name)
+        .then(|| format_to_proto(name) as i32)
+        .ok_or_else(|| format!("unknown format; known: {}", FORMATS.join(", ")))
+}
+
+fn parse_header(text: &str) -> Result<(String, String), String> {
+    text.split_once('=')
+        .map(|(k, v)| (k.trim().to_owned(), v.to_owned()))
+        .filter(|(k, _)| !k.is_empty())
+        .ok_or_else(|| "expected NAME=VALUE".to_owned())
+}
