@@ -11,6 +11,7 @@ mod deliveries;
 mod dispatch;
 mod harness;
 mod ingest;
+mod layers;
 mod listen;
 mod payloads;
 mod pg_selftest;
