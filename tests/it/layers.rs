@@ -68,11 +68,7 @@ fn no_module_uses_a_higher_floor() {
                 u.file, u.line, u.from, u.to
             ));
         } else if from == to {
-            level
-                .entry(&u.from)
-                .or_default()
-                .entry(&u.to)
-                .or_insert(u);
+            level.entry(&u.from).or_default().entry(&u.to).or_insert(u);
         }
     }
     if let Some(circle) = circle(&level) {
@@ -147,7 +143,10 @@ fn module_of(src: &Path, file: &Path) -> String {
         .expect("a path")
         .as_os_str()
         .to_string_lossy();
-    first.strip_suffix(".rs").unwrap_or(first.as_ref()).to_string()
+    first
+        .strip_suffix(".rs")
+        .unwrap_or(first.as_ref())
+        .to_string()
 }
 
 fn relative(file: &Path, root: &Path) -> String {
@@ -213,9 +212,7 @@ fn code_only(text: &str) -> String {
                     i += 1;
                 }
             }
-        } else if c == 'r'
-            && matches!(next, Some('"' | '#'))
-            && (i == 0 || !is_ident(chars[i - 1]))
+        } else if c == 'r' && matches!(next, Some('"' | '#')) && (i == 0 || !is_ident(chars[i - 1]))
         {
             // A raw string: r"…", r#"…"#; anything else starting `r#` is a raw identifier.
             let hashes = chars[i + 1..].iter().take_while(|&&h| h == '#').count();
