@@ -190,7 +190,7 @@ pub struct Event {
     /// source with a registry URL). Not part of the stored body: the dispatcher sets it from
     /// `events.enrichment` before rendering.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub enrichment: Option<crate::registry::Enrichment>,
+    pub enrichment: Option<crate::enrichment::Enrichment>,
     /// When hookline received it (Unix milliseconds).
     pub received_at: i64,
     /// The registry's original event object, kept verbatim for the `distribution` payload format.

@@ -1,5 +1,5 @@
-//! Wires the roles together: opens the store, binds listeners, starts ingest, api and
-//! dispatch, and owns shutdown.
+//! Wires the roles together: opens the store, binds listeners, starts ingest, api (with
+//! the console's routes, built here on the API's services) and dispatch, and owns shutdown.
 //!
 //! [`start`] binds every listener before returning, so callers (tests) learn the real
 //! addresses of `127.0.0.1:0` binds. [`Running::wait`] returns once every role stopped
@@ -160,8 +160,17 @@ pub async fn start(config: &Config, shutdown: CancellationToken) -> Result<Runni
         let store = store.clone();
         let (limits, guard) = (config.api.clone(), config.ssrf.clone());
         let token = shutdown.child_token();
+        // The console sits above the api: it is built here, on the API's own services.
+        let console_store = store.clone();
+        let console = move |apis: crate::api::Services| {
+            crate::console::router(crate::console::Console::new(
+                console_store,
+                apis.webhooks,
+                apis.deliveries,
+            ))
+        };
         tasks.spawn(async move {
-            crate::api::serve(listener, tls_config, store, limits, guard, token)
+            crate::api::serve(listener, tls_config, store, limits, guard, console, token)
                 .await
                 .map_err(|source| RunError::Role {
                     role: "api",

@@ -32,15 +32,24 @@ use proto::webhook_service_server::WebhookServiceServer;
 /// few short database calls, so only a stuck database gets anywhere near it.
 const CALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
+/// The service instances gRPC serves, handed to whoever builds the HTTP routes beside it
+/// (`server.rs` builds the console on them), so every caller goes through one set of rules.
+pub struct Services {
+    pub(crate) webhooks: Arc<service::WebhookApi>,
+    pub(crate) deliveries: Arc<deliveries::DeliveryApi>,
+}
+
 /// Serves the API on `listener` until `shutdown` fires, then stops accepting and lets
-/// in-flight calls finish. `limits` bound every input; `guard` vets webhook URLs. With
-/// `tls`, gRPC and the console are served over TLS only (ALPN h2 and http/1.1).
+/// in-flight calls finish. `limits` bound every input; `guard` vets webhook URLs; `http`
+/// builds the HTTP/1.1 routes served beside gRPC (the console) on the API's services.
+/// With `tls`, gRPC and those routes are served over TLS only (ALPN h2 and http/1.1).
 pub async fn serve(
     listener: TcpListener,
     tls: Option<Arc<ServerConfig>>,
     store: Store,
     limits: ApiConfig,
     guard: Guard,
+    http: impl FnOnce(Services) -> axum::Router,
     shutdown: CancellationToken,
 ) -> Result<(), std::io::Error> {
     // A request larger than this is refused by tonic (OUT_OF_RANGE) before it is decoded.
@@ -58,7 +67,7 @@ pub async fn serve(
         .set_serving::<DeliveryServiceServer<deliveries::DeliveryApi>>()
         .await;
     let gate = Arc::new(gate::Gate::new(
-        store.clone(),
+        store,
         crate::ratelimit::Limiter::new(limits.rate_limit),
     ));
     // One instance of each service, shared by gRPC and the web console: one set of rules.
@@ -81,11 +90,10 @@ pub async fn serve(
         .routes();
     // The console answers HTTP/1.1 (and h2) under /console/ on the same port; every other
     // path is gRPC's.
-    let console = crate::console::router(crate::console::Console::new(
-        store,
-        webhook_api,
-        delivery_api,
-    ));
+    let console = http(Services {
+        webhooks: webhook_api,
+        deliveries: delivery_api,
+    });
     // Over our own TLS every request is HTTPS: say so the way a TLS-terminating proxy
     // would, so the console's cookies are `Secure` here too (a client's own value is moot).
     let console = if tls.is_some() {

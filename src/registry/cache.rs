@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::watch;
 
-use super::image::{Facts, Reason};
+use crate::enrichment::{Facts, Reason};
 
 /// A fetch's result, shared by its waiters.
 pub(crate) type Shared = Option<Result<Arc<Facts>, Reason>>;

@@ -12,8 +12,7 @@ use reqwest::header::{ACCEPT, AUTHORIZATION, HeaderValue, WWW_AUTHENTICATE};
 use sha2::Digest;
 
 use super::auth::{self, Challenge};
-use super::image::Reason;
-use crate::store::RegistryAccess;
+use crate::enrichment::{Reason, RegistryAccess};
 
 /// Largest manifest, config or token answer read, in bytes.
 pub(crate) const MAX_BYTES: usize = 4 * 1024 * 1024;

@@ -1,5 +1,5 @@
-//! What an image is, from its manifests and configs (pure): the [`Enrichment`] a payload
-//! carries, and the parsing of the registry's JSON into it.
+//! What an image is, from its manifests and configs (pure): the parsing of the registry's
+//! JSON into the [`Enrichment`](crate::enrichment::Enrichment) a payload carries.
 //!
 //! Nothing here does I/O: `client.rs` fetches bytes, `mod.rs` walks an index; this file
 //! says what the bytes mean, which platforms and standard OCI labels and annotations they
@@ -8,7 +8,9 @@
 
 use std::collections::BTreeMap;
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
+
+use crate::enrichment::{Facts, PlatformImage, Reason};
 
 /// Label and annotation keys kept: the OCI standard ones (`org.opencontainers.image.*`).
 const OCI_PREFIX: &str = "org.opencontainers.image.";
@@ -16,93 +18,6 @@ const OCI_PREFIX: &str = "org.opencontainers.image.";
 const MAX_KEYS: usize = 32;
 /// Longest label or annotation value kept, in bytes (longer ones are left out).
 const MAX_VALUE: usize = 1024;
-
-/// What the registry said about an event's image, as stored on the event and rendered in
-/// the `hookline` and `cloudevents` payloads (`enrichment`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "status", rename_all = "snake_case")]
-pub enum Enrichment {
-    /// Every manifest and config was read.
-    Complete(Box<Facts>),
-    /// The event is delivered without enrichment, for this reason.
-    Unavailable {
-        /// Why.
-        reason: Reason,
-    },
-}
-
-/// Why an event carries no enrichment (docs/payloads/README.md#enrichment).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Reason {
-    /// The registry did not answer within `enrichment_timeout`.
-    Timeout,
-    /// No connection to the registry.
-    Unreachable,
-    /// The registry (or its token service) refused the configured credentials (401/403).
-    Refused,
-    /// The registry does not have the manifest (any more).
-    NotFound,
-    /// The registry answered with another error.
-    RegistryError,
-    /// A manifest or config was not what it should be: not JSON we understand, a digest
-    /// that does not match, or over a bound (bytes, children).
-    Invalid,
-}
-
-impl Reason {
-    /// The stored name, for logs.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Reason::Timeout => "timeout",
-            Reason::Unreachable => "unreachable",
-            Reason::Refused => "refused",
-            Reason::NotFound => "not_found",
-            Reason::RegistryError => "registry_error",
-            Reason::Invalid => "invalid",
-        }
-    }
-}
-
-/// The image, as read from the registry.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Facts {
-    /// `os/architecture[/variant]` of each image, in manifest order, without repeats.
-    pub platforms: Vec<String>,
-    /// The config blob's digest, for a single image (null for an index: see `manifests`).
-    pub config_digest: Option<String>,
-    /// For an index: each platform image read (empty for a single image).
-    pub manifests: Vec<PlatformImage>,
-    /// Bytes of every manifest, config and layer the push references, each blob counted once.
-    pub total_size: i64,
-    /// `org.opencontainers.image.source`: annotation, else label.
-    pub source: Option<String>,
-    /// `org.opencontainers.image.revision`.
-    pub revision: Option<String>,
-    /// `org.opencontainers.image.version`.
-    pub version: Option<String>,
-    /// `org.opencontainers.image.created` (else the config's `created`).
-    pub created: Option<String>,
-    /// `org.opencontainers.image.title`.
-    pub title: Option<String>,
-    /// The `org.opencontainers.image.*` labels of the configs (the first image's value wins).
-    pub labels: BTreeMap<String, String>,
-    /// The `org.opencontainers.image.*` annotations of the pushed manifest or index.
-    pub annotations: BTreeMap<String, String>,
-}
-
-/// One image of an index.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PlatformImage {
-    /// Its manifest's digest.
-    pub digest: String,
-    /// `os/architecture[/variant]`, if known.
-    pub platform: Option<String>,
-    /// Its config blob's digest.
-    pub config_digest: String,
-    /// Bytes of its manifest, config and layers.
-    pub size: i64,
-}
 
 /// A content descriptor (`mediaType`, `digest`, `size`, optional `platform`).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -335,6 +250,7 @@ pub(crate) fn facts(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::enrichment::Enrichment;
 
     const D1: &str = "sha256:1111111111111111111111111111111111111111111111111111111111111111";
     const D2: &str = "sha256:2222222222222222222222222222222222222222222222222222222222222222";

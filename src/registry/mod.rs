@@ -22,12 +22,13 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::DispatchConfig;
+use crate::enrichment::RegistryAccess;
+pub use crate::enrichment::{Enrichment, Facts, PlatformImage, Reason, check_base_url};
 use crate::event::{Event, EventType};
-use crate::store::{RegistryAccess, Store};
+use crate::store::Store;
 use cache::{Cache, Lookup};
 use client::{Failure, Session};
 use image::{Descriptor, Manifest, Read};
-pub use image::{Enrichment, Facts, PlatformImage, Reason};
 
 /// How often registry sources are re-read from the tokens table (a token created or
 /// revoked while hookline runs takes effect within this).
@@ -304,35 +305,6 @@ async fn read_config(
     })
 }
 
-/// A registry base URL as the operator gave it, checked: http or https, a host, no user
-/// name or password (credentials have their own options), no query or fragment, and not
-/// ending in `/v2`. Returned without a trailing `/`.
-pub fn check_base_url(url: &str) -> Result<String, String> {
-    let parsed = reqwest::Url::parse(url).map_err(|e| {
-        format!("`{url}` is not a URL ({e}); give one like https://registry.example:5000")
-    })?;
-    if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
-        return Err(format!(
-            "`{url}` must be an http or https URL with a host, like https://registry.example:5000"
-        ));
-    }
-    if !parsed.username().is_empty() || parsed.password().is_some() {
-        return Err(
-            "the registry URL must not hold credentials: give them as the registry user name and password file".into(),
-        );
-    }
-    if parsed.query().is_some() || parsed.fragment().is_some() {
-        return Err(format!("`{url}` must have no query or fragment"));
-    }
-    let trimmed = parsed.as_str().trim_end_matches('/');
-    if trimmed.ends_with("/v2") {
-        return Err(format!(
-            "`{url}`: give the registry's base URL, without /v2/"
-        ));
-    }
-    Ok(trimmed.to_owned())
-}
-
 /// A content digest we build URLs from: `sha256:` and 64, or `sha512:` and 128, lowercase
 /// hex digits.
 pub fn valid_digest(digest: &str) -> bool {
@@ -365,29 +337,6 @@ pub fn valid_repository(repository: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn base_urls() {
-        assert_eq!(
-            check_base_url("https://registry.example:5000/").as_deref(),
-            Ok("https://registry.example:5000")
-        );
-        assert_eq!(
-            check_base_url("http://127.0.0.1:5000/mirror").as_deref(),
-            Ok("http://127.0.0.1:5000/mirror")
-        );
-        for bad in [
-            "registry.example",
-            "ftp://registry.example",
-            "https://user:pw@registry.example",
-            "https://registry.example/?x=1",
-            "https://registry.example/v2/",
-        ] {
-            assert!(check_base_url(bad).is_err(), "{bad}");
-        }
-        let err = check_base_url("https://u:hunter2@r.example").expect_err("refused");
-        assert!(!err.contains("hunter2"), "{err}");
-    }
 
     #[test]
     fn digests_and_repositories() {

@@ -12,6 +12,7 @@ mod dispatch;
 mod faults;
 mod harness;
 mod ingest;
+mod layers;
 mod listen;
 mod payloads;
 mod pg_selftest;

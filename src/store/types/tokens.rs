@@ -1,9 +1,9 @@
 //! Tokens and registry sources: what a token grants (`TokenKind`), a token to store and
 //! one as listed, and how hookline reads a registry source's registry to enrich its events
-//! (`RegistryAccess`, `RegistrySource`). Plain data; a token's secret is never here, only
+//! (`RegistrySource`, with `RegistryAccess` from `crate::enrichment`). Plain data; a token's secret is never here, only
 //! its hash.
 
-use crate::secret::Secret;
+pub use crate::enrichment::RegistryAccess;
 
 /// What a token lets its bearer do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,19 +52,6 @@ pub struct NewToken {
     pub created_at: i64,
     /// For a registry token: how hookline reads that registry to enrich its events.
     pub registry: Option<RegistryAccess>,
-}
-
-/// How hookline reads a registry source's registry (`tokens create --registry-url`, or
-/// `HOOKLINE_REGISTRY_URL` for the environment's token): the operator's base URL, never one
-/// an event names, and optional read-only credentials.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RegistryAccess {
-    /// Base URL such as `https://registry.example:5000` (no `/v2/`).
-    pub url: String,
-    /// Basic credentials for the registry (or its token service), if it needs any.
-    pub username: Option<String>,
-    /// The password of `username`; redacted in `Debug`.
-    pub password: Option<Secret>,
 }
 
 /// A registry source (a registry token's name) with the access hookline has to it.
