@@ -548,6 +548,18 @@ mod tests {
         }
     }
 
+    /// What a final answer decides: the delivery ends at once with the transport's reason.
+    fn ended(verdict: Verdict, reason: &str) -> Decided {
+        Decided {
+            verdict,
+            next: NextState::Failed,
+            reason: Some(reason.to_owned()),
+            signal: Signal::Neutral,
+            pause: None,
+            disable: None,
+        }
+    }
+
     fn shared() -> Shared {
         Shared {
             lanes: Lanes::new(64, 64, Circuits::new(2, Duration::from_secs(30))),
@@ -579,17 +591,7 @@ mod tests {
     async fn a_final_rejection_fails_at_once_with_the_transports_reason() {
         let reason = "HTTP 404 is final: the receiver refuses this request as it is";
         let d = attempt(&Scripted::new([rejected(reason, None)]), 1).await;
-        assert_eq!(
-            d,
-            Decided {
-                verdict: Verdict::Failed,
-                next: NextState::Failed,
-                reason: Some(reason.to_owned()),
-                signal: Signal::Neutral,
-                pause: None,
-                disable: None,
-            }
-        );
+        assert_eq!(d, ended(Verdict::Failed, reason));
         assert_eq!(d.verdict.as_str(), "failed");
     }
 
@@ -702,17 +704,7 @@ mod tests {
             reason: reason.to_owned(),
         };
         let d = attempt(&Scripted::new([outcome]), 1).await;
-        assert_eq!(
-            d,
-            Decided {
-                verdict: Verdict::Refused,
-                next: NextState::Failed,
-                reason: Some(reason.to_owned()),
-                signal: Signal::Neutral,
-                pause: None,
-                disable: None,
-            }
-        );
+        assert_eq!(d, ended(Verdict::Refused, reason));
         assert_eq!(d.verdict.as_str(), "refused");
     }
 
