@@ -68,6 +68,9 @@ pub struct Running {
 pub async fn start(config: &Config, shutdown: CancellationToken) -> Result<Running, RunError> {
     let mut options = OpenOptions::new(&config.db);
     options.max_connections = config.db_max_connections;
+    // One `serve` per SQLite file: its dispatcher may then take every lease it finds for a
+    // dead process's (`store::Liveness`).
+    options.exclusive = true;
     let store = store::open(&options)
         .await
         .map_err(|source| RunError::Store {

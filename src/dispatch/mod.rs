@@ -19,6 +19,7 @@ pub mod payload;
 mod recorder;
 pub mod sign;
 pub mod ssrf;
+mod takeover;
 pub mod transport;
 mod window;
 
@@ -103,7 +104,13 @@ pub async fn run(
             return;
         }
     };
-    let owner = crate::ids::new_id("dispatcher");
+    // Alive before anything is leased under this owner, so no replica takes it for dead,
+    // and until the drain below is over: in-flight requests still hold their leases.
+    let alive = CancellationToken::new();
+    let _alive_until_return = alive.clone().drop_guard();
+    let Some(owner) = hold_liveness(&store, alive, &shutdown).await else {
+        return;
+    };
     let (results, results_rx) = mpsc::channel(4 * config.max_in_flight.max(64));
     let recorder = tokio::spawn(recorder::run(store.clone(), results_rx));
     let enricher = crate::registry::Enricher::start(&store, &config, shutdown.clone()).await;
@@ -136,6 +143,11 @@ pub async fn run(
     handoff.attach(dispatcher.clone(), owner.clone());
     tracing::info!(%owner, "dispatcher started");
     let renewer = tokio::spawn(renew_leases(dispatcher.clone(), shutdown.clone()));
+    tokio::spawn(takeover::run(
+        dispatcher.store.clone(),
+        owner.clone(),
+        shutdown.clone(),
+    ));
     tokio::spawn(report_stats(dispatcher.store.clone(), shutdown.clone()));
     let mut looper = Loop::new(dispatcher.clone(), owner, handoff.clone());
     looper.run(&shutdown).await;
@@ -173,6 +185,28 @@ pub async fn run(
         }
     }
     tracing::info!("dispatcher stopped");
+}
+
+/// Marks this dispatcher alive (`store::Liveness`) until `alive` fires and returns the
+/// owner it leases under, retrying while the database cannot be reached; None if shutdown
+/// came first.
+async fn hold_liveness(
+    store: &Store,
+    alive: CancellationToken,
+    shutdown: &CancellationToken,
+) -> Option<String> {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        match store.hold_liveness(alive.clone()).await {
+            Ok(owner) => return Some(owner),
+            Err(error) => tracing::warn!(%error, "cannot mark the dispatcher alive; retrying"),
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return None,
+            _ = tokio::time::sleep(backoff) => {}
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
 }
 
 impl Dispatcher {

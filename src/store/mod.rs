@@ -67,6 +67,17 @@ pub enum StoreError {
     /// Migrations have not been applied (readiness check).
     #[error("the database schema is not migrated (run `hookline migrate`)")]
     NotMigrated,
+    /// Another `hookline serve` holds this SQLite file.
+    #[error(
+        "another `hookline serve` is using {path} (it holds {lock}); a SQLite database is served \
+         by one process at a time: stop the other one, or use PostgreSQL for several replicas"
+    )]
+    InUse {
+        /// The database file.
+        path: String,
+        /// The lock file the other process holds.
+        lock: String,
+    },
     /// The database URL is not one we support.
     #[error("unsupported database URL `{0}`: use sqlite://PATH or postgres://…")]
     UnsupportedUrl(String),
@@ -109,10 +120,13 @@ pub type Planner = dyn Fn(&Event) -> Vec<NewDelivery> + Send + Sync;
 /// backend hands out; `Schema` and the claim are each backend's own. Every method is one
 /// short transaction (or none): no transaction is ever held open across anything but the database.
 pub trait Backend:
-    Schema + Tokens + Webhooks + Events + Queue + Log + Sessions + Enrichments
+    Schema + Liveness + Tokens + Webhooks + Events + Queue + Log + Sessions + Enrichments
 {
 }
-impl<T: Schema + Tokens + Webhooks + Events + Queue + Log + Sessions + Enrichments> Backend for T {}
+impl<T> Backend for T where
+    T: Schema + Liveness + Tokens + Webhooks + Events + Queue + Log + Sessions + Enrichments
+{
+}
 
 /// Connection life cycle and schema.
 #[async_trait]
@@ -127,6 +141,25 @@ pub trait Schema: Send + Sync + 'static {
     async fn forward_remote_wakeups(&self, wake: Wake, tail: Tail, cancel: CancellationToken);
     /// Closes the connection pools.
     async fn close(&self);
+}
+
+/// Which dispatchers are alive, so that a dead one's leases are given back within seconds
+/// of its death instead of when they expire (the lease stays the safety net). Each backend
+/// knows death its own way: a SQLite file is served by one process at a time
+/// ([`OpenOptions::exclusive`]), so at start every lease in it is a dead process's; on
+/// PostgreSQL each dispatcher holds a session advisory lock, which ends with its session.
+#[async_trait]
+pub trait Liveness: Send + Sync {
+    /// Marks this process's dispatcher alive until `cancel` fires or the process dies, and
+    /// returns the owner id it must lease under. Returns once the mark is held, so nothing
+    /// is ever leased under an owner others could take for dead.
+    async fn hold_liveness(&self, cancel: CancellationToken) -> Result<String, StoreError>;
+    /// Keys of the dispatchers alive now, or `None` where no other process can be alive
+    /// (SQLite): then a dead owner can only be found once, at start.
+    async fn live_owners(&self) -> Result<Option<Vec<i64>>, StoreError>;
+    /// Gives back, due at `now`, every lease held by an owner that is not alive (never
+    /// `me`'s), and announces the work. Returns how many.
+    async fn release_dead_leases(&self, me: &str, now: i64) -> Result<u64, StoreError>;
 }
 
 /// API and registry tokens (hashes only).
@@ -286,16 +319,20 @@ pub struct OpenOptions {
     pub acquire_timeout: Duration,
     /// Run migrations on open (serve does; `migrate` runs them explicitly).
     pub migrate: bool,
+    /// This process serves the database alone (SQLite: `serve` locks `PATH.lock` for its
+    /// lifetime, and a second `serve` on the file is refused). PostgreSQL ignores it.
+    pub exclusive: bool,
 }
 
 impl OpenOptions {
-    /// Defaults for a URL: 8 connections, 5 s acquire timeout, migrate on open.
+    /// Defaults for a URL: 8 connections, 5 s acquire timeout, migrate on open, shared.
     pub fn new(url: impl Into<String>) -> Self {
         OpenOptions {
             url: url.into(),
             max_connections: 8,
             acquire_timeout: Duration::from_secs(5),
             migrate: true,
+            exclusive: false,
         }
     }
 }
@@ -438,6 +475,16 @@ impl Store {
             .await?;
         self.wake.notify();
         Ok(())
+    }
+
+    /// Gives back dead dispatchers' leases (see [`Liveness::release_dead_leases`]), then
+    /// wakes dispatchers so the work is picked up again at once.
+    pub async fn release_dead_leases(&self, me: &str, now: i64) -> Result<u64, StoreError> {
+        let released = self.backend.release_dead_leases(me, now).await?;
+        if released > 0 {
+            self.wake.notify();
+        }
+        Ok(released)
     }
 
     /// Releases leases, then wakes dispatchers so the work is picked up again at once.

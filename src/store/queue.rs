@@ -39,6 +39,31 @@ pub(crate) const CLAIMABLE: &str = "d.status = 'pending' AND d.next_attempt_at <
        SELECT 1 FROM deliveries p \
        WHERE p.ordering_key = d.ordering_key AND p.status = 'pending' AND p.seq < d.seq))";
 
+/// The statement that gives back, due at `$2` (now), the pending leases of every owner but
+/// `$1` (the caller's own) that `dead` (a condition on `lease_owner`; none: every other
+/// owner) says is dead. Each backend's `Liveness` decides what dead means and may bind more.
+pub(crate) fn release_dead_sql(me: &str, now: i64, dead: Option<&str>) -> Sql {
+    let dead = dead.map(|c| format!(" AND {c}")).unwrap_or_default();
+    Sql::new(format!(
+        "UPDATE deliveries SET lease_id = NULL, lease_owner = NULL, lease_until = NULL, \
+           next_attempt_at = $2, updated_at = $2 \
+         WHERE status = 'pending' AND lease_owner IS NOT NULL AND lease_owner <> $1{dead}"
+    ))
+    .arg(me)
+    .arg(now)
+}
+
+/// Runs a [`release_dead_sql`] statement and announces the work it gave back.
+pub(crate) async fn release_dead<B: LogStore>(backend: &B, sql: &Sql) -> Result<u64, StoreError> {
+    let mut tx = backend.write().await?;
+    let released = tx.execute(sql).await?;
+    if released > 0 {
+        tx.announce_work().await?;
+    }
+    tx.commit().await?;
+    Ok(released)
+}
+
 /// Leases as a JSON array of `{id, lease_id}` rows.
 fn lease_rows(leases: &[Lease]) -> Result<String, StoreError> {
     let rows: Vec<serde_json::Value> = leases

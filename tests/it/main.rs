@@ -23,4 +23,5 @@ mod replicas;
 mod safety;
 mod serve;
 mod store_contract;
+mod takeover;
 mod tls;

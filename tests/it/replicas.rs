@@ -13,7 +13,7 @@ use crate::harness::server::{REGISTRY_TOKEN, TestServer};
 use crate::store_contract::webhook;
 use crate::store_test;
 
-fn push(tag: &str) -> String {
+pub(crate) fn push(tag: &str) -> String {
     serde_json::json!({"events": [{
         "id": hookline::ids::new_id("reg"),
         "action": "push",

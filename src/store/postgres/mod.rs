@@ -5,6 +5,7 @@
 //! PostgreSQL delivers it on commit, and each replica's listener turns it into a local
 //! wake-up. The fallback poll covers a listener that was reconnecting.
 
+mod liveness;
 mod log;
 mod queue;
 
@@ -29,6 +30,7 @@ const WAKE_CHANNEL: &str = "hookline_work";
 const TAIL_CHANNEL: &str = "hookline_attempts";
 
 /// The PostgreSQL store.
+#[derive(Clone)]
 pub struct PgBackend {
     pool: PgPool,
     /// This process, in tail announcements: its own attempts reach its tail directly.

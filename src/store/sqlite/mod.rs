@@ -7,6 +7,7 @@
 //! cannot fail on a stale snapshot when another process (the CLI) writes too. Reads use a
 //! separate pool and never wait for the writer.
 
+mod liveness;
 mod log;
 mod queue;
 
@@ -31,11 +32,18 @@ pub struct SqliteBackend {
     writer: SqlitePool,
     /// Readers see committed data through WAL without blocking the writer.
     reader: SqlitePool,
+    /// `serve`'s lock on `PATH.lock` (`liveness.rs`), held while the store lives.
+    serve_lock: Option<std::fs::File>,
 }
 
 impl SqliteBackend {
     /// Opens (creating if missing) the database file at `path`.
     pub async fn connect(path: &str, options: &OpenOptions) -> Result<Self, StoreError> {
+        // Before anything touches the file: a second `serve` is refused, not let in.
+        let serve_lock = match options.exclusive {
+            true => liveness::lock(path)?,
+            false => None,
+        };
         let connect = SqliteConnectOptions::from_str(&format!("sqlite://{path}"))?
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
@@ -52,7 +60,11 @@ impl SqliteBackend {
             .acquire_timeout(options.acquire_timeout)
             .connect_with(connect.read_only(true))
             .await?;
-        Ok(SqliteBackend { writer, reader })
+        Ok(SqliteBackend {
+            writer,
+            reader,
+            serve_lock,
+        })
     }
 
     /// A write transaction holding SQLite's write lock from its first statement.

@@ -1,0 +1,176 @@
+//! Takeover: what a killed process held goes out again within seconds, not when its leases
+//! expire (`dispatch/takeover.rs`), and a SQLite file is served by one process at a time.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+
+use std::time::{Duration, Instant};
+
+use crate::harness::db::{Backend, TestDb};
+use crate::harness::process::{Hookline, free_addr};
+use crate::harness::receiver::{Receiver, Reply};
+use crate::harness::server::REGISTRY_TOKEN;
+use crate::replicas::push;
+use crate::store_contract::webhook;
+
+/// Deliveries in flight when the process is killed.
+const IN_FLIGHT: usize = 20;
+
+/// Far longer than the promise, so only a takeover can meet it.
+const LEASE: &str = "60s";
+
+/// The promise: what a dead process held goes out again within this of its death being
+/// knowable (the restart on SQLite, the death on PostgreSQL).
+const PROMISE: Duration = Duration::from_secs(5);
+
+/// `hookline serve` with `roles` on `db`, ingest on `addr` when it runs ingest.
+fn serve(db: &TestDb, roles: &str, addr: SocketAddr) -> Hookline {
+    let addr = addr.to_string();
+    Hookline::spawn(&[
+        "serve",
+        "--roles",
+        roles,
+        "--db",
+        &db.url,
+        "--ingest-addr",
+        &addr,
+        "--registry-token",
+        REGISTRY_TOKEN,
+        "--lease",
+        LEASE,
+    ])
+}
+
+/// Starts a server, registers one webhook to `receiver` (which holds each request until
+/// long after the test), and has it hold the `IN_FLIGHT` deliveries: some in flight, the
+/// rest leased in its lane behind them.
+async fn busy_server(db: &TestDb, receiver: &Receiver) -> (Hookline, SocketAddr) {
+    let store = db.store().await;
+    let (wh, secret) = webhook("acme", &receiver.url());
+    store.insert_webhook(&wh, &secret).await.expect("webhook");
+    store.close().await;
+    receiver.set_default(Reply::ok().after(Duration::from_secs(120)));
+    let addr = free_addr();
+    let server = serve(db, "ingest,dispatcher", addr);
+    server.wait_healthy(addr).await;
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .expect("client");
+    for i in 0..IN_FLIGHT {
+        let status = client
+            .post(format!("http://{addr}/v1/notify"))
+            .bearer_auth(REGISTRY_TOKEN)
+            .header("content-type", "application/json")
+            .body(push(&format!("3.{i}")))
+            .send()
+            .await
+            .expect("notify")
+            .status();
+        assert_eq!(status, 200, "acknowledged");
+    }
+    // Nothing is answered: what arrived is still in flight when the test kills it.
+    receiver.wait_for(1, Duration::from_secs(10)).await;
+    (server, addr)
+}
+
+/// Waits until every one of the `IN_FLIGHT` deliveries succeeded, and returns how long
+/// after `since` that was.
+async fn all_delivered_after(db: &TestDb, since: Instant, log: impl Fn() -> String) -> Duration {
+    let store = db.store().await;
+    let deadline = since + Duration::from_secs(90);
+    loop {
+        let stats = store
+            .queue_stats(hookline::store::now_ms())
+            .await
+            .expect("stats");
+        if stats.succeeded == IN_FLIGHT as i64 {
+            store.close().await;
+            return since.elapsed();
+        }
+        assert!(Instant::now() < deadline, "{stats:?}\n{}", log());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_on_the_same_sqlite_file_sends_what_the_killed_process_held_at_once() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    let receiver = Receiver::start().await;
+    let (mut server, addr) = busy_server(&db, &receiver).await;
+    server.kill9();
+    receiver.set_default(Reply::ok());
+    let restarted = Instant::now();
+    let next = serve(&db, "ingest,dispatcher", addr);
+    let took = all_delivered_after(&db, restarted, || next.log()).await;
+    assert!(
+        took < PROMISE,
+        "the last delivery arrived {took:?} after the restart\n{}",
+        next.log()
+    );
+    assert!(
+        next.log()
+            .contains("gave back the leases of dispatchers that died"),
+        "{}",
+        next.log()
+    );
+    drop(next);
+    db.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_surviving_postgres_replica_sends_what_a_killed_one_held_within_seconds() {
+    let db = TestDb::new(Backend::Postgres).await;
+    let receiver = Receiver::start().await;
+    let (mut server, _) = busy_server(&db, &receiver).await;
+    let survivor = serve(&db, "dispatcher", free_addr());
+    // Past its start-up look at who is alive: the death is found by its watch.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    server.kill9();
+    receiver.set_default(Reply::ok());
+    let died = Instant::now();
+    let took = all_delivered_after(&db, died, || survivor.log()).await;
+    assert!(
+        took < PROMISE,
+        "the last delivery arrived {took:?} after the death\n{}",
+        survivor.log()
+    );
+    // While its owner lived, nothing it held was sent by the survivor too.
+    let before: Vec<String> = receiver
+        .received()
+        .iter()
+        .filter(|r| r.at < died)
+        .map(|r| r.header("webhook-id"))
+        .collect();
+    let distinct: HashSet<&String> = before.iter().collect();
+    assert_eq!(
+        distinct.len(),
+        before.len(),
+        "sent twice while its owner lived: {before:?}"
+    );
+    drop(survivor);
+    db.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_serve_on_one_sqlite_file_is_refused_and_says_why() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    let addr = free_addr();
+    let first = serve(&db, "ingest,dispatcher", addr);
+    first.wait_healthy(addr).await;
+    let mut second = serve(&db, "dispatcher", free_addr());
+    let status = second.wait_exit(Duration::from_secs(20)).await;
+    assert!(!status.success(), "refused\n{}", second.log());
+    assert!(
+        second.log().contains("another `hookline serve` is using"),
+        "says why\n{}",
+        second.log()
+    );
+    // The first one is untouched, and once it is gone the file can be served again.
+    drop(first);
+    let third_addr = free_addr();
+    let third = serve(&db, "ingest,dispatcher", third_addr);
+    third.wait_healthy(third_addr).await;
+    drop(third);
+    db.finish().await;
+}
