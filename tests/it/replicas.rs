@@ -13,7 +13,7 @@ use crate::harness::server::{REGISTRY_TOKEN, TestServer};
 use crate::store_contract::webhook;
 use crate::store_test;
 
-pub(crate) fn push(tag: &str) -> String {
+fn push(tag: &str) -> String {
     serde_json::json!({"events": [{
         "id": hookline::ids::new_id("reg"),
         "action": "push",
@@ -138,23 +138,29 @@ async fn serve_with_pushes(
     args.extend_from_slice(extra);
     let server = Hookline::spawn(&args);
     server.wait_healthy(addr).await;
+    notify_pushes(addr, "2", pushes).await;
+    (server, store)
+}
+
+/// Posts `n` single-push envelopes (tags `<series>.0`, `<series>.1`, …) to the notify
+/// endpoint at `addr`, each acknowledged.
+pub(crate) async fn notify_pushes(addr: std::net::SocketAddr, series: &str, n: usize) {
     let client = reqwest::Client::builder()
         .no_proxy()
         .build()
         .expect("client");
-    for i in 0..pushes {
+    for i in 0..n {
         let status = client
             .post(format!("http://{addr}/v1/notify"))
             .bearer_auth(REGISTRY_TOKEN)
             .header("content-type", "application/json")
-            .body(push(&format!("2.{i}")))
+            .body(push(&format!("{series}.{i}")))
             .send()
             .await
             .expect("notify")
             .status();
-        assert_eq!(status, 200);
+        assert_eq!(status, 200, "acknowledged");
     }
-    (server, store)
 }
 
 store_test!(

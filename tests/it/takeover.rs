@@ -10,7 +10,7 @@ use crate::harness::db::{Backend, TestDb};
 use crate::harness::process::{Hookline, free_addr};
 use crate::harness::receiver::{Receiver, Reply};
 use crate::harness::server::REGISTRY_TOKEN;
-use crate::replicas::push;
+use crate::replicas::notify_pushes;
 use crate::store_contract::webhook;
 
 /// Deliveries in flight when the process is killed.
@@ -53,22 +53,7 @@ async fn busy_server(db: &TestDb, receiver: &Receiver) -> (Hookline, SocketAddr)
     let addr = free_addr();
     let server = serve(db, "ingest,dispatcher", addr);
     server.wait_healthy(addr).await;
-    let client = reqwest::Client::builder()
-        .no_proxy()
-        .build()
-        .expect("client");
-    for i in 0..IN_FLIGHT {
-        let status = client
-            .post(format!("http://{addr}/v1/notify"))
-            .bearer_auth(REGISTRY_TOKEN)
-            .header("content-type", "application/json")
-            .body(push(&format!("3.{i}")))
-            .send()
-            .await
-            .expect("notify")
-            .status();
-        assert_eq!(status, 200, "acknowledged");
-    }
+    notify_pushes(addr, "3", IN_FLIGHT).await;
     // Nothing is answered: what arrived is still in flight when the test kills it.
     receiver.wait_for(1, Duration::from_secs(10)).await;
     (server, addr)
