@@ -1,5 +1,5 @@
 //! The operator's HTTP endpoints: `GET /healthz` (the process runs), `GET /readyz` (its
-//! database answers and is migrated) and `GET /metrics` (Prometheus text).
+//! database answers, is migrated and takes writes) and `GET /metrics` (Prometheus text).
 //!
 //! The ingest listener serves them beside `/v1/notify`. `--admin-addr` serves them alone on
 //! an address of their own, for any process: a dispatcher-only replica listens on nothing
@@ -41,7 +41,7 @@ async fn healthz() -> impl IntoResponse {
 }
 
 async fn readyz(State(store): State<Store>) -> Response {
-    match store.ready().await {
+    match store.ready_to_write().await {
         Ok(()) => Json(serde_json::json!({ "status": "ready" })).into_response(),
         Err(error) => (
             StatusCode::SERVICE_UNAVAILABLE,

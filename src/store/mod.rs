@@ -24,6 +24,7 @@ mod tokens;
 mod types;
 mod wake;
 mod webhooks;
+mod writes;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -43,6 +44,7 @@ pub use tail::Tail;
 pub use types::*;
 pub(crate) use types::{ClaimRow, WebhookRow, group_secrets, last_error, next_state_columns};
 pub use wake::Wake;
+pub use writes::{Probe, WriteHealth};
 
 /// Why a storage call failed.
 #[derive(Debug, thiserror::Error)]
@@ -67,6 +69,14 @@ pub enum StoreError {
     /// Migrations have not been applied (readiness check).
     #[error("the database schema is not migrated (run `hookline migrate`)")]
     NotMigrated,
+    /// Writes have been failing (readiness): reads may still work.
+    #[error("writes to the database have failed for {seconds} s: {reason}")]
+    WritesFailing {
+        /// How long, in whole seconds.
+        seconds: u64,
+        /// The last failure.
+        reason: String,
+    },
     /// Another `hookline serve` holds this SQLite file.
     #[error(
         "another `hookline serve` is using {path} (it holds {lock}); a SQLite database is served \
@@ -120,11 +130,20 @@ pub type Planner = dyn Fn(&Event) -> Vec<NewDelivery> + Send + Sync;
 /// backend hands out; `Schema` and the claim are each backend's own. Every method is one
 /// short transaction (or none): no transaction is ever held open across anything but the database.
 pub trait Backend:
-    Schema + Liveness + Tokens + Webhooks + Events + Queue + Log + Sessions + Enrichments
+    Schema + Liveness + Tokens + Webhooks + Events + Queue + Log + Sessions + Enrichments + Probe
 {
 }
 impl<T> Backend for T where
-    T: Schema + Liveness + Tokens + Webhooks + Events + Queue + Log + Sessions + Enrichments
+    T: Schema
+        + Liveness
+        + Tokens
+        + Webhooks
+        + Events
+        + Queue
+        + Log
+        + Sessions
+        + Enrichments
+        + Probe
 {
 }
 
@@ -306,6 +325,7 @@ pub struct Store {
     backend: Arc<dyn Backend>,
     wake: Wake,
     tail: Tail,
+    writes: WriteHealth,
 }
 
 /// Options for opening a store.
@@ -353,6 +373,7 @@ pub async fn open(options: &OpenOptions) -> Result<Store, StoreError> {
         backend,
         wake: Wake::new(),
         tail: Tail::new(),
+        writes: WriteHealth::default(),
     })
 }
 
@@ -382,6 +403,22 @@ impl Store {
         &self.wake
     }
 
+    /// Ready to serve: the database answers, its schema is this binary's, and writes
+    /// succeed. While ingest's or the dispatcher's last write failed, one probe write
+    /// decides (see `writes.rs`), so readiness comes back as soon as the database does.
+    pub async fn ready_to_write(&self) -> Result<(), StoreError> {
+        self.backend.ready().await?;
+        let Some((for_how_long, reason)) = self.writes.failing() else {
+            return Ok(());
+        };
+        let probe = self.backend.probe_write(now_ms()).await;
+        self.writes.record(&probe);
+        probe.map_err(|_| StoreError::WritesFailing {
+            seconds: for_how_long.as_secs(),
+            reason,
+        })
+    }
+
     /// The live tail of recorded attempts.
     pub fn tail(&self) -> &Tail {
         &self.tail
@@ -389,7 +426,9 @@ impl Store {
 
     /// Records attempt results (see [`Queue::finish`]), then hands them to the live tail.
     pub async fn finish(&self, results: &[Finished], now: i64) -> Result<u64, StoreError> {
-        let held = self.backend.finish(results, now).await?;
+        let held = self.backend.finish(results, now).await;
+        self.writes.record(&held);
+        let held = held?;
         if self.tail.is_watched() {
             for r in results {
                 self.tail.publish(AttemptView {
@@ -440,7 +479,9 @@ impl Store {
         batches: &[&[Event]],
         fan_out: Option<&FanOutNow<'_>>,
     ) -> Result<Stored, StoreError> {
-        let stored = self.backend.store_events(batches, fan_out).await?;
+        let stored = self.backend.store_events(batches, fan_out).await;
+        self.writes.record(&stored);
+        let stored = stored?;
         if stored.work_left {
             self.wake.notify();
         }

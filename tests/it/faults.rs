@@ -197,6 +197,14 @@ async fn a_full_disk_answers_503_and_everything_recovers_once_space_is_freed() {
         }
     }
     assert!(refused >= 20, "the full disk never refused an event");
+    // Reads still work, but a process that cannot write is not ready, and says why.
+    let (status, body) = server.get("/readyz").await;
+    assert_eq!(status, 503, "not ready while writes fail: {body}");
+    assert!(
+        body.contains("writes to the database have failed"),
+        "{body}"
+    );
+    assert!(body.contains("full"), "names the cause: {body}");
 
     // Space comes back: ingest works again within seconds, without a restart.
     for entry in std::fs::read_dir(fs.path()).expect("read dir") {
@@ -207,6 +215,17 @@ async fn a_full_disk_answers_503_and_everything_recovers_once_space_is_freed() {
         {
             std::fs::remove_file(&path).expect("free space");
         }
+    }
+    // Readiness comes back by itself (its probe write succeeds), before any notify is tried:
+    // a load balancer that took the process out sends none until it is ready again.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while server.get("/readyz").await.0 != 200 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not ready within 10 s of space being freed: {}",
+            server.get("/readyz").await.1
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while load.send(&server).await != 200 {
@@ -219,6 +238,8 @@ async fn a_full_disk_answers_503_and_everything_recovers_once_space_is_freed() {
     for _ in 0..20 {
         assert_eq!(load.send(&server).await, 200);
     }
+    let (status, body) = server.get("/readyz").await;
+    assert_eq!(status, 200, "ready again: {body}");
 
     wait_all_delivered(&receiver, &load.acknowledged).await;
     server.stop().await;
@@ -269,6 +290,17 @@ async fn postgres_sessions_killed_mid_transaction_answer_503_and_everything_reco
     eprintln!("killed {killed} sessions; {refused} notifies answered 503");
 
     // Once the killing stops, everything works again at once, with no restart.
+    // Readiness comes back by itself (its probe write succeeds), before any notify is tried:
+    // a load balancer that took the process out sends none until it is ready again.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while server.get("/readyz").await.0 != 200 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not ready within 10 s of space being freed: {}",
+            server.get("/readyz").await.1
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while load.send(&server).await != 200 {
         assert!(

@@ -1,0 +1,79 @@
+//! Whether this process's writes succeed, for `/readyz`.
+//!
+//! A database can answer reads while refusing every write (a full disk, a read-only
+//! remount, a PostgreSQL standby after a failover). Ingest then answers 503 to every
+//! notify, so a load balancer should send the registry elsewhere: the writes that matter
+//! (ingest's commits and the dispatcher's result batches) report here, and while the last
+//! of them failed, readiness tries one small write of its own ([`Probe`]) and says not
+//! ready until one succeeds. The probe is what ends it: a process taken out of its load
+//! balancer gets no more notifies to try with.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+
+use super::StoreError;
+use super::log::LogStore;
+use super::sql::Sql;
+
+/// The last write's failure, if it failed.
+#[derive(Clone, Default)]
+pub struct WriteHealth(Arc<Mutex<Option<Failing>>>);
+
+struct Failing {
+    since: Instant,
+    reason: String,
+}
+
+impl WriteHealth {
+    /// Notes a write's result: an unavailable database marks writes failing (from the
+    /// first failure on), a success clears it; other errors say nothing about the database.
+    pub fn record<T>(&self, result: &Result<T, StoreError>) {
+        let mut failing = self.lock();
+        match result {
+            Ok(_) => *failing = None,
+            Err(error) if error.is_unavailable() => {
+                let since = failing.as_ref().map_or_else(Instant::now, |f| f.since);
+                *failing = Some(Failing {
+                    since,
+                    reason: error.to_string(),
+                });
+            }
+            Err(_) => {}
+        }
+    }
+
+    /// How long writes have failed, and the last reason; None while they succeed.
+    pub fn failing(&self) -> Option<(Duration, String)> {
+        self.lock()
+            .as_ref()
+            .map(|f| (f.since.elapsed(), f.reason.clone()))
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<Failing>> {
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// One small write that changes nothing anybody reads.
+#[async_trait]
+pub trait Probe: Send + Sync {
+    /// Writes `now` under `store_meta`'s `write_probe` key, in a transaction of its own.
+    async fn probe_write(&self, now: i64) -> Result<(), StoreError>;
+}
+
+#[async_trait]
+impl<B: LogStore> Probe for B {
+    async fn probe_write(&self, now: i64) -> Result<(), StoreError> {
+        let sql = Sql::new(
+            "INSERT INTO store_meta (key, value) VALUES ('write_probe', $1) \
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        )
+        .arg(now);
+        self.write().await?.execute_alone(&sql).await?;
+        Ok(())
+    }
+}
