@@ -183,7 +183,7 @@ async fn notify(
         tokio::time::timeout(state.commit_timeout, state.committer.commit(parsed.events))
             .await
             .map_err(|_| {
-                tracing::warn!(source = %source, "commit timed out; answering 503");
+                tracing::warn!(source = %source, "commit timed out; answering 503 (a slow step logs what the write waits for)");
                 IngestError::Unavailable
             })??
     };

@@ -17,6 +17,7 @@ use sqlx::{
     Arguments, Database, Encode, FromRow, PgPool, Postgres, Sqlite, SqlitePool, Transaction, Type,
 };
 
+use super::writes::watched;
 use super::{NewDelivery, StoreError};
 
 /// The columns of `deliveries` a [`DeliveryRecord`](super::DeliveryRecord) reads, prefixed `d.`.
@@ -406,8 +407,16 @@ impl Tx {
 
     pub(crate) async fn commit(self) -> Result<(), StoreError> {
         match self {
-            Tx::Sqlite(tx) => tx.commit().await?,
-            Tx::Postgres(tx) => tx.commit().await?,
+            Tx::Sqlite(tx) => {
+                let disk =
+                    || "SQLite's COMMIT: the disk syncing the write-ahead log (fsync)".into();
+                watched("commit", disk, tx.commit()).await?
+            }
+            Tx::Postgres(tx) => {
+                let server =
+                    || "PostgreSQL's COMMIT: the server's disk, or a synchronous standby".into();
+                watched("commit", server, tx.commit()).await?
+            }
         }
         Ok(())
     }

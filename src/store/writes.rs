@@ -77,3 +77,36 @@ impl<B: LogStore> Probe for B {
         Ok(())
     }
 }
+
+/// How long a step of a write may take before the log says what it waits for: well under
+/// ingest's `commit_timeout` (800 ms by default), a hundred times a healthy step.
+const SLOW: Duration = Duration::from_millis(250);
+
+/// Awaits `step`; once it has taken [`SLOW`], logs what it waits for (`waiting_for` is
+/// asked then, so it describes that moment), and when it ends, how long it took. A write
+/// that stalls (the ingest commit's bound is a few seconds) is never silent.
+pub(crate) async fn watched<T>(
+    step: &str,
+    waiting_for: impl FnOnce() -> String,
+    work: impl Future<Output = T>,
+) -> T {
+    let started = Instant::now();
+    let mut work = std::pin::pin!(work);
+    match tokio::time::timeout(SLOW, &mut work).await {
+        Ok(done) => done,
+        Err(_) => {
+            tracing::warn!(
+                step,
+                waiting_for = %waiting_for(),
+                "a database write has waited more than {SLOW:?}"
+            );
+            let done = work.await;
+            tracing::warn!(
+                step,
+                took_ms = started.elapsed().as_millis() as u64,
+                "the slow database write step ended"
+            );
+            done
+        }
+    }
+}

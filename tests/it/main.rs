@@ -22,6 +22,7 @@ mod registry_selftest;
 mod replicas;
 mod safety;
 mod serve;
+mod stalls;
 mod store_contract;
 mod takeover;
 mod tls;

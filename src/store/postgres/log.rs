@@ -7,6 +7,7 @@ use async_trait::async_trait;
 use super::PgBackend;
 use crate::store::log::{self, LogStore};
 use crate::store::sql::{Reads, Tx};
+use crate::store::writes::watched;
 use crate::store::{AttemptView, StoreError};
 
 #[async_trait]
@@ -16,7 +17,16 @@ impl LogStore for PgBackend {
     }
 
     async fn write(&self) -> Result<Tx, StoreError> {
-        Ok(Tx::Postgres(self.pool.begin().await?))
+        let pool = || {
+            format!(
+                "a PostgreSQL connection and its BEGIN ({} of {} pooled connections idle)",
+                self.pool.num_idle(),
+                self.pool.size()
+            )
+        };
+        Ok(Tx::Postgres(
+            watched("begin", pool, self.pool.begin()).await?,
+        ))
     }
 
     async fn attempts_by_seq(&self, seqs: &[i64]) -> Result<Vec<AttemptView>, StoreError> {

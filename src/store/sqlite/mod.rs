@@ -12,7 +12,8 @@ mod log;
 mod queue;
 
 use std::str::FromStr;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use sqlx::sqlite::{
@@ -22,6 +23,7 @@ use sqlx::{Sqlite, Transaction};
 use tokio_util::sync::CancellationToken;
 
 use super::sql::Reads;
+use super::writes::watched;
 use super::{OpenOptions, Schema, StoreError, Tail, Wake};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
@@ -34,6 +36,9 @@ pub struct SqliteBackend {
     reader: SqlitePool,
     /// `serve`'s lock on `PATH.lock` (`liveness.rs`), held while the store lives.
     serve_lock: Option<std::fs::File>,
+    /// When the writer connection was last handed out, while it is: what a slow
+    /// `BEGIN IMMEDIATE` waits for is then this process's other transaction.
+    writer_taken: Arc<Mutex<Option<Instant>>>,
 }
 
 impl SqliteBackend {
@@ -50,12 +55,13 @@ impl SqliteBackend {
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(Duration::from_secs(5))
             .foreign_keys(true);
-        let writer = pool_options()
+        let writer_taken = Arc::new(Mutex::new(None));
+        let writer = pool_options(Some(writer_taken.clone()))
             .max_connections(1)
             .acquire_timeout(options.acquire_timeout)
             .connect_with(connect.clone())
             .await?;
-        let reader = pool_options()
+        let reader = pool_options(None)
             .max_connections(options.max_connections.max(1))
             .acquire_timeout(options.acquire_timeout)
             .connect_with(connect.read_only(true))
@@ -64,12 +70,25 @@ impl SqliteBackend {
             writer,
             reader,
             serve_lock,
+            writer_taken,
         })
     }
 
     /// A write transaction holding SQLite's write lock from its first statement.
     async fn write(&self) -> Result<Transaction<'static, Sqlite>, StoreError> {
-        Ok(self.writer.begin_with("BEGIN IMMEDIATE").await?)
+        let asked = Instant::now();
+        let waiting_for = || match *lock(&self.writer_taken) {
+            Some(taken) if taken < asked => format!(
+                "the SQLite writer connection, which another transaction of this process has \
+                 held for {} ms",
+                taken.elapsed().as_millis()
+            ),
+            _ => "SQLite's write lock (BEGIN IMMEDIATE), held by another process with the file \
+                  open: a hookline CLI command (tokens, migrate, backup) or another tool"
+                .to_owned(),
+        };
+        let begin = self.writer.begin_with("BEGIN IMMEDIATE");
+        Ok(watched("begin", waiting_for, begin).await?)
     }
 }
 
@@ -82,19 +101,38 @@ impl SqliteBackend {
 /// connection fails with "attempted to call begin_with at non-zero transaction depth": the
 /// one writer would be dead until a restart. The pool pings a connection before this check, so
 /// the drop's queued `ROLLBACK` has run by then and a healthy connection is never closed here.
-fn pool_options() -> SqlitePoolOptions {
-    SqlitePoolOptions::new().before_acquire(|conn, _meta| {
-        Box::pin(async move {
-            let stuck = sqlx::Connection::is_in_transaction(conn);
-            if stuck {
-                tracing::warn!(
-                    "a SQLite connection was left inside a failed transaction (a commit that \
-                     failed, e.g. on a full disk); opening a fresh one"
-                );
-            }
-            Ok(!stuck)
+///
+/// `taken` (the writer's) notes when a connection is handed out and clears when it is back.
+fn pool_options(taken: Option<Arc<Mutex<Option<Instant>>>>) -> SqlitePoolOptions {
+    let released = taken.clone();
+    SqlitePoolOptions::new()
+        .before_acquire(move |conn, _meta| {
+            let taken = taken.clone();
+            Box::pin(async move {
+                let stuck = sqlx::Connection::is_in_transaction(conn);
+                if stuck {
+                    tracing::warn!(
+                        "a SQLite connection was left inside a failed transaction (a commit that \
+                         failed, e.g. on a full disk); opening a fresh one"
+                    );
+                } else if let Some(taken) = taken {
+                    *lock(&taken) = Some(Instant::now());
+                }
+                Ok(!stuck)
+            })
         })
-    })
+        .after_release(move |_conn, _meta| {
+            if let Some(taken) = &released {
+                *lock(taken) = None;
+            }
+            Box::pin(async { Ok(true) })
+        })
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 #[async_trait]
