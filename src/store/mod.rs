@@ -55,16 +55,20 @@ pub enum StoreError {
     /// Applying migrations failed.
     #[error("migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
-    /// The database was migrated by a newer hookline than this one.
+    /// The database was migrated by a newer hookline than this one, which does not keep
+    /// this one's schema working.
     #[error(
-        "the database schema is at version {found}, newer than this hookline knows (up to {known}); \
-         run a hookline at least as new as the one that migrated it"
+        "the database schema is at version {found}, newer than this hookline knows (up to {known}), \
+         and its migration {blocking} does not keep version {known} working; run a hookline at \
+         least as new as the one that migrated it"
     )]
     SchemaTooNew {
         /// The highest version applied to the database.
         found: i64,
         /// The highest version this binary carries.
         known: i64,
+        /// The first newer migration that does not keep `known` working.
+        blocking: i64,
     },
     /// Migrations have not been applied (readiness check).
     #[error("the database schema is not migrated (run `hookline migrate`)")]

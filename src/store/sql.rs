@@ -17,6 +17,7 @@ use sqlx::{
     Arguments, Database, Encode, FromRow, PgPool, Postgres, Sqlite, SqlitePool, Transaction, Type,
 };
 
+use super::migrations::{self, Applied, Standing};
 use super::writes::watched;
 use super::{NewDelivery, StoreError};
 
@@ -287,10 +288,21 @@ impl Reads<'_> {
         })
     }
 
-    /// Applies `migrator`'s migrations on this pool (SQLite: pass the writer), refusing a
-    /// schema newer than this binary.
+    /// Applies `migrator`'s migrations on this pool (SQLite: pass the writer). A newer
+    /// schema is left as it is: run on if it keeps this binary's version, refused if not.
     pub(crate) async fn migrate(self, migrator: &Migrator) -> Result<(), StoreError> {
-        super::migrations::refuse_newer(self.applied_version().await?, migrator)?;
+        let known = migrations::known_version(migrator);
+        if let Standing::NewerCompatible { found } =
+            migrations::standing(&self.applied(known).await?, migrator)?
+        {
+            tracing::info!(
+                found,
+                known,
+                "the database schema is newer than this hookline's but keeps it working; \
+                 running on it without migrating"
+            );
+            return Ok(());
+        }
         match self {
             Reads::Sqlite(pool) => migrator.run(pool).await?,
             Reads::Postgres(pool) => migrator.run(pool).await?,
@@ -298,13 +310,18 @@ impl Reads<'_> {
         Ok(())
     }
 
-    /// Whether the schema is migrated up to exactly `migrator`'s version.
+    /// Whether this binary can serve the schema: migrated up to its version, or newer and
+    /// keeping its version working.
     pub(crate) async fn check_migrated(self, migrator: &Migrator) -> Result<(), StoreError> {
-        super::migrations::check_current(self.applied_version().await?, migrator)
+        let known = migrations::known_version(migrator);
+        match migrations::standing(&self.applied(known).await?, migrator)? {
+            Standing::Behind => Err(StoreError::NotMigrated),
+            Standing::Current | Standing::NewerCompatible { .. } => Ok(()),
+        }
     }
 
-    /// The highest successfully applied migration, or None on a fresh database.
-    async fn applied_version(self) -> Result<Option<i64>, StoreError> {
+    /// The database's applied migrations, and what those newer than `known` keep working.
+    async fn applied(self, known: i64) -> Result<Applied, StoreError> {
         let table = Sql::new(match self.dialect() {
             Dialect::Sqlite => {
                 "SELECT name FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations'"
@@ -313,11 +330,26 @@ impl Reads<'_> {
         });
         let table: Option<(Option<String>,)> = self.fetch_optional(&table).await?;
         if table.and_then(|(name,)| name).is_none() {
-            return Ok(None);
+            return Ok(Applied {
+                version: None,
+                newer: Vec::new(),
+            });
         }
         let version = Sql::new("SELECT MAX(version) FROM _sqlx_migrations WHERE success");
         let (version,): (Option<i64>,) = self.fetch_one(&version).await?;
-        Ok(version)
+        let newer = match version {
+            Some(v) if v > known => {
+                let declared = Sql::new(
+                    "SELECT m.version, c.oldest_reader FROM _sqlx_migrations m \
+                     LEFT JOIN schema_compat c ON c.version = m.version \
+                     WHERE m.success AND m.version > $1 ORDER BY m.version",
+                )
+                .arg(known);
+                self.fetch_all(&declared).await?
+            }
+            _ => Vec::new(),
+        };
+        Ok(Applied { version, newer })
     }
 }
 

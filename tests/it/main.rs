@@ -26,3 +26,4 @@ mod stalls;
 mod store_contract;
 mod takeover;
 mod tls;
+mod upgrade;
