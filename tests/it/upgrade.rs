@@ -410,3 +410,27 @@ store_test!(
         );
     }
 );
+
+store_test!(
+    every_migration_from_7_on_declares_what_it_keeps_working,
+    async |db: &TestDb| {
+        db.store().await.close().await;
+        let pool = Pool::open(db).await;
+        let query = "SELECT m.version, c.oldest_reader FROM _sqlx_migrations m \
+                     LEFT JOIN schema_compat c ON c.version = m.version \
+                     WHERE m.version >= 7 ORDER BY m.version";
+        let rows: Vec<(i64, Option<i64>)> = match &pool {
+            Pool::Sqlite(p) => sqlx::query_as(query).fetch_all(p).await,
+            Pool::Postgres(p) => sqlx::query_as(query).fetch_all(p).await,
+        }
+        .expect("declarations");
+        pool.close().await;
+        assert!(!rows.is_empty(), "migration 7 applied");
+        for (version, oldest) in rows {
+            let oldest = oldest.unwrap_or_else(|| {
+                panic!("migration {version} must insert its row into schema_compat")
+            });
+            assert!(oldest <= version, "migration {version} keeps {oldest}");
+        }
+    }
+);
