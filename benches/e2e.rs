@@ -1,4 +1,4 @@
-//! hookline end-to-end benchmark: `cargo bench --bench e2e [-- --quick] [-- --backend sqlite|postgres] [-- --log-only | --receivers-only | --latency-only | --core-only | --enrichment-only]`.
+//! hookline end-to-end benchmark: `cargo bench --bench e2e [-- --quick] [-- --backend sqlite|postgres] [-- --log-only | --receivers-only | --latency-only | --core-only | --enrichment-only | --replicas-only]`.
 //! `HOOKLINE_BENCH_BIN=PATH` runs another hookline build (an earlier commit's) instead.
 //!
 //! Starts the release `hookline` binary against SQLite, then PostgreSQL, with a fast
@@ -29,6 +29,8 @@ mod enrichment;
 mod log;
 #[path = "e2e/receivers.rs"]
 mod receivers;
+#[path = "e2e/replicas.rs"]
+mod replicas;
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
 
@@ -78,6 +80,8 @@ fn main() -> Result<(), Error> {
         Only::Core
     } else if args.iter().any(|a| a == "--enrichment-only") {
         Only::Enrichment
+    } else if args.iter().any(|a| a == "--replicas-only") {
+        Only::Replicas
     } else {
         Only::All
     };
@@ -205,7 +209,12 @@ impl Hookline {
             roles.into(),
             "--db".into(),
             db.into(),
-            "--ingest-addr".into(),
+            // A process without ingest answers /healthz on its admin address.
+            if roles.contains("ingest") {
+                "--ingest-addr".into()
+            } else {
+                "--admin-addr".into()
+            },
             addr.to_string(),
             "--registry-token".into(),
             TOKEN.into(),
@@ -243,6 +252,12 @@ impl Hookline {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         Ok(h)
+    }
+
+    /// SIGKILL: dies at once, mid-work.
+    fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 
     /// CPU seconds (user + system) this process has used.
@@ -552,6 +567,8 @@ enum Only {
     Core,
     /// Only enrichment from the registry, scenario (13).
     Enrichment,
+    /// Only a killed process's deliveries (14) and dispatchers side by side (15).
+    Replicas,
 }
 
 async fn run_backend(backend: &str, scale: Scale, only: Only) -> Result<String, Error> {
@@ -575,6 +592,10 @@ async fn run_backend(backend: &str, scale: Scale, only: Only) -> Result<String, 
         Only::Enrichment => {
             let quick = scale.deliveries < FULL.deliveries;
             rows.extend(enrichment::scenarios(backend, quick, dir.path(), &sink_url, &sink).await?);
+            return Ok(table(backend, rows));
+        }
+        Only::Replicas => {
+            rows.extend(replicas::scenarios(backend, scale, dir.path(), &sink_url, &sink).await?);
             return Ok(table(backend, rows));
         }
         Only::Core | Only::All => {}

@@ -23,22 +23,25 @@ const GRACE: Duration = Duration::from_secs(2);
 /// Gives back dead dispatchers' leases until `shutdown`: once at start, then (where other
 /// processes can be alive) whenever one of them has been gone for [`GRACE`].
 pub(super) async fn run(store: Store, me: String, shutdown: CancellationToken) {
-    let watched = match store.live_owners().await {
-        Ok(live) => live.is_some(),
+    // Owner key -> when it was first seen gone (None: alive at the last look). Seeded with
+    // who is alive now, so one that dies during the grace below is found too.
+    let mut seen: HashMap<i64, Option<Instant>> = match store.live_owners().await {
+        Ok(Some(live)) => live.into_iter().map(|key| (key, None)).collect(),
+        Ok(None) => {
+            // No other process can be alive: whatever is leased is a dead one's.
+            release(&store, &me).await;
+            return;
+        }
         Err(error) => {
             tracing::warn!(%error, "cannot read which dispatchers are alive");
-            true
+            HashMap::new()
         }
     };
-    if watched && !pause(GRACE, &shutdown).await {
+    if !pause(GRACE, &shutdown).await {
         return;
     }
+    // Those that died before this process started.
     release(&store, &me).await;
-    if !watched {
-        return;
-    }
-    // Owner key -> when it was first seen gone (None: alive at the last look).
-    let mut seen: HashMap<i64, Option<Instant>> = HashMap::new();
     while pause(POLL, &shutdown).await {
         let live = match store.live_owners().await {
             Ok(Some(live)) => live,

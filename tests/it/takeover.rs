@@ -103,14 +103,14 @@ async fn a_restart_on_the_same_sqlite_file_sends_what_the_killed_process_held_at
     db.finish().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_surviving_postgres_replica_sends_what_a_killed_one_held_within_seconds() {
+/// A PostgreSQL dispatcher started beside a busy one, which is killed `after` it started:
+/// what the dead one held arrives within the promise, and nothing twice while it lived.
+async fn a_survivor_takes_over(after: Duration) {
     let db = TestDb::new(Backend::Postgres).await;
     let receiver = Receiver::start().await;
     let (mut server, _) = busy_server(&db, &receiver).await;
     let survivor = serve(&db, "dispatcher", free_addr());
-    // Past its start-up look at who is alive: the death is found by its watch.
-    tokio::time::sleep(Duration::from_secs(4)).await;
+    tokio::time::sleep(after).await;
     server.kill9();
     receiver.set_default(Reply::ok());
     let died = Instant::now();
@@ -135,6 +135,19 @@ async fn a_surviving_postgres_replica_sends_what_a_killed_one_held_within_second
     );
     drop(survivor);
     db.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_surviving_postgres_replica_sends_what_a_killed_one_held_within_seconds() {
+    // Long after the survivor's start-up look: the death is found by its watch.
+    a_survivor_takes_over(Duration::from_secs(4)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_death_between_the_survivors_first_looks_is_found_too() {
+    // After its start-up release (at 2 s) and before its first watch (at 3 s): only the
+    // owners it saw alive at its very start tell it someone died.
+    a_survivor_takes_over(Duration::from_millis(2_500)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
