@@ -897,23 +897,24 @@ store_test!(
     }
 );
 
-store_test!(
-    eight_claimers_with_separate_pools_take_each_row_once,
-    async |db: &TestDb| {
-        // Separate pools behave like separate replicas.
-        let store = db.store().await;
-        let total = 10_000;
-        for _ in 0..10 {
-            enqueue_n(&store, total / 10, None).await;
-        }
-        let mut stores = Vec::new();
-        for _ in 0..8 {
-            stores.push(db.store().await);
-        }
-        claim_all_concurrently(stores, total).await;
-        store.close().await;
+/// Separate pools behave like separate replicas, which only PostgreSQL has: a SQLite file is
+/// served by one process (`store/sqlite/liveness.rs`), whose claims share its one writer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn eight_claimers_with_separate_pools_take_each_row_once() {
+    let db = crate::harness::db::TestDb::new(crate::harness::db::Backend::Postgres).await;
+    let store = db.store().await;
+    let total = 10_000;
+    for _ in 0..10 {
+        enqueue_n(&store, total / 10, None).await;
     }
-);
+    let mut stores = Vec::new();
+    for _ in 0..8 {
+        stores.push(db.store().await);
+    }
+    claim_all_concurrently(stores, total).await;
+    store.close().await;
+    db.finish().await;
+}
 
 /// Enrichment: registry sources and each event's stored enrichment.
 mod enrichment;

@@ -6,6 +6,11 @@
 use hookline::store::{self, OpenOptions, Store};
 
 use super::pg::{PgDatabase, fresh_database};
+use super::watchdog::Watchdog;
+
+/// Far past any test's usual time (the longest take about 10 s), before nextest's own
+/// timeout (2 min; 5 in CI) kills it without a word.
+const HANG: std::time::Duration = std::time::Duration::from_secs(90);
 
 /// Which database a test runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,6 +30,8 @@ pub struct TestDb {
     /// Keeps the SQLite file's directory alive.
     _dir: Option<tempfile::TempDir>,
     pg: Option<PgDatabase>,
+    /// Prints every thread's backtrace if the test runs far past its usual time.
+    _watchdog: Watchdog,
 }
 
 impl TestDb {
@@ -39,6 +46,7 @@ impl TestDb {
                     url,
                     _dir: Some(dir),
                     pg: None,
+                    _watchdog: Watchdog::arm(HANG),
                 }
             }
             Backend::Postgres => {
@@ -48,6 +56,7 @@ impl TestDb {
                     url: pg.url.clone(),
                     _dir: None,
                     pg: Some(pg),
+                    _watchdog: Watchdog::arm(HANG),
                 }
             }
         }
@@ -61,8 +70,8 @@ impl TestDb {
     }
 
     /// Drops the PostgreSQL database (SQLite's dir goes with `self`).
-    pub async fn finish(self) {
-        if let Some(pg) = self.pg {
+    pub async fn finish(mut self) {
+        if let Some(pg) = self.pg.take() {
             pg.drop_db().await;
         }
     }

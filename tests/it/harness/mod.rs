@@ -11,3 +11,4 @@ pub mod resolver;
 pub mod server;
 pub mod tls;
 pub mod token_issuer;
+pub mod watchdog;
