@@ -168,7 +168,7 @@ settings! {
         /// Disable a webhook that has failed continuously for this long (default 3d).
         #[arg(long, env = "HOOKLINE_DISABLE_AFTER")]
         pub disable_after: HumanDuration,
-        /// Lease on a claimed delivery; renewed while the request runs (default 30s).
+        /// Lease on a claimed delivery; renewed while the request runs, and the safety net if a process dies (its leases are normally given back within seconds) (default 30s).
         #[arg(long, env = "HOOKLINE_LEASE")]
         pub lease: HumanDuration,
         /// On SIGTERM, how long in-flight deliveries may finish before their leases are released (default 10s).
