@@ -110,3 +110,59 @@ pub(crate) async fn watched<T>(
         }
     }
 }
+
+/// How long closing a pool may wait for its connections to come back.
+pub(crate) const CLOSE_WITHIN: Duration = Duration::from_secs(5);
+
+/// Closes a pool, waiting at most `within` (e.g. [`CLOSE_WITHIN`]) for connections still
+/// checked out; then says so and goes on. sqlx's `close` waits for every connection to be
+/// returned, so one that never is (a task stuck on it) would otherwise hang shutdown
+/// silently.
+pub(crate) async fn close_within<DB: sqlx::Database>(
+    pool: &sqlx::Pool<DB>,
+    name: &str,
+    within: Duration,
+) {
+    if tokio::time::timeout(within, pool.close()).await.is_err() {
+        tracing::warn!(
+            pool = name,
+            checked_out = pool.size().saturating_sub(pool.num_idle() as u32),
+            "a database pool did not close within {within:?}: a connection was never \
+             returned; going on without it"
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn closing_a_pool_whose_connection_never_comes_back_does_not_hang() {
+        let pool = sqlx::sqlite::SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect("sqlite::memory:")
+            .await
+            .expect("pool");
+        let held = pool.acquire().await.expect("connection");
+        close_within(&pool, "test", Duration::from_millis(100)).await;
+        assert!(pool.is_closed());
+        drop(held);
+    }
+
+    #[test]
+    fn a_write_failure_is_remembered_from_its_first_occurrence_until_a_success() {
+        let health = WriteHealth::default();
+        assert!(health.failing().is_none());
+        let unavailable: Result<(), StoreError> =
+            Err(StoreError::Database(sqlx::Error::PoolTimedOut));
+        health.record(&unavailable);
+        let (_, reason) = health.failing().expect("failing");
+        assert!(reason.contains("pool timed out"), "{reason}");
+        health.record(&Ok::<(), StoreError>(()));
+        assert!(health.failing().is_none());
+        // An error that says nothing of the database leaves it as it was.
+        health.record(&Err::<(), _>(StoreError::NotMigrated));
+        assert!(health.failing().is_none());
+    }
+}

@@ -18,6 +18,7 @@ use sqlx::{Postgres, Transaction};
 use tokio_util::sync::CancellationToken;
 
 use super::log::LogStore;
+use super::writes::{CLOSE_WITHIN, close_within};
 use super::{Log, OpenOptions, Schema, StoreError, Tail, Wake};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
@@ -118,7 +119,7 @@ impl Schema for PgBackend {
     }
 
     async fn close(&self) {
-        self.pool.close().await;
+        close_within(&self.pool, "postgres", CLOSE_WITHIN).await;
     }
 }
 

@@ -23,7 +23,7 @@ use sqlx::{Sqlite, Transaction};
 use tokio_util::sync::CancellationToken;
 
 use super::sql::Reads;
-use super::writes::watched;
+use super::writes::{CLOSE_WITHIN, close_within, watched};
 use super::{OpenOptions, Schema, StoreError, Tail, Wake};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
@@ -150,7 +150,7 @@ impl Schema for SqliteBackend {
     }
 
     async fn close(&self) {
-        self.writer.close().await;
-        self.reader.close().await;
+        close_within(&self.writer, "sqlite writer", CLOSE_WITHIN).await;
+        close_within(&self.reader, "sqlite readers", CLOSE_WITHIN).await;
     }
 }
