@@ -23,10 +23,9 @@ const GRACE: Duration = Duration::from_secs(2);
 /// Gives back dead dispatchers' leases until `shutdown`: once at start, then (where other
 /// processes can be alive) whenever one of them has been gone for [`GRACE`].
 pub(super) async fn run(store: Store, me: String, shutdown: CancellationToken) {
-    // Owner key -> when it was first seen gone (None: alive at the last look). Seeded with
-    // who is alive now, so one that dies during the grace below is found too.
-    let mut seen: HashMap<i64, Option<Instant>> = match store.live_owners().await {
-        Ok(Some(live)) => live.into_iter().map(|key| (key, None)).collect(),
+    // Seeded with who is alive now, so one that dies during the grace below is found too.
+    let mut watch = match store.live_owners().await {
+        Ok(Some(live)) => Watch::new(&live),
         Ok(None) => {
             // No other process can be alive: whatever is leased is a dead one's.
             release(&store, &me).await;
@@ -34,7 +33,7 @@ pub(super) async fn run(store: Store, me: String, shutdown: CancellationToken) {
         }
         Err(error) => {
             tracing::warn!(%error, "cannot read which dispatchers are alive");
-            HashMap::new()
+            Watch::new(&[])
         }
     };
     if !pause(GRACE, &shutdown).await {
@@ -43,28 +42,47 @@ pub(super) async fn run(store: Store, me: String, shutdown: CancellationToken) {
     // Those that died before this process started.
     release(&store, &me).await;
     while pause(POLL, &shutdown).await {
-        let live = match store.live_owners().await {
-            Ok(Some(live)) => live,
-            Ok(None) => return,
-            Err(error) => {
-                tracing::debug!(%error, "cannot read which dispatchers are alive");
-                continue;
+        match store.live_owners().await {
+            Ok(Some(live)) => {
+                if watch.look(&live, Instant::now()) {
+                    release(&store, &me).await;
+                }
             }
-        };
-        let now = Instant::now();
-        for key in &live {
-            seen.insert(*key, None);
+            Ok(None) => return,
+            Err(error) => tracing::debug!(%error, "cannot read which dispatchers are alive"),
+        }
+    }
+}
+
+/// Who was seen alive, and since when each one missing has been missing.
+struct Watch {
+    /// Owner key -> when it was first seen gone (None: alive at the last look).
+    seen: HashMap<i64, Option<Instant>>,
+}
+
+impl Watch {
+    fn new(live: &[i64]) -> Watch {
+        Watch {
+            seen: live.iter().map(|key| (*key, None)).collect(),
+        }
+    }
+
+    /// Takes in who is alive at `now`; true when an owner seen alive before has now been
+    /// gone for [`GRACE`] (it is then forgotten: its leases are given back once).
+    fn look(&mut self, live: &[i64], now: Instant) -> bool {
+        for key in live {
+            self.seen.insert(*key, None);
         }
         let mut dead = false;
-        for (key, gone) in seen.iter_mut() {
+        for (key, gone) in self.seen.iter_mut() {
             if !live.contains(key) {
                 dead |= now.duration_since(*gone.get_or_insert(now)) >= GRACE;
             }
         }
         if dead {
-            release(&store, &me).await;
-            seen.retain(|_, gone| gone.is_none());
+            self.seen.retain(|_, gone| gone.is_none());
         }
+        dead
     }
 }
 
@@ -89,5 +107,43 @@ async fn release(store: &Store, me: &str) {
         Err(error) => {
             tracing::warn!(%error, "cannot give back dead dispatchers' leases; they expire on their own")
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_owner_is_dead_only_once_gone_for_the_grace_and_only_once() {
+        let t0 = Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        let mut watch = Watch::new(&[1, 2]);
+        assert!(!watch.look(&[1, 2], at(1_000)));
+        // 2's session drops; it is back before the grace ends: never dead.
+        assert!(!watch.look(&[1], at(2_000)));
+        assert!(!watch.look(&[1], at(3_000)));
+        assert!(!watch.look(&[1, 2], at(3_500)));
+        // Gone again: the grace starts over, and once it has passed, dead, once.
+        assert!(!watch.look(&[1], at(4_000)));
+        assert!(!watch.look(&[1], at(5_000)));
+        assert!(watch.look(&[1], at(6_000)));
+        assert!(!watch.look(&[1], at(7_000)));
+    }
+
+    #[test]
+    fn an_owner_alive_at_the_first_look_that_dies_before_the_next_is_found() {
+        let t0 = Instant::now();
+        let mut watch = Watch::new(&[7]);
+        assert!(!watch.look(&[], t0 + Duration::from_secs(1)));
+        assert!(watch.look(&[], t0 + Duration::from_secs(3)));
+    }
+
+    #[test]
+    fn an_owner_never_seen_alive_is_never_taken_for_dead_by_the_watch() {
+        // (Owners that died before this process started are given back at its start.)
+        let t0 = Instant::now();
+        let mut watch = Watch::new(&[]);
+        assert!(!watch.look(&[], t0 + Duration::from_secs(10)));
     }
 }

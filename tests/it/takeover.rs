@@ -172,3 +172,65 @@ async fn a_second_serve_on_one_sqlite_file_is_refused_and_says_why() {
     drop(third);
     db.finish().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dispatcher_whose_liveness_session_drops_is_not_taken_for_dead() {
+    // A network blip, a proxy or an operator ends the liveness sessions of live
+    // dispatchers (a database restart ends them with every other session): they reopen
+    // theirs within the grace, so none takes another's leases and nothing is in flight
+    // twice. (Whether a look falls inside the gap depends on timing; the grace's rule
+    // itself is unit-tested in `dispatch/takeover.rs`. What this proves is the reopening:
+    // a session not reopened would be taken for dead two seconds later.)
+    let db = TestDb::new(Backend::Postgres).await;
+    let receiver = Receiver::start().await;
+    receiver.set_default(Reply::ok().after(Duration::from_millis(1500)));
+    let store = db.store().await;
+    let (wh, secret) = webhook("acme", &receiver.url());
+    store.insert_webhook(&wh, &secret).await.expect("webhook");
+    let ingest_addr = free_addr();
+    let ingest = serve(&db, "ingest", ingest_addr);
+    ingest.wait_healthy(ingest_addr).await;
+    let a = serve(&db, "dispatcher", free_addr());
+    let b = serve(&db, "dispatcher", free_addr());
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    notify_pushes(ingest_addr, "4", IN_FLIGHT * 2).await;
+    receiver.wait_for(4, Duration::from_secs(10)).await;
+
+    let killer = sqlx::PgPool::connect(&db.url).await.expect("connect");
+    let (killed,): (i64,) = sqlx::query_as(
+        "SELECT count(pg_terminate_backend(pid)) FROM pg_locks \
+         WHERE locktype = 'advisory' AND classid = 1751870464 AND objsubid = 2 \
+           AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+    )
+    .fetch_one(&killer)
+    .await
+    .expect("terminate the liveness sessions");
+    killer.close().await;
+    assert_eq!(killed, 2, "both dispatchers' liveness sessions");
+
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let stats = store.queue_stats(hookline::store::now_ms()).await;
+        if stats.is_ok_and(|s| s.succeeded == (IN_FLIGHT * 2) as i64) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{}\n{}", a.log(), b.log());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        receiver.overlapping_ids().is_empty(),
+        "in flight twice at once: {:?}\n--- a ---\n{}\n--- b ---\n{}",
+        receiver.overlapping_ids(),
+        a.log(),
+        b.log()
+    );
+    for log in [a.log(), b.log()] {
+        assert!(
+            !log.contains("gave back the leases"),
+            "a live dispatcher taken for dead:\n{log}"
+        );
+    }
+    store.close().await;
+    drop((ingest, a, b));
+    db.finish().await;
+}

@@ -21,8 +21,16 @@ use crate::store::{Liveness, StoreError};
 /// The advisory lock class of dispatcher liveness (`hkl\0`), apart from sqlx's migration lock.
 const CLASS: i64 = 0x686b_6c00;
 
-/// How often the liveness session is checked, and reopened if it was lost.
+/// How often the liveness session is checked.
 const CHECK_EVERY: Duration = Duration::from_secs(1);
+
+/// How soon a lost session is tried again: well inside the 2 s others wait before taking
+/// an owner for dead (`dispatch/takeover.rs`).
+const REOPEN_EVERY: Duration = Duration::from_millis(200);
+
+/// `pg_locks` shows the whole cluster; advisory locks are per database, and so is hookline.
+const THIS_DATABASE: &str =
+    "database = (SELECT oid FROM pg_database WHERE datname = current_database())";
 
 /// The owners a release may take for dead: those that hold liveness locks.
 const TRACKED: &str = "substr(lease_owner, 1, 8) = 'replica_'";
@@ -74,7 +82,7 @@ async fn keep(
             }
             tokio::select! {
                 _ = cancel.cancelled() => return,
-                _ = tokio::time::sleep(CHECK_EVERY) => {}
+                _ = tokio::time::sleep(REOPEN_EVERY) => {}
             }
         }
     }
@@ -95,10 +103,11 @@ impl Liveness for PgBackend {
     }
 
     async fn live_owners(&self) -> Result<Option<Vec<i64>>, StoreError> {
-        let keys: Vec<(i64,)> = sqlx::query_as(
+        let keys: Vec<(i64,)> = sqlx::query_as(&format!(
             "SELECT CAST(objid AS BIGINT) FROM pg_locks \
-             WHERE locktype = 'advisory' AND classid = CAST(CAST($1 AS BIGINT) AS OID) AND objsubid = 2",
-        )
+             WHERE locktype = 'advisory' AND classid = CAST(CAST($1 AS BIGINT) AS OID) AND objsubid = 2 \
+               AND {THIS_DATABASE}"
+        ))
         .bind(CLASS)
         .fetch_all(&self.pool)
         .await?;
@@ -111,7 +120,8 @@ impl Liveness for PgBackend {
         let dead = format!(
             "{TRACKED} AND CAST(CAST(hashtext(lease_owner) AS BIGINT) & 4294967295 AS OID) NOT IN ( \
                SELECT objid FROM pg_locks \
-               WHERE locktype = 'advisory' AND classid = CAST(CAST($3 AS BIGINT) AS OID) AND objsubid = 2)"
+               WHERE locktype = 'advisory' AND classid = CAST(CAST($3 AS BIGINT) AS OID) AND objsubid = 2 \
+                 AND {THIS_DATABASE})"
         );
         release_dead(self, &release_dead_sql(me, now, Some(&dead)).arg(CLASS)).await
     }
