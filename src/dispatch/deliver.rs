@@ -67,6 +67,18 @@ struct Decided {
 }
 
 impl Decided {
+    /// What a final answer decides: the delivery ends at once, for `reason`.
+    fn ended(verdict: Verdict, reason: &str) -> Decided {
+        Decided {
+            verdict,
+            next: NextState::Failed,
+            reason: Some(reason.to_owned()),
+            signal: Signal::Neutral,
+            pause: None,
+            disable: None,
+        }
+    }
+
     fn delivered(&self) -> bool {
         self.verdict == Verdict::Succeeded
     }
@@ -84,14 +96,7 @@ fn decide(
     now: i64,
     jitter: f64,
 ) -> Decided {
-    let failed = |verdict, reason: &str| Decided {
-        verdict,
-        next: NextState::Failed,
-        reason: Some(reason.to_owned()),
-        signal: Signal::Neutral,
-        pause: None,
-        disable: None,
-    };
+    let failed = Decided::ended;
     let (class, subject, retry_after) = match outcome {
         Outcome::Delivered => {
             return Decided {
@@ -548,18 +553,6 @@ mod tests {
         }
     }
 
-    /// What a final answer decides: the delivery ends at once with the transport's reason.
-    fn ended(verdict: Verdict, reason: &str) -> Decided {
-        Decided {
-            verdict,
-            next: NextState::Failed,
-            reason: Some(reason.to_owned()),
-            signal: Signal::Neutral,
-            pause: None,
-            disable: None,
-        }
-    }
-
     fn shared() -> Shared {
         Shared {
             lanes: Lanes::new(64, 64, Circuits::new(2, Duration::from_secs(30))),
@@ -591,7 +584,7 @@ mod tests {
     async fn a_final_rejection_fails_at_once_with_the_transports_reason() {
         let reason = "HTTP 404 is final: the receiver refuses this request as it is";
         let d = attempt(&Scripted::new([rejected(reason, None)]), 1).await;
-        assert_eq!(d, ended(Verdict::Failed, reason));
+        assert_eq!(d, Decided::ended(Verdict::Failed, reason));
         assert_eq!(d.verdict.as_str(), "failed");
     }
 
@@ -704,7 +697,7 @@ mod tests {
             reason: reason.to_owned(),
         };
         let d = attempt(&Scripted::new([outcome]), 1).await;
-        assert_eq!(d, ended(Verdict::Refused, reason));
+        assert_eq!(d, Decided::ended(Verdict::Refused, reason));
         assert_eq!(d.verdict.as_str(), "refused");
     }
 

@@ -52,10 +52,16 @@ impl WriteHealth {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Option<Failing>> {
-        self.0
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        lock(&self.0)
     }
+}
+
+/// Locks `mutex`, going on with its data if a panicking holder poisoned it: what these
+/// mutexes guard (an instant, a reason) stays meaningful whatever panicked.
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// One small write that changes nothing anybody reads.

@@ -109,6 +109,19 @@ async fn wait_all_delivered(receiver: &Receiver, acknowledged: &HashSet<String>)
     }
 }
 
+/// Waits (at most 10 s) until `/readyz` answers 200 after the fault ended (`since`).
+async fn wait_ready(server: &TestServer, since: &str) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while server.get("/readyz").await.0 != 200 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not ready within 10 s after {since}: {}",
+            server.get("/readyz").await.1
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// POSTs one envelope; returns the status and its `Retry-After`.
 async fn notify(server: &TestServer, envelope: &str) -> (u16, Option<String>) {
     let response = reqwest::Client::builder()
@@ -218,15 +231,7 @@ async fn a_full_disk_answers_503_and_everything_recovers_once_space_is_freed() {
     }
     // Readiness comes back by itself (its probe write succeeds), before any notify is tried:
     // a load balancer that took the process out sends none until it is ready again.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while server.get("/readyz").await.0 != 200 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "not ready within 10 s of space being freed: {}",
-            server.get("/readyz").await.1
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_ready(&server, "space was freed").await;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while load.send(&server).await != 200 {
         assert!(
@@ -290,17 +295,7 @@ async fn postgres_sessions_killed_mid_transaction_answer_503_and_everything_reco
     eprintln!("killed {killed} sessions; {refused} notifies answered 503");
 
     // Once the killing stops, everything works again at once, with no restart.
-    // Readiness comes back by itself (its probe write succeeds), before any notify is tried:
-    // a load balancer that took the process out sends none until it is ready again.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while server.get("/readyz").await.0 != 200 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "not ready within 10 s of space being freed: {}",
-            server.get("/readyz").await.1
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_ready(&server, "the killing stopped").await;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while load.send(&server).await != 200 {
         assert!(

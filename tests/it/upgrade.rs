@@ -26,6 +26,24 @@ enum Arg {
     Int(i64),
 }
 
+/// Binds `args` in order, on either backend.
+fn bind<'q, DB: sqlx::Database>(
+    mut query: sqlx::query::Query<'q, DB, <DB as sqlx::Database>::Arguments<'q>>,
+    args: Vec<Arg>,
+) -> sqlx::query::Query<'q, DB, <DB as sqlx::Database>::Arguments<'q>>
+where
+    String: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    i64: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+{
+    for arg in args {
+        query = match arg {
+            Arg::Text(t) => query.bind(t),
+            Arg::Int(i) => query.bind(i),
+        };
+    }
+    query
+}
+
 /// A connection pool of either backend, for statements this hookline would not write.
 enum Pool {
     Sqlite(sqlx::SqlitePool),
@@ -69,27 +87,10 @@ impl Pool {
 
     async fn execute(&self, sql: &str, args: Vec<Arg>) {
         match self {
-            Pool::Sqlite(pool) => {
-                let mut query = sqlx::query(sql);
-                for arg in args {
-                    query = match arg {
-                        Arg::Text(t) => query.bind(t),
-                        Arg::Int(i) => query.bind(i),
-                    };
-                }
-                query.execute(pool).await.expect(sql);
-            }
-            Pool::Postgres(pool) => {
-                let mut query = sqlx::query(sql);
-                for arg in args {
-                    query = match arg {
-                        Arg::Text(t) => query.bind(t),
-                        Arg::Int(i) => query.bind(i),
-                    };
-                }
-                query.execute(pool).await.expect(sql);
-            }
+            Pool::Sqlite(pool) => bind(sqlx::query(sql), args).execute(pool).await.map(drop),
+            Pool::Postgres(pool) => bind(sqlx::query(sql), args).execute(pool).await.map(drop),
         }
+        .expect(sql);
     }
 
     async fn close(self) {

@@ -23,7 +23,7 @@ use sqlx::{Sqlite, Transaction};
 use tokio_util::sync::CancellationToken;
 
 use super::sql::Reads;
-use super::writes::{CLOSE_WITHIN, close_within, watched};
+use super::writes::{CLOSE_WITHIN, close_within, lock, watched};
 use super::{OpenOptions, Schema, StoreError, Tail, Wake};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
@@ -127,12 +127,6 @@ fn pool_options(taken: Option<Arc<Mutex<Option<Instant>>>>) -> SqlitePoolOptions
             }
             Box::pin(async { Ok(true) })
         })
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 #[async_trait]
