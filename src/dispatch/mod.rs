@@ -108,7 +108,7 @@ pub async fn run(
     // and until the drain below is over: in-flight requests still hold their leases.
     let alive = CancellationToken::new();
     let _alive_until_return = alive.clone().drop_guard();
-    let Some(owner) = hold_liveness(&store, alive, &shutdown).await else {
+    let Some(owner) = takeover::hold_liveness(&store, alive, &shutdown).await else {
         return;
     };
     let (results, results_rx) = mpsc::channel(4 * config.max_in_flight.max(64));
@@ -185,28 +185,6 @@ pub async fn run(
         }
     }
     tracing::info!("dispatcher stopped");
-}
-
-/// Marks this dispatcher alive (`store::Liveness`) until `alive` fires and returns the
-/// owner it leases under, retrying while the database cannot be reached; None if shutdown
-/// came first.
-async fn hold_liveness(
-    store: &Store,
-    alive: CancellationToken,
-    shutdown: &CancellationToken,
-) -> Option<String> {
-    let mut backoff = Duration::from_millis(100);
-    loop {
-        match store.hold_liveness(alive.clone()).await {
-            Ok(owner) => return Some(owner),
-            Err(error) => tracing::warn!(%error, "cannot mark the dispatcher alive; retrying"),
-        }
-        tokio::select! {
-            _ = shutdown.cancelled() => return None,
-            _ = tokio::time::sleep(backoff) => {}
-        }
-        backoff = (backoff * 2).min(Duration::from_secs(5));
-    }
 }
 
 impl Dispatcher {

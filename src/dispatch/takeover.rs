@@ -1,5 +1,6 @@
 //! Takeover: a dead dispatcher's leases are given back within seconds of its death, not
-//! when they run out (see `store::Liveness`).
+//! when they run out (see `store::Liveness`). This dispatcher marks itself alive first
+//! ([`hold_liveness`]), so nobody takes its own leases for a dead one's.
 //!
 //! On SQLite, where `serve` holds the file alone, every lease found at start is a dead
 //! process's: given back at once. On PostgreSQL each dispatcher polls which of them are
@@ -19,6 +20,27 @@ const POLL: Duration = Duration::from_secs(1);
 
 /// How long an owner must be gone before its leases are given back.
 const GRACE: Duration = Duration::from_secs(2);
+
+/// Marks this dispatcher alive (`store::Liveness`) until `alive` fires and returns the
+/// owner it leases under, retrying while the database cannot be reached; None if shutdown
+/// came first.
+pub(super) async fn hold_liveness(
+    store: &Store,
+    alive: CancellationToken,
+    shutdown: &CancellationToken,
+) -> Option<String> {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        match store.hold_liveness(alive.clone()).await {
+            Ok(owner) => return Some(owner),
+            Err(error) => tracing::warn!(%error, "cannot mark the dispatcher alive; retrying"),
+        }
+        if !pause(backoff, shutdown).await {
+            return None;
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
+}
 
 /// Gives back dead dispatchers' leases until `shutdown`: once at start, then (where other
 /// processes can be alive) whenever one of them has been gone for [`GRACE`].
