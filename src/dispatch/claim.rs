@@ -15,9 +15,13 @@ use tokio_util::sync::CancellationToken;
 use super::handoff::Handoff;
 use super::lanes::{self, Job};
 use super::matcher::Matcher;
+use super::serving::Serving;
 use super::{Dispatcher, lock};
 use crate::event::Event;
 use crate::store::{ClaimedDelivery, NewDelivery, StoreError, now_ms};
+
+/// How soon the loop looks again while a webhook moving away still has requests in flight.
+const DRAIN_CHECK: Duration = Duration::from_millis(100);
 
 /// Most events fanned out per transaction.
 const FAN_OUT_BATCH: i64 = 500;
@@ -31,20 +35,32 @@ pub(super) struct Loop {
     revision: Option<i64>,
     /// When the earliest rotated-out secret expires: the matcher must be rebuilt then.
     secrets_expire_at: Option<i64>,
+    /// Every enabled webhook's id at `revision` (those the matcher skipped too).
+    webhook_ids: Vec<String>,
+    /// This dispatcher's share of the webhooks, where several share the database.
+    serving: Option<Serving>,
     /// Where ingest in this process takes the matcher from.
     handoff: Handoff,
 }
 
 impl Loop {
-    /// A loop for `d`, claiming as `owner`, publishing its matcher to `handoff`; it loads
-    /// the webhooks on its first pass.
-    pub(super) fn new(d: Arc<Dispatcher>, owner: String, handoff: Handoff) -> Loop {
+    /// A loop for `d`, claiming as `owner` the deliveries of the webhooks `serving` gives
+    /// it (None: all), publishing its matcher to `handoff`; it loads the webhooks on its
+    /// first pass.
+    pub(super) fn new(
+        d: Arc<Dispatcher>,
+        owner: String,
+        serving: Option<Serving>,
+        handoff: Handoff,
+    ) -> Loop {
         Loop {
             d,
             owner,
             matcher: Arc::new(Matcher::default()),
             revision: None,
             secrets_expire_at: None,
+            webhook_ids: Vec::new(),
+            serving,
             handoff,
         }
     }
@@ -71,6 +87,9 @@ impl Loop {
             let pause = if failures > 0 {
                 Duration::from_millis(100 * 2u64.pow(failures.min(6)))
                     .min(self.d.config.poll_interval * 5)
+            } else if self.serving.as_ref().is_some_and(Serving::draining) {
+                // A webhook moving away is given up as soon as its last request ends.
+                self.d.config.poll_interval.min(DRAIN_CHECK)
             } else {
                 self.d.config.poll_interval
             };
@@ -87,6 +106,12 @@ impl Loop {
     async fn cycle(&mut self) -> Result<bool, StoreError> {
         let now = now_ms();
         self.refresh_matcher(now, false).await?;
+        if let Some(serving) = self.serving.as_mut() {
+            let revision = self.revision.unwrap_or_default();
+            serving
+                .settle_if_due(&self.d, revision, &self.webhook_ids)
+                .await?;
+        }
         loop {
             let matcher = self.matcher.clone();
             let plan = move |event: &Event| plan_deliveries(&matcher, event);
@@ -111,12 +136,15 @@ impl Loop {
                 break;
             }
         }
-        let (limit, skip) = {
+        let (limit, mut skip) = {
             let mut shared = lock(&self.d.shared);
             let (limit, skip) = shared.lanes.claim_plan(Instant::now());
             shared.claim_held_back = limit < lanes::CLAIM_CHUNK || !skip.is_empty();
             (limit, skip)
         };
+        if let Some(serving) = &self.serving {
+            skip.extend(serving.leaving().cloned());
+        }
         if limit == 0 {
             return Ok(false);
         }
@@ -126,6 +154,7 @@ impl Loop {
             lease: self.d.config.lease,
             limit: limit as i64,
             skip_webhooks: &skip,
+            served_only: self.serving.is_some(),
         };
         let claimed = self.d.store.claim_due(&claim).await?;
         let full = claimed.len() == limit;
@@ -170,6 +199,7 @@ impl Loop {
             return Ok(());
         }
         let webhooks = self.d.store.enabled_webhooks(now).await?;
+        self.webhook_ids = webhooks.iter().map(|w| w.webhook.id.clone()).collect();
         self.secrets_expire_at = webhooks
             .iter()
             .flat_map(|w| w.secrets.iter().filter_map(|s| s.expires_at))

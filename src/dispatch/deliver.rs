@@ -559,6 +559,7 @@ mod tests {
             leases: HashMap::new(),
             failing_since: HashMap::new(),
             claim_held_back: false,
+            served: None,
         }
     }
 

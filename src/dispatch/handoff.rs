@@ -10,6 +10,7 @@
 //! committed rows like any claim's, renewed and released the same way, so a crash between
 //! the commit and the first request loses nothing (the lease expires, the row is due).
 
+use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -41,6 +42,7 @@ pub struct Ticket {
     plan: Box<Planner>,
     limit: usize,
     skip: Vec<String>,
+    served: Option<Arc<HashSet<String>>>,
 }
 
 impl Handoff {
@@ -56,7 +58,11 @@ impl Handoff {
         if d.shutdown.is_cancelled() {
             return None;
         }
-        let (limit, skip) = super::lock(&d.shared).lanes.claim_plan(Instant::now());
+        let (limit, skip, served) = {
+            let mut shared = super::lock(&d.shared);
+            let (limit, skip) = shared.lanes.claim_plan(Instant::now());
+            (limit, skip, shared.served.clone())
+        };
         let planner = matcher.clone();
         Some(Ticket {
             d,
@@ -66,6 +72,7 @@ impl Handoff {
             plan: Box::new(move |event: &Event| plan_deliveries(&planner, event)),
             limit,
             skip,
+            served,
         })
     }
 
@@ -108,6 +115,7 @@ impl Ticket {
             lease: self.d.config.lease,
             limit: self.limit,
             skip_webhooks: &self.skip,
+            served: self.served.as_deref(),
         }
     }
 

@@ -314,17 +314,26 @@ impl Lanes {
             .map(str::to_owned)
             .chain(paused.map(|(id, _)| id.clone()))
             .collect();
+        self.drain_webhooks(|id| blocked.iter().any(|b| b == id))
+    }
+
+    /// Takes out what waits in the lanes of the webhooks `which` picks (blocked ones, or
+    /// those moving to another dispatcher); what is in flight stays.
+    pub fn drain_webhooks(&mut self, which: impl Fn(&str) -> bool) -> Vec<Job> {
         let mut drained = Vec::new();
-        for id in blocked {
-            if let Some(lane) = self.lanes.get_mut(&id) {
+        self.lanes.retain(|id, lane| {
+            if which(id) {
                 drained.extend(lane.queue.drain(..));
-                if lane.held() == 0 {
-                    self.lanes.remove(&id);
-                }
             }
-        }
+            lane.held() > 0
+        });
         self.queued -= drained.len();
         drained
+    }
+
+    /// Whether anything of this webhook is queued or in flight here.
+    pub fn holds(&self, webhook_id: &str) -> bool {
+        self.lanes.contains_key(webhook_id)
     }
 
     /// Everything still waiting (shutdown).

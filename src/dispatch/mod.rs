@@ -17,13 +17,14 @@ mod lanes;
 pub mod matcher;
 pub mod payload;
 mod recorder;
+mod serving;
 pub mod sign;
 pub mod ssrf;
 mod takeover;
 pub mod transport;
 mod window;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -57,6 +58,9 @@ struct Shared {
     /// chunk), so due rows may wait in the store: a freed slot should claim again.
     /// Otherwise new work announces itself (a wake-up) and retries come due by the poll.
     claim_held_back: bool,
+    /// Where several dispatchers share the database, the webhooks this one serves
+    /// (`serving.rs`): nothing of another is queued here. None: every webhook.
+    served: Option<Arc<HashSet<String>>>,
 }
 
 /// Everything a delivery task needs.
@@ -111,6 +115,11 @@ pub async fn run(
     let Some(owner) = takeover::hold_liveness(&store, alive, &shutdown).await else {
         return;
     };
+    let (serving, members) = match serving::start(&store, &owner, &shutdown).await {
+        Some((serving, members)) => (Some(serving), Some(members)),
+        None if shutdown.is_cancelled() => return,
+        None => (None, None),
+    };
     let (results, results_rx) = mpsc::channel(4 * config.max_in_flight.max(64));
     let recorder = tokio::spawn(recorder::run(store.clone(), results_rx));
     let enricher = crate::registry::Enricher::start(&store, &config, shutdown.clone()).await;
@@ -128,6 +137,8 @@ pub async fn run(
             leases: HashMap::new(),
             failing_since: HashMap::new(),
             claim_held_back: false,
+            // Nothing is served before the first settle.
+            served: serving.as_ref().map(|_| Arc::new(HashSet::new())),
         }),
         slot_freed: Notify::new(),
         timer_at: Mutex::new(None),
@@ -146,10 +157,11 @@ pub async fn run(
     tokio::spawn(takeover::run(
         dispatcher.store.clone(),
         owner.clone(),
+        members,
         shutdown.clone(),
     ));
     tokio::spawn(report_stats(dispatcher.store.clone(), shutdown.clone()));
-    let mut looper = Loop::new(dispatcher.clone(), owner, handoff.clone());
+    let mut looper = Loop::new(dispatcher.clone(), owner, serving, handoff.clone());
     looper.run(&shutdown).await;
     handoff.detach();
 
@@ -189,23 +201,29 @@ pub async fn run(
 
 impl Dispatcher {
     /// Queues leased deliveries (claimed, or handed off by ingest) in their lanes and
-    /// starts what may start. Once shutdown began, queues nothing and returns the leases
-    /// to give back.
+    /// starts what may start. Returns the leases to give back: all of them once shutdown
+    /// began, and those of webhooks another dispatcher serves now.
     fn queue(self: &Arc<Self>, jobs: Vec<Job>) -> Vec<Lease> {
-        {
+        let elsewhere = {
             let mut shared = lock(&self.shared);
             // Checked under the lock the drain takes: a job queued here is drained.
             if self.shutdown.is_cancelled() {
                 return jobs.into_iter().map(|job| job.delivery.lease).collect();
             }
+            // And under the lock `serving.rs` takes to find a moving webhook idle.
+            let (jobs, elsewhere): (Vec<Job>, Vec<Job>) = jobs.into_iter().partition(|job| {
+                let served = shared.served.as_ref();
+                served.is_none_or(|s| s.contains(&job.delivery.webhook_id))
+            });
             for job in jobs {
                 let lease = job.delivery.lease.clone();
                 shared.leases.insert(lease.delivery_id.clone(), lease);
                 shared.lanes.admit(job, Instant::now());
             }
-        }
+            elsewhere
+        };
         self.pump();
-        Vec::new()
+        elsewhere.into_iter().map(|job| job.delivery.lease).collect()
     }
 
     /// Starts every queued delivery that a free slot allows, and gives back what waits

@@ -11,6 +11,7 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::store::{Store, now_ms};
@@ -44,7 +45,24 @@ pub(super) async fn hold_liveness(
 
 /// Gives back dead dispatchers' leases until `shutdown`: once at start, then (where other
 /// processes can be alive) whenever one of them has been gone for [`GRACE`].
-pub(super) async fn run(store: Store, me: String, shutdown: CancellationToken) {
+/// Publishes on `members` who counts as alive (alive, or gone for less than the grace):
+/// the dispatchers `serving.rs` shares the webhooks among.
+pub(super) async fn run(
+    store: Store,
+    me: String,
+    members: Option<watch::Sender<Vec<i64>>>,
+    shutdown: CancellationToken,
+) {
+    let publish = |watch: &Watch| {
+        if let Some(members) = &members {
+            let now = watch.members();
+            members.send_if_modified(|old| {
+                let changed = *old != now;
+                *old = now;
+                changed
+            });
+        }
+    };
     // Seeded with who is alive now, so one that dies during the grace below is found too.
     let mut watch = match store.live_owners().await {
         Ok(Some(live)) => Watch::new(&live),
@@ -58,6 +76,7 @@ pub(super) async fn run(store: Store, me: String, shutdown: CancellationToken) {
             Watch::new(&[])
         }
     };
+    publish(&watch);
     if !pause(GRACE, &shutdown).await {
         return;
     }
@@ -69,6 +88,7 @@ pub(super) async fn run(store: Store, me: String, shutdown: CancellationToken) {
                 if watch.look(&live, Instant::now()) {
                     release(&store, &me).await;
                 }
+                publish(&watch);
             }
             Ok(None) => return,
             Err(error) => tracing::debug!(%error, "cannot read which dispatchers are alive"),
@@ -87,6 +107,14 @@ impl Watch {
         Watch {
             seen: live.iter().map(|key| (*key, None)).collect(),
         }
+    }
+
+    /// Who counts as alive: seen alive at the last look, or gone for less than [`GRACE`];
+    /// sorted.
+    fn members(&self) -> Vec<i64> {
+        let mut keys: Vec<i64> = self.seen.keys().copied().collect();
+        keys.sort_unstable();
+        keys
     }
 
     /// Takes in who is alive at `now`; true when an owner seen alive before has now been

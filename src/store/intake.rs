@@ -61,7 +61,8 @@ pub(crate) async fn store(
             // Ordered deliveries wait for their predecessors: a claim decides when.
             let lease = leased.len() < plan.limit
                 && delivery.ordering_key.is_none()
-                && !plan.skip_webhooks.contains(&delivery.webhook_id);
+                && !plan.skip_webhooks.contains(&delivery.webhook_id)
+                && plan.served.is_none_or(|s| s.contains(&delivery.webhook_id));
             rows.push(delivery_row(
                 rows.len(),
                 &delivery,

@@ -15,6 +15,7 @@ mod log;
 mod migrations;
 mod postgres;
 mod queue;
+mod serving;
 pub mod retention;
 mod sessions;
 mod sql;
@@ -185,6 +186,22 @@ pub trait Liveness: Send + Sync {
     /// Gives back, due at `now`, every lease held by an owner that is not alive (never
     /// `me`'s), and announces the work. Returns how many.
     async fn release_dead_leases(&self, me: &str, now: i64) -> Result<u64, StoreError>;
+    /// `owner`'s key among [`Liveness::live_owners`]' (0 where there are none).
+    async fn owner_key(&self, owner: &str) -> Result<i64, StoreError>;
+    /// The webhooks dispatcher `me` serves (`store/serving.rs`): only it claims their
+    /// deliveries (`Claim::served_only`).
+    async fn served_webhooks(&self, me: &str) -> Result<Vec<String>, StoreError>;
+    /// Takes the serving of those of `ids` that no dispatcher serves or whose dispatcher
+    /// is dead; returns those taken now.
+    async fn take_webhooks(
+        &self,
+        me: &str,
+        ids: &[String],
+        now: i64,
+    ) -> Result<Vec<String>, StoreError>;
+    /// Gives up serving `ids` (only `me`'s rows), announcing work so that their next
+    /// dispatcher takes them at once; returns how many.
+    async fn give_up_webhooks(&self, me: &str, ids: &[String]) -> Result<u64, StoreError>;
 }
 
 /// API and registry tokens (hashes only).

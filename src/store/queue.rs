@@ -39,6 +39,16 @@ pub(crate) const CLAIMABLE: &str = "d.status = 'pending' AND d.next_attempt_at <
        SELECT 1 FROM deliveries p \
        WHERE p.ordering_key = d.ordering_key AND p.status = 'pending' AND p.seq < d.seq))";
 
+/// With [`Claim::served_only`], a claim's further condition: the webhook is served by the
+/// claimer (`$2`), see `serving.rs`.
+pub(crate) const SERVED: &str = " AND EXISTS ( \
+     SELECT 1 FROM webhook_dispatchers w WHERE w.webhook_id = d.webhook_id AND w.dispatcher = $2)";
+
+/// [`SERVED`] if the claim asks for it.
+pub(crate) fn served(claim: &Claim<'_>) -> &'static str {
+    if claim.served_only { SERVED } else { "" }
+}
+
 /// The statement that gives back, due at `$2` (now), the pending leases of every owner but
 /// `$1` (the caller's own) that `dead` (a condition on `lease_owner`; none: every other
 /// owner) says is dead. Each backend's `Liveness` decides what dead means and may bind more.

@@ -71,6 +71,7 @@ fn claim(now: i64, limit: i64) -> Claim<'static> {
         lease: LEASE,
         limit,
         skip_webhooks: &[],
+        served_only: false,
     }
 }
 
@@ -366,6 +367,7 @@ store_test!(
             lease: LEASE,
             limit,
             skip_webhooks: &skip,
+            served: None,
         };
         let revision = store.webhooks_revision().await.expect("revision");
         let (e1, e2) = (
@@ -790,6 +792,7 @@ store_test!(skipped_webhooks_are_not_claimed, async |db: &TestDb| {
         lease: LEASE,
         limit: 10,
         skip_webhooks: &skip,
+        served_only: false,
     };
     assert!(store.claim_due(&c).await.expect("claim").is_empty());
     assert_eq!(
@@ -857,6 +860,7 @@ async fn claim_all_concurrently(stores: Vec<Store>, total: usize) {
                     lease: LEASE,
                     limit: 50,
                     skip_webhooks: &[],
+                    served_only: false,
                 };
                 let batch = store.claim_due(&c).await.expect("claim");
                 if batch.is_empty() {

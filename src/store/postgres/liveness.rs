@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::PgBackend;
 use crate::store::queue::{release_dead, release_dead_sql};
+use crate::store::serving;
 use crate::store::{Liveness, StoreError};
 
 /// The advisory lock class of dispatcher liveness (`hkl\0`), apart from sqlx's migration lock.
@@ -117,12 +118,45 @@ impl Liveness for PgBackend {
     async fn release_dead_leases(&self, me: &str, now: i64) -> Result<u64, StoreError> {
         // pg_locks is read as the statement runs, after its snapshot: a lease it sees was
         // taken under a lock already held, so a live owner's lease is never taken.
-        let dead = format!(
-            "{TRACKED} AND CAST(CAST(hashtext(lease_owner) AS BIGINT) & 4294967295 AS OID) NOT IN ( \
-               SELECT objid FROM pg_locks \
-               WHERE locktype = 'advisory' AND classid = CAST(CAST($3 AS BIGINT) AS OID) AND objsubid = 2 \
-                 AND {THIS_DATABASE})"
-        );
-        release_dead(self, &release_dead_sql(me, now, Some(&dead)).arg(CLASS)).await
+        let dead = format!("{TRACKED} AND {}", not_alive("lease_owner"));
+        release_dead(self, &release_dead_sql(me, now, Some(&dead))).await
     }
+
+    async fn owner_key(&self, owner: &str) -> Result<i64, StoreError> {
+        let key: i64 = sqlx::query("SELECT CAST(hashtext($1) AS BIGINT) & 4294967295")
+            .bind(owner)
+            .fetch_one(&self.pool)
+            .await?
+            .try_get(0)?;
+        Ok(key)
+    }
+
+    async fn served_webhooks(&self, me: &str) -> Result<Vec<String>, StoreError> {
+        serving::served(self, me).await
+    }
+
+    async fn take_webhooks(
+        &self,
+        me: &str,
+        ids: &[String],
+        now: i64,
+    ) -> Result<Vec<String>, StoreError> {
+        // As for leases: pg_locks is read after the statement's snapshot.
+        let dead = not_alive("webhook_dispatchers.dispatcher");
+        serving::take(self, me, ids, now, Some(&dead)).await
+    }
+
+    async fn give_up_webhooks(&self, me: &str, ids: &[String]) -> Result<u64, StoreError> {
+        serving::give_up(self, me, ids).await
+    }
+}
+
+/// The condition that the dispatcher named in `column` holds no liveness lock now.
+fn not_alive(column: &str) -> String {
+    format!(
+        "CAST(CAST(hashtext({column}) AS BIGINT) & 4294967295 AS OID) NOT IN ( \
+           SELECT objid FROM pg_locks \
+           WHERE locktype = 'advisory' AND classid = CAST({CLASS} AS OID) AND objsubid = 2 \
+             AND {THIS_DATABASE})"
+    )
 }

@@ -10,17 +10,18 @@
 use async_trait::async_trait;
 
 use super::{PgBackend, TAIL_CHANNEL};
-use crate::store::queue::{CLAIMABLE, Claimed, QueueStore};
+use crate::store::queue::{CLAIMABLE, Claimed, QueueStore, served};
 use crate::store::sql::{Dialect, Sql, Tx};
 use crate::store::{Claim, ClaimRow, StoreError, batch};
 
 #[async_trait]
 impl QueueStore for PgBackend {
     async fn claim(&self, claim: &Claim<'_>, lease_id: &str, until: i64) -> Claimed {
+        let served = served(claim);
         let rows: Vec<ClaimRow> = sqlx::query_as(&format!(
             "WITH due AS ( \
                SELECT d.seq FROM deliveries d \
-               WHERE {CLAIMABLE} AND d.webhook_id <> ALL($5) \
+               WHERE {CLAIMABLE} AND d.webhook_id <> ALL($5){served} \
                ORDER BY d.next_attempt_at LIMIT $6 \
                FOR UPDATE SKIP LOCKED) \
              UPDATE deliveries d SET lease_id = $1, lease_owner = $2, lease_until = $3, next_attempt_at = $3, updated_at = $4 \

@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::SqliteBackend;
 use crate::store::queue::{release_dead, release_dead_sql};
+use crate::store::serving;
 use crate::store::{Liveness, StoreError};
 
 /// Takes the serve lock of the database at `path` (a `sqlite://` URL's path, options
@@ -59,5 +60,27 @@ impl Liveness for SqliteBackend {
             return Ok(0);
         }
         release_dead(self, &release_dead_sql(me, now, None)).await
+    }
+
+    async fn owner_key(&self, _owner: &str) -> Result<i64, StoreError> {
+        Ok(0)
+    }
+
+    async fn served_webhooks(&self, me: &str) -> Result<Vec<String>, StoreError> {
+        serving::served(self, me).await
+    }
+
+    async fn take_webhooks(
+        &self,
+        me: &str,
+        ids: &[String],
+        now: i64,
+    ) -> Result<Vec<String>, StoreError> {
+        // One process serves the file: any other dispatcher named is a dead one.
+        serving::take(self, me, ids, now, None).await
+    }
+
+    async fn give_up_webhooks(&self, me: &str, ids: &[String]) -> Result<u64, StoreError> {
+        serving::give_up(self, me, ids).await
     }
 }

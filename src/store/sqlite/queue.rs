@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use async_trait::async_trait;
 
 use super::SqliteBackend;
-use crate::store::queue::{CLAIMABLE, Claimed, QueueStore};
+use crate::store::queue::{CLAIMABLE, Claimed, QueueStore, served};
 use crate::store::sql::{Dialect, Sql, Tx};
 use crate::store::{Claim, ClaimRow, StoreError, batch};
 
@@ -19,11 +19,12 @@ fn json_list<T: serde::Serialize>(items: &[T], table: &'static str) -> Result<St
 #[async_trait]
 impl QueueStore for SqliteBackend {
     async fn claim(&self, claim: &Claim<'_>, lease_id: &str, until: i64) -> Claimed {
+        let served = served(claim);
         let rows: Vec<ClaimRow> = sqlx::query_as(&format!(
             "UPDATE deliveries SET lease_id = $1, lease_owner = $2, lease_until = $3, next_attempt_at = $3, updated_at = $4 \
              WHERE seq IN ( \
                SELECT d.seq FROM deliveries d \
-               WHERE {CLAIMABLE} AND d.webhook_id NOT IN (SELECT value FROM json_each($5)) \
+               WHERE {CLAIMABLE} AND d.webhook_id NOT IN (SELECT value FROM json_each($5)){served} \
                ORDER BY d.next_attempt_at LIMIT $6) \
              RETURNING id, event_id, webhook_id, attempts, retry_base, namespace, ordering_key, created_at"
         ))

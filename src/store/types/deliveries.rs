@@ -32,6 +32,9 @@ pub struct Claim<'a> {
     pub limit: i64,
     /// Webhooks whose concurrency slots are full: skip their deliveries.
     pub skip_webhooks: &'a [String],
+    /// Only webhooks `owner` serves (`webhook_dispatchers`): where several dispatchers
+    /// share the database, each webhook's deliveries go to one of them.
+    pub served_only: bool,
 }
 
 /// Proof of holding a delivery's lease. Finishing or releasing needs it.

@@ -30,6 +30,9 @@ pub struct FanOutNow<'a> {
     pub limit: usize,
     /// Webhooks whose deliveries must not be leased now (full lane, open circuit, pause).
     pub skip_webhooks: &'a [String],
+    /// Where several dispatchers share the database, the webhooks this one serves (see
+    /// [`Claim::served_only`](crate::store::Claim)): only their deliveries are leased.
+    pub served: Option<&'a std::collections::HashSet<String>>,
 }
 
 /// What storing a batch of events did.
