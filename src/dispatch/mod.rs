@@ -223,7 +223,10 @@ impl Dispatcher {
             elsewhere
         };
         self.pump();
-        elsewhere.into_iter().map(|job| job.delivery.lease).collect()
+        elsewhere
+            .into_iter()
+            .map(|job| job.delivery.lease)
+            .collect()
     }
 
     /// Starts every queued delivery that a free slot allows, and gives back what waits

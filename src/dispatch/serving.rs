@@ -71,7 +71,9 @@ pub(super) async fn start(
                 let (members, receiver) = watch::channel(live);
                 return Some((Serving::new(me.to_owned(), my_key, receiver), members));
             }
-            Err(error) => tracing::warn!(%error, "cannot read which dispatchers are alive; retrying"),
+            Err(error) => {
+                tracing::warn!(%error, "cannot read which dispatchers are alive; retrying")
+            }
         }
         tokio::select! {
             _ = shutdown.cancelled() => return None,
@@ -144,8 +146,17 @@ impl Serving {
             .iter()
             .filter(|id| server_of(id, &members) == Some(self.my_key))
             .collect();
-        let rows: HashSet<String> = d.store.served_webhooks(&self.me).await?.into_iter().collect();
-        let lost: Vec<&String> = self.served.iter().filter(|id| !rows.contains(*id)).collect();
+        let rows: HashSet<String> = d
+            .store
+            .served_webhooks(&self.me)
+            .await?
+            .into_iter()
+            .collect();
+        let lost: Vec<&String> = self
+            .served
+            .iter()
+            .filter(|id| !rows.contains(*id))
+            .collect();
         if !lost.is_empty() {
             tracing::warn!(
                 webhooks = lost.len(),
@@ -154,8 +165,16 @@ impl Serving {
             );
         }
         // Rows of webhooks deleted since are gone with them; disabled ones are not wanted.
-        self.leaving = rows.iter().filter(|id| !wanted.contains(id)).cloned().collect();
-        let keep: HashSet<String> = rows.iter().filter(|id| wanted.contains(id)).cloned().collect();
+        self.leaving = rows
+            .iter()
+            .filter(|id| !wanted.contains(id))
+            .cloned()
+            .collect();
+        let keep: HashSet<String> = rows
+            .iter()
+            .filter(|id| wanted.contains(id))
+            .cloned()
+            .collect();
         // Under the lock `Dispatcher::queue` takes: from here on, nothing of a webhook not
         // kept is queued, so a leaving webhook found idle stays idle.
         let (returned, idle) = {
@@ -182,7 +201,10 @@ impl Serving {
             for id in &idle {
                 self.leaving.remove(id);
             }
-            tracing::info!(webhooks = idle.len(), "gave up webhooks to other dispatchers");
+            tracing::info!(
+                webhooks = idle.len(),
+                "gave up webhooks to other dispatchers"
+            );
         }
         let to_take: Vec<String> = wanted
             .iter()
@@ -268,7 +290,10 @@ mod tests {
         let after = [11, 22, 33, 44];
         for w in &webhooks {
             let (was, is) = (server_of(w, &before), server_of(w, &after));
-            assert!(was == is || is == Some(44), "{w} moved from {was:?} to {is:?}");
+            assert!(
+                was == is || is == Some(44),
+                "{w} moved from {was:?} to {is:?}"
+            );
             // And 44 leaving again puts everything back where it was.
             let back = server_of(w, &before);
             assert_eq!(was, back);

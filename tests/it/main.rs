@@ -13,6 +13,7 @@ mod faults;
 mod harness;
 mod ingest;
 mod layers;
+mod limits;
 mod listen;
 mod payloads;
 mod pg_selftest;
