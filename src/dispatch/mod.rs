@@ -4,7 +4,9 @@
 //! deliveries (`matcher`) and claims due ones with a lease; this file queues them in their
 //! lanes, starts one task per delivery (`deliver`) as slots free up, keeps the leases alive
 //! and drains at shutdown. Tasks send through the `transport` seam (HTTP: `client`) and
-//! hand their results to the `recorder`, which writes them in batches. A slow endpoint
+//! hand their results to the `recorder`, which writes them in batches. Where several
+//! dispatchers share the database, each serves its share of the webhooks (`serving`), so a
+//! webhook's limits hold across replicas. A slow endpoint
 //! only ever holds its own slots; retries are rescheduled rows, never sleeping tasks.
 
 pub mod backoff;
