@@ -40,9 +40,11 @@ pub(crate) const CLAIMABLE: &str = "d.status = 'pending' AND d.next_attempt_at <
        WHERE p.ordering_key = d.ordering_key AND p.status = 'pending' AND p.seq < d.seq))";
 
 /// With [`Claim::served_only`], a claim's further condition: the webhook is served by the
-/// claimer (`$2`), see `serving.rs`.
-pub(crate) const SERVED: &str = " AND EXISTS ( \
-     SELECT 1 FROM webhook_dispatchers w WHERE w.webhook_id = d.webhook_id AND w.dispatcher = $2)";
+/// claimer (`$2`, see `serving.rs`), or is disabled or deleted: nobody serves those, and any
+/// dispatcher ends their deliveries unsent.
+pub(crate) const SERVED: &str = " AND (EXISTS ( \
+       SELECT 1 FROM webhook_dispatchers w WHERE w.webhook_id = d.webhook_id AND w.dispatcher = $2) \
+     OR NOT EXISTS (SELECT 1 FROM webhooks w WHERE w.id = d.webhook_id AND w.enabled))";
 
 /// [`SERVED`] if the claim asks for it.
 pub(crate) fn served(claim: &Claim<'_>) -> &'static str {

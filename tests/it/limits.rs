@@ -314,3 +314,41 @@ async fn wait_until(cluster: &Cluster, what: &str, ok: impl Fn(Vec<u64>) -> bool
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deliveries_of_a_deleted_webhook_end_unsent_though_nobody_serves_it() {
+    let cluster = Cluster::start(2).await;
+    let receiver = Receiver::start().await;
+    receiver.set_default(Reply::ok().after(Duration::from_secs(1)));
+    let id = cluster
+        .webhook(&receiver, |w| w.max_concurrency = Some(1))
+        .await;
+    cluster.push(0..5, |i| format!("1.{i}")).await;
+    receiver.wait_for(1, Duration::from_secs(10)).await;
+    assert!(
+        cluster
+            .ingest
+            .store
+            .delete_webhook(&id)
+            .await
+            .expect("delete")
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let stats = cluster
+            .ingest
+            .store
+            .queue_stats(now_ms())
+            .await
+            .expect("stats");
+        if stats.pending == 0 {
+            // The one in flight finished; the four waiting ended without a request.
+            assert_eq!((stats.succeeded, stats.failed), (1, 4), "{stats:?}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "{stats:?}\n{}", cluster.logs());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(receiver.received().len(), 1);
+    cluster.finish().await;
+}
