@@ -18,7 +18,7 @@ use super::matcher::Matcher;
 use super::serving::Serving;
 use super::{Dispatcher, lock};
 use crate::event::Event;
-use crate::store::{ClaimedDelivery, NewDelivery, StoreError, now_ms};
+use crate::store::{Claim, ClaimedDelivery, NewDelivery, Only, StoreError, now_ms};
 
 /// How soon the loop looks again while a webhook moving away still has requests in flight.
 const DRAIN_CHECK: Duration = Duration::from_millis(100);
@@ -148,13 +148,17 @@ impl Loop {
         if limit == 0 {
             return Ok(false);
         }
-        let claim = crate::store::Claim {
+        let only = match &self.serving {
+            Some(_) => Only::Served,
+            None => Only::Any,
+        };
+        let claim = Claim {
             owner: &self.owner,
             now,
             lease: self.d.config.lease,
             limit: limit as i64,
             skip_webhooks: &skip,
-            served_only: self.serving.is_some(),
+            only,
         };
         let claimed = self.d.store.claim_due(&claim).await?;
         let full = claimed.len() == limit;

@@ -41,6 +41,7 @@ pub(super) struct Serving {
     members: Members,
     /// Webhooks this dispatcher serves and keeps: what it claims and takes from ingest.
     served: Arc<HashSet<String>>,
+
     /// Webhooks it serves but should give up: skipped by claims, given up once idle here.
     leaving: HashSet<String>,
     /// Webhooks it should serve but could not take yet (their dispatcher is draining).
@@ -211,7 +212,10 @@ impl Serving {
             .filter(|id| !rows.contains(**id))
             .map(|id| (*id).clone())
             .collect();
-        let taken = d.store.take_webhooks(&self.me, &to_take, now_ms()).await?;
+        let taken = d
+            .store
+            .take_webhooks(&self.me, &to_take, &members, now_ms())
+            .await?;
         if !taken.is_empty() {
             tracing::info!(webhooks = taken.len(), "now serving webhooks");
         }

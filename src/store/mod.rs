@@ -192,11 +192,13 @@ pub trait Liveness: Send + Sync {
     /// deliveries (`Claim::served_only`).
     async fn served_webhooks(&self, me: &str) -> Result<Vec<String>, StoreError>;
     /// Takes the serving of those of `ids` that no dispatcher serves or whose dispatcher
-    /// is dead; returns those taken now.
+    /// is dead: not alive now, and not among `members` (the keys the caller still counts
+    /// alive, within their grace); returns those taken now.
     async fn take_webhooks(
         &self,
         me: &str,
         ids: &[String],
+        members: &[i64],
         now: i64,
     ) -> Result<Vec<String>, StoreError>;
     /// Gives up serving `ids` (only `me`'s rows), announcing work so that their next

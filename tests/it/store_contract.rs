@@ -6,7 +6,7 @@ use std::time::Duration;
 use hookline::event::{Event, EventType};
 use hookline::store::{
     AttemptContext, AttemptRecord, CircuitView, Claim, ClaimedDelivery, FanOutNow, Finished, Lease,
-    NewDelivery, NewToken, NextState, Store, StoreError, TokenKind, Webhook, WebhookSecret,
+    NewDelivery, NewToken, NextState, Only, Store, StoreError, TokenKind, Webhook, WebhookSecret,
 };
 use hookline::{ids::new_id, secret::Secret};
 
@@ -71,7 +71,7 @@ fn claim(now: i64, limit: i64) -> Claim<'static> {
         lease: LEASE,
         limit,
         skip_webhooks: &[],
-        served_only: false,
+        only: Only::Any,
     }
 }
 
@@ -792,7 +792,7 @@ store_test!(skipped_webhooks_are_not_claimed, async |db: &TestDb| {
         lease: LEASE,
         limit: 10,
         skip_webhooks: &skip,
-        served_only: false,
+        only: Only::Any,
     };
     assert!(store.claim_due(&c).await.expect("claim").is_empty());
     assert_eq!(
@@ -860,7 +860,7 @@ async fn claim_all_concurrently(stores: Vec<Store>, total: usize) {
                     lease: LEASE,
                     limit: 50,
                     skip_webhooks: &[],
-                    served_only: false,
+                    only: Only::Any,
                 };
                 let batch = store.claim_due(&c).await.expect("claim");
                 if batch.is_empty() {

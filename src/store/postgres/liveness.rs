@@ -139,10 +139,20 @@ impl Liveness for PgBackend {
         &self,
         me: &str,
         ids: &[String],
+        members: &[i64],
         now: i64,
     ) -> Result<Vec<String>, StoreError> {
-        // As for leases: pg_locks is read after the statement's snapshot.
-        let dead = not_alive("webhook_dispatchers.dispatcher");
+        // As for leases: pg_locks is read after the statement's snapshot. A dispatcher whose
+        // session dropped a moment ago is still a member: it may be reopening it.
+        let column = "webhook_dispatchers.dispatcher";
+        let mut dead = not_alive(column);
+        if !members.is_empty() {
+            let keys: Vec<String> = members.iter().map(i64::to_string).collect();
+            dead.push_str(&format!(
+                " AND CAST(hashtext({column}) AS BIGINT) & 4294967295 NOT IN ({})",
+                keys.join(", ")
+            ));
+        }
         serving::take(self, me, ids, now, Some(&dead)).await
     }
 

@@ -10,33 +10,34 @@
 use async_trait::async_trait;
 
 use super::{PgBackend, TAIL_CHANNEL};
-use crate::store::queue::{CLAIMABLE, Claimed, QueueStore, served};
+use crate::store::queue::{CLAIMABLE, Claimed, QueueStore, only};
 use crate::store::sql::{Dialect, Sql, Tx};
 use crate::store::{Claim, ClaimRow, StoreError, batch};
 
 #[async_trait]
 impl QueueStore for PgBackend {
     async fn claim(&self, claim: &Claim<'_>, lease_id: &str, until: i64) -> Claimed {
-        let served = served(claim);
-        let rows: Vec<ClaimRow> = sqlx::query_as(&format!(
+        let only = only(claim);
+        let text = format!(
             "WITH due AS ( \
                SELECT d.seq FROM deliveries d \
-               WHERE {CLAIMABLE} AND d.webhook_id <> ALL($5){served} \
+               WHERE {CLAIMABLE} AND d.webhook_id <> ALL($5){only} \
                ORDER BY d.next_attempt_at LIMIT $6 \
                FOR UPDATE SKIP LOCKED) \
              UPDATE deliveries d SET lease_id = $1, lease_owner = $2, lease_until = $3, next_attempt_at = $3, updated_at = $4 \
              FROM due WHERE d.seq = due.seq \
              RETURNING d.id, d.event_id, d.webhook_id, d.attempts, d.retry_base, d.namespace, \
                d.ordering_key, d.created_at, (SELECT e.body FROM events e WHERE e.id = d.event_id) AS event_body"
-        ))
-        .bind(lease_id)
-        .bind(claim.owner)
-        .bind(until)
-        .bind(claim.now)
-        .bind(claim.skip_webhooks)
-        .bind(claim.limit)
-        .fetch_all(&self.pool)
-        .await?;
+        );
+        let rows: Vec<ClaimRow> = sqlx::query_as(&text)
+            .bind(lease_id)
+            .bind(claim.owner)
+            .bind(until)
+            .bind(claim.now)
+            .bind(claim.skip_webhooks)
+            .bind(claim.limit)
+            .fetch_all(&self.pool)
+            .await?;
         Ok(rows
             .into_iter()
             .map(|row| row.into_claimed(lease_id, None))

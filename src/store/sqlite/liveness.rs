@@ -74,6 +74,7 @@ impl Liveness for SqliteBackend {
         &self,
         me: &str,
         ids: &[String],
+        _members: &[i64],
         now: i64,
     ) -> Result<Vec<String>, StoreError> {
         // One process serves the file: any other dispatcher named is a dead one.

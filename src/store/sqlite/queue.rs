@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use async_trait::async_trait;
 
 use super::SqliteBackend;
-use crate::store::queue::{CLAIMABLE, Claimed, QueueStore, served};
+use crate::store::queue::{CLAIMABLE, Claimed, QueueStore, only};
 use crate::store::sql::{Dialect, Sql, Tx};
 use crate::store::{Claim, ClaimRow, StoreError, batch};
 
@@ -19,23 +19,24 @@ fn json_list<T: serde::Serialize>(items: &[T], table: &'static str) -> Result<St
 #[async_trait]
 impl QueueStore for SqliteBackend {
     async fn claim(&self, claim: &Claim<'_>, lease_id: &str, until: i64) -> Claimed {
-        let served = served(claim);
-        let rows: Vec<ClaimRow> = sqlx::query_as(&format!(
+        let only = only(claim);
+        let text = format!(
             "UPDATE deliveries SET lease_id = $1, lease_owner = $2, lease_until = $3, next_attempt_at = $3, updated_at = $4 \
              WHERE seq IN ( \
                SELECT d.seq FROM deliveries d \
-               WHERE {CLAIMABLE} AND d.webhook_id NOT IN (SELECT value FROM json_each($5)){served} \
+               WHERE {CLAIMABLE} AND d.webhook_id NOT IN (SELECT value FROM json_each($5)){only} \
                ORDER BY d.next_attempt_at LIMIT $6) \
              RETURNING id, event_id, webhook_id, attempts, retry_base, namespace, ordering_key, created_at"
-        ))
-        .bind(lease_id)
-        .bind(claim.owner)
-        .bind(until)
-        .bind(claim.now)
-        .bind(json_list(claim.skip_webhooks, "deliveries")?)
-        .bind(claim.limit)
-        .fetch_all(&self.writer)
-        .await?;
+        );
+        let rows: Vec<ClaimRow> = sqlx::query_as(&text)
+            .bind(lease_id)
+            .bind(claim.owner)
+            .bind(until)
+            .bind(claim.now)
+            .bind(json_list(claim.skip_webhooks, "deliveries")?)
+            .bind(claim.limit)
+            .fetch_all(&self.writer)
+            .await?;
         if rows.is_empty() {
             return Ok(Vec::new());
         }

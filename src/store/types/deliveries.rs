@@ -32,9 +32,20 @@ pub struct Claim<'a> {
     pub limit: i64,
     /// Webhooks whose concurrency slots are full: skip their deliveries.
     pub skip_webhooks: &'a [String],
-    /// Only webhooks `owner` serves (`webhook_dispatchers`): where several dispatchers
-    /// share the database, each webhook's deliveries go to one of them.
-    pub served_only: bool,
+    /// Which webhooks' deliveries it may take.
+    pub only: Only,
+}
+
+/// Which webhooks' deliveries a claim may take.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Only {
+    /// Any webhook's: one dispatcher serves the whole database (SQLite).
+    Any,
+    /// Those of the webhooks the claimer serves, where several dispatchers share the
+    /// database and each webhook's deliveries go to one of them (`webhook_dispatchers`),
+    /// and those of webhooks disabled or deleted, which nobody serves and whoever claims
+    /// them ends unsent.
+    Served,
 }
 
 /// Proof of holding a delivery's lease. Finishing or releasing needs it.

@@ -17,7 +17,7 @@ mod webhooks;
 
 pub use attempts::{AttemptContext, AttemptRecord, AttemptView, CircuitView, Finished};
 pub use deliveries::{
-    Claim, ClaimedDelivery, DeliveryRecord, Lease, NewDelivery, NextState, QueueStats,
+    Claim, ClaimedDelivery, DeliveryRecord, Lease, NewDelivery, NextState, Only, QueueStats,
 };
 pub use events::{FanOutNow, FanOutReport, InsertedEvents, Stored};
 pub use rows::decode_event;
