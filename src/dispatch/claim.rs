@@ -149,8 +149,10 @@ impl Loop {
             return Ok(false);
         }
         let only = match &self.serving {
-            Some(_) => Only::Served,
-            None => Only::Any,
+            // The row check costs an index probe per candidate row: skipped while this
+            // dispatcher serves everything (one dispatcher, the usual case).
+            Some(serving) if !serving.serves_all() => Only::Served,
+            _ => Only::Any,
         };
         let claim = Claim {
             owner: &self.owner,

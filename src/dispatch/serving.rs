@@ -47,6 +47,8 @@ pub(super) struct Serving {
     leaving: HashSet<String>,
     /// Webhooks it should serve but could not take yet (their dispatcher is draining).
     wanting: usize,
+    /// It serves every enabled webhook and gives none up (see [`Serving::serves_all`]).
+    serves_all: bool,
     /// The webhooks revision and membership of the last settle, and when it ran.
     settled: Option<(i64, Instant)>,
 }
@@ -95,8 +97,16 @@ impl Serving {
             served: Arc::new(HashSet::new()),
             leaving: HashSet::new(),
             wanting: 0,
+            serves_all: false,
             settled: None,
         }
+    }
+
+    /// Whether this dispatcher serves every enabled webhook (it is alone, or the others
+    /// serve none yet): then its claims need not check the rows, since
+    /// `Dispatcher::queue` still refuses, and gives back, what another serves.
+    pub(super) fn serves_all(&self) -> bool {
+        self.serves_all
     }
 
     /// Webhooks a claim must leave out although their row names this dispatcher.
@@ -224,6 +234,9 @@ impl Serving {
         self.wanting = to_take.len() - taken.len();
         let mut served = keep;
         served.extend(taken);
+        self.serves_all = self.leaving.is_empty()
+            && self.wanting == 0
+            && ids.iter().all(|id| served.contains(id));
         let changed = served != *self.served;
         self.served = Arc::new(served);
         lock(&d.shared).served = Some(self.served.clone());
