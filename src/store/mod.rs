@@ -189,7 +189,7 @@ pub trait Liveness: Send + Sync {
     /// `owner`'s key among [`Liveness::live_owners`]' (0 where there are none).
     async fn owner_key(&self, owner: &str) -> Result<i64, StoreError>;
     /// The webhooks dispatcher `me` serves (`store/serving.rs`): only it claims their
-    /// deliveries (`Claim::served_only`).
+    /// deliveries (`Only::Served`).
     async fn served_webhooks(&self, me: &str) -> Result<Vec<String>, StoreError>;
     /// Takes the serving of those of `ids` that no dispatcher serves or whose dispatcher
     /// is dead: not alive now, and not among `members` (the keys the caller still counts

@@ -3,7 +3,7 @@
 //! column naming one) and calls these.
 //!
 //! A row is the right to claim, or take from ingest, a webhook's deliveries (see
-//! `queue::SERVED`). It is taken only when free or when its dispatcher is dead, in one
+//! `queue::only`). It is taken only when free or when its dispatcher is dead, in one
 //! statement, so two live dispatchers never serve one webhook; it is given up by its own
 //! dispatcher only (`dispatch/serving.rs` first waits until nothing of the webhook is in
 //! flight there).

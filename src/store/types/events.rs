@@ -31,7 +31,7 @@ pub struct FanOutNow<'a> {
     /// Webhooks whose deliveries must not be leased now (full lane, open circuit, pause).
     pub skip_webhooks: &'a [String],
     /// Where several dispatchers share the database, the webhooks this one serves (see
-    /// [`Claim::served_only`](crate::store::Claim)): only their deliveries are leased.
+    /// [`Only::Served`](crate::store::Only)): only their deliveries are leased.
     pub served: Option<&'a std::collections::HashSet<String>>,
 }
 
