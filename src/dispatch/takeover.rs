@@ -68,7 +68,7 @@ pub(super) async fn run(
         Ok(Some(live)) => Watch::new(&live),
         Ok(None) => {
             // No other process can be alive: whatever is leased is a dead one's.
-            release(&store, &me).await;
+            release(&store, &me, &[]).await;
             return;
         }
         Err(error) => {
@@ -80,13 +80,18 @@ pub(super) async fn run(
     if !pause(GRACE, &shutdown).await {
         return;
     }
-    // Those that died before this process started.
-    release(&store, &me).await;
+    // Those that died before this process started (and, once their grace is over, those
+    // seen alive at the start that are gone now).
+    if let Ok(Some(live)) = store.live_owners().await {
+        watch.look(&live, Instant::now());
+    }
+    release(&store, &me, &watch.members()).await;
+    publish(&watch);
     while pause(POLL, &shutdown).await {
         match store.live_owners().await {
             Ok(Some(live)) => {
                 if watch.look(&live, Instant::now()) {
-                    release(&store, &me).await;
+                    release(&store, &me, &watch.members()).await;
                 }
                 publish(&watch);
             }
@@ -130,7 +135,9 @@ impl Watch {
             }
         }
         if dead {
-            self.seen.retain(|_, gone| gone.is_none());
+            // Those still within their grace stay: they may be reopening their session.
+            self.seen
+                .retain(|_, gone| gone.is_none_or(|at| now.duration_since(at) < GRACE));
         }
         dead
     }
@@ -144,8 +151,9 @@ async fn pause(duration: Duration, shutdown: &CancellationToken) -> bool {
     }
 }
 
-async fn release(store: &Store, me: &str) {
-    match store.release_dead_leases(me, now_ms()).await {
+/// Gives back the leases of dispatchers that are not alive and not among `members`.
+async fn release(store: &Store, me: &str, members: &[i64]) {
+    match store.release_dead_leases(me, members, now_ms()).await {
         Ok(0) => {}
         Ok(n) => {
             metrics::counter!("hookline_leases_taken_over_total").increment(n);
@@ -179,6 +187,19 @@ mod tests {
         assert!(!watch.look(&[1], at(5_000)));
         assert!(watch.look(&[1], at(6_000)));
         assert!(!watch.look(&[1], at(7_000)));
+    }
+
+    #[test]
+    fn an_owner_within_its_grace_stays_a_member_when_another_is_found_dead() {
+        let t0 = Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        let mut watch = Watch::new(&[1, 2, 3]);
+        assert!(!watch.look(&[1, 3], at(1_000)));
+        // 3's session drops just as 2's grace ends: 2 is dead, 3 is still a member.
+        assert!(watch.look(&[1], at(3_000)));
+        assert_eq!(watch.members(), vec![1, 3]);
+        assert!(!watch.look(&[1, 3], at(3_500)));
+        assert_eq!(watch.members(), vec![1, 3]);
     }
 
     #[test]

@@ -148,8 +148,13 @@ impl Store {
 
     /// Gives back dead dispatchers' leases (see [`Liveness::release_dead_leases`]), then
     /// wakes dispatchers so the work is picked up again at once.
-    pub async fn release_dead_leases(&self, me: &str, now: i64) -> Result<u64, StoreError> {
-        let released = self.backend.release_dead_leases(me, now).await?;
+    pub async fn release_dead_leases(
+        &self,
+        me: &str,
+        members: &[i64],
+        now: i64,
+    ) -> Result<u64, StoreError> {
+        let released = self.backend.release_dead_leases(me, members, now).await?;
         if released > 0 {
             self.wake.notify();
         }

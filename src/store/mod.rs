@@ -183,9 +183,15 @@ pub trait Liveness: Send + Sync {
     /// Keys of the dispatchers alive now, or `None` where no other process can be alive
     /// (SQLite): then a dead owner can only be found once, at start.
     async fn live_owners(&self) -> Result<Option<Vec<i64>>, StoreError>;
-    /// Gives back, due at `now`, every lease held by an owner that is not alive (never
+    /// Gives back, due at `now`, every lease held by an owner that is not alive and not
+    /// among `members` (the keys the caller still counts alive, within their grace; never
     /// `me`'s), and announces the work. Returns how many.
-    async fn release_dead_leases(&self, me: &str, now: i64) -> Result<u64, StoreError>;
+    async fn release_dead_leases(
+        &self,
+        me: &str,
+        members: &[i64],
+        now: i64,
+    ) -> Result<u64, StoreError>;
     /// `owner`'s key among [`Liveness::live_owners`]' (0 where there are none).
     async fn owner_key(&self, owner: &str) -> Result<i64, StoreError>;
     /// The webhooks dispatcher `me` serves (`store/serving.rs`): only it claims their

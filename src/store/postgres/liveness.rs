@@ -115,10 +115,15 @@ impl Liveness for PgBackend {
         Ok(Some(keys.into_iter().map(|(k,)| k).collect()))
     }
 
-    async fn release_dead_leases(&self, me: &str, now: i64) -> Result<u64, StoreError> {
+    async fn release_dead_leases(
+        &self,
+        me: &str,
+        members: &[i64],
+        now: i64,
+    ) -> Result<u64, StoreError> {
         // pg_locks is read as the statement runs, after its snapshot: a lease it sees was
         // taken under a lock already held, so a live owner's lease is never taken.
-        let dead = format!("{TRACKED} AND {}", not_alive("lease_owner"));
+        let dead = format!("{TRACKED} AND {}", dead("lease_owner", members));
         release_dead(self, &release_dead_sql(me, now, Some(&dead))).await
     }
 
@@ -142,23 +147,29 @@ impl Liveness for PgBackend {
         members: &[i64],
         now: i64,
     ) -> Result<Vec<String>, StoreError> {
-        // As for leases: pg_locks is read after the statement's snapshot. A dispatcher whose
-        // session dropped a moment ago is still a member: it may be reopening it.
-        let column = "webhook_dispatchers.dispatcher";
-        let mut dead = not_alive(column);
-        if !members.is_empty() {
-            let keys: Vec<String> = members.iter().map(i64::to_string).collect();
-            dead.push_str(&format!(
-                " AND CAST(hashtext({column}) AS BIGINT) & 4294967295 NOT IN ({})",
-                keys.join(", ")
-            ));
-        }
+        // As for leases: pg_locks is read after the statement's snapshot.
+        let dead = dead("webhook_dispatchers.dispatcher", members);
         serving::take(self, me, ids, now, Some(&dead)).await
     }
 
     async fn give_up_webhooks(&self, me: &str, ids: &[String]) -> Result<u64, StoreError> {
         serving::give_up(self, me, ids).await
     }
+}
+
+/// The condition that the dispatcher named in `column` is dead: it holds no liveness lock
+/// now, and is not among `members`, whom the caller still counts alive (one whose session
+/// dropped a moment ago may be reopening it, `dispatch/takeover.rs`'s grace).
+fn dead(column: &str, members: &[i64]) -> String {
+    let mut dead = not_alive(column);
+    if !members.is_empty() {
+        let keys: Vec<String> = members.iter().map(i64::to_string).collect();
+        dead.push_str(&format!(
+            " AND CAST(hashtext({column}) AS BIGINT) & 4294967295 NOT IN ({})",
+            keys.join(", ")
+        ));
+    }
+    dead
 }
 
 /// The condition that the dispatcher named in `column` holds no liveness lock now.

@@ -54,7 +54,12 @@ impl Liveness for SqliteBackend {
         Ok(None)
     }
 
-    async fn release_dead_leases(&self, me: &str, now: i64) -> Result<u64, StoreError> {
+    async fn release_dead_leases(
+        &self,
+        me: &str,
+        _members: &[i64],
+        now: i64,
+    ) -> Result<u64, StoreError> {
         if self.serve_lock.is_none() {
             // Not serving the file alone: another process's leases may be alive.
             return Ok(0);
