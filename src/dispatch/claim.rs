@@ -87,7 +87,7 @@ impl Loop {
             let pause = if failures > 0 {
                 Duration::from_millis(100 * 2u64.pow(failures.min(6)))
                     .min(self.d.config.poll_interval * 5)
-            } else if self.serving.as_ref().is_some_and(Serving::draining) {
+            } else if self.serving.as_ref().is_some_and(|s| s.draining(&self.d)) {
                 // A webhook moving away is given up as soon as its last request ends.
                 self.d.config.poll_interval.min(DRAIN_CHECK)
             } else {

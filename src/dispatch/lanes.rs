@@ -157,7 +157,7 @@ impl Lanes {
     }
 
     /// Whether the receiver asked us to wait (`Retry-After`) and the wait is not over.
-    fn paused(&self, id: &str, now: Instant) -> bool {
+    pub fn paused(&self, id: &str, now: Instant) -> bool {
         self.endpoints
             .get(id)
             .and_then(|e| e.paused_until)
@@ -331,9 +331,11 @@ impl Lanes {
         drained
     }
 
-    /// Whether anything of this webhook is queued or in flight here.
-    pub fn holds(&self, webhook_id: &str) -> bool {
-        self.lanes.contains_key(webhook_id)
+    /// Whether anything of this webhook is queued or in flight here, or its receiver's
+    /// `Retry-After` still pauses it: what this process knows must not be lost by handing the
+    /// webhook to another dispatcher yet.
+    pub fn holds(&self, webhook_id: &str, now: Instant) -> bool {
+        self.lanes.contains_key(webhook_id) || self.paused(webhook_id, now)
     }
 
     /// Everything still waiting (shutdown).

@@ -11,8 +11,9 @@
 //! (`store/serving.rs`), taken only when free or when its dispatcher is dead; claims and
 //! ingest's hand-off lease only the deliveries of webhooks served here. A webhook that
 //! should move is first *leaving*: its queued deliveries go back, nothing new is claimed
-//! for it, and once nothing of it is in flight here the row is given up and the new
-//! dispatcher woken. So at most one process ever has its requests in flight.
+//! for it, and once nothing of it is in flight here (and no `Retry-After` pauses it) the
+//! row is given up and the new dispatcher woken. So at most one process ever has its
+//! requests in flight, and a receiver's pause holds across the move.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -114,9 +115,25 @@ impl Serving {
         self.leaving.iter()
     }
 
-    /// Whether the loop should look again soon (something is being given up here).
-    pub(super) fn draining(&self) -> bool {
-        !self.leaving.is_empty()
+    /// Whether the loop should look again soon: a webhook being given up waits only for
+    /// requests in flight (not for a long `Retry-After` pause).
+    pub(super) fn draining(&self, d: &Dispatcher) -> bool {
+        if self.leaving.is_empty() {
+            return false;
+        }
+        let shared = lock(&d.shared);
+        let now = Instant::now();
+        self.leaving.iter().any(|id| !shared.lanes.paused(id, now))
+    }
+
+    /// Whether a webhook being given up is now free to go.
+    fn leaving_idle(&self, d: &Dispatcher) -> bool {
+        if self.leaving.is_empty() {
+            return false;
+        }
+        let shared = lock(&d.shared);
+        let now = Instant::now();
+        self.leaving.iter().any(|id| !shared.lanes.holds(id, now))
     }
 
     /// Settles if the webhooks (`revision`, `ids`: every enabled one) or the members
@@ -132,7 +149,7 @@ impl Serving {
         let due = match self.settled {
             None => true,
             Some((at_revision, at)) => {
-                let unsettled = self.wanting > 0 || !self.leaving.is_empty();
+                let unsettled = self.wanting > 0 || self.leaving_idle(d);
                 at_revision != revision
                     || self.members.has_changed().unwrap_or(false)
                     || (unsettled && now.duration_since(at) >= RETRY_EVERY)
@@ -201,7 +218,7 @@ impl Serving {
             let idle: Vec<String> = self
                 .leaving
                 .iter()
-                .filter(|id| !shared.lanes.holds(id))
+                .filter(|id| !shared.lanes.holds(id, Instant::now()))
                 .cloned()
                 .collect();
             (returned, idle)
