@@ -65,6 +65,16 @@ struct Shared {
     served: Option<Arc<HashSet<String>>>,
 }
 
+impl Shared {
+    /// Stops tracking the leases of jobs taken out of the lanes unstarted, and returns them
+    /// to give back.
+    fn unlease(&mut self, jobs: Vec<Job>) -> Vec<Lease> {
+        jobs.iter()
+            .filter_map(|job| self.leases.remove(&job.delivery.lease.delivery_id))
+            .collect()
+    }
+}
+
 /// Everything a delivery task needs.
 struct Dispatcher {
     store: Store,
@@ -245,12 +255,8 @@ impl Dispatcher {
                 ready.push(job);
             }
             let next_start = shared.lanes.next_start(now);
-            let blocked: Vec<Lease> = shared
-                .lanes
-                .drain_blocked(now)
-                .into_iter()
-                .filter_map(|job| shared.leases.remove(&job.delivery.lease.delivery_id))
-                .collect();
+            let blocked = shared.lanes.drain_blocked(now);
+            let blocked = shared.unlease(blocked);
             (ready, blocked, next_start)
         };
         if let Some(at) = next_start {

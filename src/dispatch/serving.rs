@@ -24,7 +24,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use super::{Dispatcher, lock};
-use crate::store::{Lease, Store, StoreError, now_ms};
+use crate::store::{Store, StoreError, now_ms};
 
 /// Settled or not, the rows are read again this often (a row lost to a replica that took
 /// this one for dead is then noticed).
@@ -41,9 +41,6 @@ pub(super) struct Serving {
     me: String,
     my_key: i64,
     members: Members,
-    /// Webhooks this dispatcher serves and keeps: what it claims and takes from ingest.
-    served: Arc<HashSet<String>>,
-
     /// Webhooks it serves but should give up: skipped by claims, given up once idle here.
     leaving: HashSet<String>,
     /// Webhooks it should serve but could not take yet (their dispatcher is draining).
@@ -62,30 +59,16 @@ pub(super) async fn start(
     me: &str,
     shutdown: &CancellationToken,
 ) -> Option<(Serving, watch::Sender<Vec<i64>>)> {
-    let mut backoff = Duration::from_millis(100);
-    loop {
-        let found = async {
-            let Some(live) = store.live_owners().await? else {
-                return Ok(None);
-            };
-            Ok::<_, StoreError>(Some((live, store.owner_key(me).await?)))
+    let failed = "cannot read which dispatchers are alive; retrying";
+    let found = super::takeover::retrying(shutdown, failed, || async {
+        let Some(live) = store.live_owners().await? else {
+            return Ok(None);
         };
-        match found.await {
-            Ok(None) => return None,
-            Ok(Some((live, my_key))) => {
-                let (members, receiver) = watch::channel(live);
-                return Some((Serving::new(me.to_owned(), my_key, receiver), members));
-            }
-            Err(error) => {
-                tracing::warn!(%error, "cannot read which dispatchers are alive; retrying")
-            }
-        }
-        tokio::select! {
-            _ = shutdown.cancelled() => return None,
-            _ = tokio::time::sleep(backoff) => {}
-        }
-        backoff = (backoff * 2).min(Duration::from_secs(5));
-    }
+        Ok(Some((live, store.owner_key(me).await?)))
+    });
+    let (live, my_key) = found.await.flatten()?;
+    let (members, receiver) = watch::channel(live);
+    Some((Serving::new(me.to_owned(), my_key, receiver), members))
 }
 
 impl Serving {
@@ -95,7 +78,6 @@ impl Serving {
             me,
             my_key,
             members,
-            served: Arc::new(HashSet::new()),
             leaving: HashSet::new(),
             wanting: 0,
             serves_all: false,
@@ -138,13 +120,12 @@ impl Serving {
 
     /// Settles if the webhooks (`revision`, `ids`: every enabled one) or the members
     /// changed, if unsettled and not tried for [`RETRY_EVERY`], or every [`RECHECK_EVERY`].
-    /// True when the served set changed.
     pub(super) async fn settle_if_due(
         &mut self,
         d: &Arc<Dispatcher>,
         revision: i64,
         ids: &[String],
-    ) -> Result<bool, StoreError> {
+    ) -> Result<(), StoreError> {
         let now = Instant::now();
         let due = match self.settled {
             None => true,
@@ -157,16 +138,16 @@ impl Serving {
             }
         };
         if !due {
-            return Ok(false);
+            return Ok(());
         }
-        let changed = self.settle(d, ids).await?;
+        self.settle(d, ids).await?;
         self.settled = Some((revision, now));
-        Ok(changed)
+        Ok(())
     }
 
     /// Takes what this dispatcher should serve and is free, gives up what it should not
-    /// and has finished with. True when the served set changed.
-    async fn settle(&mut self, d: &Arc<Dispatcher>, ids: &[String]) -> Result<bool, StoreError> {
+    /// and has finished with; the served set is `Shared::served`.
+    async fn settle(&mut self, d: &Arc<Dispatcher>, ids: &[String]) -> Result<(), StoreError> {
         let mut members = self.members.borrow_and_update().clone();
         if !members.contains(&self.my_key) {
             members.push(self.my_key); // alive by definition, even if not seen yet
@@ -182,14 +163,14 @@ impl Serving {
             .await?
             .into_iter()
             .collect();
-        let lost: Vec<&String> = self
-            .served
+        let served_before = lock(&d.shared).served.clone().unwrap_or_default();
+        let lost = served_before
             .iter()
             .filter(|id| !rows.contains(*id))
-            .collect();
-        if !lost.is_empty() {
+            .count();
+        if lost > 0 {
             tracing::warn!(
-                webhooks = lost.len(),
+                webhooks = lost,
                 "another dispatcher took webhooks served here (this one was taken for dead); \
                  no longer claiming their deliveries"
             );
@@ -211,10 +192,7 @@ impl Serving {
             let mut shared = lock(&d.shared);
             shared.served = Some(Arc::new(keep.clone()));
             let jobs = shared.lanes.drain_webhooks(|id| !keep.contains(id));
-            let returned: Vec<Lease> = jobs
-                .iter()
-                .filter_map(|job| shared.leases.remove(&job.delivery.lease.delivery_id))
-                .collect();
+            let returned = shared.unlease(jobs);
             let idle: Vec<String> = self
                 .leaving
                 .iter()
@@ -254,11 +232,9 @@ impl Serving {
         self.serves_all = self.leaving.is_empty()
             && self.wanting == 0
             && ids.iter().all(|id| served.contains(id));
-        let changed = served != *self.served;
-        self.served = Arc::new(served);
-        lock(&d.shared).served = Some(self.served.clone());
-        metrics::gauge!("hookline_webhooks_served").set(self.served.len() as f64);
-        Ok(changed)
+        metrics::gauge!("hookline_webhooks_served").set(served.len() as f64);
+        lock(&d.shared).served = Some(Arc::new(served));
+        Ok(())
     }
 }
 

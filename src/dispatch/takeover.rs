@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use crate::store::{Store, now_ms};
+use crate::store::{Store, StoreError, now_ms};
 
 /// How often PostgreSQL replicas look at who is alive.
 const POLL: Duration = Duration::from_secs(1);
@@ -30,11 +30,30 @@ pub(super) async fn hold_liveness(
     alive: CancellationToken,
     shutdown: &CancellationToken,
 ) -> Option<String> {
+    retrying(
+        shutdown,
+        "cannot mark the dispatcher alive; retrying",
+        || store.hold_liveness(alive.clone()),
+    )
+    .await
+}
+
+/// Runs `attempt` until it succeeds, logging `failed` with the error after each failure
+/// and backing off from 100 ms to 5 s; None if shutdown came first.
+pub(super) async fn retrying<T, F, A>(
+    shutdown: &CancellationToken,
+    failed: &str,
+    mut attempt: A,
+) -> Option<T>
+where
+    A: FnMut() -> F,
+    F: std::future::Future<Output = Result<T, StoreError>>,
+{
     let mut backoff = Duration::from_millis(100);
     loop {
-        match store.hold_liveness(alive.clone()).await {
-            Ok(owner) => return Some(owner),
-            Err(error) => tracing::warn!(%error, "cannot mark the dispatcher alive; retrying"),
+        match attempt().await {
+            Ok(done) => return Some(done),
+            Err(error) => tracing::warn!(%error, "{failed}"),
         }
         if !pause(backoff, shutdown).await {
             return None;
