@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use hookline::config::Role;
-use hookline::store::{Webhook, now_ms};
+use hookline::store::{QueueStats, Webhook, now_ms};
 
 use crate::harness::db::{Backend, TestDb};
 use crate::harness::process::{Hookline, free_addr};
@@ -86,6 +86,11 @@ impl Cluster {
 
     /// Waits until `n` deliveries succeeded in the database.
     async fn wait_succeeded(&self, n: i64, within: Duration) {
+        self.wait_stats(within, |stats| stats.succeeded >= n).await;
+    }
+
+    /// Waits until the queue's counts satisfy `done`, and returns them.
+    async fn wait_stats(&self, within: Duration, done: impl Fn(&QueueStats) -> bool) -> QueueStats {
         let deadline = Instant::now() + within;
         loop {
             let stats = self
@@ -94,11 +99,11 @@ impl Cluster {
                 .queue_stats(now_ms())
                 .await
                 .expect("stats");
-            if stats.succeeded >= n {
-                return;
+            if done(&stats) {
+                return stats;
             }
             assert!(Instant::now() < deadline, "{stats:?}\n{}", self.logs());
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 
@@ -327,20 +332,11 @@ async fn deliveries_of_a_deleted_webhook_end_unsent_though_nobody_serves_it() {
     receiver.wait_for(1, Duration::from_secs(10)).await;
     // Every event fanned out first (a dispatcher does it after ingest answered): an event
     // fanned out after the delete would rightly get no delivery at all.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let stats = cluster
-            .ingest
-            .store
-            .queue_stats(now_ms())
-            .await
-            .expect("stats");
-        if stats.unfanned_events == 0 && stats.pending + stats.succeeded == 5 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "{stats:?}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let all_fanned_out =
+        |stats: &QueueStats| stats.unfanned_events == 0 && stats.pending + stats.succeeded == 5;
+    cluster
+        .wait_stats(Duration::from_secs(10), all_fanned_out)
+        .await;
     assert!(
         cluster
             .ingest
@@ -349,22 +345,11 @@ async fn deliveries_of_a_deleted_webhook_end_unsent_though_nobody_serves_it() {
             .await
             .expect("delete")
     );
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let stats = cluster
-            .ingest
-            .store
-            .queue_stats(now_ms())
-            .await
-            .expect("stats");
-        if stats.pending == 0 {
-            // The one in flight finished; the four waiting ended without a request.
-            assert_eq!((stats.succeeded, stats.failed), (1, 4), "{stats:?}");
-            break;
-        }
-        assert!(Instant::now() < deadline, "{stats:?}\n{}", cluster.logs());
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let stats = cluster
+        .wait_stats(Duration::from_secs(20), |stats| stats.pending == 0)
+        .await;
+    // The one in flight finished; the four waiting ended without a request.
+    assert_eq!((stats.succeeded, stats.failed), (1, 4), "{stats:?}");
     assert_eq!(receiver.received().len(), 1);
     cluster.finish().await;
 }

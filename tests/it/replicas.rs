@@ -123,20 +123,7 @@ async fn serve_with_pushes(
     let (wh, secret) = webhook("acme", &receiver.url());
     store.insert_webhook(&wh, &secret).await.expect("webhook");
     let addr = free_addr();
-    let addr_s = addr.to_string();
-    let mut args = vec![
-        "serve",
-        "--roles",
-        "ingest,dispatcher",
-        "--db",
-        &db.url,
-        "--ingest-addr",
-        &addr_s,
-        "--registry-token",
-        REGISTRY_TOKEN,
-    ];
-    args.extend_from_slice(extra);
-    let server = Hookline::spawn(&args);
+    let server = Hookline::serve(&db.url, "ingest,dispatcher", addr, extra);
     server.wait_healthy(addr).await;
     notify_pushes(addr, "2", pushes).await;
     (server, store)

@@ -8,25 +8,13 @@ use sqlx::Connection;
 
 use crate::harness::db::{Backend, TestDb};
 use crate::harness::process::{Hookline, free_addr};
-use crate::harness::server::REGISTRY_TOKEN;
 use crate::replicas::notify_pushes;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_commit_waiting_for_the_sqlite_write_lock_says_so_then_goes_through() {
     let db = TestDb::new(Backend::Sqlite).await;
     let addr = free_addr();
-    let addr_s = addr.to_string();
-    let server = Hookline::spawn(&[
-        "serve",
-        "--roles",
-        "ingest",
-        "--db",
-        &db.url,
-        "--ingest-addr",
-        &addr_s,
-        "--registry-token",
-        REGISTRY_TOKEN,
-    ]);
+    let server = Hookline::serve(&db.url, "ingest", addr, &[]);
     server.wait_healthy(addr).await;
 
     // Another process's writer (as a CLI command or a tool would be) takes the lock.

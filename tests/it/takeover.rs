@@ -9,7 +9,6 @@ use std::time::{Duration, Instant};
 use crate::harness::db::{Backend, TestDb};
 use crate::harness::process::{Hookline, free_addr};
 use crate::harness::receiver::{Receiver, Reply};
-use crate::harness::server::REGISTRY_TOKEN;
 use crate::replicas::notify_pushes;
 use crate::store_contract::webhook;
 
@@ -25,20 +24,7 @@ const PROMISE: Duration = Duration::from_secs(5);
 
 /// `hookline serve` with `roles` on `db`, ingest on `addr` when it runs ingest.
 fn serve(db: &TestDb, roles: &str, addr: SocketAddr) -> Hookline {
-    let addr = addr.to_string();
-    Hookline::spawn(&[
-        "serve",
-        "--roles",
-        roles,
-        "--db",
-        &db.url,
-        "--ingest-addr",
-        &addr,
-        "--registry-token",
-        REGISTRY_TOKEN,
-        "--lease",
-        LEASE,
-    ])
+    Hookline::serve(&db.url, roles, addr, &["--lease", LEASE])
 }
 
 /// Starts a server, registers one webhook to `receiver` (which holds each request until

@@ -35,6 +35,25 @@ impl Hookline {
         Hookline { child, log }
     }
 
+    /// Spawns `hookline serve` with `roles` on `db` (a URL), ingest (when it runs) on `addr`
+    /// accepting the harness's registry token, and `extra` flags.
+    pub fn serve(db: &str, roles: &str, addr: SocketAddr, extra: &[&str]) -> Hookline {
+        let addr = addr.to_string();
+        let mut args = vec![
+            "serve",
+            "--roles",
+            roles,
+            "--db",
+            db,
+            "--ingest-addr",
+            &addr,
+            "--registry-token",
+            super::server::REGISTRY_TOKEN,
+        ];
+        args.extend_from_slice(extra);
+        Hookline::spawn(&args)
+    }
+
     /// Its process id.
     pub fn pid(&self) -> u32 {
         self.child.id()
