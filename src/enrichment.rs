@@ -73,7 +73,7 @@ impl Reason {
 }
 
 /// The image, as read from the registry.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Facts {
     /// `os/architecture[/variant]` of each image, in manifest order, without repeats.
     pub platforms: Vec<String>,

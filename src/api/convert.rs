@@ -7,19 +7,11 @@
 use std::collections::BTreeMap;
 
 use super::proto;
+use crate::dispatch::payload::Format;
 use crate::event::EventType;
 use crate::store::{
     AttemptRecord, DeliveryView, EventRecord, HealthRecord, PayloadOptions, StatsTotals, Webhook,
 };
-
-/// Payload format names as stored, in the order of the proto enum.
-pub(crate) const FORMATS: [&str; 5] = [
-    "hookline",
-    "cloudevents",
-    "dockerhub",
-    "harbor",
-    "distribution",
-];
 
 /// The proto enum of an event type.
 pub(crate) fn event_type_to_proto(kind: EventType) -> proto::EventType {
@@ -49,12 +41,17 @@ pub(crate) fn event_type_from_proto(value: i32) -> Option<EventType> {
 /// what the dispatcher sends for them).
 pub(crate) fn format_to_proto(name: &str) -> proto::PayloadFormat {
     use proto::PayloadFormat as P;
-    match name {
-        "cloudevents" => P::Cloudevents,
-        "dockerhub" => P::Dockerhub,
-        "harbor" => P::Harbor,
-        "distribution" => P::Distribution,
-        _ => P::Hookline,
+    match Format::parse(name) {
+        Format::Hookline => P::Hookline,
+        Format::CloudEvents => P::Cloudevents,
+        Format::DockerHub => P::Dockerhub,
+        Format::Harbor => P::Harbor,
+        Format::Distribution => P::Distribution,
+        Format::Slack => P::Slack,
+        Format::MsTeams => P::Msteams,
+        Format::Discord => P::Discord,
+        Format::GoogleChat => P::Googlechat,
+        Format::Mattermost => P::Mattermost,
     }
 }
 
@@ -63,10 +60,31 @@ pub(crate) fn format_from_proto(value: i32) -> Option<&'static str> {
     if value == proto::PayloadFormat::Unspecified as i32 {
         return Some("hookline");
     }
-    FORMATS
+    Format::ALL
         .into_iter()
+        .map(Format::as_str)
         .find(|name| format_to_proto(name) as i32 == value)
 }
+
+/// What the API shows of a webhook's URL: the whole URL, except for a chat format, whose
+/// URL is the credential that posts to the channel: then only its scheme and host, and
+/// [`REDACTED`] (the whole URL is shown once, by CreateWebhook).
+pub(crate) fn shown_url(w: &Webhook) -> String {
+    if !Format::parse(&w.format).is_chat() {
+        return w.url.clone();
+    }
+    match reqwest::Url::parse(&w.url) {
+        Ok(url) => format!(
+            "{}://{}/{REDACTED}",
+            url.scheme(),
+            url.host_str().unwrap_or_default()
+        ),
+        Err(_) => REDACTED.to_owned(),
+    }
+}
+
+/// What stands for the hidden part of a chat webhook's URL.
+pub(crate) const REDACTED: &str = "…redacted";
 
 /// Unix milliseconds as a protobuf timestamp.
 pub(crate) fn timestamp(unix_ms: i64) -> prost_types::Timestamp {
@@ -82,7 +100,7 @@ pub(crate) fn webhook_to_proto(w: &Webhook) -> proto::Webhook {
         id: w.id.clone(),
         namespace: Some(w.namespace.clone()),
         name: w.name.clone(),
-        url: w.url.clone(),
+        url: shown_url(w),
         event_types: w
             .event_types
             .iter()
@@ -228,6 +246,8 @@ pub(crate) fn options_to_proto(o: &PayloadOptions) -> proto::PayloadOptions {
     proto::PayloadOptions {
         include_host_in_repo_name: o.include_host_in_repo_name,
         harbor_deletes: o.harbor_deletes,
+        chat_link: o.chat_link.clone().unwrap_or_default(),
+        chat_mention: o.chat_mention.clone().unwrap_or_default(),
     }
 }
 
@@ -236,6 +256,8 @@ pub(crate) fn options_from_proto(o: Option<&proto::PayloadOptions>) -> PayloadOp
     o.map(|o| PayloadOptions {
         include_host_in_repo_name: o.include_host_in_repo_name,
         harbor_deletes: o.harbor_deletes,
+        chat_link: (!o.chat_link.is_empty()).then(|| o.chat_link.clone()),
+        chat_mention: (!o.chat_mention.is_empty()).then(|| o.chat_mention.clone()),
     })
     .unwrap_or_default()
 }
@@ -263,7 +285,7 @@ mod tests {
 
     #[test]
     fn every_format_round_trips() {
-        for name in FORMATS {
+        for name in Format::ALL.map(Format::as_str) {
             assert_eq!(format_from_proto(format_to_proto(name) as i32), Some(name));
         }
         assert_eq!(format_from_proto(0), Some("hookline"));
@@ -275,9 +297,26 @@ mod tests {
         let o = PayloadOptions {
             include_host_in_repo_name: Some(false),
             harbor_deletes: true,
+            chat_link: Some("https://ui.example/{repository}".into()),
+            chat_mention: Some("<!here>".into()),
         };
         assert_eq!(options_from_proto(Some(&options_to_proto(&o))), o);
         assert_eq!(options_from_proto(None), PayloadOptions::default());
+    }
+
+    #[test]
+    fn chat_urls_are_shown_redacted() {
+        let mut w = Webhook::new(
+            "wh_1",
+            "acme",
+            "https://hooks.slack.com/services/T0/B0/XYZ",
+            0,
+        );
+        assert_eq!(shown_url(&w), "https://hooks.slack.com/services/T0/B0/XYZ");
+        w.format = "slack".into();
+        assert_eq!(shown_url(&w), "https://hooks.slack.com/…redacted");
+        w.url = "not a url".into();
+        assert_eq!(shown_url(&w), "…redacted");
     }
 
     #[test]

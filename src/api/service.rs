@@ -24,6 +24,7 @@ use super::gate::Gate;
 use super::proto::{self, webhook_service_server::WebhookService};
 use super::validate;
 use crate::config::ApiConfig;
+use crate::dispatch::payload::Format;
 use crate::dispatch::sign::generate_secret;
 use crate::dispatch::ssrf::Guard;
 use crate::event::{Event, EventType};
@@ -236,12 +237,13 @@ impl WebhookService for WebhookApi {
         };
         self.store.insert_webhook(&webhook, &stored_secret).await?;
         tracing::info!(webhook_id = %webhook.id, namespace = %webhook.namespace, token_id = %caller.token_id(), "webhook created");
+        let mut shown = self.with_health(std::slice::from_ref(&webhook)).await?;
+        // The one answer that shows a chat webhook's URL whole, as it shows the secret.
+        for w in &mut shown {
+            w.url = webhook.url.clone();
+        }
         Ok(Response::new(proto::CreateWebhookResponse {
-            webhook: self
-                .with_health(std::slice::from_ref(&webhook))
-                .await?
-                .into_iter()
-                .next(),
+            webhook: shown.into_iter().next(),
             secret: secret.expose().to_owned(),
         }))
     }
@@ -283,6 +285,11 @@ impl WebhookService for WebhookApi {
                 enabled: r.enabled,
                 name_contains,
                 url_contains,
+                secret_url_formats: Format::ALL
+                    .into_iter()
+                    .filter(|f| f.is_chat())
+                    .map(|f| f.as_str().to_owned())
+                    .collect(),
                 after_id,
                 limit: page_size + 1,
             })

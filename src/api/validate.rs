@@ -147,6 +147,8 @@ pub(crate) fn fields(
     headers(&w.headers, limits.max_custom_headers, v);
     signature_header(&w.signature_header, &w.headers, v);
     let (max_concurrency, rate_limit_milli) = owner_limits(w, v);
+    let payload_options = super::convert::options_from_proto(w.payload_options.as_ref());
+    chat_options(&payload_options, v);
     Fields {
         max_concurrency,
         rate_limit_milli,
@@ -158,7 +160,30 @@ pub(crate) fn fields(
         format,
         headers: super::convert::headers(&w.headers),
         signature_header: (!w.signature_header.is_empty()).then(|| w.signature_header.clone()),
-        payload_options: super::convert::options_from_proto(w.payload_options.as_ref()),
+        payload_options,
+    }
+}
+
+/// The chat formats' link template and mention text (`payload::chat`).
+fn chat_options(o: &crate::store::PayloadOptions, v: &mut Violations) {
+    if let Some(link) = &o.chat_link
+        && let Err(problem) = crate::dispatch::payload::check_link_template(link)
+    {
+        v.add("webhook.payload_options.chat_link", problem);
+    }
+    if let Some(mention) = &o.chat_mention {
+        let max = crate::dispatch::payload::MENTION_MAX;
+        if mention.chars().count() > max {
+            v.add(
+                "webhook.payload_options.chat_mention",
+                format!("at most {max} characters"),
+            );
+        } else if mention.chars().any(char::is_control) {
+            v.add(
+                "webhook.payload_options.chat_mention",
+                "must not contain control characters",
+            );
+        }
     }
 }
 
@@ -213,6 +238,12 @@ fn url(text: &str, v: &mut Violations) {
         return v.add(
             FIELD,
             format!("at most {MAX_URL} characters (got {})", text.len()),
+        );
+    }
+    if text.contains(super::convert::REDACTED) {
+        return v.add(
+            FIELD,
+            "this is the redacted form hookline shows of a chat webhook's URL: send the whole URL, or leave url out of update_mask to keep it",
         );
     }
     match reqwest::Url::parse(text) {

@@ -29,7 +29,7 @@ pub(super) fn text_json(text: &str) -> Value {
 pub(super) fn webhook_json(w: &proto::Webhook) -> Value {
     let mut headers: Vec<(&String, &String)> = w.headers.iter().collect();
     headers.sort();
-    let options = w.payload_options.unwrap_or_default();
+    let options = w.payload_options.clone().unwrap_or_default();
     json!({
         "id": w.id,
         "namespace": w.namespace,
@@ -47,6 +47,8 @@ pub(super) fn webhook_json(w: &proto::Webhook) -> Value {
         "payload_options": {
             "include_host_in_repo_name": options.include_host_in_repo_name,
             "harbor_deletes": options.harbor_deletes,
+            "chat_link": (!options.chat_link.is_empty()).then_some(&options.chat_link),
+            "chat_mention": (!options.chat_mention.is_empty()).then_some(&options.chat_mention),
         },
         "ordered": w.ordered,
         "max_concurrency": w.max_concurrency,
@@ -249,13 +251,19 @@ fn limits_text(w: &proto::Webhook) -> String {
 
 /// The payload options that differ from the defaults, for people ("" when none do).
 fn options_text(w: &proto::Webhook) -> String {
-    let o = w.payload_options.unwrap_or_default();
+    let o = w.payload_options.clone().unwrap_or_default();
     let mut parts = Vec::new();
     if let Some(include) = o.include_host_in_repo_name {
         parts.push(format!("include_host_in_repo_name={include}"));
     }
     if o.harbor_deletes {
         parts.push("harbor_deletes=true".to_owned());
+    }
+    if !o.chat_link.is_empty() {
+        parts.push(format!("chat_link={}", o.chat_link));
+    }
+    if !o.chat_mention.is_empty() {
+        parts.push(format!("chat_mention={}", o.chat_mention));
     }
     parts.join(", ")
 }

@@ -127,6 +127,8 @@ async fn create(c: &ClientArgs, client: &mut Client, a: CreateArgs) -> anyhow::R
             payload_options: Some(proto::PayloadOptions {
                 include_host_in_repo_name: a.include_host_in_repo_name,
                 harbor_deletes: a.harbor_deletes,
+                chat_link: a.chat_link.unwrap_or_default(),
+                chat_mention: a.chat_mention.unwrap_or_default(),
             }),
             ..Default::default()
         }),
@@ -256,7 +258,11 @@ async fn update(c: &ClientArgs, client: &mut Client, a: UpdateArgs) -> anyhow::R
         webhook.rate_limit = a.rate_limit;
         paths.push("rate_limit");
     }
-    if a.include_host_in_repo_name.is_some() || a.harbor_deletes.is_some() {
+    if a.include_host_in_repo_name.is_some()
+        || a.harbor_deletes.is_some()
+        || a.chat_link.is_some()
+        || a.chat_mention.is_some()
+    {
         // The options travel as one message: start from the stored ones.
         let request = proto::GetWebhookRequest { id: a.id.clone() };
         let answer = client.get_webhook(request).await;
@@ -270,6 +276,8 @@ async fn update(c: &ClientArgs, client: &mut Client, a: UpdateArgs) -> anyhow::R
                 .include_host_in_repo_name
                 .or(current.include_host_in_repo_name),
             harbor_deletes: a.harbor_deletes.unwrap_or(current.harbor_deletes),
+            chat_link: a.chat_link.unwrap_or(current.chat_link),
+            chat_mention: a.chat_mention.unwrap_or(current.chat_mention),
         });
         paths.push("payload_options");
     }

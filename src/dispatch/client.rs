@@ -243,7 +243,7 @@ pub async fn send(
             }
         }
     }
-    let outcome = outcome(status, retry_after);
+    let outcome = destination.dialect.outcome(status, retry_after, &body);
     let error_class = (outcome != Outcome::Delivered).then_some("http");
     Attempt {
         outcome,

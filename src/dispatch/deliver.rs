@@ -19,7 +19,7 @@ use super::backoff::{Decision, RetryPolicy};
 use super::lanes::Feedback;
 use super::matcher::CompiledWebhook;
 use super::recorder::Outcome as Recorded;
-use super::transport::{Attempt, Destination, Outcome};
+use super::transport::{Attempt, Destination, Dialect, Outcome};
 use super::window::Signal;
 use super::{Dispatcher, Shared, lock, payload, sign};
 use crate::store::{
@@ -273,6 +273,7 @@ impl Dispatcher {
         sign::sign_message(&mut message, &webhook.keys, &delivery_id, timestamp, github);
         let destination = Destination {
             address: &webhook.webhook.url,
+            dialect: Dialect::of(webhook.format),
         };
         let started = Instant::now();
         let Attempt { outcome, exchange } = tokio::select! {
@@ -526,6 +527,7 @@ mod tests {
         };
         let destination = Destination {
             address: "https://receiver.example/hook",
+            dialect: Dialect::Http,
         };
         let sent = transport.send(destination, message).await;
         decide(

@@ -14,6 +14,7 @@ mod circuit;
 mod claim;
 pub mod client;
 mod deliver;
+pub mod dialect;
 mod handoff;
 mod lanes;
 pub mod matcher;

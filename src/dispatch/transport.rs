@@ -9,6 +9,7 @@
 
 use std::time::Duration;
 
+pub use super::dialect::Dialect;
 pub use super::payload::Message;
 
 /// Where a message goes, as the webhook states it: an `http(s)://` URL today. A transport
@@ -17,6 +18,8 @@ pub use super::payload::Message;
 pub struct Destination<'a> {
     /// The webhook's destination, verbatim (it may carry a receiver's secret: never log it).
     pub address: &'a str,
+    /// How its answers read: a chat service's, or plain HTTP.
+    pub dialect: Dialect,
 }
 
 /// One way out of hookline. Never fails: every error is part of the [`Attempt`].

@@ -173,6 +173,14 @@ impl<B: LogStore> Webhooks for B {
                 sql.push(&format!(" AND {test}"));
             }
         }
+        if query.url_contains.is_some() && !query.secret_url_formats.is_empty() {
+            let formats: Vec<String> = query
+                .secret_url_formats
+                .iter()
+                .map(|f| sql.bind(f.as_str()))
+                .collect();
+            sql.push(&format!(" AND format NOT IN ({})", formats.join(", ")));
+        }
         if let Some(after_id) = &query.after_id {
             let p = sql.bind(after_id.as_str());
             sql.push(&format!(" AND id > {p}"));

@@ -96,12 +96,14 @@ impl Mask {
     /// taken from the request.
     pub(super) fn merged(&self, current: &Webhook, input: &proto::Webhook) -> proto::Webhook {
         let mut merged = webhook_to_proto(current);
+        // The API shows a chat webhook's URL redacted; what is kept is the stored one.
+        merged.url = current.url.clone();
         take_masked!(
             self,
             merged,
             input,
-            [name, url, event_types, repositories, tags, headers, signature_header],
-            copy [payload_format, payload_options, max_concurrency, rate_limit]
+            [name, url, event_types, repositories, tags, headers, signature_header, payload_options],
+            copy [payload_format, max_concurrency, rate_limit]
         );
         merged
     }

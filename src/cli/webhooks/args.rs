@@ -7,9 +7,10 @@
 
 use clap::{ArgGroup, Args, Subcommand};
 
-use crate::api::convert::{FORMATS, event_type_to_proto, format_to_proto};
+use crate::api::convert::{event_type_to_proto, format_to_proto};
 use crate::cli::Output;
 use crate::config::HumanDuration;
+use crate::dispatch::payload::Format;
 use crate::event::EventType;
 use crate::secret::Secret;
 
@@ -100,6 +101,13 @@ pub(super) struct CreateArgs {
     /// harbor format: deliver deletes too, as DELETE_ARTIFACT.
     #[arg(long)]
     pub(super) harbor_deletes: bool,
+    /// Chat formats: a link shown with each message, a URL template such as
+    /// `https://registry.example/ui/{repository}/tags/{tag}`.
+    #[arg(long, value_name = "URL_TEMPLATE")]
+    pub(super) chat_link: Option<String>,
+    /// Chat formats: text leading each message, e.g. `<!here>` (Slack), `@channel` (Mattermost).
+    #[arg(long, value_name = "TEXT")]
+    pub(super) chat_mention: Option<String>,
     /// At most this many requests in flight to it at once (a ceiling for its adaptive window).
     #[arg(long, value_name = "N")]
     pub(super) max_concurrency: Option<i32>,
@@ -195,6 +203,12 @@ pub(super) struct UpdateArgs {
     /// harbor format: deliver deletes too (true) or pushes only (false).
     #[arg(long, value_name = "BOOL")]
     pub(super) harbor_deletes: Option<bool>,
+    /// Chat formats: the link's URL template ("" removes the link).
+    #[arg(long, value_name = "URL_TEMPLATE")]
+    pub(super) chat_link: Option<String>,
+    /// Chat formats: the text leading each message ("" removes it).
+    #[arg(long, value_name = "TEXT")]
+    pub(super) chat_mention: Option<String>,
     /// At most this many requests in flight to it at once.
     #[arg(long, value_name = "N")]
     pub(super) max_concurrency: Option<i32>,
@@ -228,10 +242,11 @@ pub(in crate::cli) fn parse_event_type(name: &str) -> Result<i32, String> {
 }
 
 fn parse_format(name: &str) -> Result<i32, String> {
-    FORMATS
+    let known = Format::ALL.map(Format::as_str);
+    known
         .contains(&name)
         .then(|| format_to_proto(name) as i32)
-        .ok_or_else(|| format!("unknown format; known: {}", FORMATS.join(", ")))
+        .ok_or_else(|| format!("unknown format; known: {}", known.join(", ")))
 }
 
 fn parse_header(text: &str) -> Result<(String, String), String> {

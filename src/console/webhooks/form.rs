@@ -14,7 +14,14 @@ use crate::console::session::field;
 
 /// Fields the form has besides those UpdateWebhook may change: the create-only namespace
 /// and secret, and the two payload options that `UPDATABLE` names as one.
-const FORM_ONLY: [&str; 4] = ["namespace", "include_host", "harbor_deletes", "secret"];
+const FORM_ONLY: [&str; 6] = [
+    "namespace",
+    "include_host",
+    "harbor_deletes",
+    "chat_link",
+    "chat_mention",
+    "secret",
+];
 
 /// The names of the form's fields: every field UpdateWebhook may change, and those of
 /// [`FORM_ONLY`]. Problems about one of them show beside it, any other's on top.
@@ -42,6 +49,8 @@ pub(super) struct WebhookForm {
     pub(super) signature_header: String,
     pub(super) include_host: String,
     pub(super) harbor_deletes: bool,
+    pub(super) chat_link: String,
+    pub(super) chat_mention: String,
     pub(super) max_concurrency: String,
     pub(super) rate_limit: String,
     pub(super) secret: String,
@@ -57,7 +66,7 @@ impl WebhookForm {
     }
 
     pub(super) fn from_webhook(w: &proto::Webhook) -> WebhookForm {
-        let options = w.payload_options.unwrap_or_default();
+        let options = w.payload_options.clone().unwrap_or_default();
         WebhookForm {
             namespace: w.namespace.clone().unwrap_or_default(),
             name: w.name.clone(),
@@ -81,6 +90,8 @@ impl WebhookForm {
                 Some(false) => "no".into(),
             },
             harbor_deletes: options.harbor_deletes,
+            chat_link: options.chat_link,
+            chat_mention: options.chat_mention,
             max_concurrency: w.max_concurrency.map(|n| n.to_string()).unwrap_or_default(),
             rate_limit: w.rate_limit.map(|r| r.to_string()).unwrap_or_default(),
             secret: String::new(),
@@ -107,6 +118,8 @@ impl WebhookForm {
             signature_header: field(form, "signature_header").trim().to_owned(),
             include_host: field(form, "include_host").to_owned(),
             harbor_deletes: checked("harbor_deletes"),
+            chat_link: field(form, "chat_link").trim().to_owned(),
+            chat_mention: field(form, "chat_mention").trim().to_owned(),
             max_concurrency: field(form, "max_concurrency").trim().to_owned(),
             rate_limit: field(form, "rate_limit").trim().to_owned(),
             secret: field(form, "secret").trim().to_owned(),
@@ -173,6 +186,8 @@ impl WebhookForm {
                     _ => None,
                 },
                 harbor_deletes: self.harbor_deletes,
+                chat_link: self.chat_link.clone(),
+                chat_mention: self.chat_mention.clone(),
             }),
             ..Default::default()
         })
@@ -207,6 +222,8 @@ impl Errors {
             let name = path.split(['.', '[']).next().unwrap_or_default();
             let field = match name {
                 "payload_options" if path.contains("include_host") => "include_host",
+                "payload_options" if path.contains("chat_link") => "chat_link",
+                "payload_options" if path.contains("chat_mention") => "chat_mention",
                 "payload_options" => "harbor_deletes",
                 other => other,
             };

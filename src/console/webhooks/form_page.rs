@@ -11,6 +11,7 @@ use maud::{Markup, html};
 use super::detail::secret_page;
 use super::form::{Errors, WebhookForm};
 use super::get;
+use crate::api::convert::REDACTED;
 use crate::api::proto::{self, webhook_service_server::WebhookService};
 use crate::api::service::UPDATABLE;
 use crate::console::session::Posted;
@@ -55,7 +56,7 @@ const EVENT_CHOICES: [(proto::EventType, &str); 10] = [
     (proto::EventType::Ping, "test pings"),
 ];
 
-const FORMAT_CHOICES: [(proto::PayloadFormat, &str); 5] = [
+const FORMAT_CHOICES: [(proto::PayloadFormat, &str); 10] = [
     (proto::PayloadFormat::Hookline, "hookline (documented JSON)"),
     (proto::PayloadFormat::Cloudevents, "CloudEvents 1.0"),
     (
@@ -70,6 +71,14 @@ const FORMAT_CHOICES: [(proto::PayloadFormat, &str); 5] = [
         proto::PayloadFormat::Distribution,
         "distribution envelope, signed",
     ),
+    (proto::PayloadFormat::Slack, "Slack channel"),
+    (
+        proto::PayloadFormat::Msteams,
+        "Microsoft Teams channel (Workflows)",
+    ),
+    (proto::PayloadFormat::Discord, "Discord channel"),
+    (proto::PayloadFormat::Googlechat, "Google Chat space"),
+    (proto::PayloadFormat::Mattermost, "Mattermost channel"),
 ];
 
 /// How a field shows its problems: `aria-invalid`, `aria-describedby` (its help, its
@@ -173,7 +182,10 @@ fn form_page(session: &Session, id: Option<&str>, form: &WebhookForm, errors: &E
             (m.field("url", "URL", html! {
                 input #url name="url" type="url" value=(form.url) required placeholder="https://deploy.example.com/hooks/registry"
                     aria-invalid=[m.invalid("url")] aria-describedby=(m.described("url", true));
-            }, Some(html! { "Where deliveries are POSTed, http or https." })))
+            }, Some(html! {
+                "Where deliveries are POSTed, http or https. For a chat channel, its incoming-webhook URL: "
+                "a credential, shown redacted once saved (leave it as shown to keep it)."
+            })))
             fieldset.field aria-describedby=(m.described("event_types", true)) {
                 legend { "Events" }
                 small #event_types-help { "None checked: every image and repository event (not layer events, not untagged manifests)." }
@@ -229,6 +241,23 @@ fn form_page(session: &Session, id: Option<&str>, form: &WebhookForm, errors: &E
                 }
             }, None))
             (m.check("harbor_deletes", "Harbor format: deliver deletes too", form.harbor_deletes))
+            (m.field("chat_link", "Chat formats: link", html! {
+                input #chat_link name="chat_link" value=(form.chat_link) spellcheck="false"
+                    placeholder="https://registry.example/ui/{repository}/tags/{tag}"
+                    aria-invalid=[m.invalid("chat_link")] aria-describedby=(m.described("chat_link", true));
+            }, Some(html! {
+                "Optional: a link in each message. " code { "{registry}" } ", " code { "{repository}" } ", "
+                code { "{namespace}" } ", " code { "{name}" } ", " code { "{tag}" } " and " code { "{digest}" }
+                " are filled in."
+            })))
+            (m.field("chat_mention", "Chat formats: mention", html! {
+                input #chat_mention name="chat_mention" value=(form.chat_mention) spellcheck="false"
+                    placeholder="<!here>"
+                    aria-invalid=[m.invalid("chat_mention")] aria-describedby=(m.described("chat_mention", true));
+            }, Some(html! {
+                "Optional text leading each message: " code { "<!here>" } " (Slack), " code { "@channel" }
+                " (Mattermost), " code { "<@&ROLE_ID>" } " (Discord), " code { "<users/all>" } " (Google Chat)."
+            })))
             (m.field("max_concurrency", "Most requests at once", html! {
                 input #max_concurrency name="max_concurrency" inputmode="numeric" value=(form.max_concurrency)
                     placeholder="no limit"
@@ -362,9 +391,14 @@ pub(crate) async fn update(
             &session,
             proto::UpdateWebhookRequest {
                 webhook: Some(webhook),
-                // The form holds every field UpdateWebhook may change.
+                // The form holds every field UpdateWebhook may change; a chat webhook's
+                // URL left as shown (redacted) is kept as stored.
                 update_mask: Some(prost_types::FieldMask {
-                    paths: UPDATABLE.iter().map(|p| (*p).to_owned()).collect(),
+                    paths: UPDATABLE
+                        .iter()
+                        .filter(|p| **p != "url" || !form.url.contains(REDACTED))
+                        .map(|p| (*p).to_owned())
+                        .collect(),
                 }),
             },
         ))
@@ -383,7 +417,7 @@ mod tests {
     #[test]
     fn every_problem_stands_beside_its_field() {
         let fields: Vec<&str> = field_names().collect();
-        assert_eq!(fields.len(), 16);
+        assert_eq!(fields.len(), 18);
         let mut errors = Errors::default();
         for &field in &fields {
             errors.add(field, format!("bad {field}"));

@@ -9,6 +9,7 @@
 //! docs/payloads/ documents each, and tests/it/payloads.rs checks them against the
 //! consumers listed in consumers.md.
 
+mod chat;
 mod cloudevents;
 mod distribution;
 mod dockerhub;
@@ -17,6 +18,9 @@ mod hookline;
 
 use crate::event::{Event, EventType};
 use crate::store::PayloadOptions;
+
+pub(crate) use chat::clip;
+pub use chat::{MENTION_MAX, check_link_template};
 
 /// A webhook's payload format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -32,16 +36,31 @@ pub enum Format {
     Harbor,
     /// The registry's own notification envelope, unchanged.
     Distribution,
+    /// A Slack incoming webhook: Block Kit blocks and a plain-text fallback.
+    Slack,
+    /// A Microsoft Teams Workflows webhook: a message with one Adaptive Card.
+    MsTeams,
+    /// A Discord webhook: one embed.
+    Discord,
+    /// A Google Chat incoming webhook: a `cardsV2` card and a text fallback.
+    GoogleChat,
+    /// A Mattermost incoming webhook: its Slack-compatible attachment.
+    Mattermost,
 }
 
 impl Format {
     /// Every format, in the order of the proto enum.
-    pub const ALL: [Format; 5] = [
+    pub const ALL: [Format; 10] = [
         Format::Hookline,
         Format::CloudEvents,
         Format::DockerHub,
         Format::Harbor,
         Format::Distribution,
+        Format::Slack,
+        Format::MsTeams,
+        Format::Discord,
+        Format::GoogleChat,
+        Format::Mattermost,
     ];
 
     /// The stored name, e.g. `cloudevents`.
@@ -52,7 +71,26 @@ impl Format {
             Format::DockerHub => "dockerhub",
             Format::Harbor => "harbor",
             Format::Distribution => "distribution",
+            Format::Slack => "slack",
+            Format::MsTeams => "msteams",
+            Format::Discord => "discord",
+            Format::GoogleChat => "googlechat",
+            Format::Mattermost => "mattermost",
         }
+    }
+
+    /// Whether this format posts to a chat service. A chat webhook's URL is its
+    /// credential (whoever has it can post to the channel), so the API shows it redacted,
+    /// and its answers are read in the service's own terms (`dialect`).
+    pub fn is_chat(self) -> bool {
+        matches!(
+            self,
+            Format::Slack
+                | Format::MsTeams
+                | Format::Discord
+                | Format::GoogleChat
+                | Format::Mattermost
+        )
     }
 
     /// Parses a stored name. Unknown names read as `hookline` (the API stores known ones
@@ -103,6 +141,12 @@ pub fn delivers(format: Format, options: &PayloadOptions, event: &Event) -> bool
     let tag_push = event.kind == EventType::ImagePushed && event.tag.is_some();
     match format {
         Format::Hookline | Format::CloudEvents | Format::Distribution => true,
+        // People read every event a chat webhook subscribed to; its filters decide.
+        Format::Slack
+        | Format::MsTeams
+        | Format::Discord
+        | Format::GoogleChat
+        | Format::Mattermost => true,
         Format::DockerHub => tag_push,
         Format::Harbor => {
             tag_push || (options.harbor_deletes && event.kind == EventType::ImageDeleted)
@@ -129,6 +173,21 @@ pub fn render(format: Format, options: &PayloadOptions, event: &Event) -> Messag
             distribution::CONTENT_TYPE,
             json(distribution::render(event)),
         ),
+        Format::Slack
+        | Format::MsTeams
+        | Format::Discord
+        | Format::GoogleChat
+        | Format::Mattermost => {
+            let summary = chat::Summary::of(event, options);
+            let body = match format {
+                Format::Slack => chat::slack(&summary),
+                Format::MsTeams => chat::msteams(&summary),
+                Format::Discord => chat::discord(&summary),
+                Format::GoogleChat => chat::googlechat(&summary),
+                _ => chat::mattermost(&summary),
+            };
+            Message::new(JSON, json(body))
+        }
     }
 }
 

@@ -95,6 +95,14 @@ pub struct PayloadOptions {
     /// receivers (Argo CD Image Updater, Kargo) answer 400 to anything but `PUSH_ARTIFACT`.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub harbor_deletes: bool,
+    /// Chat formats: a link shown with each message, as a URL template whose
+    /// `{repository}`, `{tag}`, … are filled from the event (`payload::chat`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chat_link: Option<String>,
+    /// Chat formats: text leading each message, verbatim: a mention (`<!here>`,
+    /// `@channel`, `<@&role>`) or a prefix.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chat_mention: Option<String>,
 }
 
 /// Which webhooks [`Webhooks::list_webhooks`](crate::store::Webhooks::list_webhooks) returns.
@@ -110,6 +118,9 @@ pub struct WebhookQuery {
     pub name_contains: Option<String>,
     /// Only URLs containing this text.
     pub url_contains: Option<String>,
+    /// Formats whose URL is a credential (chat webhooks): `url_contains` never matches
+    /// theirs, so a search cannot guess such a URL one character at a time.
+    pub secret_url_formats: Vec<String>,
     /// Only ids after this one: the keyset cursor of pagination.
     pub after_id: Option<String>,
     /// At most this many.

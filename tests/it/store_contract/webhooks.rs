@@ -128,6 +128,16 @@ store_test!(listing_filters_combine, async |db: &TestDb| {
         .await,
         ["Deploy prod", "audit"]
     );
+    // A chat webhook's URL is a credential: searching never matches it.
+    assert!(
+        names(WebhookQuery {
+            url_contains: Some("deploy".into()),
+            secret_url_formats: vec!["hookline".into(), "slack".into()],
+            ..query(None)
+        })
+        .await
+        .is_empty()
+    );
     store.close().await;
 });
 
