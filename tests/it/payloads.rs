@@ -9,6 +9,7 @@
 //! and fan-out that never creates a delivery a format cannot carry. `cli.rs`: the CLI's
 //! flags for the signature header and the format options.
 
+mod chat;
 mod cli;
 mod consumers;
 mod delivery;

@@ -11,4 +11,5 @@ pub mod resolver;
 pub mod server;
 pub mod tls;
 pub mod token_issuer;
+pub mod vendor;
 pub mod watchdog;

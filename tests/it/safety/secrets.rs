@@ -29,6 +29,8 @@ const SECOND_SECRET: &str = "whsec_U0VDUkVULXNlY29uZC1zaWduaW5nLWtleS0wMTIzNDU2"
 const INVALID_SECRET: &str = "whsec_SECRETinvalidNotBase64!!";
 const HEADER_VALUE: &str = "Bearer hdr-SECRET-custom-header-77ab";
 const QUERY_SECRET: &str = "qs-SECRET-in-url-5521";
+/// The credential part of a chat webhook's URL (Slack's `/services/T…/B…/<this>`).
+const CHAT_URL_SECRET: &str = "chatSECRETurl7d3e0b";
 
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
@@ -136,12 +138,47 @@ async fn no_secret_or_token_reaches_a_log_an_error_a_metric_or_a_listing() {
     );
     let id = created["webhook"]["id"].as_str().expect("id").to_owned();
 
+    // A Slack webhook: its URL is the credential, shown whole by create only.
+    let chat_receiver = Receiver::start().await;
+    let chat_url = format!("{}/services/T0/B0/{CHAT_URL_SECRET}", chat_receiver.url());
+    let (ok, chat_created, chat_stderr) = cli(
+        &api,
+        &api_token,
+        &[
+            "webhooks", "create", "--name", "chat", "--url", &chat_url, "--format", "slack",
+            "--output", "json",
+        ],
+    );
+    assert!(ok, "{chat_stderr}");
+    let chat_created: serde_json::Value = serde_json::from_str(&chat_created).expect("json");
+    assert_eq!(
+        chat_created["webhook"]["url"],
+        chat_url.as_str(),
+        "shown once"
+    );
+    let chat_id = chat_created["webhook"]["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+
     // Listings and reads: scanned in full.
     for args in [
         vec!["webhooks", "list", "--output", "json"],
         vec!["webhooks", "list"],
         vec!["webhooks", "get", &id],
         vec!["webhooks", "get", &id, "--output", "json"],
+    ] {
+        let (ok, stdout, stderr) = cli(&api, &api_token, &args);
+        assert!(ok, "{stderr}");
+        scanned.push(stdout);
+        scanned.push(stderr);
+    }
+
+    scanned.push(chat_stderr);
+    for args in [
+        vec!["webhooks", "get", &chat_id],
+        vec!["webhooks", "get", &chat_id, "--output", "json"],
+        vec!["webhooks", "list", "--url-contains", CHAT_URL_SECRET],
     ] {
         let (ok, stdout, stderr) = cli(&api, &api_token, &args);
         assert!(ok, "{stderr}");
@@ -230,6 +267,11 @@ async fn no_secret_or_token_reaches_a_log_an_error_a_metric_or_a_listing() {
     scanned.push(stdout);
     scanned.push(stderr);
     receiver.wait_for(2, Duration::from_secs(20)).await;
+    let chat = chat_receiver.wait_for(1, Duration::from_secs(20)).await;
+    assert!(
+        chat[0].uri.ends_with(CHAT_URL_SECRET),
+        "delivered to the whole URL"
+    );
 
     let metrics = http
         .get(format!("http://{ingest_addr}/metrics"))
@@ -292,6 +334,7 @@ async fn no_secret_or_token_reaches_a_log_an_error_a_metric_or_a_listing() {
         "SECRETinvalidNotBase64".to_owned(),
         "hdr-SECRET-custom-header".to_owned(),
         QUERY_SECRET.to_owned(),
+        CHAT_URL_SECRET.to_owned(),
     ];
     // Header values and URLs are shown to their owner by get/list; they must stay out
     // of everything else.
