@@ -52,6 +52,7 @@ pub(crate) fn format_to_proto(name: &str) -> proto::PayloadFormat {
         Format::Discord => P::Discord,
         Format::GoogleChat => P::Googlechat,
         Format::Mattermost => P::Mattermost,
+        Format::Template => P::Template,
     }
 }
 
@@ -248,6 +249,9 @@ pub(crate) fn options_to_proto(o: &PayloadOptions) -> proto::PayloadOptions {
         harbor_deletes: o.harbor_deletes,
         chat_link: o.chat_link.clone().unwrap_or_default(),
         chat_mention: o.chat_mention.clone().unwrap_or_default(),
+        template: o.template.clone().unwrap_or_default(),
+        template_content_type: o.template_content_type.clone().unwrap_or_default(),
+        preset: String::new(),
     }
 }
 
@@ -258,6 +262,9 @@ pub(crate) fn options_from_proto(o: Option<&proto::PayloadOptions>) -> PayloadOp
         harbor_deletes: o.harbor_deletes,
         chat_link: (!o.chat_link.is_empty()).then(|| o.chat_link.clone()),
         chat_mention: (!o.chat_mention.is_empty()).then(|| o.chat_mention.clone()),
+        template: (!o.template.is_empty()).then(|| o.template.clone()),
+        template_content_type: (!o.template_content_type.is_empty())
+            .then(|| o.template_content_type.clone()),
     })
     .unwrap_or_default()
 }
@@ -299,6 +306,8 @@ mod tests {
             harbor_deletes: true,
             chat_link: Some("https://ui.example/{repository}".into()),
             chat_mention: Some("<!here>".into()),
+            template: Some("{{ tag|tojson }}".into()),
+            template_content_type: Some("application/json".into()),
         };
         assert_eq!(options_from_proto(Some(&options_to_proto(&o))), o);
         assert_eq!(options_from_proto(None), PayloadOptions::default());

@@ -165,10 +165,11 @@ impl WebhookService for WebhookApi {
     ) -> Result<Response<proto::CreateWebhookResponse>, Status> {
         let caller = self.caller(&request).await?;
         let request = request.into_inner();
-        let Some(input) = request.webhook else {
+        let Some(mut input) = request.webhook else {
             return Err(Violations::one("webhook", "required"));
         };
         let mut v = Violations::default();
+        validate::expand_preset(&mut input, &mut v);
         let namespace = match (caller.scope(), input.namespace.as_deref()) {
             (Some(scope), None) => scope.to_owned(),
             (Some(scope), Some(ns)) => {
@@ -315,11 +316,23 @@ impl WebhookService for WebhookApi {
         let Some(input) = request.webhook else {
             return Err(Violations::one("webhook", "required"));
         };
-        let mask = Mask::new(request.update_mask.map(|m| m.paths).unwrap_or_default())?;
+        let mut mask = Mask::new(request.update_mask.map(|m| m.paths).unwrap_or_default())?;
+        // A preset sets the format too, and adds headers to the webhook's own.
+        let preset = mask.has("payload_options")
+            && input
+                .payload_options
+                .as_ref()
+                .is_some_and(|o| !o.preset.is_empty());
+        if preset {
+            mask.include("payload_format");
+        }
         for _ in 0..UPDATE_ATTEMPTS {
             let current = self.visible(&caller, &input.id).await?;
-            let merged = mask.merged(&current, &input);
+            let mut merged = mask.merged(&current, &input);
             let mut v = Violations::default();
+            if preset {
+                validate::expand_preset(&mut merged, &mut v);
+            }
             let fields = validate::fields(&merged, &current.namespace, &self.limits, &mut v);
             v.check()?;
             if mask.has("url") && fields.url != current.url {

@@ -14,11 +14,14 @@ use super::auth::within;
 use super::convert::{event_type_from_proto, format_from_proto};
 use super::error::Violations;
 use super::proto;
+
+mod payload;
 use crate::config::ApiConfig;
 use crate::dispatch::matcher::compile_filters;
 use crate::dispatch::sign;
 use crate::dispatch::ssrf::Guard;
 use crate::secret::Secret;
+pub(crate) use payload::expand_preset;
 
 /// Longest accepted URL.
 pub(crate) const MAX_URL: usize = 2048;
@@ -148,7 +151,16 @@ pub(crate) fn fields(
     signature_header(&w.signature_header, &w.headers, v);
     let (max_concurrency, rate_limit_milli) = owner_limits(w, v);
     let payload_options = super::convert::options_from_proto(w.payload_options.as_ref());
-    chat_options(&payload_options, v);
+    payload::chat_options(&payload_options, v);
+    let custom = super::convert::headers(&w.headers);
+    payload::template(
+        &format,
+        &payload_options,
+        &custom,
+        &event_types,
+        namespace,
+        v,
+    );
     Fields {
         max_concurrency,
         rate_limit_milli,
@@ -158,32 +170,9 @@ pub(crate) fn fields(
         repositories: w.repositories.clone(),
         tags: w.tags.clone(),
         format,
-        headers: super::convert::headers(&w.headers),
+        headers: custom,
         signature_header: (!w.signature_header.is_empty()).then(|| w.signature_header.clone()),
         payload_options,
-    }
-}
-
-/// The chat formats' link template and mention text (`payload::chat`).
-fn chat_options(o: &crate::store::PayloadOptions, v: &mut Violations) {
-    if let Some(link) = &o.chat_link
-        && let Err(problem) = crate::dispatch::payload::check_link_template(link)
-    {
-        v.add("webhook.payload_options.chat_link", problem);
-    }
-    if let Some(mention) = &o.chat_mention {
-        let max = crate::dispatch::payload::MENTION_MAX;
-        if mention.chars().count() > max {
-            v.add(
-                "webhook.payload_options.chat_mention",
-                format!("at most {max} characters"),
-            );
-        } else if mention.chars().any(char::is_control) {
-            v.add(
-                "webhook.payload_options.chat_mention",
-                "must not contain control characters",
-            );
-        }
     }
 }
 

@@ -117,7 +117,11 @@ async fn create(c: &ClientArgs, client: &mut Client, a: CreateArgs) -> anyhow::R
             event_types: a.event_types,
             repositories: a.repositories,
             tags: a.tags,
-            payload_format: a.format,
+            payload_format: a.format.unwrap_or(if a.template.any() {
+                proto::PayloadFormat::Template as i32
+            } else {
+                proto::PayloadFormat::Hookline as i32
+            }),
             headers: a.headers.into_iter().collect(),
             ordered: a.ordered,
             enabled: Some(!a.disabled),
@@ -129,6 +133,9 @@ async fn create(c: &ClientArgs, client: &mut Client, a: CreateArgs) -> anyhow::R
                 harbor_deletes: a.harbor_deletes,
                 chat_link: a.chat_link.unwrap_or_default(),
                 chat_mention: a.chat_mention.unwrap_or_default(),
+                template: a.template.read()?.unwrap_or_default(),
+                template_content_type: a.template.content_type.clone().unwrap_or_default(),
+                preset: a.template.preset.clone().unwrap_or_default(),
             }),
             ..Default::default()
         }),
@@ -262,6 +269,7 @@ async fn update(c: &ClientArgs, client: &mut Client, a: UpdateArgs) -> anyhow::R
         || a.harbor_deletes.is_some()
         || a.chat_link.is_some()
         || a.chat_mention.is_some()
+        || a.template.any()
     {
         // The options travel as one message: start from the stored ones.
         let request = proto::GetWebhookRequest { id: a.id.clone() };
@@ -278,6 +286,13 @@ async fn update(c: &ClientArgs, client: &mut Client, a: UpdateArgs) -> anyhow::R
             harbor_deletes: a.harbor_deletes.unwrap_or(current.harbor_deletes),
             chat_link: a.chat_link.unwrap_or(current.chat_link),
             chat_mention: a.chat_mention.unwrap_or(current.chat_mention),
+            template: a.template.read()?.unwrap_or(current.template),
+            template_content_type: a
+                .template
+                .content_type
+                .clone()
+                .unwrap_or(current.template_content_type),
+            preset: a.template.preset.clone().unwrap_or_default(),
         });
         paths.push("payload_options");
     }

@@ -190,7 +190,7 @@ pub async fn send(
             headers.insert(n, v);
         }
     }
-    if let Ok(v) = HeaderValue::try_from(message.content_type) {
+    if let Ok(v) = HeaderValue::try_from(message.content_type.as_ref()) {
         headers.insert(reqwest::header::CONTENT_TYPE, v);
     }
     let result = client

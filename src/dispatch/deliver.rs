@@ -257,11 +257,18 @@ impl Dispatcher {
             Some(enricher) => enricher.enrich(&self.store, event).await,
             None => event,
         };
-        let mut message = payload::render(webhook.format, &webhook.webhook.payload_options, &event);
-        let custom = webhook.webhook.headers.iter();
-        message
-            .headers
-            .extend(custom.map(|(name, value)| (name.clone(), value.clone())));
+        // A template that cannot render this event sends nothing: no half-made body.
+        let rendered = match &webhook.renderer {
+            Ok(renderer) => renderer.render(&event).map_err(|e| e.to_string()),
+            Err(reason) => Err(reason.clone()),
+        };
+        let mut message = match rendered {
+            Ok(message) => message,
+            Err(reason) => {
+                self.finish_slot(&webhook_id, Feedback::none());
+                return self.give_up_unsent(delivery, &reason).await;
+            }
+        };
         let delivery_id = delivery.lease.delivery_id.clone();
         // The optional GitHub-style header's name is kept apart from the custom headers' by
         // the API, so no header the owner set is replaced.
@@ -521,7 +528,7 @@ mod tests {
     /// Sends once through `transport` and decides, `tries` counting this attempt.
     async fn attempt(transport: &dyn Transport, tries: i64) -> Decided {
         let message = Message {
-            content_type: payload::JSON,
+            content_type: payload::JSON.into(),
             body: b"{}".to_vec(),
             headers: Vec::new(),
         };

@@ -175,6 +175,9 @@ pub struct CompiledWebhook {
     pub keys: Vec<Vec<u8>>,
     /// The payload format, parsed once.
     pub format: Format,
+    /// How its requests are made (its template compiled once), or why they cannot be:
+    /// a stored template the API accepted always compiles, but a newer hookline's may not.
+    pub renderer: Result<payload::Renderer, String>,
     /// The current secret, verbatim, when the webhook wants a GitHub-style signature
     /// header too (that header carries one signature, so only the current secret signs).
     pub github_secret: Option<Secret>,
@@ -205,8 +208,12 @@ impl CompiledWebhook {
             .signature_header
             .as_ref()
             .and_then(|_| secrets.first().map(|s| s.secret.clone()));
+        let format = Format::parse(&webhook.format);
+        let renderer = payload::Renderer::new(format, &webhook.payload_options, &webhook.headers)
+            .map_err(|error| error.to_string());
         Ok(CompiledWebhook {
-            format: Format::parse(&webhook.format),
+            format,
+            renderer,
             webhook,
             keys,
             github_secret,
@@ -227,6 +234,7 @@ impl CompiledWebhook {
         let filters = compile_filters(&webhook.event_types, &webhook.repositories, &webhook.tags)?;
         Ok(CompiledWebhook {
             format: Format::parse(&webhook.format),
+            renderer: Err("compiled for matching only".to_owned()),
             webhook,
             keys: Vec::new(),
             github_secret: None,

@@ -73,7 +73,7 @@ pub fn event_id(i: usize) -> String {
 }
 
 /// Renders `event` in `format` with default options: (content type, JSON body).
-pub fn render(format: Format, event: &Event) -> (&'static str, Value) {
+pub fn render(format: Format, event: &Event) -> (String, Value) {
     render_with(format, &PayloadOptions::default(), event)
 }
 
@@ -82,10 +82,10 @@ pub fn render_with(
     format: Format,
     options: &PayloadOptions,
     event: &Event,
-) -> (&'static str, Value) {
+) -> (String, Value) {
     let p = payload::render(format, options, event);
     let body = serde_json::from_slice(&p.body).expect("every format is JSON");
-    (p.content_type, body)
+    (p.content_type.into_owned(), body)
 }
 
 /// Asserts `v[path]` is a JSON string (an empty one allowed only if `nonempty` is false).

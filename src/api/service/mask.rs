@@ -87,6 +87,13 @@ impl Mask {
         &self.0
     }
 
+    /// Names `field` too.
+    pub(super) fn include(&mut self, field: &str) {
+        if !self.has(field) {
+            self.0.push(field.to_owned());
+        }
+    }
+
     /// Whether the mask names `field`.
     pub(super) fn has(&self, field: &str) -> bool {
         self.0.iter().any(|p| p == field)

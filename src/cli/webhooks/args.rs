@@ -83,9 +83,11 @@ pub(super) struct CreateArgs {
     /// Tag glob, repeatable (`v*`); when given, only tagged events whose tag matches.
     #[arg(long = "tag", value_name = "GLOB")]
     pub(super) tags: Vec<String>,
-    /// Payload format: hookline, cloudevents, dockerhub, harbor, distribution.
-    #[arg(long, default_value = "hookline", value_parser = parse_format)]
-    pub(super) format: i32,
+    /// Payload format: hookline (default), cloudevents, dockerhub, harbor, distribution,
+    /// slack, msteams, discord, googlechat, mattermost, template (the default with
+    /// --preset or --template-file).
+    #[arg(long, value_parser = parse_format)]
+    pub(super) format: Option<i32>,
     /// Custom header sent with every delivery, repeatable.
     #[arg(long = "header", value_name = "NAME=VALUE", value_parser = parse_header)]
     pub(super) headers: Vec<(String, String)>,
@@ -108,6 +110,8 @@ pub(super) struct CreateArgs {
     /// Chat formats: text leading each message, e.g. `<!here>` (Slack), `@channel` (Mattermost).
     #[arg(long, value_name = "TEXT")]
     pub(super) chat_mention: Option<String>,
+    #[command(flatten)]
+    pub(super) template: TemplateArgs,
     /// At most this many requests in flight to it at once (a ceiling for its adaptive window).
     #[arg(long, value_name = "N")]
     pub(super) max_concurrency: Option<i32>,
@@ -179,7 +183,7 @@ pub(super) struct UpdateArgs {
     /// Clear the tag globs (any tag or none).
     #[arg(long, conflicts_with = "tags")]
     pub(super) no_tags: bool,
-    /// New payload format.
+    /// New payload format (see `create --help`).
     #[arg(long, value_parser = parse_format)]
     pub(super) format: Option<i32>,
     /// Replace the custom headers, repeatable.
@@ -209,6 +213,8 @@ pub(super) struct UpdateArgs {
     /// Chat formats: the text leading each message ("" removes it).
     #[arg(long, value_name = "TEXT")]
     pub(super) chat_mention: Option<String>,
+    #[command(flatten)]
+    pub(super) template: TemplateArgs,
     /// At most this many requests in flight to it at once.
     #[arg(long, value_name = "N")]
     pub(super) max_concurrency: Option<i32>,
@@ -239,6 +245,43 @@ pub(in crate::cli) fn parse_event_type(name: &str) -> Result<i32, String> {
             let known: Vec<&str> = EventType::ALL.iter().map(|t| t.as_str()).collect();
             format!("unknown event type; known: {}", known.join(", "))
         })
+}
+
+/// The template format's options, the same for create and update.
+#[derive(Debug, Args)]
+pub(super) struct TemplateArgs {
+    /// A ready template for a CI system: github-dispatch, gitlab-trigger, tekton,
+    /// argo-events, jenkins-generic (docs/templates.md).
+    #[arg(long, value_name = "NAME")]
+    pub(super) preset: Option<String>,
+    /// The body's template (Jinja syntax) from this file, or `-` for stdin.
+    #[arg(long, value_name = "PATH")]
+    pub(super) template_file: Option<std::path::PathBuf>,
+    /// The template's content type (default application/json).
+    #[arg(long, value_name = "TYPE")]
+    pub(super) content_type: Option<String>,
+}
+
+impl TemplateArgs {
+    /// Whether any template option was given.
+    pub(super) fn any(&self) -> bool {
+        self.preset.is_some() || self.template_file.is_some() || self.content_type.is_some()
+    }
+
+    /// The template's text, read from its file (or stdin).
+    pub(super) fn read(&self) -> anyhow::Result<Option<String>> {
+        use anyhow::Context;
+        let Some(path) = &self.template_file else {
+            return Ok(None);
+        };
+        let text = if path.as_os_str() == "-" {
+            std::io::read_to_string(std::io::stdin()).context("reading the template from stdin")?
+        } else {
+            std::fs::read_to_string(path)
+                .with_context(|| format!("reading the template file {}", path.display()))?
+        };
+        Ok(Some(text))
+    }
 }
 
 fn parse_format(name: &str) -> Result<i32, String> {

@@ -14,12 +14,15 @@ use crate::console::session::field;
 
 /// Fields the form has besides those UpdateWebhook may change: the create-only namespace
 /// and secret, and the two payload options that `UPDATABLE` names as one.
-const FORM_ONLY: [&str; 6] = [
+const FORM_ONLY: [&str; 9] = [
     "namespace",
     "include_host",
     "harbor_deletes",
     "chat_link",
     "chat_mention",
+    "template",
+    "template_content_type",
+    "preset",
     "secret",
 ];
 
@@ -51,6 +54,10 @@ pub(super) struct WebhookForm {
     pub(super) harbor_deletes: bool,
     pub(super) chat_link: String,
     pub(super) chat_mention: String,
+    pub(super) template: String,
+    pub(super) template_content_type: String,
+    /// Create only: a preset fills the template, its content type and headers.
+    pub(super) preset: String,
     pub(super) max_concurrency: String,
     pub(super) rate_limit: String,
     pub(super) secret: String,
@@ -92,6 +99,9 @@ impl WebhookForm {
             harbor_deletes: options.harbor_deletes,
             chat_link: options.chat_link,
             chat_mention: options.chat_mention,
+            template: options.template,
+            template_content_type: options.template_content_type,
+            preset: String::new(),
             max_concurrency: w.max_concurrency.map(|n| n.to_string()).unwrap_or_default(),
             rate_limit: w.rate_limit.map(|r| r.to_string()).unwrap_or_default(),
             secret: String::new(),
@@ -120,6 +130,10 @@ impl WebhookForm {
             harbor_deletes: checked("harbor_deletes"),
             chat_link: field(form, "chat_link").trim().to_owned(),
             chat_mention: field(form, "chat_mention").trim().to_owned(),
+            // Kept as typed: whitespace is part of a body.
+            template: field(form, "template").replace("\r\n", "\n"),
+            template_content_type: field(form, "template_content_type").trim().to_owned(),
+            preset: field(form, "preset").trim().to_owned(),
             max_concurrency: field(form, "max_concurrency").trim().to_owned(),
             rate_limit: field(form, "rate_limit").trim().to_owned(),
             secret: field(form, "secret").trim().to_owned(),
@@ -188,6 +202,9 @@ impl WebhookForm {
                 harbor_deletes: self.harbor_deletes,
                 chat_link: self.chat_link.clone(),
                 chat_mention: self.chat_mention.clone(),
+                template: self.template.clone(),
+                template_content_type: self.template_content_type.clone(),
+                preset: self.preset.clone(),
             }),
             ..Default::default()
         })
@@ -224,6 +241,11 @@ impl Errors {
                 "payload_options" if path.contains("include_host") => "include_host",
                 "payload_options" if path.contains("chat_link") => "chat_link",
                 "payload_options" if path.contains("chat_mention") => "chat_mention",
+                "payload_options" if path.contains("template_content_type") => {
+                    "template_content_type"
+                }
+                "payload_options" if path.contains("template") => "template",
+                "payload_options" if path.contains("preset") => "preset",
                 "payload_options" => "harbor_deletes",
                 other => other,
             };

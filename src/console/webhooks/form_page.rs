@@ -17,6 +17,7 @@ use crate::api::service::UPDATABLE;
 use crate::console::session::Posted;
 use crate::console::views::{self, Section, csrf_field, layout};
 use crate::console::{BASE, Console, Failure, Page, Session, back_to, call, page};
+use crate::dispatch::payload::template::presets;
 
 /// Event types offered in the form, with what they mean.
 const EVENT_CHOICES: [(proto::EventType, &str); 10] = [
@@ -56,7 +57,7 @@ const EVENT_CHOICES: [(proto::EventType, &str); 10] = [
     (proto::EventType::Ping, "test pings"),
 ];
 
-const FORMAT_CHOICES: [(proto::PayloadFormat, &str); 10] = [
+const FORMAT_CHOICES: [(proto::PayloadFormat, &str); 11] = [
     (proto::PayloadFormat::Hookline, "hookline (documented JSON)"),
     (proto::PayloadFormat::Cloudevents, "CloudEvents 1.0"),
     (
@@ -79,6 +80,10 @@ const FORMAT_CHOICES: [(proto::PayloadFormat, &str); 10] = [
     (proto::PayloadFormat::Discord, "Discord channel"),
     (proto::PayloadFormat::Googlechat, "Google Chat space"),
     (proto::PayloadFormat::Mattermost, "Mattermost channel"),
+    (
+        proto::PayloadFormat::Template,
+        "your template (request of your own shape)",
+    ),
 ];
 
 /// How a field shows its problems: `aria-invalid`, `aria-describedby` (its help, its
@@ -258,6 +263,27 @@ fn form_page(session: &Session, id: Option<&str>, form: &WebhookForm, errors: &E
                 "Optional text leading each message: " code { "<!here>" } " (Slack), " code { "@channel" }
                 " (Mattermost), " code { "<@&ROLE_ID>" } " (Discord), " code { "<users/all>" } " (Google Chat)."
             })))
+            (m.field("preset", "Template format: preset", html! {
+                select #preset name="preset" aria-describedby=(m.described("preset", true)) {
+                    option value="" selected[form.preset.is_empty()] { "none: write the template below" }
+                    @for preset in presets::PRESETS {
+                        option value=(preset.name) selected[form.preset == preset.name] { (preset.name) " — " (preset.summary) }
+                    }
+                }
+            }, Some(html! {
+                "A ready template for a CI system; it replaces the template below and adds the headers it needs."
+            })))
+            (m.field("template", "Template format: body", html! {
+                textarea #template name="template" rows="10" spellcheck="false" class="code"
+                    aria-invalid=[m.invalid("template")] aria-describedby=(m.described("template", true)) { (form.template) }
+            }, Some(html! {
+                "Jinja syntax: " code { "{\"image\": {{ image|tojson }}}" } ". The fields are the hookline payload's; header values may be templates too."
+            })))
+            (m.field("template_content_type", "Template format: content type", html! {
+                input #template_content_type name="template_content_type" value=(form.template_content_type) spellcheck="false"
+                    placeholder="application/json"
+                    aria-invalid=[m.invalid("template_content_type")] aria-describedby=(m.described("template_content_type", true));
+            }, None))
             (m.field("max_concurrency", "Most requests at once", html! {
                 input #max_concurrency name="max_concurrency" inputmode="numeric" value=(form.max_concurrency)
                     placeholder="no limit"
@@ -417,7 +443,7 @@ mod tests {
     #[test]
     fn every_problem_stands_beside_its_field() {
         let fields: Vec<&str> = field_names().collect();
-        assert_eq!(fields.len(), 18);
+        assert_eq!(fields.len(), 21);
         let mut errors = Errors::default();
         for &field in &fields {
             errors.add(field, format!("bad {field}"));

@@ -15,12 +15,19 @@ mod distribution;
 mod dockerhub;
 mod harbor;
 mod hookline;
+mod sample;
+pub mod template;
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
 
 use crate::event::{Event, EventType};
 use crate::store::PayloadOptions;
 
 pub(crate) use chat::clip;
 pub use chat::{MENTION_MAX, check_link_template};
+pub use sample::sample;
+pub use template::{Template, TemplateError};
 
 /// A webhook's payload format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -46,11 +53,13 @@ pub enum Format {
     GoogleChat,
     /// A Mattermost incoming webhook: its Slack-compatible attachment.
     Mattermost,
+    /// The owner's request template (`template`): body, content type and header values.
+    Template,
 }
 
 impl Format {
     /// Every format, in the order of the proto enum.
-    pub const ALL: [Format; 10] = [
+    pub const ALL: [Format; 11] = [
         Format::Hookline,
         Format::CloudEvents,
         Format::DockerHub,
@@ -61,6 +70,7 @@ impl Format {
         Format::Discord,
         Format::GoogleChat,
         Format::Mattermost,
+        Format::Template,
     ];
 
     /// The stored name, e.g. `cloudevents`.
@@ -76,6 +86,7 @@ impl Format {
             Format::Discord => "discord",
             Format::GoogleChat => "googlechat",
             Format::Mattermost => "mattermost",
+            Format::Template => "template",
         }
     }
 
@@ -104,13 +115,13 @@ impl Format {
 }
 
 /// What any transport carries: a rendered body, its content type, and the headers (HTTP)
-/// or properties (message buses) that travel with it. Rendering fills the body and the
-/// content type; the delivery adds the webhook's custom headers, and signing its own
+/// or properties (message buses) that travel with it. A [`Renderer`] fills all three (the
+/// webhook's custom headers, rendered for a template); signing adds its own
 /// (`sign::sign_message`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Message {
     /// The body's media type: HTTP's `Content-Type`, a broker's content-type property.
-    pub content_type: &'static str,
+    pub content_type: Cow<'static, str>,
     /// The body.
     pub body: Vec<u8>,
     /// Names and values in order; a later one replaces an earlier one of the same name.
@@ -122,7 +133,7 @@ impl Message {
     /// A message with no headers yet.
     fn new(content_type: &'static str, body: Vec<u8>) -> Message {
         Message {
-            content_type,
+            content_type: Cow::Borrowed(content_type),
             body,
             headers: Vec::new(),
         }
@@ -147,6 +158,7 @@ pub fn delivers(format: Format, options: &PayloadOptions, event: &Event) -> bool
         | Format::Discord
         | Format::GoogleChat
         | Format::Mattermost => true,
+        Format::Template => true,
         Format::DockerHub => tag_push,
         Format::Harbor => {
             tag_push || (options.harbor_deletes && event.kind == EventType::ImageDeleted)
@@ -154,13 +166,69 @@ pub fn delivers(format: Format, options: &PayloadOptions, event: &Event) -> bool
     }
 }
 
-/// Renders `event` in `format`. A `ping` has no Docker Hub or Harbor equivalent: those
-/// webhooks get hookline's ping body (as `application/json`), which their receivers
-/// ignore or refuse without deploying anything, and which still proves the connection.
+/// How one webhook's requests are made: its format and options, and its template
+/// compiled once (`template` format), so each delivery only renders.
+pub struct Renderer {
+    format: Format,
+    options: PayloadOptions,
+    /// Custom headers as the webhook stores them (templates, for the template format).
+    headers: BTreeMap<String, String>,
+    template: Option<Template>,
+}
+
+impl Renderer {
+    /// Compiles what `format` needs; for a template, the template from `options`.
+    pub fn new(
+        format: Format,
+        options: &PayloadOptions,
+        headers: &BTreeMap<String, String>,
+    ) -> Result<Renderer, TemplateError> {
+        let template = match format {
+            Format::Template => Some(Template::compile(
+                options.template.as_deref().unwrap_or_default(),
+                options.template_content_type.as_deref(),
+                headers,
+            )?),
+            _ => None,
+        };
+        Ok(Renderer {
+            format,
+            options: options.clone(),
+            headers: headers.clone(),
+            template,
+        })
+    }
+
+    /// The request for `event`, custom headers included; or, for a template, why this
+    /// event cannot be rendered (then nothing is sent).
+    pub fn render(&self, event: &Event) -> Result<Message, TemplateError> {
+        if let Some(template) = &self.template {
+            let rendered = template.render(event)?;
+            return Ok(Message {
+                content_type: Cow::Owned(rendered.content_type),
+                body: rendered.body,
+                headers: rendered.headers,
+            });
+        }
+        let mut message = render(self.format, &self.options, event);
+        message.headers.extend(
+            self.headers
+                .iter()
+                .map(|(name, value)| (name.clone(), value.clone())),
+        );
+        Ok(message)
+    }
+}
+
+/// Renders `event` in a fixed `format` (a `template` webhook renders through its
+/// [`Renderer`]; here it gets hookline's body). A `ping` has no Docker Hub or Harbor
+/// equivalent: those webhooks get hookline's ping body (as `application/json`), which
+/// their receivers ignore or refuse without deploying anything, and which still proves
+/// the connection.
 pub fn render(format: Format, options: &PayloadOptions, event: &Event) -> Message {
     let json = |value: serde_json::Value| value.to_string().into_bytes();
     match format {
-        Format::Hookline => Message::new(JSON, json(hookline::render(event))),
+        Format::Hookline | Format::Template => Message::new(JSON, json(hookline::render(event))),
         Format::DockerHub | Format::Harbor if event.kind == EventType::Ping => {
             Message::new(JSON, json(hookline::render(event)))
         }

@@ -103,6 +103,12 @@ pub struct PayloadOptions {
     /// `@channel`, `<@&role>`) or a prefix.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub chat_mention: Option<String>,
+    /// Template format: the body's template (`payload::template`), in Jinja syntax.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template: Option<String>,
+    /// Template format: the body's content type; None means `application/json`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template_content_type: Option<String>,
 }
 
 /// Which webhooks [`Webhooks::list_webhooks`](crate::store::Webhooks::list_webhooks) returns.

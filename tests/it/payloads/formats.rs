@@ -321,7 +321,12 @@ fn the_payload_reference_pages_show_current_examples() {
         .event;
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("docs/payloads");
     let bless = std::env::var_os("HOOKLINE_BLESS").is_some();
-    for format in Format::ALL {
+    // Chat messages are described in docs/destinations.md, templates in docs/templates.md:
+    // their bodies are the owner's choice of channel or shape, not a reference format.
+    let reference = Format::ALL
+        .into_iter()
+        .filter(|f| !f.is_chat() && *f != Format::Template);
+    for format in reference {
         let (content_type, body) = render(format, &event);
         let block = format!(
             "<!-- example -->\n```http\nPOST /your/endpoint HTTP/1.1\nContent-Type: {content_type}\nwebhook-id: dlv_019ab5c1f00070008000a1b2c3d4e5f6\nwebhook-timestamp: 1795569450\nwebhook-signature: v1,…\n\n{}\n```\n<!-- /example -->",
