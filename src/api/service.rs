@@ -6,6 +6,7 @@
 //! webhook ids, namespaces and token ids; never secrets, tokens, URLs or header values.
 
 pub(crate) mod mask;
+mod preview;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -159,6 +160,13 @@ fn list_scope(caller: &Caller, requested: &str) -> Result<Option<String>, ()> {
 
 #[tonic::async_trait]
 impl WebhookService for WebhookApi {
+    async fn preview_payload(
+        &self,
+        request: Request<proto::PreviewPayloadRequest>,
+    ) -> Result<Response<proto::PreviewPayloadResponse>, Status> {
+        self.preview(request).await
+    }
+
     async fn create_webhook(
         &self,
         request: Request<proto::CreateWebhookRequest>,

@@ -21,7 +21,7 @@ use crate::dispatch::matcher::compile_filters;
 use crate::dispatch::sign;
 use crate::dispatch::ssrf::Guard;
 use crate::secret::Secret;
-pub(crate) use payload::expand_preset;
+pub(crate) use payload::{expand_preset, template_field};
 
 /// Longest accepted URL.
 pub(crate) const MAX_URL: usize = 2048;

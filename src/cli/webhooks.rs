@@ -89,6 +89,43 @@ pub async fn run(args: WebhooksArgs) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        WebhooksCommand::Preview {
+            id,
+            event,
+            event_type,
+            output,
+        } => {
+            let request = proto::PreviewPayloadRequest {
+                id: id.clone(),
+                event_id: event.unwrap_or_default(),
+                event_type: event_type.unwrap_or_default(),
+                ..Default::default()
+            };
+            let answer = client.preview_payload(request).await;
+            let response = c.answer(answer, &format!("webhook {id}"))?;
+            let mut headers: Vec<(&String, &String)> = response.headers.iter().collect();
+            headers.sort();
+            match output {
+                Output::Json => println!(
+                    "{}",
+                    json!({
+                        "id": id,
+                        "event_id": response.event_id,
+                        "content_type": response.content_type,
+                        "headers": response.headers,
+                        "body": response.body,
+                    })
+                ),
+                Output::Table => {
+                    println!("Content-Type: {}", response.content_type);
+                    for (name, value) in headers {
+                        println!("{name}: {value}");
+                    }
+                    println!("\n{}", response.body);
+                }
+            }
+            Ok(())
+        }
         WebhooksCommand::Test { id, output } => {
             let request = proto::TestWebhookRequest { id: id.clone() };
             let response =

@@ -14,6 +14,7 @@ mod cli;
 mod consumers;
 mod delivery;
 mod formats;
+mod templates;
 
 use std::path::PathBuf;
 
@@ -78,11 +79,7 @@ pub fn render(format: Format, event: &Event) -> (String, Value) {
 }
 
 /// Renders with options: (content type, JSON body).
-pub fn render_with(
-    format: Format,
-    options: &PayloadOptions,
-    event: &Event,
-) -> (String, Value) {
+pub fn render_with(format: Format, options: &PayloadOptions, event: &Event) -> (String, Value) {
     let p = payload::render(format, options, event);
     let body = serde_json::from_slice(&p.body).expect("every format is JSON");
     (p.content_type.into_owned(), body)

@@ -99,7 +99,7 @@ pub(super) fn template(
     };
     let compiled = match Template::compile(body, o.template_content_type.as_deref(), headers) {
         Ok(compiled) => compiled,
-        Err(error) => return v.add(field(&error.part), error.message),
+        Err(error) => return v.add(template_field(&error.part), error.message),
     };
     let mut kinds: Vec<EventType> = if event_types.is_empty() {
         EventType::ALL
@@ -118,7 +118,7 @@ pub(super) fn template(
         let sample = payload::sample(kind, namespace, now);
         if let Err(error) = compiled.render(&sample) {
             return v.add(
-                field(&error.part),
+                template_field(&error.part),
                 format!("for a sample {kind} event: {}", error.message),
             );
         }
@@ -126,7 +126,7 @@ pub(super) fn template(
 }
 
 /// The request field a template problem is about.
-fn field(part: &Part) -> String {
+pub(crate) fn template_field(part: &Part) -> String {
     match part {
         Part::Body => TEMPLATE.to_owned(),
         Part::ContentType => CONTENT_TYPE.to_owned(),

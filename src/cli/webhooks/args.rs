@@ -52,6 +52,21 @@ pub(super) enum WebhooksCommand {
         #[arg(long, value_enum, default_value_t)]
         output: Output,
     },
+    /// Show what the webhook would send for an event, without sending it: a sample of
+    /// --event-type (default image.pushed), or a stored event with --event.
+    Preview {
+        /// The webhook's id.
+        id: String,
+        /// A stored event's id (`evt_…`) to render.
+        #[arg(long, value_name = "EVENT_ID", conflicts_with = "event_type")]
+        event: Option<String>,
+        /// The sample event's type.
+        #[arg(long, value_name = "TYPE", value_parser = parse_event_type)]
+        event_type: Option<i32>,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t)]
+        output: Output,
+    },
     /// Send a `ping` event to the webhook through the normal delivery path.
     Test {
         /// The webhook's id.

@@ -262,13 +262,8 @@ fn add(
             SOURCE_MAX / 1024
         )));
     }
-    let parsed = parse(
-        source,
-        name,
-        SyntaxConfig,
-        WhitespaceConfig::default(),
-    )
-    .map_err(|e| error(describe(&e, Some(source))))?;
+    let parsed = parse(source, name, SyntaxConfig, WhitespaceConfig::default())
+        .map_err(|e| error(describe(&e, Some(source))))?;
     guard::check(&parsed).map_err(|refused| {
         error(format!(
             "line {}, column {}: {} is not allowed in a template",
