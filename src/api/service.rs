@@ -341,6 +341,15 @@ impl WebhookService for WebhookApi {
             if preset {
                 validate::expand_preset(&mut merged, &mut v);
             }
+            // Leaving the template format drops its template, unless options are given.
+            if mask.has("payload_format")
+                && !mask.has("payload_options")
+                && merged.payload_format != proto::PayloadFormat::Template as i32
+                && let Some(options) = merged.payload_options.as_mut()
+            {
+                options.template.clear();
+                options.template_content_type.clear();
+            }
             let fields = validate::fields(&merged, &current.namespace, &self.limits, &mut v);
             v.check()?;
             if mask.has("url") && fields.url != current.url {

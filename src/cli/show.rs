@@ -49,6 +49,9 @@ pub(super) fn webhook_json(w: &proto::Webhook) -> Value {
             "harbor_deletes": options.harbor_deletes,
             "chat_link": (!options.chat_link.is_empty()).then_some(&options.chat_link),
             "chat_mention": (!options.chat_mention.is_empty()).then_some(&options.chat_mention),
+            "template": (!options.template.is_empty()).then_some(&options.template),
+            "template_content_type": (!options.template_content_type.is_empty())
+                .then_some(&options.template_content_type),
         },
         "ordered": w.ordered,
         "max_concurrency": w.max_concurrency,

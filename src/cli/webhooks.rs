@@ -178,6 +178,12 @@ async fn create(c: &ClientArgs, client: &mut Client, a: CreateArgs) -> anyhow::R
         }),
         secret: a.secret.map(|s| s.expose().to_owned()).unwrap_or_default(),
     };
+    let needs = a
+        .template
+        .preset
+        .as_deref()
+        .and_then(crate::dispatch::payload::template::presets::find)
+        .map(|p| p.needs);
     let response = c.answer(client.create_webhook(request).await, "webhook")?;
     let webhook = response.webhook.context("the server sent no webhook")?;
     match a.output {
@@ -192,6 +198,9 @@ async fn create(c: &ClientArgs, client: &mut Client, a: CreateArgs) -> anyhow::R
                 "created {}; store the secret now, it is not shown again",
                 webhook.id
             );
+            if let Some(needs) = needs {
+                eprintln!("this preset needs {needs}");
+            }
         }
     }
     Ok(())

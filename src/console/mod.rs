@@ -68,7 +68,7 @@ impl Console {
 pub(crate) fn router(console: Console) -> Router {
     let home = || async { Redirect::to(&format!("{BASE}/webhooks")) };
     // Every console path under BASE, with what answers its GET and its POST.
-    let routes: [(&str, MethodRouter<Console>); 19] = [
+    let routes: [(&str, MethodRouter<Console>); 21] = [
         ("", get(home)),
         ("/", get(home)),
         (
@@ -78,6 +78,8 @@ pub(crate) fn router(console: Console) -> Router {
         ("/sign-out", post(session::sign_out)),
         ("/webhooks", get(webhooks::list).post(webhooks::create)),
         ("/webhooks/new", get(webhooks::new_form)),
+        ("/webhooks/preview", post(webhooks::preview_new)),
+        ("/webhooks/{id}/preview", post(webhooks::preview_edit)),
         ("/webhooks/{id}", get(webhooks::show)),
         (
             "/webhooks/{id}/edit",

@@ -19,6 +19,8 @@ use crate::harness::receiver::{Receiver, Reply};
 use crate::harness::server::{TestServer, with_api};
 use crate::store_test;
 
+mod formats;
+
 const WAIT: Duration = Duration::from_secs(15);
 
 /// Types `text` into the field `css`, replacing what it held.

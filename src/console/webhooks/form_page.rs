@@ -143,6 +143,17 @@ impl Marks<'_> {
 
 /// The create or edit form. `id`: the webhook being edited.
 fn form_page(session: &Session, id: Option<&str>, form: &WebhookForm, errors: &Errors) -> Markup {
+    form_with_preview(session, id, form, errors, None)
+}
+
+/// The form, and under it what a preview rendered (`preview.rs`).
+pub(super) fn form_with_preview(
+    session: &Session,
+    id: Option<&str>,
+    form: &WebhookForm,
+    errors: &Errors,
+    preview: Option<Markup>,
+) -> Markup {
     let action = match id {
         Some(id) => format!("{BASE}/webhooks/{id}/edit"),
         None => format!("{BASE}/webhooks"),
@@ -310,9 +321,13 @@ fn form_page(session: &Session, id: Option<&str>, form: &WebhookForm, errors: &E
             }
             div.buttons {
                 button.primary type="submit" { @if id.is_some() { "Save changes" } @else { "Create webhook" } }
+                button type="submit" formaction=(id.map_or_else(|| format!("{BASE}/webhooks/preview#preview"), |id| format!("{BASE}/webhooks/{id}/preview#preview"))) {
+                    "Preview"
+                }
                 a.button href=(id.map_or_else(|| format!("{BASE}/webhooks"), |id| format!("{BASE}/webhooks/{id}"))) { "Cancel" }
             }
         }
+        @if let Some(preview) = preview { (preview) }
     };
     layout(title, Some(session), Some(Section::Webhooks), None, content)
 }

@@ -1,13 +1,14 @@
 //! Webhook pages: the list with health at a glance (here), one webhook with its health,
 //! chart, settings and recent deliveries live (`detail.rs`), the create/edit form with the
 //! API's field errors beside their fields (`form.rs` reads it, `form_page.rs` shows and
-//! posts it), and the actions on one webhook (`actions.rs`: enable/disable, rotate the
+//! posts it; `preview.rs` its Preview button), and the actions on one webhook (`actions.rs`: enable/disable, rotate the
 //! secret, test ping, delete).
 
 mod actions;
 mod detail;
 mod form;
 mod form_page;
+mod preview;
 
 use axum::extract::{Query, State};
 use maud::{Markup, html};
@@ -16,6 +17,7 @@ use serde::Deserialize;
 pub(crate) use actions::{delete, delete_form, rotate, set_enabled, test};
 pub(crate) use detail::show;
 pub(crate) use form_page::{create, edit_form, new_form, update};
+pub(crate) use preview::{of_edit as preview_edit, of_new as preview_new};
 
 use super::views::{self, Section, notice_for, when};
 use super::{BASE, Console, Failure, Page, Session, call, shown};

@@ -271,6 +271,28 @@ store_test!(
         let (fields, detail) = refused(&mut api, unknown).await;
         assert_eq!(fields, ["webhook.payload_options.preset"]);
         assert!(detail.contains("github-dispatch"), "{detail}");
+
+        // Leaving the template format drops the template with it.
+        let (w, _) = create(&mut api, template_hook(url, "{}")).await;
+        let updated = api
+            .update_webhook(proto::UpdateWebhookRequest {
+                webhook: Some(proto::Webhook {
+                    payload_format: proto::PayloadFormat::Hookline as i32,
+                    ..w
+                }),
+                update_mask: Some(prost_types::FieldMask {
+                    paths: vec!["payload_format".into()],
+                }),
+            })
+            .await
+            .expect("back to hookline")
+            .into_inner()
+            .webhook
+            .expect("webhook");
+        assert_eq!(
+            updated.payload_options.map(|o| o.template),
+            Some(String::new())
+        );
         server.stop().await;
     }
 );

@@ -1,5 +1,6 @@
-//! Request templates: the owner writes the body (and optionally its content type and the
-//! values of custom headers) in Jinja syntax, rendered by minijinja for each event.
+//! Request templates: the owner writes the body and the values of custom headers in Jinja
+//! syntax, rendered by minijinja for each event, and may set the body's (fixed) content
+//! type.
 //!
 //! The template sees the fields of the `hookline` payload (docs/templates.md has the
 //! table), plus `event`, the whole of it. It runs sandboxed: no loader (so no include,
@@ -216,22 +217,38 @@ fn environment() -> Environment<'static> {
     env.set_keep_trailing_newline(true);
     env.set_auto_escape_callback(|_| AutoEscape::None);
     env.add_filter("short_digest", |digest: Cow<'_, str>| short_digest(&digest));
+    // minijinja's filters take an undefined value quietly (`tojson` makes it null); here
+    // a name the event lacks is an error wherever it is used, as strictness promises.
     env.add_filter(
         "tojson",
         |value: &Value, indent: Option<Value>, kwargs: Kwargs| {
+            defined(value)?;
             capped(minijinja::filters::tojson(value, indent, kwargs)?.to_string())
         },
     );
     env.add_filter(
         "join",
         |state: &minijinja::State, value: &Value, joiner: Option<StringInput<'_>>| {
+            defined(value)?;
             capped(minijinja::filters::join(state, value, joiner)?.to_string())
         },
     );
     env.add_filter("urlencode", |value: &Value| {
+        defined(value)?;
         capped(minijinja::filters::urlencode(value)?)
     });
     env
+}
+
+/// An undefined value is refused, as printing one is.
+fn defined(value: &Value) -> Result<(), minijinja::Error> {
+    if value.is_undefined() {
+        return Err(minijinja::Error::new(
+            ErrorKind::UndefinedError,
+            "a value the event does not have",
+        ));
+    }
+    Ok(())
 }
 
 /// A filter's result, refused past [`VALUE_MAX`].

@@ -110,6 +110,13 @@ fn a_field_the_event_lacks_is_an_error_not_an_empty_string() {
     assert!(error.message.starts_with("line 2"), "{}", error.message);
     assert!(text("{% for p in enrichment.platforms %}{% endfor %}", &e).is_err());
     assert!(text("{{ nosuchfield }}", &e).is_err());
+    for filtered in [
+        "{{ nosuchfield|tojson }}",
+        "{{ nosuch|join(',') }}",
+        "{{ nosuch|urlencode }}",
+    ] {
+        assert!(text(filtered, &e).is_err(), "{filtered}");
+    }
     // Guarded, it renders.
     assert_eq!(
         text("{{ enrichment.platforms if enrichment else 'none' }}", &e).expect("guarded"),
