@@ -1,4 +1,4 @@
-//! hookline end-to-end benchmark: `cargo bench --bench e2e [-- --quick] [-- --backend sqlite|postgres] [-- --log-only | --receivers-only | --latency-only | --core-only | --enrichment-only | --replicas-only]`.
+//! hookline end-to-end benchmark: `cargo bench --bench e2e [-- --quick] [-- --backend sqlite|postgres] [-- --log-only | --receivers-only | --latency-only | --core-only | --enrichment-only | --replicas-only | --formats-only]`.
 //! `HOOKLINE_BENCH_BIN=PATH` runs another hookline build (an earlier commit's) instead.
 //!
 //! Starts the release `hookline` binary against SQLite, then PostgreSQL, with a fast
@@ -25,6 +25,8 @@ const WAIT_CAP: Duration = Duration::from_secs(120);
 
 #[path = "e2e/enrichment.rs"]
 mod enrichment;
+#[path = "e2e/formats.rs"]
+mod formats;
 #[path = "e2e/log.rs"]
 mod log;
 #[path = "e2e/receivers.rs"]
@@ -82,6 +84,8 @@ fn main() -> Result<(), Error> {
         Only::Enrichment
     } else if args.iter().any(|a| a == "--replicas-only") {
         Only::Replicas
+    } else if args.iter().any(|a| a == "--formats-only") {
+        Only::Formats
     } else {
         Only::All
     };
@@ -569,6 +573,8 @@ enum Only {
     Enrichment,
     /// Only a killed process's deliveries (14) and dispatchers side by side (15).
     Replicas,
+    /// Only the payload formats' cost, scenario (16).
+    Formats,
 }
 
 async fn run_backend(backend: &str, scale: Scale, only: Only) -> Result<String, Error> {
@@ -596,6 +602,10 @@ async fn run_backend(backend: &str, scale: Scale, only: Only) -> Result<String, 
         }
         Only::Replicas => {
             rows.extend(replicas::scenarios(backend, scale, dir.path(), &sink_url, &sink).await?);
+            return Ok(table(backend, rows));
+        }
+        Only::Formats => {
+            rows.extend(formats::scenarios(backend, scale, dir.path(), &sink_url, &sink).await?);
             return Ok(table(backend, rows));
         }
         Only::Core | Only::All => {}
@@ -862,6 +872,7 @@ async fn run_backend(backend: &str, scale: Scale, only: Only) -> Result<String, 
 
     rows.extend(log::scenarios(backend, scale, dir.path(), &sink_url, &sink).await?);
     rows.extend(receivers::scenarios(backend, scale, dir.path()).await?);
+    rows.extend(formats::scenarios(backend, scale, dir.path(), &sink_url, &sink).await?);
     Ok(table(backend, rows))
 }
 

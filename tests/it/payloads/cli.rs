@@ -126,3 +126,132 @@ store_test!(
         server.stop().await;
     }
 );
+
+store_test!(
+    the_cli_makes_chat_and_template_webhooks_and_previews_them,
+    async |db: &TestDb| {
+        let server = TestServer::start(db, with_api).await;
+        let (_, token) = server.token(TokenKind::Namespace, "acme").await;
+        let slack = ok_json(hookline(
+            &server,
+            &token,
+            &[
+                "create",
+                "--name",
+                "deploys",
+                "--url",
+                "http://127.0.0.1:9/services/T/B/cred",
+                "--format",
+                "slack",
+                "--chat-mention",
+                "<!here>",
+                "--chat-link",
+                "https://ui.example/{repository}/tags/{tag}",
+                "--output",
+                "json",
+            ],
+        ));
+        let w = &slack["webhook"];
+        assert_eq!(w["format"], "slack");
+        assert_eq!(w["payload_options"]["chat_mention"], "<!here>");
+        let id = w["id"].as_str().expect("id");
+        let got = ok_json(hookline(&server, &token, &["get", id, "--output", "json"]));
+        assert_eq!(got["url"], "http://127.0.0.1/…redacted");
+
+        let dir = tempfile::tempdir().expect("dir");
+        let file = dir.path().join("body.j2");
+        std::fs::write(
+            &file,
+            "{\"image\": {{ image|tojson }}, \"tag\": {{ tag|tojson }}}",
+        )
+        .expect("write");
+        let made = ok_json(hookline(
+            &server,
+            &token,
+            &[
+                "create",
+                "--name",
+                "ci",
+                "--url",
+                "http://127.0.0.1:9/ci",
+                "--template-file",
+                file.to_str().expect("path"),
+                "--header",
+                "Authorization=Bearer tok-SECRET",
+                "--output",
+                "json",
+            ],
+        ));
+        assert_eq!(
+            made["webhook"]["format"], "template",
+            "a template implies the format"
+        );
+        let id = made["webhook"]["id"].as_str().expect("id").to_owned();
+        let shown = ok_json(hookline(
+            &server,
+            &token,
+            &[
+                "preview",
+                &id,
+                "--event-type",
+                "image.deleted",
+                "--output",
+                "json",
+            ],
+        ));
+        assert_eq!(shown["content_type"], "application/json");
+        let body: Value =
+            serde_json::from_str(shown["body"].as_str().expect("body")).expect("json");
+        assert_eq!(body["tag"], "1.4");
+        assert_eq!(shown["headers"]["Authorization"], "…redacted");
+        let table = hookline(&server, &token, &["preview", &id]);
+        let text = String::from_utf8_lossy(&table.stdout);
+        assert!(
+            text.starts_with("Content-Type: application/json\n"),
+            "{text}"
+        );
+        assert!(!text.contains("tok-SECRET"), "{text}");
+
+        // A template error names its place; the preset says what it needs.
+        std::fs::write(&file, "{{ tag").expect("write");
+        let refused = hookline(
+            &server,
+            &token,
+            &[
+                "update",
+                &id,
+                "--template-file",
+                file.to_str().expect("path"),
+            ],
+        );
+        assert!(!refused.status.success());
+        let stderr = String::from_utf8_lossy(&refused.stderr);
+        assert!(
+            stderr.contains("payload_options.template") && stderr.contains("line 1"),
+            "{stderr}"
+        );
+        let preset = hookline(
+            &server,
+            &token,
+            &[
+                "create",
+                "--name",
+                "gh",
+                "--url",
+                "http://127.0.0.1:9/dispatches",
+                "--preset",
+                "github-dispatch",
+            ],
+        );
+        assert!(
+            preset.status.success(),
+            "{}",
+            String::from_utf8_lossy(&preset.stderr)
+        );
+        assert!(
+            String::from_utf8_lossy(&preset.stderr).contains("this preset needs"),
+            "the owner learns about the token header"
+        );
+        server.stop().await;
+    }
+);
