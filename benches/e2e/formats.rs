@@ -51,10 +51,8 @@ fn formats() -> Vec<(&'static str, Webhook)> {
 async fn round(
     backend: &str,
     dir: &std::path::Path,
-    name: &str,
-    webhook: &Webhook,
-    sink_url: &str,
-    sink: &Sink,
+    (name, webhook): &(&str, Webhook),
+    (sink_url, sink): (&str, &Sink),
     deliveries: usize,
     round: usize,
 ) -> Result<(f64, f64), Error> {
@@ -109,10 +107,10 @@ pub async fn scenarios(
     let formats = formats();
     let mut results: Vec<Vec<(f64, f64)>> = vec![Vec::new(); formats.len()];
     for r in 0..ROUNDS {
-        for (i, (name, webhook)) in formats.iter().enumerate() {
-            eprintln!("[{backend}] format {name}, round {}", r + 1);
-            results[i]
-                .push(round(backend, dir, name, webhook, sink_url, sink, deliveries, r).await?);
+        for (i, format) in formats.iter().enumerate() {
+            eprintln!("[{backend}] format {}, round {}", format.0, r + 1);
+            let target = (sink_url, sink);
+            results[i].push(round(backend, dir, format, target, deliveries, r).await?);
         }
     }
     let median = |mut v: Vec<f64>| {
