@@ -10,7 +10,7 @@ use hookline::dispatch::payload::template::presets;
 use hookline::store::{self, OpenOptions, PayloadOptions, Webhook, WebhookSecret};
 
 use super::{
-    Error, Hookline, SECRET, Scale, Sink, WAIT_CAP, drive, fresh_db, postgres_cpu_seconds,
+    Error, Hookline, SECRET, Scale, Sink, WAIT_CAP, drive, fresh_db, median, postgres_cpu_seconds,
     wait_count,
 };
 
@@ -113,16 +113,13 @@ pub async fn scenarios(
             results[i].push(round(backend, dir, format, target, deliveries, r).await?);
         }
     }
-    let median = |mut v: Vec<f64>| {
-        v.sort_by(f64::total_cmp);
-        v[v.len() / 2]
-    };
-    let base_rate = median(results[0].iter().map(|r| r.0).collect());
-    let base_cpu = median(results[0].iter().map(|r| r.1).collect());
+    let mid = |mut v: Vec<f64>| median(&mut v);
+    let base_rate = mid(results[0].iter().map(|r| r.0).collect());
+    let base_cpu = mid(results[0].iter().map(|r| r.1).collect());
     let mut rows = Vec::new();
     for ((name, _), runs) in formats.iter().zip(&results) {
-        let rate = median(runs.iter().map(|r| r.0).collect());
-        let cpu = median(runs.iter().map(|r| r.1).collect());
+        let rate = mid(runs.iter().map(|r| r.0).collect());
+        let cpu = mid(runs.iter().map(|r| r.1).collect());
         let each: Vec<String> = runs
             .iter()
             .map(|(rate, cpu)| format!("{rate:.0} /s {cpu:.3} ms"))
