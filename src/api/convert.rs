@@ -71,16 +71,23 @@ pub(crate) fn format_from_proto(value: i32) -> Option<&'static str> {
 /// URL is the credential that posts to the channel: then only its scheme and host, and
 /// [`REDACTED`] (the whole URL is shown once, by CreateWebhook).
 pub(crate) fn shown_url(w: &Webhook) -> String {
-    if !Format::parse(&w.format).is_chat() {
-        return w.url.clone();
+    let parsed = reqwest::Url::parse(&w.url);
+    if Format::parse(&w.format).is_chat() {
+        return match parsed {
+            Ok(url) => format!(
+                "{}://{}/{REDACTED}",
+                url.scheme(),
+                url.host_str().unwrap_or_default()
+            ),
+            Err(_) => REDACTED.to_owned(),
+        };
     }
-    match reqwest::Url::parse(&w.url) {
-        Ok(url) => format!(
-            "{}://{}/{REDACTED}",
-            url.scheme(),
-            url.host_str().unwrap_or_default()
-        ),
-        Err(_) => REDACTED.to_owned(),
+    // A password in the URL (a broker's) is a credential too.
+    match parsed.as_ref().ok().and_then(|url| url.password()) {
+        Some(password) => w
+            .url
+            .replacen(&format!(":{password}@"), &format!(":{REDACTED}@"), 1),
+        None => w.url.clone(),
     }
 }
 
@@ -326,6 +333,12 @@ mod tests {
         assert_eq!(shown_url(&w), "https://hooks.slack.com/…redacted");
         w.url = "not a url".into();
         assert_eq!(shown_url(&w), "…redacted");
+        w.format = "cloudevents".into();
+        w.url = "redis://app:s3cr%40t@broker.example:6379/0?stream=images".into();
+        assert_eq!(
+            shown_url(&w),
+            "redis://app:…redacted@broker.example:6379/0?stream=images"
+        );
     }
 
     #[test]

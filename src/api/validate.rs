@@ -137,7 +137,19 @@ pub(crate) fn fields(
         v,
     );
     globs("webhook.tags", &w.tags, None, max_globs, v);
+    let bus = w.url.split_once("://").is_some_and(|(scheme, _)| scheme == "redis");
     let format = match format_from_proto(w.payload_format) {
+        // A bus carries CloudEvents unless the owner says otherwise.
+        Some(_) if bus && w.payload_format == proto::PayloadFormat::Unspecified as i32 => {
+            "cloudevents".to_owned()
+        }
+        Some(format) if bus && crate::dispatch::payload::Format::parse(format).is_chat() => {
+            v.add(
+                "webhook.payload_format",
+                "a chat format posts to the chat service's https URL, not to a bus",
+            );
+            format.to_owned()
+        }
         Some(format) => format.to_owned(),
         None => {
             v.add(
@@ -237,8 +249,13 @@ fn url(text: &str, v: &mut Violations) {
     }
     match reqwest::Url::parse(text) {
         Err(error) => v.add(FIELD, format!("not a valid URL: {error}")),
+        Ok(parsed) if parsed.scheme() == "redis" => {
+            if let Err(problem) = crate::dispatch::bus::redis::target(&parsed) {
+                v.add(FIELD, format!("a Redis destination: {problem}"));
+            }
+        }
         Ok(parsed) if !matches!(parsed.scheme(), "http" | "https") => {
-            v.add(FIELD, "scheme must be http or https")
+            v.add(FIELD, "scheme must be http or https (or redis for a Redis stream)")
         }
         Ok(parsed) if parsed.host_str().is_none_or(str::is_empty) => {
             v.add(FIELD, "host is missing")
@@ -531,7 +548,7 @@ mod tests {
             ),
             ("webhook.url: required", Box::new(|w| w.url.clear())),
             (
-                "webhook.url: scheme must be http or https",
+                "webhook.url: scheme must be http or https (or redis for a Redis stream)",
                 Box::new(|w| w.url = "ftp://x/y".into()),
             ),
             (

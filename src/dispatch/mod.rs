@@ -11,6 +11,7 @@
 
 pub mod backoff;
 mod circuit;
+pub mod bus;
 mod claim;
 pub mod client;
 mod deliver;
@@ -80,7 +81,8 @@ impl Shared {
 struct Dispatcher {
     store: Store,
     config: DispatchConfig,
-    /// The way out: every delivery is sent through it (HTTP today, `client::Http`).
+    /// The way out: every delivery is sent through it, by its destination's scheme
+    /// (`bus::Router`: HTTP, Redis Streams).
     transport: Box<dyn Transport>,
     policy: RetryPolicy,
     shared: Mutex<Shared>,
@@ -111,11 +113,16 @@ pub async fn run(
     let http = client::Http::new(
         config.connect_timeout,
         config.request_timeout,
-        guard,
+        guard.clone(),
         config.response_body_limit,
     );
     let transport: Box<dyn Transport> = match http {
-        Ok(http) => Box::new(http),
+        Ok(http) => Box::new(bus::Router::new(
+            http,
+            guard,
+            config.connect_timeout,
+            config.request_timeout,
+        )),
         Err(error) => {
             tracing::error!(%error, "cannot build the HTTP client; dispatcher not started");
             return;

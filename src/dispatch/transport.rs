@@ -5,7 +5,8 @@
 //! with a class, not sent) and the [`Exchange`] the attempt log shows (for HTTP the status
 //! code, response headers and a body excerpt). Each transport is the one place that maps
 //! its protocol's answers to outcomes (HTTP: `client.rs`); `deliver.rs` decides retries,
-//! windows, circuits and health from the outcome alone. One implementation today, HTTP.
+//! windows, circuits and health from the outcome alone. `bus::Router` picks the transport by
+//! the destination's scheme: HTTP (`client.rs`), or a message bus (`bus/`).
 
 use std::time::Duration;
 

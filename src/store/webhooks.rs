@@ -180,6 +180,10 @@ impl<B: LogStore> Webhooks for B {
                 .map(|f| sql.bind(f.as_str()))
                 .collect();
             sql.push(&format!(" AND format NOT IN ({})", formats.join(", ")));
+            // Nor a URL with credentials in it (`user:password@`).
+            let at = sql.bind("@");
+            let has_at = dialect.contains("url", &at, false);
+            sql.push(&format!(" AND NOT {has_at}"));
         }
         if let Some(after_id) = &query.after_id {
             let p = sql.bind(after_id.as_str());

@@ -3,6 +3,7 @@
 mod api;
 mod backup;
 mod browser_selftest;
+mod buses;
 mod cli;
 mod cli_deliveries;
 mod concurrency;

@@ -190,7 +190,13 @@ store_test!(
     a_registry_that_is_down_or_stalls_leaves_the_event_unenriched_saying_why,
     async |db: &TestDb| {
         let (stalled, stall_task) = stalling_registry().await;
-        let down = free_addr(); // nothing listens there
+        // Bound but never listening: connections to it are refused, and no socket started
+        // later in this test (the receiver) can be given its port, as a released one could.
+        let down_socket = tokio::net::TcpSocket::new_v4().expect("socket");
+        down_socket
+            .bind(SocketAddr::from(([127, 0, 0, 1], 0)))
+            .expect("bind");
+        let down = down_socket.local_addr().expect("addr");
         // A registry token of its own for the stalling registry, stored before the server
         // starts (registry sources are read at start, then every 10 s).
         let slow_token = hookline::secret::generate_token();

@@ -125,7 +125,8 @@ pub struct WebhookQuery {
     /// Only URLs containing this text.
     pub url_contains: Option<String>,
     /// Formats whose URL is a credential (chat webhooks): `url_contains` never matches
-    /// theirs, so a search cannot guess such a URL one character at a time.
+    /// theirs, nor any URL with credentials (`@`) when this is set, so a search cannot
+    /// guess a credential one character at a time.
     pub secret_url_formats: Vec<String>,
     /// Only ids after this one: the keyset cursor of pagination.
     pub after_id: Option<String>,

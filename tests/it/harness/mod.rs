@@ -6,6 +6,7 @@ pub mod pg;
 pub mod process;
 pub mod proxy;
 pub mod receiver;
+pub mod redis_server;
 pub mod registry;
 pub mod resolver;
 pub mod server;

@@ -1,0 +1,300 @@
+//! Redis Streams: `redis://[user:pass@]host[:port][/DB]?stream=KEY[&maxlen=N]`.
+//!
+//! Each delivery is one `XADD` to the stream with the fields `id` (the delivery id, the
+//! consumer's dedupe key), `content-type`, `payload` (the body) and every header a
+//! webhook sends (the Standard Webhooks signature headers included), so a consumer
+//! verifies exactly as an HTTP receiver does. It is delivered when Redis answers the
+//! entry's id. One multiplexed connection per broker endpoint, shared by every webhook
+//! that uses it, to the address the SSRF guard vetted; a connection that fails is dropped
+//! and the next send opens a new one.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+use redis::aio::MultiplexedConnection;
+use redis::{AsyncConnectionConfig, ConnectionAddr, ErrorKind, IntoConnectionInfo, RedisError};
+use tokio::sync::Mutex;
+
+use super::{not_sent, retry, started_at};
+use crate::dispatch::transport::{Attempt, Destination, Exchange, Message, Outcome, RetryClass};
+use crate::ssrf::Guard;
+
+/// The default port.
+const PORT: u16 = 6379;
+
+/// Where a message goes, read from the webhook's URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    /// The broker's host name or address.
+    pub host: String,
+    /// Its port (6379 unless given).
+    pub port: u16,
+    /// The database number (the URL's path; 0 unless given).
+    pub db: i64,
+    /// The ACL user, if any.
+    pub username: Option<String>,
+    /// The password, if any: a credential.
+    pub password: Option<String>,
+    /// The stream each delivery is added to.
+    pub stream: String,
+    /// Trim the stream to about this many entries (`MAXLEN ~`).
+    pub maxlen: Option<u64>,
+}
+
+/// Reads a `redis://` URL; the error says what is wrong, for the owner.
+pub fn target(url: &reqwest::Url) -> Result<Target, String> {
+    let host = url
+        .host_str()
+        .filter(|h| !h.is_empty())
+        .ok_or("the broker's host is missing")?
+        .trim_matches(['[', ']'])
+        .to_owned();
+    let db = match url.path().trim_matches('/') {
+        "" => 0,
+        db => db
+            .parse::<i64>()
+            .ok()
+            .filter(|n| (0..=10_000).contains(n))
+            .ok_or_else(|| format!("the path is the database number, not `{db}`"))?,
+    };
+    let (mut stream, mut maxlen) = (None, None);
+    for (name, value) in url.query_pairs() {
+        match name.as_ref() {
+            "stream" if !value.is_empty() && value.len() <= 512 => {
+                stream = Some(value.into_owned())
+            }
+            "stream" => return Err("`stream` must be 1 to 512 characters".into()),
+            "maxlen" => {
+                maxlen = Some(
+                    value
+                        .parse::<u64>()
+                        .ok()
+                        .filter(|n| *n > 0)
+                        .ok_or("`maxlen` must be a whole number above 0")?,
+                )
+            }
+            other => {
+                return Err(format!(
+                    "unknown query parameter `{other}`: a Redis destination takes `stream` and `maxlen`"
+                ));
+            }
+        }
+    }
+    let decode = |s: &str| {
+        percent_encoding::percent_decode_str(s)
+            .decode_utf8_lossy()
+            .into_owned()
+    };
+    Ok(Target {
+        host,
+        port: url.port().unwrap_or(PORT),
+        db,
+        username: (!url.username().is_empty()).then(|| decode(url.username())),
+        password: url.password().map(decode),
+        stream: stream.ok_or("the stream is missing: add `?stream=KEY`")?,
+        maxlen,
+    })
+}
+
+/// The Redis transport: its guard, its bounds, its connections by endpoint.
+pub struct Streams {
+    guard: Guard,
+    connect_timeout: Duration,
+    timeout: Duration,
+    /// Keyed by address, port, database and credentials (in memory only).
+    connections: Mutex<HashMap<String, MultiplexedConnection>>,
+}
+
+impl Streams {
+    pub(super) fn new(guard: Guard, connect_timeout: Duration, timeout: Duration) -> Streams {
+        Streams {
+            guard,
+            connect_timeout,
+            timeout,
+            connections: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// One `XADD`, and what came of it.
+    pub(super) async fn send(&self, destination: Destination<'_>, message: Message) -> Attempt {
+        let started = Instant::now();
+        let target = match reqwest::Url::parse(destination.address)
+            .map_err(|e| e.to_string())
+            .and_then(|url| target(&url))
+        {
+            Ok(target) => target,
+            Err(reason) => {
+                return not_sent(
+                    started,
+                    "invalid_url",
+                    format!("the Redis URL cannot be used: {reason}"),
+                );
+            }
+        };
+        let ip = match self.vetted(&target.host).await {
+            Ok(ip) => ip,
+            Err(attempt) => return *attempt,
+        };
+        let key = format!(
+            "{ip}|{}|{}|{}|{}",
+            target.port,
+            target.db,
+            target.username.as_deref().unwrap_or_default(),
+            target.password.as_deref().unwrap_or_default()
+        );
+        let mut connection = match self.connection(&key, ip, &target).await {
+            Ok(connection) => connection,
+            Err(error) => return failed(started, &error),
+        };
+        let mut xadd = redis::cmd("XADD");
+        xadd.arg(&target.stream);
+        if let Some(maxlen) = target.maxlen {
+            xadd.arg("MAXLEN").arg("~").arg(maxlen);
+        }
+        xadd.arg("*");
+        let delivery_id = header(&message, "webhook-id").unwrap_or_default();
+        xadd.arg("id").arg(&delivery_id);
+        xadd.arg("content-type").arg(message.content_type.as_ref());
+        for (name, value) in &message.headers {
+            xadd.arg(name.to_ascii_lowercase()).arg(value);
+        }
+        xadd.arg("payload").arg(&message.body);
+        match xadd.query_async::<String>(&mut connection).await {
+            Ok(entry) => Attempt {
+                outcome: Outcome::Delivered,
+                exchange: Exchange {
+                    started_at: started_at(started),
+                    duration: started.elapsed(),
+                    body: Some(format!("stream {} entry {entry}", target.stream)),
+                    ..Exchange::default()
+                },
+            },
+            Err(error) => {
+                if error.is_io_error() || error.is_connection_dropped() || error.is_timeout() {
+                    self.connections.lock().await.remove(&key);
+                }
+                failed(started, &error)
+            }
+        }
+    }
+
+    /// The broker's address, vetted by the SSRF guard; or the refusal as an attempt.
+    async fn vetted(&self, host: &str) -> Result<IpAddr, Box<Attempt>> {
+        let started = Instant::now();
+        let vetted = match host.parse::<IpAddr>() {
+            Ok(ip) => self.guard.check(ip, None).map(|_| ip).map_err(|r| r.to_string()),
+            Err(_) => match self.guard.resolve(host).await {
+                Ok(ips) => ips.first().copied().ok_or_else(|| "no address".to_owned()),
+                Err(error) if error.is_refused() => Err(error.to_string()),
+                Err(error) => {
+                    let attempt = retry(
+                        started,
+                        RetryClass::Connect,
+                        "connect",
+                        format!("resolving the broker: {error}"),
+                    );
+                    return Err(Box::new(attempt));
+                }
+            },
+        };
+        vetted.map_err(|refused| {
+            Box::new(not_sent(
+                started,
+                "refused",
+                format!(
+                    "destination refused: {refused}; refused destinations are final: change the URL, or ask the operator to allow it, then redeliver"
+                ),
+            ))
+        })
+    }
+
+    /// The endpoint's shared connection, opened to the vetted address if there is none.
+    async fn connection(
+        &self,
+        key: &str,
+        ip: IpAddr,
+        target: &Target,
+    ) -> Result<MultiplexedConnection, RedisError> {
+        let mut connections = self.connections.lock().await;
+        if let Some(connection) = connections.get(key) {
+            return Ok(connection.clone());
+        }
+        let mut redis_info = redis::RedisConnectionInfo::default().set_db(target.db);
+        if let Some(username) = &target.username {
+            redis_info = redis_info.set_username(username);
+        }
+        if let Some(password) = &target.password {
+            redis_info = redis_info.set_password(password);
+        }
+        let info = ConnectionAddr::Tcp(ip.to_string(), target.port)
+            .into_connection_info()?
+            .set_redis_settings(redis_info);
+        let config = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(self.connect_timeout))
+            .set_response_timeout(Some(self.timeout));
+        let connection = redis::Client::open(info)?
+            .get_multiplexed_async_connection_with_config(&config)
+            .await?;
+        connections.insert(key.to_owned(), connection.clone());
+        Ok(connection)
+    }
+}
+
+/// A header's value, by name.
+fn header(message: &Message, name: &str) -> Option<String> {
+    message
+        .headers
+        .iter()
+        .rev()
+        .find(|(n, _)| n.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.clone())
+}
+
+/// What a Redis error means: refused credentials and errors in the command are final,
+/// the rest (no connection, a timeout, a server loading or out of memory) retried.
+fn failed(started: Instant, error: &RedisError) -> Attempt {
+    let text = error.to_string();
+    let code = error.code().unwrap_or_default();
+    let auth = error.kind() == ErrorKind::AuthenticationFailed
+        || matches!(code, "NOAUTH" | "WRONGPASS" | "NOPERM");
+    if auth {
+        return final_error(
+            started,
+            format!("Redis refused the credentials (authentication or permission): {text}; fix the URL's user and password, then redeliver"),
+        );
+    }
+    if error.is_timeout() {
+        return retry(started, RetryClass::Timeout, "timeout", format!("timed out: {text}"));
+    }
+    if error.is_io_error() || error.is_connection_refusal() || error.is_connection_dropped() {
+        return retry(started, RetryClass::Connect, "connect", format!("connection failed: {text}"));
+    }
+    match code {
+        "LOADING" | "TRYAGAIN" | "MASTERDOWN" | "BUSY" | "OOM" | "READONLY" | "CLUSTERDOWN" => {
+            retry(started, RetryClass::ServerError, "broker", format!("Redis: {text}"))
+        }
+        "" => retry(started, RetryClass::Other, "broker", format!("Redis: {text}")),
+        _ => final_error(
+            started,
+            format!("Redis refused the entry ({text}), which is final: fix the stream or the webhook and redeliver"),
+        ),
+    }
+}
+
+/// A final refusal by the broker.
+fn final_error(started: Instant, reason: String) -> Attempt {
+    Attempt {
+        outcome: Outcome::Rejected {
+            reason: reason.clone(),
+            disable: None,
+        },
+        exchange: Exchange {
+            started_at: started_at(started),
+            duration: started.elapsed(),
+            error: Some(reason),
+            error_class: Some("broker"),
+            ..Exchange::default()
+        },
+    }
+}
