@@ -1,4 +1,4 @@
-//! hookline end-to-end benchmark: `cargo bench --bench e2e [-- --quick] [-- --backend sqlite|postgres] [-- --log-only | --receivers-only | --latency-only | --core-only | --enrichment-only | --replicas-only | --formats-only]`.
+//! hookline end-to-end benchmark: `cargo bench --bench e2e [-- --quick] [-- --backend sqlite|postgres] [-- --log-only | --receivers-only | --latency-only | --core-only | --enrichment-only | --replicas-only | --formats-only | --buses-only]`.
 //! `HOOKLINE_BENCH_BIN=PATH` runs another hookline build (an earlier commit's) instead.
 //!
 //! Starts the release `hookline` binary against SQLite, then PostgreSQL, with a fast
@@ -23,6 +23,8 @@ const SECRET: &str = "whsec_dGVzdHNlY3JldHRlc3RzZWNyZXR0ZXN0c2VjcmV0";
 /// Hard cap on any single wait, so the whole run stays bounded.
 const WAIT_CAP: Duration = Duration::from_secs(120);
 
+#[path = "e2e/buses.rs"]
+mod buses;
 #[path = "e2e/enrichment.rs"]
 mod enrichment;
 #[path = "e2e/formats.rs"]
@@ -86,6 +88,8 @@ fn main() -> Result<(), Error> {
         Only::Replicas
     } else if args.iter().any(|a| a == "--formats-only") {
         Only::Formats
+    } else if args.iter().any(|a| a == "--buses-only") {
+        Only::Buses
     } else {
         Only::All
     };
@@ -575,6 +579,8 @@ enum Only {
     Replicas,
     /// Only the payload formats' cost, scenario (16).
     Formats,
+    /// Only a message bus as the destination, scenario (17).
+    Buses,
 }
 
 async fn run_backend(backend: &str, scale: Scale, only: Only) -> Result<String, Error> {
@@ -606,6 +612,10 @@ async fn run_backend(backend: &str, scale: Scale, only: Only) -> Result<String, 
         }
         Only::Formats => {
             rows.extend(formats::scenarios(backend, scale, dir.path(), &sink_url, &sink).await?);
+            return Ok(table(backend, rows));
+        }
+        Only::Buses => {
+            rows.extend(buses::scenarios(backend, scale, dir.path(), &sink_url, &sink).await?);
             return Ok(table(backend, rows));
         }
         Only::Core | Only::All => {}
@@ -873,6 +883,7 @@ async fn run_backend(backend: &str, scale: Scale, only: Only) -> Result<String, 
     rows.extend(log::scenarios(backend, scale, dir.path(), &sink_url, &sink).await?);
     rows.extend(receivers::scenarios(backend, scale, dir.path()).await?);
     rows.extend(formats::scenarios(backend, scale, dir.path(), &sink_url, &sink).await?);
+    rows.extend(buses::scenarios(backend, scale, dir.path(), &sink_url, &sink).await?);
     Ok(table(backend, rows))
 }
 

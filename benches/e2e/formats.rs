@@ -47,14 +47,66 @@ fn formats() -> Vec<(&'static str, Webhook)> {
     ]
 }
 
-/// One round: (deliveries/s, CPU ms per delivery over hookline and PostgreSQL).
-async fn round(
+/// Where a round's deliveries arrive, and how to tell they all did.
+pub enum Arrivals<'a> {
+    /// The HTTP sink at this URL.
+    Sink(&'a str, &'a Sink),
+    /// A Redis stream: the webhook's URL, and a client to count the stream's entries.
+    Stream(&'a str, &'a redis::Client, &'a str),
+}
+
+impl Arrivals<'_> {
+    fn url(&self) -> &str {
+        match self {
+            Arrivals::Sink(url, _) | Arrivals::Stream(url, _, _) => url,
+        }
+    }
+
+    async fn reset(&self) -> Result<(), Error> {
+        match self {
+            Arrivals::Sink(_, sink) => sink.count.store(0, Ordering::Relaxed),
+            Arrivals::Stream(_, client, key) => {
+                let mut c = client.get_multiplexed_async_connection().await?;
+                redis::cmd("DEL")
+                    .arg(*key)
+                    .query_async::<()>(&mut c)
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn wait(&self, n: usize) -> Result<(), Error> {
+        match self {
+            Arrivals::Sink(_, sink) => wait_count(sink, n, WAIT_CAP).await,
+            Arrivals::Stream(_, client, key) => {
+                let mut c = client.get_multiplexed_async_connection().await?;
+                let deadline = Instant::now() + WAIT_CAP;
+                loop {
+                    let len: usize = redis::cmd("XLEN").arg(*key).query_async(&mut c).await?;
+                    if len >= n {
+                        return Ok(());
+                    }
+                    if Instant::now() > deadline {
+                        return Err(format!("{len} of {n} entries after {WAIT_CAP:?}").into());
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+                }
+            }
+        }
+    }
+}
+
+/// One round: one webhook, `deliveries` envelopes from 32 clients; (deliveries/s, CPU ms
+/// per delivery over hookline, PostgreSQL and whatever `other_cpu` counts).
+pub async fn round(
     backend: &str,
     dir: &std::path::Path,
     (name, webhook): &(&str, Webhook),
-    (sink_url, sink): (&str, &Sink),
+    arrivals: &Arrivals<'_>,
     deliveries: usize,
     round: usize,
+    other_cpu: fn() -> f64,
 ) -> Result<(f64, f64), Error> {
     let db = fresh_db(
         backend,
@@ -64,7 +116,7 @@ async fn round(
     .await?;
     let store = store::open(&OpenOptions::new(&db)).await?;
     let webhook = Webhook {
-        url: sink_url.to_owned(),
+        url: arrivals.url().to_owned(),
         ..webhook.clone()
     };
     let secret = WebhookSecret {
@@ -76,8 +128,9 @@ async fn round(
     store.insert_webhook(&webhook, &secret).await?;
     store.close().await;
     let h = Hookline::start(&db, "ingest,dispatcher", &[]).await?;
-    sink.count.store(0, Ordering::Relaxed);
-    let (server_cpu, db_cpu) = (h.cpu_seconds(), postgres_cpu_seconds());
+    arrivals.reset().await?;
+    let cpu = || postgres_cpu_seconds() + other_cpu();
+    let (server_cpu, other) = (h.cpu_seconds(), cpu());
     let started = Instant::now();
     drive(
         h.addr,
@@ -86,13 +139,18 @@ async fn round(
         32,
     )
     .await?;
-    wait_count(sink, deliveries, WAIT_CAP).await?;
+    arrivals.wait(deliveries).await?;
     let elapsed = started.elapsed();
-    let cpu = (h.cpu_seconds() - server_cpu) + (postgres_cpu_seconds() - db_cpu);
+    let used = (h.cpu_seconds() - server_cpu) + (cpu() - other);
     Ok((
         deliveries as f64 / elapsed.as_secs_f64(),
-        cpu * 1000.0 / deliveries as f64,
+        used * 1000.0 / deliveries as f64,
     ))
+}
+
+/// No other process's CPU.
+pub fn none() -> f64 {
+    0.0
 }
 
 /// (16), one row per format: each round's rate and CPU, and the median against hookline's.
@@ -109,8 +167,8 @@ pub async fn scenarios(
     for r in 0..ROUNDS {
         for (i, format) in formats.iter().enumerate() {
             eprintln!("[{backend}] format {}, round {}", format.0, r + 1);
-            let target = (sink_url, sink);
-            results[i].push(round(backend, dir, format, target, deliveries, r).await?);
+            let sink = Arrivals::Sink(sink_url, sink);
+            results[i].push(round(backend, dir, format, &sink, deliveries, r, none).await?);
         }
     }
     let mid = |mut v: Vec<f64>| median(&mut v);

@@ -137,7 +137,10 @@ pub(crate) fn fields(
         v,
     );
     globs("webhook.tags", &w.tags, None, max_globs, v);
-    let bus = w.url.split_once("://").is_some_and(|(scheme, _)| scheme == "redis");
+    let bus = w
+        .url
+        .split_once("://")
+        .is_some_and(|(scheme, _)| scheme == "redis");
     let format = match format_from_proto(w.payload_format) {
         // A bus carries CloudEvents unless the owner says otherwise.
         Some(_) if bus && w.payload_format == proto::PayloadFormat::Unspecified as i32 => {
@@ -254,9 +257,10 @@ fn url(text: &str, v: &mut Violations) {
                 v.add(FIELD, format!("a Redis destination: {problem}"));
             }
         }
-        Ok(parsed) if !matches!(parsed.scheme(), "http" | "https") => {
-            v.add(FIELD, "scheme must be http or https (or redis for a Redis stream)")
-        }
+        Ok(parsed) if !matches!(parsed.scheme(), "http" | "https") => v.add(
+            FIELD,
+            "scheme must be http or https (or redis for a Redis stream)",
+        ),
         Ok(parsed) if parsed.host_str().is_none_or(str::is_empty) => {
             v.add(FIELD, "host is missing")
         }

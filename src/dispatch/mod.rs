@@ -10,8 +10,8 @@
 //! only ever holds its own slots; retries are rescheduled rows, never sleeping tasks.
 
 pub mod backoff;
-mod circuit;
 pub mod bus;
+mod circuit;
 mod claim;
 pub mod client;
 mod deliver;

@@ -40,7 +40,10 @@ fn hook(url: &str) -> proto::Webhook {
 }
 
 /// Every entry of `stream`, as (field → value) maps in order.
-async fn entries(server: &RedisServer, stream: &str) -> Vec<std::collections::HashMap<String, Vec<u8>>> {
+async fn entries(
+    server: &RedisServer,
+    stream: &str,
+) -> Vec<std::collections::HashMap<String, Vec<u8>>> {
     let mut connection = server
         .client()
         .get_multiplexed_async_connection()
@@ -69,7 +72,11 @@ store_test!(
         let mut api = server.api_client(Some(&token)).await;
         let mut deliveries = server.deliveries_client(Some(&token)).await;
         let (w, secret) = create(&mut api, hook(&broker.url("images"))).await;
-        assert_eq!(w.payload_format, proto::PayloadFormat::Cloudevents as i32, "a bus carries CloudEvents");
+        assert_eq!(
+            w.payload_format,
+            proto::PayloadFormat::Cloudevents as i32,
+            "a bus carries CloudEvents"
+        );
         let shown = api
             .get_webhook(proto::GetWebhookRequest { id: w.id.clone() })
             .await
@@ -103,12 +110,18 @@ store_test!(
         let event: serde_json::Value = serde_json::from_slice(&entry["payload"]).expect("json");
         assert_eq!(event["specversion"], "1.0");
         let log = deliveries
-            .get_delivery(GetDeliveryRequest { id: done[0].id.clone() })
+            .get_delivery(GetDeliveryRequest {
+                id: done[0].id.clone(),
+            })
             .await
             .expect("get")
             .into_inner()
             .attempts;
-        assert!(log[0].response_body.starts_with("stream images entry "), "{}", log[0].response_body);
+        assert!(
+            log[0].response_body.starts_with("stream images entry "),
+            "{}",
+            log[0].response_body
+        );
         server.stop().await;
     }
 );
@@ -141,7 +154,11 @@ store_test!(
             .collect();
         let unique: HashSet<String> = ids.iter().cloned().collect();
         assert_eq!(unique, expected, "every acknowledged event arrived");
-        eprintln!("{} entries for {EVENTS} deliveries ({} duplicates)", ids.len(), ids.len() - unique.len());
+        eprintln!(
+            "{} entries for {EVENTS} deliveries ({} duplicates)",
+            ids.len(),
+            ids.len() - unique.len()
+        );
         server.stop().await;
     }
 );
@@ -159,19 +176,34 @@ store_test!(
         server.notify_ok(&push("acme/app", "1.4")).await;
         let failed = wait_status(&mut deliveries, &w.id, DeliveryStatus::Failed, 1).await;
         let log = deliveries
-            .get_delivery(GetDeliveryRequest { id: failed[0].id.clone() })
+            .get_delivery(GetDeliveryRequest {
+                id: failed[0].id.clone(),
+            })
             .await
             .expect("get")
             .into_inner()
             .attempts;
         assert_eq!(log.len(), 1, "final at once");
         assert!(log[0].reason.contains("credentials"), "{}", log[0].reason);
-        assert!(!log[0].reason.contains("wrong-password"), "{}", log[0].reason);
+        assert!(
+            !log[0].reason.contains("wrong-password"),
+            "{}",
+            log[0].reason
+        );
 
         for (url, says) in [
-            (format!("redis://{}/0", broker.addr), "the stream is missing"),
-            (format!("redis://{}/0?stream=s&group=x", broker.addr), "unknown query parameter `group`"),
-            (format!("redis://{}/db?stream=s", broker.addr), "database number"),
+            (
+                format!("redis://{}/0", broker.addr),
+                "the stream is missing",
+            ),
+            (
+                format!("redis://{}/0?stream=s&group=x", broker.addr),
+                "unknown query parameter `group`",
+            ),
+            (
+                format!("redis://{}/db?stream=s", broker.addr),
+                "database number",
+            ),
             (format!("nats://{}/subject", broker.addr), "scheme must be"),
         ] {
             let status = expect_code(
@@ -183,7 +215,11 @@ store_test!(
                 Code::InvalidArgument,
             );
             assert_eq!(violated_fields(&status), ["webhook.url"], "{url}");
-            assert!(status.message().contains(says), "{url}: {}", status.message());
+            assert!(
+                status.message().contains(says),
+                "{url}: {}",
+                status.message()
+            );
         }
         let mut chat = hook(&broker.url("s"));
         chat.payload_format = proto::PayloadFormat::Slack as i32;

@@ -46,7 +46,10 @@ impl Transport for Router {
             _ => not_sent(
                 Instant::now(),
                 "invalid_url",
-                format!("hookline cannot send to a `{scheme}` address; use one of: {}", SCHEMES.join(", ")),
+                format!(
+                    "hookline cannot send to a `{scheme}` address; use one of: {}",
+                    SCHEMES.join(", ")
+                ),
             ),
         }
     }

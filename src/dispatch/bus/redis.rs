@@ -183,7 +183,11 @@ impl Streams {
     async fn vetted(&self, host: &str) -> Result<IpAddr, Box<Attempt>> {
         let started = Instant::now();
         let vetted = match host.parse::<IpAddr>() {
-            Ok(ip) => self.guard.check(ip, None).map(|_| ip).map_err(|r| r.to_string()),
+            Ok(ip) => self
+                .guard
+                .check(ip, None)
+                .map(|_| ip)
+                .map_err(|r| r.to_string()),
             Err(_) => match self.guard.resolve(host).await {
                 Ok(ips) => ips.first().copied().ok_or_else(|| "no address".to_owned()),
                 Err(error) if error.is_refused() => Err(error.to_string()),
@@ -261,23 +265,47 @@ fn failed(started: Instant, error: &RedisError) -> Attempt {
     if auth {
         return final_error(
             started,
-            format!("Redis refused the credentials (authentication or permission): {text}; fix the URL's user and password, then redeliver"),
+            format!(
+                "Redis refused the credentials (authentication or permission): {text}; fix the URL's user and password, then redeliver"
+            ),
         );
     }
     if error.is_timeout() {
-        return retry(started, RetryClass::Timeout, "timeout", format!("timed out: {text}"));
+        return retry(
+            started,
+            RetryClass::Timeout,
+            "timeout",
+            format!("timed out: {text}"),
+        );
     }
     if error.is_io_error() || error.is_connection_refusal() || error.is_connection_dropped() {
-        return retry(started, RetryClass::Connect, "connect", format!("connection failed: {text}"));
+        return retry(
+            started,
+            RetryClass::Connect,
+            "connect",
+            format!("connection failed: {text}"),
+        );
     }
     match code {
         "LOADING" | "TRYAGAIN" | "MASTERDOWN" | "BUSY" | "OOM" | "READONLY" | "CLUSTERDOWN" => {
-            retry(started, RetryClass::ServerError, "broker", format!("Redis: {text}"))
+            retry(
+                started,
+                RetryClass::ServerError,
+                "broker",
+                format!("Redis: {text}"),
+            )
         }
-        "" => retry(started, RetryClass::Other, "broker", format!("Redis: {text}")),
+        "" => retry(
+            started,
+            RetryClass::Other,
+            "broker",
+            format!("Redis: {text}"),
+        ),
         _ => final_error(
             started,
-            format!("Redis refused the entry ({text}), which is final: fix the stream or the webhook and redeliver"),
+            format!(
+                "Redis refused the entry ({text}), which is final: fix the stream or the webhook and redeliver"
+            ),
         ),
     }
 }

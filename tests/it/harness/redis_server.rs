@@ -34,7 +34,14 @@ impl RedisServer {
         command
             .args(["--bind", "127.0.0.1", "--port"])
             .arg(self.addr.port().to_string())
-            .args(["--save", "", "--appendonly", "yes", "--appendfsync", "always"])
+            .args([
+                "--save",
+                "",
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "always",
+            ])
             .args(["--daemonize", "no", "--logfile", ""])
             .arg("--dir")
             .arg(self.dir.path())
