@@ -137,10 +137,7 @@ pub(crate) fn fields(
         v,
     );
     globs("webhook.tags", &w.tags, None, max_globs, v);
-    let bus = w
-        .url
-        .split_once("://")
-        .is_some_and(|(scheme, _)| scheme == "redis");
+    let bus = crate::dispatch::bus::is_bus(&w.url);
     let format = match format_from_proto(w.payload_format) {
         // A bus carries CloudEvents unless the owner says otherwise.
         Some(_) if bus && w.payload_format == proto::PayloadFormat::Unspecified as i32 => {
@@ -257,9 +254,14 @@ fn url(text: &str, v: &mut Violations) {
                 v.add(FIELD, format!("a Redis destination: {problem}"));
             }
         }
+        Ok(parsed) if parsed.scheme() == "nats" => {
+            if let Err(problem) = crate::dispatch::bus::nats::target(&parsed) {
+                v.add(FIELD, format!("a NATS destination: {problem}"));
+            }
+        }
         Ok(parsed) if !matches!(parsed.scheme(), "http" | "https") => v.add(
             FIELD,
-            "scheme must be http or https (or redis for a Redis stream)",
+            "scheme must be http or https (or nats, redis for a message bus)",
         ),
         Ok(parsed) if parsed.host_str().is_none_or(str::is_empty) => {
             v.add(FIELD, "host is missing")
@@ -552,7 +554,7 @@ mod tests {
             ),
             ("webhook.url: required", Box::new(|w| w.url.clear())),
             (
-                "webhook.url: scheme must be http or https (or redis for a Redis stream)",
+                "webhook.url: scheme must be http or https (or nats, redis for a message bus)",
                 Box::new(|w| w.url = "ftp://x/y".into()),
             ),
             (

@@ -19,6 +19,7 @@ use crate::api::create;
 use crate::deliveries::wait_status;
 use crate::harness::api::{expect_code, violated_fields};
 use crate::harness::envelopes::push;
+use crate::harness::nats_server::NatsServer;
 use crate::harness::redis_server::RedisServer;
 use crate::harness::server::{TestServer, with_api};
 use crate::store_test;
@@ -204,7 +205,11 @@ store_test!(
                 format!("redis://{}/db?stream=s", broker.addr),
                 "database number",
             ),
-            (format!("nats://{}/subject", broker.addr), "scheme must be"),
+            (format!("amqp://{}/vhost", broker.addr), "scheme must be"),
+            (
+                format!("nats://{}/registry.*", broker.addr),
+                "without wildcards",
+            ),
         ] {
             let status = expect_code(
                 api.create_webhook(CreateWebhookRequest {
@@ -260,3 +265,160 @@ async fn an_internal_broker_is_refused_without_an_allow_list() {
     server.stop().await;
     db.finish().await;
 }
+
+/// Every message `stream` holds, in order.
+async fn stream_messages(
+    stream: &mut async_nats::jetstream::stream::Stream,
+) -> Vec<async_nats::jetstream::message::StreamMessage> {
+    let last = stream.info().await.expect("info").state.last_sequence;
+    let mut all = Vec::new();
+    for sequence in 1..=last {
+        if let Ok(message) = stream.get_raw_message(sequence).await {
+            all.push(message);
+        }
+    }
+    all
+}
+
+fn nats_header(m: &async_nats::jetstream::message::StreamMessage, name: &str) -> String {
+    m.headers
+        .get(name)
+        .map(|v| v.as_str().to_owned())
+        .unwrap_or_default()
+}
+
+store_test!(
+    a_push_reaches_a_jetstream_stream_signed_once,
+    async |db: &TestDb| {
+        let nats = NatsServer::start(Some(("hookline", "nats-s3cret"))).await;
+        let mut stream = nats.stream("IMAGES", &["registry.>"]).await;
+        let server = TestServer::start(db, fast).await;
+        let (_, token) = server.token(TokenKind::Namespace, "acme").await;
+        let mut api = server.api_client(Some(&token)).await;
+        let mut deliveries = server.deliveries_client(Some(&token)).await;
+        let (w, secret) = create(&mut api, hook(&nats.url("registry.images"))).await;
+        assert_eq!(w.payload_format, proto::PayloadFormat::Cloudevents as i32);
+        server.notify_ok(&push("acme/app", "1.4")).await;
+        let done = wait_status(&mut deliveries, &w.id, DeliveryStatus::Succeeded, 1).await;
+        let got = stream_messages(&mut stream).await;
+        assert_eq!(got.len(), 1);
+        let m = &got[0];
+        assert_eq!(nats_header(m, "Nats-Msg-Id"), done[0].id, "the dedupe key");
+        let mut headers = HeaderMap::new();
+        for name in ["webhook-id", "webhook-timestamp", "webhook-signature"] {
+            headers.insert(
+                HeaderName::from_static(name),
+                HeaderValue::from_str(&nats_header(m, name)).expect("header"),
+            );
+        }
+        standardwebhooks::Webhook::new(&secret)
+            .expect("secret")
+            .verify(&m.payload, &headers)
+            .expect("the message verifies as an HTTP delivery does");
+        let log = deliveries
+            .get_delivery(GetDeliveryRequest {
+                id: done[0].id.clone(),
+            })
+            .await
+            .expect("get")
+            .into_inner()
+            .attempts;
+        assert_eq!(log[0].response_body, "stream IMAGES sequence 1");
+
+        // A redelivery is the same message id: JetStream keeps one.
+        deliveries
+            .redeliver_delivery(proto::RedeliverDeliveryRequest {
+                id: done[0].id.clone(),
+            })
+            .await
+            .expect("redeliver");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let d = deliveries
+                .get_delivery(GetDeliveryRequest {
+                    id: done[0].id.clone(),
+                })
+                .await
+                .expect("get")
+                .into_inner();
+            if d.attempts.len() == 2
+                && d.delivery
+                    .is_some_and(|d| d.status == DeliveryStatus::Succeeded as i32)
+            {
+                assert!(
+                    d.attempts[1].response_body.contains("duplicate"),
+                    "{}",
+                    d.attempts[1].response_body
+                );
+                break;
+            }
+            assert!(Instant::now() < deadline, "the redelivery ended");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(stream_messages(&mut stream).await.len(), 1, "stored once");
+
+        // A subject no stream captures is final, saying so; so are wrong credentials.
+        let (nowhere, _) = create(&mut api, hook(&nats.url("elsewhere.images"))).await;
+        let wrong = nats
+            .url("registry.images")
+            .replace("nats-s3cret", "wrong-pass");
+        let (refused, _) = create(&mut api, hook(&wrong)).await;
+        server.notify_ok(&push("acme/app", "1.5")).await;
+        for (w, says) in [
+            (&nowhere, "no JetStream stream captures"),
+            (&refused, "credentials"),
+        ] {
+            let failed = wait_status(&mut deliveries, &w.id, DeliveryStatus::Failed, 1).await;
+            let log = deliveries
+                .get_delivery(GetDeliveryRequest {
+                    id: failed[0].id.clone(),
+                })
+                .await
+                .expect("get")
+                .into_inner()
+                .attempts;
+            assert_eq!(log.len(), 1, "final at once");
+            assert!(log[0].reason.contains(says), "{}", log[0].reason);
+            assert!(!log[0].reason.contains("wrong-pass"));
+        }
+        server.stop().await;
+    }
+);
+
+store_test!(
+    a_nats_server_restarted_mid_load_stores_each_event_once,
+    async |db: &TestDb| {
+        let mut nats = NatsServer::start(None).await;
+        let mut stream = nats.stream("LOAD", &["load"]).await;
+        let server = TestServer::start(db, fast).await;
+        let (_, token) = server.token(TokenKind::Namespace, "acme").await;
+        let mut api = server.api_client(Some(&token)).await;
+        let mut deliveries = server.deliveries_client(Some(&token)).await;
+        let (w, _) = create(&mut api, hook(&nats.url("load"))).await;
+        const EVENTS: usize = 120;
+        for i in 0..EVENTS {
+            if i == 40 {
+                nats.stop();
+            }
+            if i == 80 {
+                nats.restart().await;
+            }
+            server.notify_ok(&push("acme/app", &format!("1.{i}"))).await;
+        }
+        let done = wait_status(&mut deliveries, &w.id, DeliveryStatus::Succeeded, EVENTS).await;
+        let expected: HashSet<String> = done.into_iter().map(|d| d.id).collect();
+        let ids: Vec<String> = stream_messages(&mut stream)
+            .await
+            .iter()
+            .map(|m| nats_header(m, "Nats-Msg-Id"))
+            .collect();
+        let unique: HashSet<String> = ids.iter().cloned().collect();
+        assert_eq!(unique, expected, "every acknowledged event arrived");
+        assert_eq!(
+            ids.len(),
+            unique.len(),
+            "no duplicates, thanks to Nats-Msg-Id"
+        );
+        server.stop().await;
+    }
+);

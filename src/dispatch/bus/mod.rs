@@ -1,11 +1,14 @@
 //! Destinations that are not HTTP: message buses. [`Router`] is the dispatcher's one
 //! [`Transport`]: it sends each message by its destination's scheme, `http(s)` through
-//! `client::Http`, `redis` to a Redis stream (`redis.rs`). Every bus transport vets the
+//! `client::Http`, `redis` to a Redis stream (`redis.rs`), `nats` to NATS JetStream
+//! (`nats.rs`). Every bus transport vets the
 //! broker's host with the same SSRF guard as HTTP and connects to the vetted address, and
 //! maps its broker's answers to outcomes in one place, as `client::outcome` does for HTTP.
 
+pub mod nats;
 pub mod redis;
 
+use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use super::client::Http;
@@ -13,12 +16,19 @@ use super::transport::{Attempt, Destination, Exchange, Message, Outcome, RetryCl
 use crate::ssrf::Guard;
 
 /// The URL schemes a webhook's destination may have.
-pub const SCHEMES: [&str; 3] = ["http", "https", "redis"];
+pub const SCHEMES: [&str; 4] = ["http", "https", "nats", "redis"];
+
+/// Whether `url` names a message bus rather than an HTTP receiver.
+pub fn is_bus(url: &str) -> bool {
+    url.split_once("://")
+        .is_some_and(|(scheme, _)| matches!(scheme.to_ascii_lowercase().as_str(), "nats" | "redis"))
+}
 
 /// Every way out, by scheme.
 pub struct Router {
     http: Http,
     redis: redis::Streams,
+    nats: nats::JetStream,
 }
 
 impl Router {
@@ -27,7 +37,8 @@ impl Router {
     pub fn new(http: Http, guard: Guard, connect_timeout: Duration, timeout: Duration) -> Router {
         Router {
             http,
-            redis: redis::Streams::new(guard, connect_timeout, timeout),
+            redis: redis::Streams::new(guard.clone(), connect_timeout, timeout),
+            nats: nats::JetStream::new(guard, connect_timeout, timeout),
         }
     }
 }
@@ -42,6 +53,7 @@ impl Transport for Router {
             .unwrap_or_default();
         match scheme.as_str() {
             "redis" => self.redis.send(destination, message).await,
+            "nats" => self.nats.send(destination, message).await,
             "http" | "https" => self.http.send(destination, message).await,
             _ => not_sent(
                 Instant::now(),
@@ -52,6 +64,68 @@ impl Transport for Router {
                 ),
             ),
         }
+    }
+}
+
+/// The broker's address, vetted by the SSRF guard exactly as an HTTP host is (its IP
+/// literal, or every address its name resolves to); or, as an attempt, the refusal (final)
+/// or the failed lookup (retried).
+pub(crate) async fn vetted_address(guard: &Guard, host: &str) -> Result<IpAddr, Box<Attempt>> {
+    let started = Instant::now();
+    let vetted = match host.parse::<IpAddr>() {
+        Ok(ip) => guard.check(ip, None).map(|_| ip).map_err(|r| r.to_string()),
+        Err(_) => match guard.resolve(host).await {
+            Ok(ips) => ips.first().copied().ok_or_else(|| "no address".to_owned()),
+            Err(error) if error.is_refused() => Err(error.to_string()),
+            Err(error) => {
+                let attempt = retry(
+                    started,
+                    RetryClass::Connect,
+                    "connect",
+                    format!("resolving the broker: {error}"),
+                );
+                return Err(Box::new(attempt));
+            }
+        },
+    };
+    vetted.map_err(|refused| {
+        Box::new(not_sent(
+            started,
+            "refused",
+            format!(
+                "destination refused: {refused}; refused destinations are final: change the URL, or ask the operator to allow it, then redeliver"
+            ),
+        ))
+    })
+}
+
+/// The broker took the message; `said` is what the attempt log shows of its answer.
+pub(crate) fn delivered(started: Instant, said: String) -> Attempt {
+    Attempt {
+        outcome: Outcome::Delivered,
+        exchange: Exchange {
+            started_at: started_at(started),
+            duration: started.elapsed(),
+            body: Some(said),
+            ..Exchange::default()
+        },
+    }
+}
+
+/// A final refusal by the broker (credentials, a message it will never take), for `reason`.
+pub(crate) fn rejected(started: Instant, reason: String) -> Attempt {
+    Attempt {
+        outcome: Outcome::Rejected {
+            reason: reason.clone(),
+            disable: None,
+        },
+        exchange: Exchange {
+            started_at: started_at(started),
+            duration: started.elapsed(),
+            error: Some(reason),
+            error_class: Some("broker"),
+            ..Exchange::default()
+        },
     }
 }
 

@@ -16,8 +16,8 @@ use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, ConnectionAddr, ErrorKind, IntoConnectionInfo, RedisError};
 use tokio::sync::Mutex;
 
-use super::{not_sent, retry, started_at};
-use crate::dispatch::transport::{Attempt, Destination, Exchange, Message, Outcome, RetryClass};
+use super::{delivered, not_sent, rejected, retry, vetted_address};
+use crate::dispatch::transport::{Attempt, Destination, Message, RetryClass};
 use crate::ssrf::Guard;
 
 /// The default port.
@@ -132,7 +132,7 @@ impl Streams {
                 );
             }
         };
-        let ip = match self.vetted(&target.host).await {
+        let ip = match vetted_address(&self.guard, &target.host).await {
             Ok(ip) => ip,
             Err(attempt) => return *attempt,
         };
@@ -161,15 +161,7 @@ impl Streams {
         }
         xadd.arg("payload").arg(&message.body);
         match xadd.query_async::<String>(&mut connection).await {
-            Ok(entry) => Attempt {
-                outcome: Outcome::Delivered,
-                exchange: Exchange {
-                    started_at: started_at(started),
-                    duration: started.elapsed(),
-                    body: Some(format!("stream {} entry {entry}", target.stream)),
-                    ..Exchange::default()
-                },
-            },
+            Ok(entry) => delivered(started, format!("stream {} entry {entry}", target.stream)),
             Err(error) => {
                 if error.is_io_error() || error.is_connection_dropped() || error.is_timeout() {
                     self.connections.lock().await.remove(&key);
@@ -177,40 +169,6 @@ impl Streams {
                 failed(started, &error)
             }
         }
-    }
-
-    /// The broker's address, vetted by the SSRF guard; or the refusal as an attempt.
-    async fn vetted(&self, host: &str) -> Result<IpAddr, Box<Attempt>> {
-        let started = Instant::now();
-        let vetted = match host.parse::<IpAddr>() {
-            Ok(ip) => self
-                .guard
-                .check(ip, None)
-                .map(|_| ip)
-                .map_err(|r| r.to_string()),
-            Err(_) => match self.guard.resolve(host).await {
-                Ok(ips) => ips.first().copied().ok_or_else(|| "no address".to_owned()),
-                Err(error) if error.is_refused() => Err(error.to_string()),
-                Err(error) => {
-                    let attempt = retry(
-                        started,
-                        RetryClass::Connect,
-                        "connect",
-                        format!("resolving the broker: {error}"),
-                    );
-                    return Err(Box::new(attempt));
-                }
-            },
-        };
-        vetted.map_err(|refused| {
-            Box::new(not_sent(
-                started,
-                "refused",
-                format!(
-                    "destination refused: {refused}; refused destinations are final: change the URL, or ask the operator to allow it, then redeliver"
-                ),
-            ))
-        })
     }
 
     /// The endpoint's shared connection, opened to the vetted address if there is none.
@@ -263,7 +221,7 @@ fn failed(started: Instant, error: &RedisError) -> Attempt {
     let auth = error.kind() == ErrorKind::AuthenticationFailed
         || matches!(code, "NOAUTH" | "WRONGPASS" | "NOPERM");
     if auth {
-        return final_error(
+        return rejected(
             started,
             format!(
                 "Redis refused the credentials (authentication or permission): {text}; fix the URL's user and password, then redeliver"
@@ -301,28 +259,11 @@ fn failed(started: Instant, error: &RedisError) -> Attempt {
             "broker",
             format!("Redis: {text}"),
         ),
-        _ => final_error(
+        _ => rejected(
             started,
             format!(
                 "Redis refused the entry ({text}), which is final: fix the stream or the webhook and redeliver"
             ),
         ),
-    }
-}
-
-/// A final refusal by the broker.
-fn final_error(started: Instant, reason: String) -> Attempt {
-    Attempt {
-        outcome: Outcome::Rejected {
-            reason: reason.clone(),
-            disable: None,
-        },
-        exchange: Exchange {
-            started_at: started_at(started),
-            duration: started.elapsed(),
-            error: Some(reason),
-            error_class: Some("broker"),
-            ..Exchange::default()
-        },
     }
 }

@@ -2,6 +2,7 @@ pub mod api;
 pub mod browser;
 pub mod db;
 pub mod envelopes;
+pub mod nats_server;
 pub mod pg;
 pub mod process;
 pub mod proxy;

@@ -1,0 +1,245 @@
+//! NATS JetStream: `nats://[user:pass@]host[:port]/SUBJECT`.
+//!
+//! Each delivery is published to the subject with the delivery id as `Nats-Msg-Id`, so the
+//! stream's duplicate window drops a re-sent message, and every header a webhook sends
+//! (the Standard Webhooks signature headers included) as a message header. It is delivered
+//! when the stream acknowledges it (`PubAck`); the attempt log shows the stream and the
+//! sequence. A subject no stream captures is final: core NATS without a stream cannot
+//! acknowledge anything. One client per server and credentials, to the address the SSRF
+//! guard vetted; the client reconnects by itself, and a publish it cannot get acknowledged
+//! in time is retried on the schedule.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream::context::PublishErrorKind;
+use async_nats::jetstream::message::PublishMessage;
+use async_nats::{ConnectErrorKind, ConnectOptions};
+use tokio::sync::Mutex;
+
+use super::{delivered, not_sent, rejected, retry, vetted_address};
+use crate::dispatch::transport::{Attempt, Destination, Message, RetryClass};
+use crate::ssrf::Guard;
+
+/// The default port.
+const PORT: u16 = 4222;
+
+/// Where a message goes, read from the webhook's URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    /// The server's host name or address.
+    pub host: String,
+    /// Its port (4222 unless given).
+    pub port: u16,
+    /// The user, if any.
+    pub username: Option<String>,
+    /// The password, if any: a credential.
+    pub password: Option<String>,
+    /// The subject published to; a stream must capture it.
+    pub subject: String,
+}
+
+/// Reads a `nats://` URL; the error says what is wrong, for the owner.
+pub fn target(url: &reqwest::Url) -> Result<Target, String> {
+    let host = url
+        .host_str()
+        .filter(|h| !h.is_empty())
+        .ok_or("the server's host is missing")?
+        .trim_matches(['[', ']'])
+        .to_owned();
+    if url.query().is_some() {
+        return Err("a NATS destination takes no query parameters".into());
+    }
+    let subject = url.path().trim_start_matches('/');
+    let valid = !subject.is_empty()
+        && subject.len() <= 256
+        && subject.split('.').all(|token| {
+            !token.is_empty()
+                && token != "*"
+                && token != ">"
+                && token.bytes().all(|b| b.is_ascii_graphic() && b != b'/')
+        });
+    if !valid {
+        return Err(
+            "the subject is missing or invalid: the path is one subject such as `/registry.images`, without wildcards".into(),
+        );
+    }
+    let decode = |s: &str| {
+        percent_encoding::percent_decode_str(s)
+            .decode_utf8_lossy()
+            .into_owned()
+    };
+    Ok(Target {
+        host,
+        port: url.port().unwrap_or(PORT),
+        username: (!url.username().is_empty()).then(|| decode(url.username())),
+        password: url.password().map(decode),
+        subject: subject.to_owned(),
+    })
+}
+
+/// The JetStream transport: its guard, its bounds, its clients by server.
+pub struct JetStream {
+    guard: Guard,
+    connect_timeout: Duration,
+    timeout: Duration,
+    /// Keyed by address, port and credentials (in memory only).
+    clients: Mutex<HashMap<String, async_nats::jetstream::Context>>,
+}
+
+impl JetStream {
+    pub(super) fn new(guard: Guard, connect_timeout: Duration, timeout: Duration) -> JetStream {
+        JetStream {
+            guard,
+            connect_timeout,
+            timeout,
+            clients: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// One publish, and what came of it.
+    pub(super) async fn send(&self, destination: Destination<'_>, message: Message) -> Attempt {
+        let started = Instant::now();
+        let target = match reqwest::Url::parse(destination.address)
+            .map_err(|e| e.to_string())
+            .and_then(|url| target(&url))
+        {
+            Ok(target) => target,
+            Err(reason) => {
+                return not_sent(
+                    started,
+                    "invalid_url",
+                    format!("the NATS URL cannot be used: {reason}"),
+                );
+            }
+        };
+        let ip = match vetted_address(&self.guard, &target.host).await {
+            Ok(ip) => ip,
+            Err(attempt) => return *attempt,
+        };
+        let key = format!(
+            "{ip}|{}|{}|{}",
+            target.port,
+            target.username.as_deref().unwrap_or_default(),
+            target.password.as_deref().unwrap_or_default()
+        );
+        let context = match self.context(&key, ip, &target).await {
+            Ok(context) => context,
+            Err(error) => return connect_failed(started, &error),
+        };
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert("content-type", message.content_type.as_ref());
+        for (name, value) in &message.headers {
+            headers.insert(name.as_str(), value.as_str());
+        }
+        let delivery_id = message
+            .headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case("webhook-id"))
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default();
+        let publish = PublishMessage::build()
+            .payload(message.body.into())
+            .headers(headers)
+            .message_id(&delivery_id);
+        let sent = context.send_publish(target.subject.clone(), publish).await;
+        let acked = match sent {
+            Ok(ack) => ack.await,
+            Err(error) => Err(error),
+        };
+        match acked {
+            Ok(ack) => delivered(
+                started,
+                format!(
+                    "stream {} sequence {}{}",
+                    ack.stream,
+                    ack.sequence,
+                    if ack.duplicate {
+                        " (a duplicate: already stored)"
+                    } else {
+                        ""
+                    }
+                ),
+            ),
+            Err(error) => match error.kind() {
+                PublishErrorKind::StreamNotFound => not_sent(
+                    started,
+                    "broker",
+                    format!(
+                        "no JetStream stream captures the subject `{}`: create a stream for it (core NATS cannot acknowledge a message), then redeliver",
+                        target.subject
+                    ),
+                ),
+                PublishErrorKind::MaxPayloadExceeded => not_sent(
+                    started,
+                    "broker",
+                    "the message is larger than the server's max_payload".into(),
+                ),
+                PublishErrorKind::TimedOut => retry(
+                    started,
+                    RetryClass::Timeout,
+                    "timeout",
+                    "the stream did not acknowledge in time".into(),
+                ),
+                PublishErrorKind::BrokenPipe => {
+                    retry(started, RetryClass::Connect, "connect", error.to_string())
+                }
+                _ => retry(
+                    started,
+                    RetryClass::ServerError,
+                    "broker",
+                    format!("NATS: {error}"),
+                ),
+            },
+        }
+    }
+
+    /// The server's shared client, connected to the vetted address if there is none.
+    async fn context(
+        &self,
+        key: &str,
+        ip: IpAddr,
+        target: &Target,
+    ) -> Result<async_nats::jetstream::Context, async_nats::ConnectError> {
+        let mut clients = self.clients.lock().await;
+        if let Some(context) = clients.get(key) {
+            return Ok(context.clone());
+        }
+        let mut options = ConnectOptions::new()
+            .connection_timeout(self.connect_timeout)
+            .name("hookline");
+        if let (Some(user), Some(password)) = (&target.username, &target.password) {
+            options = options.user_and_password(user.clone(), password.clone());
+        }
+        let client = options
+            .connect(SocketAddr::new(ip, target.port).to_string())
+            .await?;
+        let mut context = async_nats::jetstream::new(client);
+        context.set_timeout(self.timeout);
+        clients.insert(key.to_owned(), context.clone());
+        Ok(context)
+    }
+}
+
+/// A connection that failed: refused credentials are final, the rest retried.
+fn connect_failed(started: Instant, error: &async_nats::ConnectError) -> Attempt {
+    match error.kind() {
+        ConnectErrorKind::AuthorizationViolation | ConnectErrorKind::Authentication => rejected(
+            started,
+            "NATS refused the credentials (authorization violation): fix the URL's user and password, then redeliver".into(),
+        ),
+        ConnectErrorKind::TimedOut => retry(
+            started,
+            RetryClass::Timeout,
+            "timeout",
+            format!("connecting timed out: {error}"),
+        ),
+        _ => retry(
+            started,
+            RetryClass::Connect,
+            "connect",
+            format!("connection failed: {error}"),
+        ),
+    }
+}
