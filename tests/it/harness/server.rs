@@ -110,6 +110,18 @@ impl TestServer {
         content_type: &str,
         token: Option<&str>,
     ) -> (u16, serde_json::Value) {
+        self.try_notify(body, content_type, token)
+            .await
+            .expect("notify request")
+    }
+
+    /// [`TestServer::notify`], with a failed request as an error.
+    pub async fn try_notify(
+        &self,
+        body: impl Into<reqwest::Body>,
+        content_type: &str,
+        token: Option<&str>,
+    ) -> Result<(u16, serde_json::Value), reqwest::Error> {
         let mut request = self
             .http
             .post(self.notify_url())
@@ -118,11 +130,11 @@ impl TestServer {
         if let Some(token) = token {
             request = request.bearer_auth(token);
         }
-        let response = request.send().await.expect("notify request");
+        let response = request.send().await?;
         let status = response.status().as_u16();
         let text = response.text().await.unwrap_or_default();
         let json = serde_json::from_str(&text).unwrap_or(serde_json::Value::Null);
-        (status, json)
+        Ok((status, json))
     }
 
     /// POSTs a v1 envelope with the test registry token.
