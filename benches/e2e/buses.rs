@@ -1,7 +1,9 @@
-//! (17) A message bus as the destination: one webhook's rate and CPU per delivery to a
-//! Redis stream, next to the HTTP sink in the same run (rounds alternated), with Redis's
-//! own CPU apart; and Redis's own rate for the same `XADD`s from 32 client tasks, the
-//! physical limit hookline's rate is a share of. Uses the Redis on 127.0.0.1:6379.
+//! (17) Message buses as the destination: one webhook's rate and CPU per delivery to a
+//! NATS JetStream stream and to a Redis stream, next to the HTTP sink in the same run
+//! (rounds alternated), each broker's CPU counted in; and each broker's own rate for the
+//! same publishes from 32 client tasks each awaiting its acknowledgement, the physical
+//! limit hookline's rate is a share of. Uses the NATS (JetStream) on 127.0.0.1:4222 and
+//! the Redis on 127.0.0.1:6379 of the machine; a broker that is not there is skipped.
 
 use std::time::Instant;
 
@@ -11,11 +13,16 @@ use super::formats::{Arrivals, none, round};
 use super::{Error, Scale, Sink, median, process_cpu_seconds};
 
 const REDIS: &str = "redis://127.0.0.1:6379/0";
-const STREAM: &str = "hookline-bench";
+const NATS: &str = "127.0.0.1:4222";
+const KEY: &str = "hookline-bench";
+const SUBJECT: &str = "hookline.bench";
+const STREAM: &str = "HOOKLINE_BENCH";
 const ROUNDS: usize = 3;
+/// The payload size of the brokers' own rate, about a CloudEvents body's.
+const PAYLOAD: usize = 1_000;
 
-/// CPU seconds used so far by every `redis-server` process.
-fn redis_cpu_seconds() -> f64 {
+/// CPU seconds used so far by every process named `comm`.
+fn cpu_of(comm: &str) -> f64 {
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return 0.0;
     };
@@ -23,23 +30,28 @@ fn redis_cpu_seconds() -> f64 {
         .filter_map(Result::ok)
         .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
         .filter(|pid| {
-            std::fs::read_to_string(format!("/proc/{pid}/comm"))
-                .is_ok_and(|c| c.trim() == "redis-server")
+            std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == comm)
         })
         .map(process_cpu_seconds)
         .sum()
 }
 
-/// Redis's own rate: `n` XADDs of a `size`-byte payload from 32 tasks, each waiting for
-/// its answer before the next, as hookline's deliveries do.
-async fn broker_rate(client: &redis::Client, n: usize, size: usize) -> Result<f64, Error> {
-    let key = format!("{STREAM}-direct");
-    let payload = vec![b'x'; size];
+fn redis_cpu() -> f64 {
+    cpu_of("redis-server")
+}
+
+fn nats_cpu() -> f64 {
+    cpu_of("nats-server")
+}
+
+/// Redis's own rate: `n` XADDs from 32 tasks, each awaiting its answer.
+async fn redis_rate(client: &redis::Client, n: usize) -> Result<f64, Error> {
+    let key = format!("{KEY}-direct");
     let started = Instant::now();
     let mut tasks = Vec::new();
     for t in 0..32 {
         let mut c = client.get_multiplexed_async_connection().await?;
-        let (key, payload) = (key.clone(), payload.clone());
+        let key = key.clone();
         tasks.push(tokio::spawn(async move {
             for i in (t..n).step_by(32) {
                 redis::cmd("XADD")
@@ -48,7 +60,7 @@ async fn broker_rate(client: &redis::Client, n: usize, size: usize) -> Result<f6
                     .arg("id")
                     .arg(i)
                     .arg("payload")
-                    .arg(&payload)
+                    .arg(vec![b'x'; PAYLOAD])
                     .query_async::<String>(&mut c)
                     .await?;
             }
@@ -67,7 +79,44 @@ async fn broker_rate(client: &redis::Client, n: usize, size: usize) -> Result<f6
     Ok(rate)
 }
 
-/// (17) rows: HTTP and Redis per round, the medians, Redis alone.
+/// JetStream's own rate: `n` publishes from 32 tasks, each awaiting its PubAck.
+async fn nats_rate(context: &async_nats::jetstream::Context, n: usize) -> Result<f64, Error> {
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for t in 0..32 {
+        let context = context.clone();
+        tasks.push(tokio::spawn(async move {
+            for _ in (t..n).step_by(32) {
+                context
+                    .publish(SUBJECT, vec![b'x'; PAYLOAD].into())
+                    .await?
+                    .await?;
+            }
+            Ok::<(), async_nats::Error>(())
+        }));
+    }
+    for task in tasks {
+        task.await?.map_err(|e| e.to_string())?;
+    }
+    let rate = n as f64 / started.elapsed().as_secs_f64();
+    context.get_stream(STREAM).await?.purge().await?;
+    Ok(rate)
+}
+
+type Rounds = Vec<(f64, f64)>;
+
+fn summary(v: &Rounds) -> (f64, f64, String) {
+    let rate = median(&mut v.iter().map(|r| r.0).collect::<Vec<_>>());
+    let cpu = median(&mut v.iter().map(|r| r.1).collect::<Vec<_>>());
+    let each = v
+        .iter()
+        .map(|(rate, cpu)| format!("{rate:.0} /s {cpu:.3} ms"))
+        .collect::<Vec<_>>()
+        .join(" · ");
+    (rate, cpu, each)
+}
+
+/// (17) rows: HTTP, then each bus against it, then each broker alone.
 pub async fn scenarios(
     backend: &str,
     scale: Scale,
@@ -75,77 +124,106 @@ pub async fn scenarios(
     sink_url: &str,
     sink: &Sink,
 ) -> Result<Vec<(String, String)>, Error> {
-    let client = redis::Client::open(REDIS)?;
-    if client.get_multiplexed_async_connection().await.is_err() {
-        return Ok(vec![(
-            "(17) a Redis stream".into(),
-            "skipped: no Redis on 127.0.0.1:6379".into(),
-        )]);
-    }
     let deliveries = scale.deliveries / 2;
     let webhook = Webhook {
         name: "bench bus".into(),
         format: "cloudevents".into(),
         ..Webhook::new("wh_bench_format", "acme", "", store::now_ms())
     };
-    let url = format!("{REDIS}?stream={STREAM}&maxlen={}", deliveries * 2);
-    let (http, stream) = (
-        Arrivals::Sink(sink_url, sink),
-        Arrivals::Stream(&url, &client, STREAM),
-    );
-    let (mut to_http, mut to_redis) = (Vec::new(), Vec::new());
+    let redis = redis::Client::open(REDIS)?;
+    let redis_up = redis.get_multiplexed_async_connection().await.is_ok();
+    let nats = match async_nats::connect(NATS).await {
+        Ok(client) => {
+            let context = async_nats::jetstream::new(client);
+            context
+                .get_or_create_stream(async_nats::jetstream::stream::Config {
+                    name: STREAM.into(),
+                    subjects: vec![SUBJECT.into()],
+                    ..Default::default()
+                })
+                .await
+                .ok()
+                .map(|_| context)
+        }
+        Err(_) => None,
+    };
+    let redis_url = format!("{REDIS}?stream={KEY}&maxlen={}", deliveries * 2);
+    let nats_url = format!("nats://{NATS}/{SUBJECT}");
+    let mut rows = Vec::new();
+    let (mut to_http, mut to_redis, mut to_nats) = (Rounds::new(), Rounds::new(), Rounds::new());
     for r in 0..ROUNDS {
-        eprintln!("[{backend}] HTTP / Redis stream, round {}", r + 1);
-        let http_round = ("http", webhook.clone());
-        to_http.push(round(backend, dir, &http_round, &http, deliveries, r, none).await?);
-        let bus_round = ("redis", webhook.clone());
-        to_redis.push(
+        eprintln!("[{backend}] HTTP / NATS / Redis, round {}", r + 1);
+        let http = Arrivals::Sink(sink_url, sink);
+        to_http.push(
             round(
                 backend,
                 dir,
-                &bus_round,
-                &stream,
+                &("http", webhook.clone()),
+                &http,
                 deliveries,
                 r,
-                redis_cpu_seconds,
+                none,
             )
             .await?,
         );
+        if let Some(context) = &nats {
+            let stream = Arrivals::JetStream(&nats_url, context, STREAM);
+            let bus = ("nats", webhook.clone());
+            to_nats.push(round(backend, dir, &bus, &stream, deliveries, r, nats_cpu).await?);
+        }
+        if redis_up {
+            let stream = Arrivals::Stream(&redis_url, &redis, KEY);
+            let bus = ("redis", webhook.clone());
+            to_redis.push(round(backend, dir, &bus, &stream, deliveries, r, redis_cpu).await?);
+        }
     }
-    let direct = broker_rate(&client, deliveries, 1_000).await?;
-    let rates = |v: &[(f64, f64)]| median(&mut v.iter().map(|r| r.0).collect::<Vec<_>>());
-    let cpus = |v: &[(f64, f64)]| median(&mut v.iter().map(|r| r.1).collect::<Vec<_>>());
-    let each = |v: &[(f64, f64)]| {
-        v.iter()
-            .map(|(rate, cpu)| format!("{rate:.0} /s {cpu:.3} ms"))
-            .collect::<Vec<_>>()
-            .join(" · ")
-    };
-    let (http_rate, redis_rate) = (rates(&to_http), rates(&to_redis));
-    Ok(vec![
-        (
-            format!("(17) one webhook to the HTTP sink, {deliveries} deliveries, {ROUNDS} rounds"),
+    let (http_rate, http_cpu, http_each) = summary(&to_http);
+    rows.push((
+        format!("(17) one webhook to the HTTP sink, {deliveries} deliveries, {ROUNDS} rounds"),
+        format!("median {http_rate:.0} deliveries/s, {http_cpu:.3} ms CPU per delivery; rounds: {http_each}"),
+    ));
+    let buses: [(&str, &Rounds, bool); 2] = [
+        ("a NATS JetStream stream", &to_nats, nats.is_some()),
+        ("a Redis stream", &to_redis, redis_up),
+    ];
+    for (name, rounds, up) in buses {
+        if !up {
+            rows.push((
+                format!("(17) the same to {name}"),
+                "skipped: no broker on this machine".into(),
+            ));
+            continue;
+        }
+        let (rate, cpu, each) = summary(rounds);
+        rows.push((
+            format!("(17) the same to {name} (CPU includes the broker)"),
             format!(
-                "median {http_rate:.0} deliveries/s, {:.3} ms CPU per delivery; rounds: {}",
-                cpus(&to_http),
-                each(&to_http)
+                "median {rate:.0} deliveries/s ({:+.0} % vs HTTP), {cpu:.3} ms CPU per delivery; rounds: {each}",
+                100.0 * (rate / http_rate - 1.0)
             ),
-        ),
-        (
-            "(17) the same to a Redis stream (CPU includes redis-server)".into(),
+        ));
+    }
+    if let Some(context) = &nats {
+        let direct = nats_rate(context, deliveries).await?;
+        let (rate, _, _) = summary(&to_nats);
+        rows.push((
+            "(17) JetStream alone: publishes from 32 client tasks, each awaiting its PubAck".into(),
             format!(
-                "median {redis_rate:.0} deliveries/s ({:+.0} % vs HTTP), {:.3} ms CPU per delivery; rounds: {}",
-                100.0 * (redis_rate / http_rate - 1.0),
-                cpus(&to_redis),
-                each(&to_redis)
+                "{direct:.0} messages/s; hookline delivers at {:.0} % of it",
+                100.0 * rate / direct
             ),
-        ),
-        (
+        ));
+    }
+    if redis_up {
+        let direct = redis_rate(&redis, deliveries).await?;
+        let (rate, _, _) = summary(&to_redis);
+        rows.push((
             "(17) Redis alone: XADD from 32 client tasks, each awaiting its answer".into(),
             format!(
                 "{direct:.0} entries/s; hookline delivers at {:.0} % of it",
-                100.0 * redis_rate / direct
+                100.0 * rate / direct
             ),
-        ),
-    ])
+        ));
+    }
+    Ok(rows)
 }

@@ -53,12 +53,16 @@ pub enum Arrivals<'a> {
     Sink(&'a str, &'a Sink),
     /// A Redis stream: the webhook's URL, and a client to count the stream's entries.
     Stream(&'a str, &'a redis::Client, &'a str),
+    /// A JetStream stream: the webhook's URL, a context, and the stream's name.
+    JetStream(&'a str, &'a async_nats::jetstream::Context, &'a str),
 }
 
 impl Arrivals<'_> {
     fn url(&self) -> &str {
         match self {
-            Arrivals::Sink(url, _) | Arrivals::Stream(url, _, _) => url,
+            Arrivals::Sink(url, _)
+            | Arrivals::Stream(url, _, _)
+            | Arrivals::JetStream(url, _, _) => url,
         }
     }
 
@@ -72,27 +76,47 @@ impl Arrivals<'_> {
                     .query_async::<()>(&mut c)
                     .await?;
             }
+            Arrivals::JetStream(_, context, name) => {
+                context.get_stream(*name).await?.purge().await?;
+            }
         }
         Ok(())
     }
 
-    async fn wait(&self, n: usize) -> Result<(), Error> {
-        match self {
-            Arrivals::Sink(_, sink) => wait_count(sink, n, WAIT_CAP).await,
+    /// How many have arrived.
+    async fn arrived(&self) -> Result<usize, Error> {
+        Ok(match self {
+            Arrivals::Sink(_, sink) => sink.count.load(Ordering::Relaxed),
             Arrivals::Stream(_, client, key) => {
                 let mut c = client.get_multiplexed_async_connection().await?;
-                let deadline = Instant::now() + WAIT_CAP;
-                loop {
-                    let len: usize = redis::cmd("XLEN").arg(*key).query_async(&mut c).await?;
-                    if len >= n {
-                        return Ok(());
-                    }
-                    if Instant::now() > deadline {
-                        return Err(format!("{len} of {n} entries after {WAIT_CAP:?}").into());
-                    }
-                    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-                }
+                redis::cmd("XLEN").arg(*key).query_async(&mut c).await?
             }
+            Arrivals::JetStream(_, context, name) => {
+                context
+                    .get_stream(*name)
+                    .await?
+                    .info()
+                    .await?
+                    .state
+                    .messages as usize
+            }
+        })
+    }
+
+    async fn wait(&self, n: usize) -> Result<(), Error> {
+        if let Arrivals::Sink(_, sink) = self {
+            return wait_count(sink, n, WAIT_CAP).await;
+        }
+        let deadline = Instant::now() + WAIT_CAP;
+        loop {
+            let arrived = self.arrived().await?;
+            if arrived >= n {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(format!("{arrived} of {n} after {WAIT_CAP:?}").into());
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
         }
     }
 }
