@@ -82,7 +82,8 @@ pub(super) struct CreateArgs {
     /// A name for people.
     #[arg(long)]
     pub(super) name: String,
-    /// Where deliveries are POSTed (http or https).
+    /// Where deliveries go: an http(s) URL, or a bus: nats://host/SUBJECT,
+    /// redis://host/DB?stream=KEY (docs/destinations.md).
     #[arg(long)]
     pub(super) url: String,
     /// Namespace (repository prefix); defaults to the token's. Admin tokens must give one ("" = every repository).

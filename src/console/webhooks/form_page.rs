@@ -199,7 +199,7 @@ pub(super) fn form_with_preview(
                 input #url name="url" type="url" value=(form.url) required placeholder="https://deploy.example.com/hooks/registry"
                     aria-invalid=[m.invalid("url")] aria-describedby=(m.described("url", true));
             }, Some(html! {
-                "Where deliveries are POSTed, http or https. For a chat channel, its incoming-webhook URL: "
+                "Where deliveries are POSTed, http or https; or a bus: " code { "nats://host/SUBJECT" } ", " code { "redis://host/0?stream=KEY" } ". For a chat channel, its incoming-webhook URL: "
                 "a credential, shown redacted once saved (leave it as shown to keep it)."
             })))
             fieldset.field aria-describedby=(m.described("event_types", true)) {
