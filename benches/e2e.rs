@@ -911,6 +911,11 @@ const CLOCK_TICKS: f64 = 100.0;
 
 /// CPU seconds used so far by every PostgreSQL server process on this machine.
 fn postgres_cpu_seconds() -> f64 {
+    cpu_of("postgres")
+}
+
+/// CPU seconds used so far by every process on this machine named `comm`.
+fn cpu_of(comm: &str) -> f64 {
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return 0.0;
     };
@@ -918,8 +923,7 @@ fn postgres_cpu_seconds() -> f64 {
         .filter_map(Result::ok)
         .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
         .filter(|pid| {
-            std::fs::read_to_string(format!("/proc/{pid}/comm"))
-                .is_ok_and(|c| c.trim() == "postgres")
+            std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == comm)
         })
         .map(process_cpu_seconds)
         .sum()

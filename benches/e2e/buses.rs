@@ -10,7 +10,7 @@ use std::time::Instant;
 use hookline::store::{self, Webhook};
 
 use super::formats::{Arrivals, none, round};
-use super::{Error, Scale, Sink, median, process_cpu_seconds};
+use super::{Error, Scale, Sink, cpu_of, median};
 
 const REDIS: &str = "redis://127.0.0.1:6379/0";
 const NATS: &str = "127.0.0.1:4222";
@@ -20,21 +20,6 @@ const STREAM: &str = "HOOKLINE_BENCH";
 const ROUNDS: usize = 3;
 /// The payload size of the brokers' own rate, about a CloudEvents body's.
 const PAYLOAD: usize = 1_000;
-
-/// CPU seconds used so far by every process named `comm`.
-fn cpu_of(comm: &str) -> f64 {
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return 0.0;
-    };
-    entries
-        .filter_map(Result::ok)
-        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|pid| {
-            std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == comm)
-        })
-        .map(process_cpu_seconds)
-        .sum()
-}
 
 fn redis_cpu() -> f64 {
     cpu_of("redis-server")

@@ -17,12 +17,52 @@ use tonic::Code;
 
 use crate::api::create;
 use crate::deliveries::wait_status;
-use crate::harness::api::{expect_code, violated_fields};
+use crate::harness::api::{Deliveries, expect_code, violated_fields};
+use crate::harness::broker::Broker;
 use crate::harness::envelopes::push;
 use crate::harness::nats_server::NatsServer;
 use crate::harness::redis_server::RedisServer;
 use crate::harness::server::{TestServer, with_api};
 use crate::store_test;
+
+/// A delivery's attempts, from the log.
+async fn attempts(deliveries: &mut Deliveries, id: &str) -> Vec<proto::Attempt> {
+    deliveries
+        .get_delivery(GetDeliveryRequest { id: id.into() })
+        .await
+        .expect("get delivery")
+        .into_inner()
+        .attempts
+}
+
+/// Sends `events` pushes, killing the broker after a third and starting it again after two.
+async fn push_through_a_restart(server: &TestServer, broker: &mut Broker, events: usize) {
+    for i in 0..events {
+        if i == events / 3 {
+            broker.stop();
+        }
+        if i == 2 * events / 3 {
+            broker.restart().await;
+        }
+        server.notify_ok(&push("acme/app", &format!("1.{i}"))).await;
+    }
+}
+
+/// Checks a bus message's signature as an HTTP receiver would, with the `standardwebhooks`
+/// crate: over `payload`, with the three headers `header` gives by name.
+fn verify_signed(secret: &str, payload: &[u8], header: impl Fn(&str) -> String) {
+    let mut headers = HeaderMap::new();
+    for name in ["webhook-id", "webhook-timestamp", "webhook-signature"] {
+        headers.insert(
+            HeaderName::from_static(name),
+            HeaderValue::from_str(&header(name)).expect("header"),
+        );
+    }
+    standardwebhooks::Webhook::new(secret)
+        .expect("secret")
+        .verify(payload, &headers)
+        .expect("the message verifies as an HTTP delivery does");
+}
 
 fn fast(c: &mut hookline::config::Config) {
     with_api(c);
@@ -97,27 +137,10 @@ store_test!(
         assert_eq!(text("id"), done[0].id, "the delivery id is the dedupe key");
         assert_eq!(text("webhook-id"), done[0].id);
         assert_eq!(text("content-type"), "application/cloudevents+json");
-        let mut headers = HeaderMap::new();
-        for name in ["webhook-id", "webhook-timestamp", "webhook-signature"] {
-            headers.insert(
-                HeaderName::from_static(name),
-                HeaderValue::from_str(&text(name)).expect("header"),
-            );
-        }
-        standardwebhooks::Webhook::new(&secret)
-            .expect("secret")
-            .verify(&entry["payload"], &headers)
-            .expect("the entry verifies as an HTTP delivery does");
+        verify_signed(&secret, &entry["payload"], |name| text(name));
         let event: serde_json::Value = serde_json::from_slice(&entry["payload"]).expect("json");
         assert_eq!(event["specversion"], "1.0");
-        let log = deliveries
-            .get_delivery(GetDeliveryRequest {
-                id: done[0].id.clone(),
-            })
-            .await
-            .expect("get")
-            .into_inner()
-            .attempts;
+        let log = attempts(&mut deliveries, &done[0].id).await;
         assert!(
             log[0].response_body.starts_with("stream images entry "),
             "{}",
@@ -137,15 +160,7 @@ store_test!(
         let mut deliveries = server.deliveries_client(Some(&token)).await;
         let (w, _) = create(&mut api, hook(&broker.url("load"))).await;
         const EVENTS: usize = 120;
-        for i in 0..EVENTS {
-            if i == 40 {
-                broker.stop();
-            }
-            if i == 80 {
-                broker.restart().await;
-            }
-            server.notify_ok(&push("acme/app", &format!("1.{i}"))).await;
-        }
+        push_through_a_restart(&server, &mut broker, EVENTS).await;
         let done = wait_status(&mut deliveries, &w.id, DeliveryStatus::Succeeded, EVENTS).await;
         let expected: HashSet<String> = done.into_iter().map(|d| d.id).collect();
         let got = entries(&broker, "load").await;
@@ -176,14 +191,7 @@ store_test!(
         let (w, _) = create(&mut api, hook(&wrong)).await;
         server.notify_ok(&push("acme/app", "1.4")).await;
         let failed = wait_status(&mut deliveries, &w.id, DeliveryStatus::Failed, 1).await;
-        let log = deliveries
-            .get_delivery(GetDeliveryRequest {
-                id: failed[0].id.clone(),
-            })
-            .await
-            .expect("get")
-            .into_inner()
-            .attempts;
+        let log = attempts(&mut deliveries, &failed[0].id).await;
         assert_eq!(log.len(), 1, "final at once");
         assert!(log[0].reason.contains("credentials"), "{}", log[0].reason);
         assert!(
@@ -304,25 +312,8 @@ store_test!(
         assert_eq!(got.len(), 1);
         let m = &got[0];
         assert_eq!(nats_header(m, "Nats-Msg-Id"), done[0].id, "the dedupe key");
-        let mut headers = HeaderMap::new();
-        for name in ["webhook-id", "webhook-timestamp", "webhook-signature"] {
-            headers.insert(
-                HeaderName::from_static(name),
-                HeaderValue::from_str(&nats_header(m, name)).expect("header"),
-            );
-        }
-        standardwebhooks::Webhook::new(&secret)
-            .expect("secret")
-            .verify(&m.payload, &headers)
-            .expect("the message verifies as an HTTP delivery does");
-        let log = deliveries
-            .get_delivery(GetDeliveryRequest {
-                id: done[0].id.clone(),
-            })
-            .await
-            .expect("get")
-            .into_inner()
-            .attempts;
+        verify_signed(&secret, &m.payload, |name| nats_header(m, name));
+        let log = attempts(&mut deliveries, &done[0].id).await;
         assert_eq!(log[0].response_body, "stream IMAGES sequence 1");
 
         // A redelivery is the same message id: JetStream keeps one.
@@ -369,14 +360,7 @@ store_test!(
             (&refused, "credentials"),
         ] {
             let failed = wait_status(&mut deliveries, &w.id, DeliveryStatus::Failed, 1).await;
-            let log = deliveries
-                .get_delivery(GetDeliveryRequest {
-                    id: failed[0].id.clone(),
-                })
-                .await
-                .expect("get")
-                .into_inner()
-                .attempts;
+            let log = attempts(&mut deliveries, &failed[0].id).await;
             assert_eq!(log.len(), 1, "final at once");
             assert!(log[0].reason.contains(says), "{}", log[0].reason);
             assert!(!log[0].reason.contains("wrong-pass"));
@@ -396,15 +380,7 @@ store_test!(
         let mut deliveries = server.deliveries_client(Some(&token)).await;
         let (w, _) = create(&mut api, hook(&nats.url("load"))).await;
         const EVENTS: usize = 120;
-        for i in 0..EVENTS {
-            if i == 40 {
-                nats.stop();
-            }
-            if i == 80 {
-                nats.restart().await;
-            }
-            server.notify_ok(&push("acme/app", &format!("1.{i}"))).await;
-        }
+        push_through_a_restart(&server, &mut nats, EVENTS).await;
         let done = wait_status(&mut deliveries, &w.id, DeliveryStatus::Succeeded, EVENTS).await;
         let expected: HashSet<String> = done.into_iter().map(|d| d.id).collect();
         let ids: Vec<String> = stream_messages(&mut stream)

@@ -67,6 +67,27 @@ impl Transport for Router {
     }
 }
 
+/// A bus destination read (`read`, which says what is wrong for the owner) and its
+/// broker's address vetted; or, as an attempt, why not.
+pub(crate) async fn locate<T>(
+    guard: &Guard,
+    address: &str,
+    bus: &str,
+    read: fn(&reqwest::Url) -> Result<T, String>,
+    host: fn(&T) -> &str,
+) -> Result<(T, IpAddr), Box<Attempt>> {
+    let started = Instant::now();
+    let target = reqwest::Url::parse(address)
+        .map_err(|e| e.to_string())
+        .and_then(|url| read(&url))
+        .map_err(|reason| {
+            let reason = format!("the {bus} URL cannot be used: {reason}");
+            Box::new(not_sent(started, "invalid_url", reason))
+        })?;
+    let ip = vetted_address(guard, host(&target)).await?;
+    Ok((target, ip))
+}
+
 /// The broker's address, vetted by the SSRF guard exactly as an HTTP host is (its IP
 /// literal, or every address its name resolves to); or, as an attempt, the refusal (final)
 /// or the failed lookup (retried).

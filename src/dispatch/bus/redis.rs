@@ -16,7 +16,7 @@ use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, ConnectionAddr, ErrorKind, IntoConnectionInfo, RedisError};
 use tokio::sync::Mutex;
 
-use super::{delivered, not_sent, rejected, retry, vetted_address};
+use super::{delivered, locate, rejected, retry};
 use crate::dispatch::transport::{Attempt, Destination, Message, RetryClass};
 use crate::ssrf::Guard;
 
@@ -119,21 +119,11 @@ impl Streams {
     /// One `XADD`, and what came of it.
     pub(super) async fn send(&self, destination: Destination<'_>, message: Message) -> Attempt {
         let started = Instant::now();
-        let target = match reqwest::Url::parse(destination.address)
-            .map_err(|e| e.to_string())
-            .and_then(|url| target(&url))
-        {
-            Ok(target) => target,
-            Err(reason) => {
-                return not_sent(
-                    started,
-                    "invalid_url",
-                    format!("the Redis URL cannot be used: {reason}"),
-                );
-            }
-        };
-        let ip = match vetted_address(&self.guard, &target.host).await {
-            Ok(ip) => ip,
+        let located = locate(&self.guard, destination.address, "Redis", target, |t| {
+            &t.host
+        });
+        let (target, ip) = match located.await {
+            Ok(located) => located,
             Err(attempt) => return *attempt,
         };
         let key = format!(

@@ -1,4 +1,5 @@
 pub mod api;
+pub mod broker;
 pub mod browser;
 pub mod db;
 pub mod envelopes;

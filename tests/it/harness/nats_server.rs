@@ -1,68 +1,39 @@
-//! A NATS server with JetStream of the test's own (Debian's `nats-server -js` on a free
-//! port, its store in a temporary directory), so a test can stop and start it without
-//! touching the machine's. JetStream's file store keeps what it acknowledged across a
-//! restart.
+//! A NATS server with JetStream of the test's own (Debian's `nats-server -js`,
+//! `broker.rs`), so a test can stop and start it without touching the machine's.
+//! JetStream's file store keeps what it acknowledged across a restart.
 
-use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::ops::{Deref, DerefMut};
+use std::process::Command;
 
-use super::process::free_addr;
+use super::broker::Broker;
 
 pub struct NatsServer {
-    pub addr: SocketAddr,
+    broker: Broker,
     credentials: Option<(String, String)>,
-    dir: tempfile::TempDir,
-    child: Option<Child>,
 }
 
 impl NatsServer {
     /// Starts one, requiring `user` and `password` when given.
     pub async fn start(credentials: Option<(&str, &str)>) -> NatsServer {
-        let mut server = NatsServer {
-            addr: free_addr(),
-            credentials: credentials.map(|(u, p)| (u.to_owned(), p.to_owned())),
-            dir: tempfile::tempdir().expect("nats dir"),
-            child: None,
-        };
-        server.run().await;
-        server
-    }
-
-    async fn run(&mut self) {
-        let mut command = Command::new("nats-server");
-        command
-            .args(["-a", "127.0.0.1", "-p"])
-            .arg(self.addr.port().to_string())
-            .args(["-js", "-sd"])
-            .arg(self.dir.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        if let Some((user, password)) = &self.credentials {
-            command.args(["--user", user, "--pass", password]);
+        let credentials = credentials.map(|(u, p)| (u.to_owned(), p.to_owned()));
+        let required = credentials.clone();
+        let broker = Broker::start("nats-server", move |addr, dir| {
+            let mut command = Command::new("nats-server");
+            command
+                .args(["-a", "127.0.0.1", "-p"])
+                .arg(addr.port().to_string())
+                .args(["-js", "-sd"])
+                .arg(dir);
+            if let Some((user, password)) = &required {
+                command.args(["--user", user, "--pass", password]);
+            }
+            command
+        })
+        .await;
+        NatsServer {
+            broker,
+            credentials,
         }
-        self.child = Some(command.spawn().unwrap_or_else(|e| {
-            panic!("nats harness: starting nats-server (apt-get install nats-server): {e}")
-        }));
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while tokio::net::TcpStream::connect(self.addr).await.is_err() {
-            assert!(Instant::now() < deadline, "nats-server did not start");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    /// Kills it at once.
-    pub fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
-    /// Starts it again on the same port and store.
-    pub async fn restart(&mut self) {
-        self.stop();
-        self.run().await;
     }
 
     /// `nats://[user:password@]127.0.0.1:PORT/SUBJECT`.
@@ -101,8 +72,15 @@ impl NatsServer {
     }
 }
 
-impl Drop for NatsServer {
-    fn drop(&mut self) {
-        self.stop();
+impl Deref for NatsServer {
+    type Target = Broker;
+    fn deref(&self) -> &Broker {
+        &self.broker
+    }
+}
+
+impl DerefMut for NatsServer {
+    fn deref_mut(&mut self) -> &mut Broker {
+        &mut self.broker
     }
 }
