@@ -210,6 +210,7 @@ impl CompiledWebhook {
             .and_then(|_| secrets.first().map(|s| s.secret.clone()));
         let format = Format::parse(&webhook.format);
         let renderer = payload::Renderer::new(format, &webhook.payload_options, &webhook.headers)
+            .map(|renderer| renderer.for_destination(&webhook.url))
             .map_err(|error| error.to_string());
         Ok(CompiledWebhook {
             format,

@@ -312,6 +312,15 @@ store_test!(
         assert_eq!(got.len(), 1);
         let m = &got[0];
         assert_eq!(nats_header(m, "Nats-Msg-Id"), done[0].id, "the dedupe key");
+        // CloudEvents in the NATS binding's binary mode: attributes as headers.
+        assert_eq!(nats_header(m, "ce-specversion"), "1.0");
+        assert_eq!(nats_header(m, "ce-type"), "io.hookline.image.pushed");
+        assert_eq!(nats_header(m, "content-type"), "application/json");
+        let data: serde_json::Value = serde_json::from_slice(&m.payload).expect("json");
+        assert_eq!(
+            data["repository"], "acme/app",
+            "the body is the event's data"
+        );
         verify_signed(&secret, &m.payload, |name| nats_header(m, name));
         let log = attempts(&mut deliveries, &done[0].id).await;
         assert_eq!(log[0].response_body, "stream IMAGES sequence 1");

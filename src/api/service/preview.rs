@@ -25,6 +25,8 @@ struct Draft {
     options: PayloadOptions,
     headers: std::collections::BTreeMap<String, String>,
     namespace: String,
+    /// Where it goes: a bus may be sent CloudEvents in binary mode.
+    url: String,
 }
 
 impl WebhookApi {
@@ -56,6 +58,7 @@ impl WebhookApi {
                 options: fields.payload_options,
                 headers: fields.headers,
                 namespace,
+                url: fields.url,
             }
         } else {
             let stored = self.visible(&caller, &r.id).await?;
@@ -64,6 +67,7 @@ impl WebhookApi {
                 options: stored.payload_options,
                 headers: stored.headers,
                 namespace: stored.namespace,
+                url: stored.url,
             }
         };
         let event = if r.event_id.is_empty() {
@@ -78,7 +82,8 @@ impl WebhookApi {
             self.stored_event(&caller, &r.event_id).await?
         };
         let renderer = Renderer::new(draft.format, &draft.options, &draft.headers)
-            .map_err(|e| refused(&e, None))?;
+            .map_err(|e| refused(&e, None))?
+            .for_destination(&draft.url);
         let message = renderer
             .render(&event)
             .map_err(|e| refused(&e, Some(&event)))?;

@@ -18,6 +18,13 @@ use crate::ssrf::Guard;
 /// The URL schemes a webhook's destination may have.
 pub const SCHEMES: [&str; 4] = ["http", "https", "nats", "redis"];
 
+/// Whether `url`'s protocol has a CloudEvents binding with a binary content mode that
+/// hookline speaks: NATS.
+pub fn binds_cloudevents(url: &str) -> bool {
+    url.split_once("://")
+        .is_some_and(|(scheme, _)| scheme.eq_ignore_ascii_case("nats"))
+}
+
 /// Whether `url` names a message bus rather than an HTTP receiver.
 pub fn is_bus(url: &str) -> bool {
     url.split_once("://")

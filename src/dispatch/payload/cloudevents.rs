@@ -8,7 +8,7 @@
 
 use serde_json::{Value, json};
 
-use super::{event_time_text, image_reference};
+use super::{Message, event_time_text, image_reference};
 use crate::event::Event;
 
 /// The structured-mode media type.
@@ -42,6 +42,38 @@ pub(super) fn render(e: &Event) -> Value {
     })
 }
 
+/// The same event in binary content mode (the NATS, AMQP and MQTT protocol bindings):
+/// each attribute a `ce-` header, `data` the body and `datacontenttype` its content type.
+/// A body that is not a structured event is returned as it is.
+pub(super) fn to_binary(message: Message) -> Message {
+    let Ok(Value::Object(mut event)) = serde_json::from_slice::<Value>(&message.body) else {
+        return message;
+    };
+    let Some(data) = event.remove("data") else {
+        return message;
+    };
+    let content_type = match event.remove("datacontenttype") {
+        Some(Value::String(content_type)) => content_type,
+        _ => super::JSON.to_owned(),
+    };
+    let mut headers: Vec<(String, String)> = event
+        .into_iter()
+        .map(|(name, value)| {
+            let text = match value {
+                Value::String(text) => text,
+                other => other.to_string(),
+            };
+            (format!("ce-{name}"), text)
+        })
+        .collect();
+    headers.extend(message.headers);
+    Message {
+        content_type: std::borrow::Cow::Owned(content_type),
+        body: data.to_string().into_bytes(),
+        headers,
+    }
+}
+
 /// The registry, as an absolute URI: `https://host[:port]`. It identifies the registry
 /// (the same for all of its events), it is not a URL to fetch from. Without a host (a
 /// registry that did not say, a ping): `urn:hookline:<registry name>`.
@@ -65,6 +97,37 @@ fn subject(e: &Event) -> String {
 mod tests {
     use super::*;
     use crate::dispatch::payload::tests::event;
+
+    #[test]
+    fn binary_mode_puts_attributes_in_headers_and_data_in_the_body() {
+        let structured = Message {
+            content_type: CONTENT_TYPE.into(),
+            body: render(&event()).to_string().into_bytes(),
+            headers: vec![("x-team".into(), "a".into())],
+        };
+        let binary = to_binary(structured);
+        assert_eq!(binary.content_type, "application/json");
+        let header = |name: &str| {
+            binary
+                .headers
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, v)| v.as_str())
+        };
+        assert_eq!(header("ce-specversion"), Some("1.0"));
+        assert_eq!(header("ce-type"), Some("io.hookline.image.pushed"));
+        assert_eq!(header("ce-id"), Some("evt_1"));
+        assert_eq!(header("ce-datacontenttype"), None, "it is the content type");
+        assert_eq!(header("x-team"), Some("a"), "custom headers stay");
+        let data: Value = serde_json::from_slice(&binary.body).expect("json");
+        assert_eq!(data["repository"], "acme/tools/app");
+        let other = Message {
+            content_type: "text/plain".into(),
+            body: b"not an event".to_vec(),
+            headers: Vec::new(),
+        };
+        assert_eq!(to_binary(other.clone()), other);
+    }
 
     #[test]
     fn carries_what_argo_reads() {

@@ -174,6 +174,8 @@ pub struct Renderer {
     /// Custom headers as the webhook stores them (templates, for the template format).
     headers: BTreeMap<String, String>,
     template: Option<Template>,
+    /// CloudEvents in binary content mode: the destination's protocol binding has one.
+    binary: bool,
 }
 
 impl Renderer {
@@ -196,7 +198,16 @@ impl Renderer {
             options: options.clone(),
             headers: headers.clone(),
             template,
+            binary: false,
         })
+    }
+
+    /// Renders for this destination: a `cloudevents` webhook on a bus whose CloudEvents
+    /// binding has a binary mode (NATS) gets it, each attribute a `ce-` header and `data`
+    /// the body, as consumers of that binding expect.
+    pub fn for_destination(mut self, address: &str) -> Renderer {
+        self.binary = self.format == Format::CloudEvents && super::bus::binds_cloudevents(address);
+        self
     }
 
     /// The request for `event`, custom headers included; or, for a template, why this
@@ -211,6 +222,9 @@ impl Renderer {
             });
         }
         let mut message = render(self.format, &self.options, event);
+        if self.binary {
+            message = cloudevents::to_binary(message);
+        }
         message.headers.extend(
             self.headers
                 .iter()
