@@ -1,9 +1,11 @@
-//! Message buses as destinations, against real brokers (a `redis-server` of the test's
-//! own): a push reaches a Redis stream as an entry a consumer reads with redis-rs and
-//! verifies with the `standardwebhooks` crate, the delivery id its dedupe key; the broker
-//! killed and started again in the middle of a load loses nothing acknowledged; refused
-//! credentials are final; the URL is checked where the owner can fix it, its password
-//! shown redacted, and an internal broker refused without an allow-list.
+//! Message buses as destinations, against real brokers of the test's own (`redis-server`,
+//! `nats-server -js`): a push, and a real push through a real registry, reach a Redis
+//! stream and a JetStream stream as messages a consumer reads with the broker's own
+//! client (redis-rs, async-nats) and verifies with the `standardwebhooks` crate, the
+//! delivery id their dedupe key; a broker killed and started again in the middle of a load
+//! loses nothing acknowledged (and JetStream stores each event once); refused credentials
+//! and a subject no stream captures are final; the URL is checked where the owner can fix
+//! it, its password shown redacted, and an internal broker refused without an allow-list.
 
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
@@ -407,3 +409,47 @@ store_test!(
         server.stop().await;
     }
 );
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_real_push_reaches_jetstream_and_redis_consumers() {
+    let db = crate::harness::db::TestDb::new(crate::harness::db::Backend::Sqlite).await;
+    let nats = NatsServer::start(None).await;
+    let mut stream = nats.stream("PUSHES", &["registry.pushes"]).await;
+    let redis = RedisServer::start(None).await;
+    let server = TestServer::start(&db, fast).await;
+    let (_, token) = server.token(TokenKind::Namespace, "acme").await;
+    let mut api = server.api_client(Some(&token)).await;
+    let mut deliveries = server.deliveries_client(Some(&token)).await;
+    let (to_nats, nats_secret) = create(&mut api, hook(&nats.url("registry.pushes"))).await;
+    let (to_redis, redis_secret) = create(&mut api, hook(&redis.url("pushes"))).await;
+    let registry = crate::harness::registry::Registry::start(
+        &server.notify_url(),
+        crate::harness::server::REGISTRY_TOKEN,
+    )
+    .await;
+    let digest = registry.push_image("acme/app", "1.4").await;
+
+    wait_status(&mut deliveries, &to_nats.id, DeliveryStatus::Succeeded, 1).await;
+    let got = stream_messages(&mut stream).await;
+    assert_eq!(got.len(), 1, "one image.pushed: {}", registry.log_tail());
+    let m = &got[0];
+    assert_eq!(nats_header(m, "ce-type"), "io.hookline.image.pushed");
+    assert_eq!(nats_header(m, "ce-subject"), "acme/app:1.4");
+    let data: serde_json::Value = serde_json::from_slice(&m.payload).expect("json");
+    assert_eq!(data["digest"], digest.as_str());
+    verify_signed(&nats_secret, &m.payload, |name| nats_header(m, name));
+
+    wait_status(&mut deliveries, &to_redis.id, DeliveryStatus::Succeeded, 1).await;
+    let got = entries(&redis, "pushes").await;
+    assert_eq!(got.len(), 1);
+    let event: serde_json::Value = serde_json::from_slice(&got[0]["payload"]).expect("json");
+    assert_eq!(
+        event["data"]["digest"],
+        digest.as_str(),
+        "structured on Redis"
+    );
+    let field = |name: &str| String::from_utf8(got[0][name].clone()).expect("utf-8");
+    verify_signed(&redis_secret, &got[0]["payload"], field);
+    server.stop().await;
+    db.finish().await;
+}
