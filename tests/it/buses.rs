@@ -195,6 +195,8 @@ store_test!(
         let failed = wait_status(&mut deliveries, &w.id, DeliveryStatus::Failed, 1).await;
         let log = attempts(&mut deliveries, &failed[0].id).await;
         assert_eq!(log.len(), 1, "final at once");
+        assert_eq!(log[0].outcome, "failed");
+        assert_eq!(log[0].error_class, "broker");
         assert!(log[0].reason.contains("credentials"), "{}", log[0].reason);
         assert!(
             !log[0].reason.contains("wrong-password"),
@@ -373,6 +375,7 @@ store_test!(
             let failed = wait_status(&mut deliveries, &w.id, DeliveryStatus::Failed, 1).await;
             let log = attempts(&mut deliveries, &failed[0].id).await;
             assert_eq!(log.len(), 1, "final at once");
+            assert_eq!(log[0].outcome, "failed", "final, not an SSRF refusal");
             assert!(log[0].reason.contains(says), "{}", log[0].reason);
             assert!(!log[0].reason.contains("wrong-pass"));
         }

@@ -62,7 +62,7 @@ impl Transport for Router {
             "redis" => self.redis.send(destination, message).await,
             "nats" => self.nats.send(destination, message).await,
             "http" | "https" => self.http.send(destination, message).await,
-            _ => not_sent(
+            _ => rejected(
                 Instant::now(),
                 "invalid_url",
                 format!(
@@ -89,7 +89,7 @@ pub(crate) async fn locate<T>(
         .and_then(|url| read(&url))
         .map_err(|reason| {
             let reason = format!("the {bus} URL cannot be used: {reason}");
-            Box::new(not_sent(started, "invalid_url", reason))
+            Box::new(rejected(started, "invalid_url", reason))
         })?;
     let ip = vetted_address(guard, host(&target)).await?;
     Ok((target, ip))
@@ -140,8 +140,9 @@ pub(crate) fn delivered(started: Instant, said: String) -> Attempt {
     }
 }
 
-/// A final refusal by the broker (credentials, a message it will never take), for `reason`.
-pub(crate) fn rejected(started: Instant, reason: String) -> Attempt {
+/// A final answer: the broker will never take this message as it is (refused credentials,
+/// no stream for the subject), or the address cannot be used; of `class`, for `reason`.
+pub(crate) fn rejected(started: Instant, class: &'static str, reason: String) -> Attempt {
     Attempt {
         outcome: Outcome::Rejected {
             reason: reason.clone(),
@@ -151,13 +152,14 @@ pub(crate) fn rejected(started: Instant, reason: String) -> Attempt {
             started_at: started_at(started),
             duration: started.elapsed(),
             error: Some(reason),
-            error_class: Some("broker"),
+            error_class: Some(class),
             ..Exchange::default()
         },
     }
 }
 
-/// A final attempt that sent nothing, of `class`, for `reason`.
+/// An attempt the SSRF guard stopped before anything was sent (final), of `class`, for
+/// `reason`: the same outcome as HTTP's refusal.
 pub(crate) fn not_sent(started: Instant, class: &'static str, reason: String) -> Attempt {
     Attempt {
         outcome: Outcome::NotSent {

@@ -18,7 +18,7 @@ use async_nats::jetstream::message::PublishMessage;
 use async_nats::{ConnectErrorKind, ConnectOptions};
 use tokio::sync::Mutex;
 
-use super::{delivered, locate, not_sent, rejected, retry};
+use super::{delivered, locate, rejected, retry};
 use crate::dispatch::transport::{Attempt, Destination, Message, RetryClass};
 use crate::ssrf::Guard;
 
@@ -153,7 +153,7 @@ impl JetStream {
                 ),
             ),
             Err(error) => match error.kind() {
-                PublishErrorKind::StreamNotFound => not_sent(
+                PublishErrorKind::StreamNotFound => rejected(
                     started,
                     "broker",
                     format!(
@@ -161,7 +161,7 @@ impl JetStream {
                         target.subject
                     ),
                 ),
-                PublishErrorKind::MaxPayloadExceeded => not_sent(
+                PublishErrorKind::MaxPayloadExceeded => rejected(
                     started,
                     "broker",
                     "the message is larger than the server's max_payload".into(),
@@ -217,6 +217,7 @@ fn connect_failed(started: Instant, error: &async_nats::ConnectError) -> Attempt
     match error.kind() {
         ConnectErrorKind::AuthorizationViolation | ConnectErrorKind::Authentication => rejected(
             started,
+            "broker",
             "NATS refused the credentials (authorization violation): fix the URL's user and password, then redeliver".into(),
         ),
         ConnectErrorKind::TimedOut => retry(

@@ -213,6 +213,7 @@ fn failed(started: Instant, error: &RedisError) -> Attempt {
     if auth {
         return rejected(
             started,
+            "broker",
             format!(
                 "Redis refused the credentials (authentication or permission): {text}; fix the URL's user and password, then redeliver"
             ),
@@ -251,6 +252,7 @@ fn failed(started: Instant, error: &RedisError) -> Attempt {
         ),
         _ => rejected(
             started,
+            "broker",
             format!(
                 "Redis refused the entry ({text}), which is final: fix the stream or the webhook and redeliver"
             ),
