@@ -18,17 +18,70 @@ use crate::ssrf::Guard;
 /// The URL schemes a webhook's destination may have.
 pub const SCHEMES: [&str; 4] = ["http", "https", "nats", "redis"];
 
+/// `url`'s scheme, in lower case ("" when it has none).
+fn scheme(url: &str) -> String {
+    url.split_once("://")
+        .map(|(scheme, _)| scheme.to_ascii_lowercase())
+        .unwrap_or_default()
+}
+
 /// Whether `url`'s protocol has a CloudEvents binding with a binary content mode that
 /// hookline speaks: NATS.
 pub fn binds_cloudevents(url: &str) -> bool {
-    url.split_once("://")
-        .is_some_and(|(scheme, _)| scheme.eq_ignore_ascii_case("nats"))
+    scheme(url) == "nats"
 }
 
 /// Whether `url` names a message bus rather than an HTTP receiver.
 pub fn is_bus(url: &str) -> bool {
-    url.split_once("://")
-        .is_some_and(|(scheme, _)| matches!(scheme.to_ascii_lowercase().as_str(), "nats" | "redis"))
+    matches!(scheme(url).as_str(), "nats" | "redis")
+}
+
+/// A broker's host, port and credentials, as a bus URL gives them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    /// The host name or address.
+    pub host: String,
+    /// The port (the bus's default unless given).
+    pub port: u16,
+    /// The user, if any.
+    pub username: Option<String>,
+    /// The password, if any: a credential.
+    pub password: Option<String>,
+}
+
+impl Endpoint {
+    /// Reads `url`'s authority, `default_port` unless it names one; the error names the
+    /// missing host as `what`'s (server, broker).
+    pub fn of(url: &reqwest::Url, default_port: u16, what: &str) -> Result<Endpoint, String> {
+        let host = url
+            .host_str()
+            .filter(|h| !h.is_empty())
+            .ok_or_else(|| format!("the {what}'s host is missing"))?
+            .trim_matches(['[', ']'])
+            .to_owned();
+        let decode = |s: &str| {
+            percent_encoding::percent_decode_str(s)
+                .decode_utf8_lossy()
+                .into_owned()
+        };
+        Ok(Endpoint {
+            host,
+            port: url.port().unwrap_or(default_port),
+            username: (!url.username().is_empty()).then(|| decode(url.username())),
+            password: url.password().map(decode),
+        })
+    }
+
+    /// What a shared connection to it at `ip` is kept under, with `more` (a database):
+    /// in memory only, since it holds the password.
+    fn key(&self, ip: IpAddr, more: &str) -> String {
+        format!(
+            "{ip}|{}|{more}|{}|{}",
+            self.port,
+            self.username.as_deref().unwrap_or_default(),
+            self.password.as_deref().unwrap_or_default()
+        )
+    }
 }
 
 /// Every way out, by scheme.
@@ -53,11 +106,7 @@ impl Router {
 #[async_trait::async_trait]
 impl Transport for Router {
     async fn send(&self, destination: Destination<'_>, message: Message) -> Attempt {
-        let scheme = destination
-            .address
-            .split_once("://")
-            .map(|(scheme, _)| scheme.to_ascii_lowercase())
-            .unwrap_or_default();
+        let scheme = scheme(destination.address);
         match scheme.as_str() {
             "redis" => self.redis.send(destination, message).await,
             "nats" => self.nats.send(destination, message).await,

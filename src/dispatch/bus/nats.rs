@@ -18,7 +18,7 @@ use async_nats::jetstream::message::PublishMessage;
 use async_nats::{ConnectErrorKind, ConnectOptions};
 use tokio::sync::Mutex;
 
-use super::{delivered, locate, rejected, retry};
+use super::{Endpoint, delivered, locate, rejected, retry};
 use crate::dispatch::transport::{Attempt, Destination, Message, RetryClass};
 use crate::ssrf::Guard;
 
@@ -28,26 +28,15 @@ const PORT: u16 = 4222;
 /// Where a message goes, read from the webhook's URL.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Target {
-    /// The server's host name or address.
-    pub host: String,
-    /// Its port (4222 unless given).
-    pub port: u16,
-    /// The user, if any.
-    pub username: Option<String>,
-    /// The password, if any: a credential.
-    pub password: Option<String>,
+    /// The server (port 4222 unless given).
+    pub endpoint: Endpoint,
     /// The subject published to; a stream must capture it.
     pub subject: String,
 }
 
 /// Reads a `nats://` URL; the error says what is wrong, for the owner.
 pub fn target(url: &reqwest::Url) -> Result<Target, String> {
-    let host = url
-        .host_str()
-        .filter(|h| !h.is_empty())
-        .ok_or("the server's host is missing")?
-        .trim_matches(['[', ']'])
-        .to_owned();
+    let endpoint = Endpoint::of(url, PORT, "server")?;
     if url.query().is_some() {
         return Err("a NATS destination takes no query parameters".into());
     }
@@ -65,16 +54,8 @@ pub fn target(url: &reqwest::Url) -> Result<Target, String> {
             "the subject is missing or invalid: the path is one subject such as `/registry.images`, without wildcards".into(),
         );
     }
-    let decode = |s: &str| {
-        percent_encoding::percent_decode_str(s)
-            .decode_utf8_lossy()
-            .into_owned()
-    };
     Ok(Target {
-        host,
-        port: url.port().unwrap_or(PORT),
-        username: (!url.username().is_empty()).then(|| decode(url.username())),
-        password: url.password().map(decode),
+        endpoint,
         subject: subject.to_owned(),
     })
 }
@@ -102,18 +83,13 @@ impl JetStream {
     pub(super) async fn send(&self, destination: Destination<'_>, message: Message) -> Attempt {
         let started = Instant::now();
         let located = locate(&self.guard, destination.address, "NATS", target, |t| {
-            &t.host
+            &t.endpoint.host
         });
         let (target, ip) = match located.await {
             Ok(located) => located,
             Err(attempt) => return *attempt,
         };
-        let key = format!(
-            "{ip}|{}|{}|{}",
-            target.port,
-            target.username.as_deref().unwrap_or_default(),
-            target.password.as_deref().unwrap_or_default()
-        );
+        let key = target.endpoint.key(ip, "");
         let context = match self.context(&key, ip, &target).await {
             Ok(context) => context,
             Err(error) => return connect_failed(started, &error),
@@ -123,12 +99,7 @@ impl JetStream {
         for (name, value) in &message.headers {
             headers.insert(name.as_str(), value.as_str());
         }
-        let delivery_id = message
-            .headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case("webhook-id"))
-            .map(|(_, v)| v.clone())
-            .unwrap_or_default();
+        let delivery_id = message.header("webhook-id").unwrap_or_default().to_owned();
         let publish = PublishMessage::build()
             .payload(message.body.into())
             .headers(headers)
@@ -199,11 +170,12 @@ impl JetStream {
         let mut options = ConnectOptions::new()
             .connection_timeout(self.connect_timeout)
             .name("hookline");
-        if let (Some(user), Some(password)) = (&target.username, &target.password) {
+        let endpoint = &target.endpoint;
+        if let (Some(user), Some(password)) = (&endpoint.username, &endpoint.password) {
             options = options.user_and_password(user.clone(), password.clone());
         }
         let client = options
-            .connect(SocketAddr::new(ip, target.port).to_string())
+            .connect(SocketAddr::new(ip, endpoint.port).to_string())
             .await?;
         let mut context = async_nats::jetstream::new(client);
         context.set_timeout(self.timeout);

@@ -16,7 +16,7 @@ use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, ConnectionAddr, ErrorKind, IntoConnectionInfo, RedisError};
 use tokio::sync::Mutex;
 
-use super::{delivered, locate, rejected, retry};
+use super::{Endpoint, delivered, locate, rejected, retry};
 use crate::dispatch::transport::{Attempt, Destination, Message, RetryClass};
 use crate::ssrf::Guard;
 
@@ -26,16 +26,10 @@ const PORT: u16 = 6379;
 /// Where a message goes, read from the webhook's URL.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Target {
-    /// The broker's host name or address.
-    pub host: String,
-    /// Its port (6379 unless given).
-    pub port: u16,
+    /// The broker (port 6379 unless given).
+    pub endpoint: Endpoint,
     /// The database number (the URL's path; 0 unless given).
     pub db: i64,
-    /// The ACL user, if any.
-    pub username: Option<String>,
-    /// The password, if any: a credential.
-    pub password: Option<String>,
     /// The stream each delivery is added to.
     pub stream: String,
     /// Trim the stream to about this many entries (`MAXLEN ~`).
@@ -44,12 +38,7 @@ pub struct Target {
 
 /// Reads a `redis://` URL; the error says what is wrong, for the owner.
 pub fn target(url: &reqwest::Url) -> Result<Target, String> {
-    let host = url
-        .host_str()
-        .filter(|h| !h.is_empty())
-        .ok_or("the broker's host is missing")?
-        .trim_matches(['[', ']'])
-        .to_owned();
+    let endpoint = Endpoint::of(url, PORT, "broker")?;
     let db = match url.path().trim_matches('/') {
         "" => 0,
         db => db
@@ -81,17 +70,9 @@ pub fn target(url: &reqwest::Url) -> Result<Target, String> {
             }
         }
     }
-    let decode = |s: &str| {
-        percent_encoding::percent_decode_str(s)
-            .decode_utf8_lossy()
-            .into_owned()
-    };
     Ok(Target {
-        host,
-        port: url.port().unwrap_or(PORT),
+        endpoint,
         db,
-        username: (!url.username().is_empty()).then(|| decode(url.username())),
-        password: url.password().map(decode),
         stream: stream.ok_or("the stream is missing: add `?stream=KEY`")?,
         maxlen,
     })
@@ -120,19 +101,13 @@ impl Streams {
     pub(super) async fn send(&self, destination: Destination<'_>, message: Message) -> Attempt {
         let started = Instant::now();
         let located = locate(&self.guard, destination.address, "Redis", target, |t| {
-            &t.host
+            &t.endpoint.host
         });
         let (target, ip) = match located.await {
             Ok(located) => located,
             Err(attempt) => return *attempt,
         };
-        let key = format!(
-            "{ip}|{}|{}|{}|{}",
-            target.port,
-            target.db,
-            target.username.as_deref().unwrap_or_default(),
-            target.password.as_deref().unwrap_or_default()
-        );
+        let key = target.endpoint.key(ip, &target.db.to_string());
         let mut connection = match self.connection(&key, ip, &target).await {
             Ok(connection) => connection,
             Err(error) => return failed(started, &error),
@@ -143,7 +118,7 @@ impl Streams {
             xadd.arg("MAXLEN").arg("~").arg(maxlen);
         }
         xadd.arg("*");
-        let delivery_id = header(&message, "webhook-id").unwrap_or_default();
+        let delivery_id = message.header("webhook-id").unwrap_or_default().to_owned();
         xadd.arg("id").arg(&delivery_id);
         xadd.arg("content-type").arg(message.content_type.as_ref());
         for (name, value) in &message.headers {
@@ -173,13 +148,14 @@ impl Streams {
             return Ok(connection.clone());
         }
         let mut redis_info = redis::RedisConnectionInfo::default().set_db(target.db);
-        if let Some(username) = &target.username {
+        let endpoint = &target.endpoint;
+        if let Some(username) = &endpoint.username {
             redis_info = redis_info.set_username(username);
         }
-        if let Some(password) = &target.password {
+        if let Some(password) = &endpoint.password {
             redis_info = redis_info.set_password(password);
         }
-        let info = ConnectionAddr::Tcp(ip.to_string(), target.port)
+        let info = ConnectionAddr::Tcp(ip.to_string(), endpoint.port)
             .into_connection_info()?
             .set_redis_settings(redis_info);
         let config = AsyncConnectionConfig::new()
@@ -191,16 +167,6 @@ impl Streams {
         connections.insert(key.to_owned(), connection.clone());
         Ok(connection)
     }
-}
-
-/// A header's value, by name.
-fn header(message: &Message, name: &str) -> Option<String> {
-    message
-        .headers
-        .iter()
-        .rev()
-        .find(|(n, _)| n.eq_ignore_ascii_case(name))
-        .map(|(_, v)| v.clone())
 }
 
 /// What a Redis error means: refused credentials and errors in the command are final,

@@ -131,6 +131,15 @@ pub struct Message {
 
 impl Message {
     /// A message with no headers yet.
+    /// The value of header `name` (any case), the last one given.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .rev()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
     fn new(content_type: &'static str, body: Vec<u8>) -> Message {
         Message {
             content_type: Cow::Borrowed(content_type),
