@@ -168,8 +168,8 @@ async fn create(c: &ClientArgs, client: &mut Client, a: CreateArgs) -> anyhow::R
             payload_options: Some(proto::PayloadOptions {
                 include_host_in_repo_name: a.include_host_in_repo_name,
                 harbor_deletes: a.harbor_deletes,
-                chat_link: a.chat_link.unwrap_or_default(),
-                chat_mention: a.chat_mention.unwrap_or_default(),
+                chat_link: a.chat.chat_link.unwrap_or_default(),
+                chat_mention: a.chat.chat_mention.unwrap_or_default(),
                 template: a.template.read()?.unwrap_or_default(),
                 template_content_type: a.template.content_type.clone().unwrap_or_default(),
                 preset: a.template.preset.clone().unwrap_or_default(),
@@ -313,8 +313,8 @@ async fn update(c: &ClientArgs, client: &mut Client, a: UpdateArgs) -> anyhow::R
     }
     if a.include_host_in_repo_name.is_some()
         || a.harbor_deletes.is_some()
-        || a.chat_link.is_some()
-        || a.chat_mention.is_some()
+        || a.chat.chat_link.is_some()
+        || a.chat.chat_mention.is_some()
         || a.template.any()
     {
         // The options travel as one message: start from the stored ones.
@@ -330,8 +330,8 @@ async fn update(c: &ClientArgs, client: &mut Client, a: UpdateArgs) -> anyhow::R
                 .include_host_in_repo_name
                 .or(current.include_host_in_repo_name),
             harbor_deletes: a.harbor_deletes.unwrap_or(current.harbor_deletes),
-            chat_link: a.chat_link.unwrap_or(current.chat_link),
-            chat_mention: a.chat_mention.unwrap_or(current.chat_mention),
+            chat_link: a.chat.chat_link.unwrap_or(current.chat_link),
+            chat_mention: a.chat.chat_mention.unwrap_or(current.chat_mention),
             template: a.template.read()?.unwrap_or(current.template),
             template_content_type: a
                 .template

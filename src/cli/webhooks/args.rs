@@ -119,13 +119,8 @@ pub(super) struct CreateArgs {
     /// harbor format: deliver deletes too, as DELETE_ARTIFACT.
     #[arg(long)]
     pub(super) harbor_deletes: bool,
-    /// Chat formats: a link shown with each message, a URL template such as
-    /// `https://registry.example/ui/{repository}/tags/{tag}`.
-    #[arg(long, value_name = "URL_TEMPLATE")]
-    pub(super) chat_link: Option<String>,
-    /// Chat formats: text leading each message, e.g. `<!here>` (Slack), `@channel` (Mattermost).
-    #[arg(long, value_name = "TEXT")]
-    pub(super) chat_mention: Option<String>,
+    #[command(flatten)]
+    pub(super) chat: ChatArgs,
     #[command(flatten)]
     pub(super) template: TemplateArgs,
     /// At most this many requests in flight to it at once (a ceiling for its adaptive window).
@@ -223,12 +218,8 @@ pub(super) struct UpdateArgs {
     /// harbor format: deliver deletes too (true) or pushes only (false).
     #[arg(long, value_name = "BOOL")]
     pub(super) harbor_deletes: Option<bool>,
-    /// Chat formats: the link's URL template ("" removes the link).
-    #[arg(long, value_name = "URL_TEMPLATE")]
-    pub(super) chat_link: Option<String>,
-    /// Chat formats: the text leading each message ("" removes it).
-    #[arg(long, value_name = "TEXT")]
-    pub(super) chat_mention: Option<String>,
+    #[command(flatten)]
+    pub(super) chat: ChatArgs,
     #[command(flatten)]
     pub(super) template: TemplateArgs,
     /// At most this many requests in flight to it at once.
@@ -261,6 +252,19 @@ pub(in crate::cli) fn parse_event_type(name: &str) -> Result<i32, String> {
             let known: Vec<&str> = EventType::ALL.iter().map(|t| t.as_str()).collect();
             format!("unknown event type; known: {}", known.join(", "))
         })
+}
+
+/// The chat formats' options, the same for create and update.
+#[derive(Debug, Args)]
+pub(super) struct ChatArgs {
+    /// Chat formats: a link shown with each message, a URL template such as
+    /// `https://registry.example/ui/{repository}/tags/{tag}` ("" removes it).
+    #[arg(long, value_name = "URL_TEMPLATE")]
+    pub(super) chat_link: Option<String>,
+    /// Chat formats: text leading each message, e.g. `<!here>` (Slack), `@channel`
+    /// (Mattermost) ("" removes it).
+    #[arg(long, value_name = "TEXT")]
+    pub(super) chat_mention: Option<String>,
 }
 
 /// The template format's options, the same for create and update.
