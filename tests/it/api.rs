@@ -47,7 +47,8 @@ fn get(id: &str) -> GetWebhookRequest {
     GetWebhookRequest { id: id.into() }
 }
 
-fn mask(paths: &[&str]) -> Option<FieldMask> {
+/// An update mask naming `paths`.
+pub fn mask(paths: &[&str]) -> Option<FieldMask> {
     Some(FieldMask {
         paths: paths.iter().map(|p| (*p).to_owned()).collect(),
     })

@@ -19,7 +19,7 @@ use hookline::store::{PayloadOptions, TokenKind};
 use tonic::Code;
 
 use super::fixtures;
-use crate::api::create;
+use crate::api::{create, mask};
 use crate::deliveries::wait_status;
 use crate::harness::api::{expect_code, violated_fields};
 use crate::harness::envelopes::push;
@@ -291,11 +291,6 @@ store_test!(
         assert!(found.webhooks.is_empty(), "a search cannot guess the URL");
 
         // Saving what was shown is refused; an update without the URL keeps it whole.
-        let mask = |paths: &[&str]| {
-            Some(prost_types::FieldMask {
-                paths: paths.iter().map(|p| (*p).to_owned()).collect(),
-            })
-        };
         let status = expect_code(
             api.update_webhook(UpdateWebhookRequest {
                 webhook: Some(got.clone()),

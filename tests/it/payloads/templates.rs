@@ -21,7 +21,7 @@ use serde_json::Value;
 use tonic::Code;
 
 use super::fixtures;
-use crate::api::create;
+use crate::api::{create, mask};
 use crate::deliveries::wait_status;
 use crate::harness::api::{expect_code, violated_fields};
 use crate::harness::envelopes::push;
@@ -280,9 +280,7 @@ store_test!(
                     payload_format: proto::PayloadFormat::Hookline as i32,
                     ..w
                 }),
-                update_mask: Some(prost_types::FieldMask {
-                    paths: vec!["payload_format".into()],
-                }),
+                update_mask: mask(&["payload_format"]),
             })
             .await
             .expect("back to hookline")
