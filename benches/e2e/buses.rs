@@ -9,8 +9,8 @@ use std::time::Instant;
 
 use hookline::store::{self, Webhook};
 
-use super::formats::{Arrivals, none, round};
-use super::{Error, Scale, Sink, cpu_of, median};
+use super::formats::{Arrivals, Rounds, none, round, summary};
+use super::{Error, Scale, Sink, cpu_of};
 
 const REDIS: &str = "redis://127.0.0.1:6379/0";
 const NATS: &str = "127.0.0.1:4222";
@@ -86,19 +86,6 @@ async fn nats_rate(context: &async_nats::jetstream::Context, n: usize) -> Result
     let rate = n as f64 / started.elapsed().as_secs_f64();
     context.get_stream(STREAM).await?.purge().await?;
     Ok(rate)
-}
-
-type Rounds = Vec<(f64, f64)>;
-
-fn summary(v: &Rounds) -> (f64, f64, String) {
-    let rate = median(&mut v.iter().map(|r| r.0).collect::<Vec<_>>());
-    let cpu = median(&mut v.iter().map(|r| r.1).collect::<Vec<_>>());
-    let each = v
-        .iter()
-        .map(|(rate, cpu)| format!("{rate:.0} /s {cpu:.3} ms"))
-        .collect::<Vec<_>>()
-        .join(" · ");
-    (rate, cpu, each)
 }
 
 /// (17) rows: HTTP, then each bus against it, then each broker alone.

@@ -172,6 +172,21 @@ pub async fn round(
     ))
 }
 
+/// Each round's (deliveries/s, CPU ms per delivery).
+pub type Rounds = Vec<(f64, f64)>;
+
+/// The median rate, the median CPU per delivery, and every round for the record.
+pub fn summary(v: &Rounds) -> (f64, f64, String) {
+    let rate = median(&mut v.iter().map(|r| r.0).collect::<Vec<_>>());
+    let cpu = median(&mut v.iter().map(|r| r.1).collect::<Vec<_>>());
+    let each = v
+        .iter()
+        .map(|(rate, cpu)| format!("{rate:.0} /s {cpu:.3} ms"))
+        .collect::<Vec<_>>()
+        .join(" · ");
+    (rate, cpu, each)
+}
+
 /// No other process's CPU.
 pub fn none() -> f64 {
     0.0
@@ -187,7 +202,7 @@ pub async fn scenarios(
 ) -> Result<Vec<(String, String)>, Error> {
     let deliveries = scale.deliveries / 2;
     let formats = formats();
-    let mut results: Vec<Vec<(f64, f64)>> = vec![Vec::new(); formats.len()];
+    let mut results: Vec<Rounds> = vec![Vec::new(); formats.len()];
     for r in 0..ROUNDS {
         for (i, format) in formats.iter().enumerate() {
             eprintln!("[{backend}] format {}, round {}", format.0, r + 1);
@@ -195,24 +210,17 @@ pub async fn scenarios(
             results[i].push(round(backend, dir, format, &sink, deliveries, r, none).await?);
         }
     }
-    let mid = |mut v: Vec<f64>| median(&mut v);
-    let base_rate = mid(results[0].iter().map(|r| r.0).collect());
-    let base_cpu = mid(results[0].iter().map(|r| r.1).collect());
+    let (base_rate, base_cpu, _) = summary(&results[0]);
     let mut rows = Vec::new();
     for ((name, _), runs) in formats.iter().zip(&results) {
-        let rate = mid(runs.iter().map(|r| r.0).collect());
-        let cpu = mid(runs.iter().map(|r| r.1).collect());
-        let each: Vec<String> = runs
-            .iter()
-            .map(|(rate, cpu)| format!("{rate:.0} /s {cpu:.3} ms"))
-            .collect();
+        let (rate, cpu, each) = summary(runs);
         rows.push((
             format!("(16) format {name}, 1 webhook, {deliveries} deliveries, {ROUNDS} rounds"),
             format!(
                 "median {rate:.0} deliveries/s ({:+.0} % vs hookline), {cpu:.3} ms CPU per delivery ({:+.0} %); rounds: {}",
                 100.0 * (rate / base_rate - 1.0),
                 100.0 * (cpu / base_cpu - 1.0),
-                each.join(" · ")
+                each
             ),
         ));
     }
