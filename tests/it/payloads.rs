@@ -23,6 +23,14 @@ use hookline::event::Event;
 use hookline::store::PayloadOptions;
 use serde_json::Value;
 
+/// The server configuration of the end-to-end payload tests: the API too, a claim every
+/// 100 ms, three retries 100 ms apart.
+pub fn fast(c: &mut hookline::config::Config) {
+    crate::harness::server::with_api(c);
+    c.dispatch.poll_interval = std::time::Duration::from_millis(100);
+    c.dispatch.retry_schedule = vec![std::time::Duration::from_millis(100); 3];
+}
+
 /// When every fixture event was "received" (deterministic output).
 pub const RECEIVED_AT: i64 = 1_795_569_430_000;
 

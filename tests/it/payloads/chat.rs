@@ -18,13 +18,13 @@ use hookline::event::Event;
 use hookline::store::{PayloadOptions, TokenKind};
 use tonic::Code;
 
-use super::fixtures;
+use super::{fast, fixtures};
 use crate::api::{create, mask};
 use crate::deliveries::wait_status;
 use crate::harness::api::{expect_code, violated_fields};
 use crate::harness::envelopes::push;
 use crate::harness::receiver::{Receiver, Reply};
-use crate::harness::server::{TestServer, with_api};
+use crate::harness::server::TestServer;
 use crate::harness::vendor::check_chat;
 use crate::store_test;
 
@@ -117,12 +117,6 @@ fn oversized_inputs_still_make_valid_messages() {
     for format in CHAT {
         check(format, &options, &e, "oversized");
     }
-}
-
-fn fast(c: &mut hookline::config::Config) {
-    with_api(c);
-    c.dispatch.poll_interval = Duration::from_millis(100);
-    c.dispatch.retry_schedule = vec![Duration::from_millis(100); 3];
 }
 
 fn chat_hook(name: &str, url: &str, format: proto::PayloadFormat) -> proto::Webhook {

@@ -13,24 +13,17 @@ use hookline::api::proto::{
     self, CreateWebhookRequest, GetWebhookRequest, RotateWebhookSecretRequest, TestWebhookRequest,
     UpdateWebhookRequest,
 };
-use hookline::config::Config;
 use hookline::store::{PayloadOptions, TokenKind};
 use sha2::Sha256;
 use standardwebhooks::{Webhook as Verifier, WebhookError};
 use tonic::Code;
 
-use super::fixtures_dir;
+use super::{fast, fixtures_dir};
 use crate::harness::api::{Client, expect_code, violated_fields};
 use crate::harness::receiver::{Received, Receiver};
-use crate::harness::server::{TestServer, with_api};
+use crate::harness::server::TestServer;
 use crate::store_contract::webhook;
 use crate::store_test;
-
-fn fast(c: &mut Config) {
-    with_api(c);
-    c.dispatch.poll_interval = Duration::from_millis(100);
-    c.dispatch.retry_schedule = vec![Duration::from_millis(100); 3];
-}
 
 fn fixture(prefix: &str) -> String {
     let name = std::fs::read_dir(fixtures_dir())

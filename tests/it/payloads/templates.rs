@@ -20,13 +20,13 @@ use hookline::store::TokenKind;
 use serde_json::Value;
 use tonic::Code;
 
-use super::fixtures;
+use super::{fast, fixtures};
 use crate::api::{create, mask};
 use crate::deliveries::wait_status;
 use crate::harness::api::{expect_code, violated_fields};
 use crate::harness::envelopes::push;
 use crate::harness::receiver::Receiver;
-use crate::harness::server::{TestServer, with_api};
+use crate::harness::server::TestServer;
 use crate::store_test;
 
 /// Every fixture event a preset may get, and the two-platform sample push.
@@ -180,12 +180,6 @@ fn tekton_argo_and_jenkins_read_flat_json_fields() {
             assert!(v["platforms"].is_array());
         }
     }
-}
-
-fn fast(c: &mut hookline::config::Config) {
-    with_api(c);
-    c.dispatch.poll_interval = Duration::from_millis(100);
-    c.dispatch.retry_schedule = vec![Duration::from_millis(100); 3];
 }
 
 fn template_hook(url: &str, body: &str) -> proto::Webhook {
