@@ -74,12 +74,9 @@ fn fast(c: &mut hookline::config::Config) {
     c.dispatch.circuit_threshold = 1000;
 }
 
+/// A webhook named `bus` to `url`, everything else default.
 fn hook(url: &str) -> proto::Webhook {
-    proto::Webhook {
-        name: "bus".into(),
-        url: url.into(),
-        ..Default::default()
-    }
+    crate::api::hook("bus", url)
 }
 
 /// Every entry of `stream`, as (field → value) maps in order.

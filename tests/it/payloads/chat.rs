@@ -121,10 +121,8 @@ fn oversized_inputs_still_make_valid_messages() {
 
 fn chat_hook(name: &str, url: &str, format: proto::PayloadFormat) -> proto::Webhook {
     proto::Webhook {
-        name: name.into(),
-        url: url.into(),
         payload_format: format as i32,
-        ..Default::default()
+        ..crate::api::hook(name, url)
     }
 }
 

@@ -184,14 +184,12 @@ fn tekton_argo_and_jenkins_read_flat_json_fields() {
 
 fn template_hook(url: &str, body: &str) -> proto::Webhook {
     proto::Webhook {
-        name: "ci".into(),
-        url: url.into(),
         payload_format: proto::PayloadFormat::Template as i32,
         payload_options: Some(proto::PayloadOptions {
             template: body.into(),
             ..Default::default()
         }),
-        ..Default::default()
+        ..crate::api::hook("ci", url)
     }
 }
 
