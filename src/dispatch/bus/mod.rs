@@ -192,36 +192,20 @@ pub(crate) fn delivered(started: Instant, said: String) -> Attempt {
 /// A final answer: the broker will never take this message as it is (refused credentials,
 /// no stream for the subject), or the address cannot be used; of `class`, for `reason`.
 pub(crate) fn rejected(started: Instant, class: &'static str, reason: String) -> Attempt {
-    Attempt {
-        outcome: Outcome::Rejected {
-            reason: reason.clone(),
-            disable: None,
-        },
-        exchange: Exchange {
-            started_at: started_at(started),
-            duration: started.elapsed(),
-            error: Some(reason),
-            error_class: Some(class),
-            ..Exchange::default()
-        },
-    }
+    let outcome = Outcome::Rejected {
+        reason: reason.clone(),
+        disable: None,
+    };
+    unsent(started, outcome, class, reason)
 }
 
 /// An attempt the SSRF guard stopped before anything was sent (final), of `class`, for
 /// `reason`: the same outcome as HTTP's refusal.
 pub(crate) fn not_sent(started: Instant, class: &'static str, reason: String) -> Attempt {
-    Attempt {
-        outcome: Outcome::NotSent {
-            reason: reason.clone(),
-        },
-        exchange: Exchange {
-            started_at: started_at(started),
-            duration: started.elapsed(),
-            error: Some(reason),
-            error_class: Some(class),
-            ..Exchange::default()
-        },
-    }
+    let outcome = Outcome::NotSent {
+        reason: reason.clone(),
+    };
+    unsent(started, outcome, class, reason)
 }
 
 /// An attempt to try again, of `class` (the attempt log's `error_class` and the retry
@@ -232,17 +216,23 @@ pub(crate) fn retry(
     error_class: &'static str,
     error: String,
 ) -> Attempt {
+    let outcome = Outcome::Retry {
+        class,
+        subject: error_class.replace('_', " "),
+        retry_after: None,
+    };
+    unsent(started, outcome, error_class, error)
+}
+
+/// An attempt the broker did not take: `outcome`, and the log's class and error.
+fn unsent(started: Instant, outcome: Outcome, class: &'static str, error: String) -> Attempt {
     Attempt {
-        outcome: Outcome::Retry {
-            class,
-            subject: error_class.replace('_', " "),
-            retry_after: None,
-        },
+        outcome,
         exchange: Exchange {
             started_at: started_at(started),
             duration: started.elapsed(),
             error: Some(error),
-            error_class: Some(error_class),
+            error_class: Some(class),
             ..Exchange::default()
         },
     }
