@@ -254,6 +254,11 @@ fn url(text: &str, v: &mut Violations) {
                 v.add(FIELD, format!("a Redis destination: {problem}"));
             }
         }
+        Ok(parsed) if parsed.scheme() == "amqp" => {
+            if let Err(problem) = crate::dispatch::bus::amqp::target(&parsed) {
+                v.add(FIELD, format!("an AMQP destination: {problem}"));
+            }
+        }
         Ok(parsed) if parsed.scheme() == "nats" => {
             if let Err(problem) = crate::dispatch::bus::nats::target(&parsed) {
                 v.add(FIELD, format!("a NATS destination: {problem}"));
@@ -261,7 +266,7 @@ fn url(text: &str, v: &mut Violations) {
         }
         Ok(parsed) if !matches!(parsed.scheme(), "http" | "https") => v.add(
             FIELD,
-            "scheme must be http or https (or nats, redis for a message bus)",
+            "scheme must be http or https (or amqp, nats, redis for a message bus)",
         ),
         Ok(parsed) if parsed.host_str().is_none_or(str::is_empty) => {
             v.add(FIELD, "host is missing")

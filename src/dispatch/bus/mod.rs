@@ -1,11 +1,13 @@
 //! Destinations that are not HTTP: message buses. [`Router`] is the dispatcher's one
 //! [`Transport`]: it sends each message by its destination's scheme, `http(s)` through
 //! `client::Http`, `redis` to a Redis stream (`redis.rs`), `nats` to NATS JetStream
-//! (`nats.rs`). Every bus transport vets the
-//! broker's host with the same SSRF guard as HTTP and connects to the vetted address, and
+//! (`nats.rs`), `amqp` to a RabbitMQ exchange (`amqp.rs`). Each keeps its broker
+//! connections in a [`pool::Pool`]. Every bus transport vets the broker's host with the same SSRF guard as HTTP and connects to the vetted address, and
 //! maps its broker's answers to outcomes in one place, as `client::outcome` does for HTTP.
 
+pub mod amqp;
 pub mod nats;
+mod pool;
 pub mod redis;
 
 use std::net::IpAddr;
@@ -16,7 +18,7 @@ use super::transport::{Attempt, Destination, Exchange, Message, Outcome, RetryCl
 use crate::ssrf::Guard;
 
 /// The URL schemes a webhook's destination may have.
-pub const SCHEMES: [&str; 4] = ["http", "https", "nats", "redis"];
+pub const SCHEMES: [&str; 5] = ["http", "https", "amqp", "nats", "redis"];
 
 /// `url`'s scheme, in lower case ("" when it has none).
 fn scheme(url: &str) -> String {
@@ -25,15 +27,20 @@ fn scheme(url: &str) -> String {
         .unwrap_or_default()
 }
 
-/// Whether `url`'s protocol has a CloudEvents binding with a binary content mode that
-/// hookline speaks: NATS.
-pub fn binds_cloudevents(url: &str) -> bool {
-    scheme(url) == "nats"
+/// Where `url`'s protocol has a CloudEvents binding with a binary content mode, the
+/// prefix its attribute headers take there: `ce-` on NATS, `cloudEvents:` in AMQP
+/// application properties.
+pub fn cloudevents_prefix(url: &str) -> Option<&'static str> {
+    match scheme(url).as_str() {
+        "nats" => Some("ce-"),
+        "amqp" => Some("cloudEvents:"),
+        _ => None,
+    }
 }
 
 /// Whether `url` names a message bus rather than an HTTP receiver.
 pub fn is_bus(url: &str) -> bool {
-    matches!(scheme(url).as_str(), "nats" | "redis")
+    matches!(scheme(url).as_str(), "amqp" | "nats" | "redis")
 }
 
 /// A broker's host, port and credentials, as a bus URL gives them.
@@ -89,6 +96,7 @@ pub struct Router {
     http: Http,
     redis: redis::Streams,
     nats: nats::JetStream,
+    amqp: amqp::Exchanges,
 }
 
 impl Router {
@@ -98,7 +106,8 @@ impl Router {
         Router {
             http,
             redis: redis::Streams::new(guard.clone(), connect_timeout, timeout),
-            nats: nats::JetStream::new(guard, connect_timeout, timeout),
+            nats: nats::JetStream::new(guard.clone(), connect_timeout, timeout),
+            amqp: amqp::Exchanges::new(guard, connect_timeout, timeout),
         }
     }
 }
@@ -110,6 +119,7 @@ impl Transport for Router {
         match scheme.as_str() {
             "redis" => self.redis.send(destination, message).await,
             "nats" => self.nats.send(destination, message).await,
+            "amqp" => self.amqp.send(destination, message).await,
             "http" | "https" => self.http.send(destination, message).await,
             _ => rejected(
                 Instant::now(),

@@ -9,15 +9,14 @@
 //! guard vetted; the client reconnects by itself, and a publish it cannot get acknowledged
 //! in time is retried on the schedule.
 
-use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream::context::PublishErrorKind;
 use async_nats::jetstream::message::PublishMessage;
 use async_nats::{ConnectErrorKind, ConnectOptions};
-use tokio::sync::Mutex;
 
+use super::pool::{IDLE, Pool};
 use super::{Endpoint, delivered, locate, rejected, retry};
 use crate::dispatch::transport::{Attempt, Destination, Message, RetryClass};
 use crate::ssrf::Guard;
@@ -65,8 +64,8 @@ pub struct JetStream {
     guard: Guard,
     connect_timeout: Duration,
     timeout: Duration,
-    /// Keyed by address, port and credentials (in memory only).
-    clients: Mutex<HashMap<String, async_nats::jetstream::Context>>,
+    /// Keyed by address, port and credentials.
+    clients: Pool<async_nats::jetstream::Context>,
 }
 
 impl JetStream {
@@ -75,7 +74,7 @@ impl JetStream {
             guard,
             connect_timeout,
             timeout,
-            clients: Mutex::new(HashMap::new()),
+            clients: Pool::new(IDLE),
         }
     }
 
@@ -90,7 +89,8 @@ impl JetStream {
             Err(attempt) => return *attempt,
         };
         let key = target.endpoint.key(ip, "");
-        let context = match self.context(&key, ip, &target).await {
+        let connecting = self.clients.get(&key, || self.connect(ip, &target));
+        let context = match connecting.await {
             Ok(context) => context,
             Err(error) => return connect_failed(started, &error),
         };
@@ -156,17 +156,12 @@ impl JetStream {
         }
     }
 
-    /// The server's shared client, connected to the vetted address if there is none.
-    async fn context(
+    /// A client of the vetted address; it reconnects by itself.
+    async fn connect(
         &self,
-        key: &str,
         ip: IpAddr,
         target: &Target,
     ) -> Result<async_nats::jetstream::Context, async_nats::ConnectError> {
-        let mut clients = self.clients.lock().await;
-        if let Some(context) = clients.get(key) {
-            return Ok(context.clone());
-        }
         let mut options = ConnectOptions::new()
             .connection_timeout(self.connect_timeout)
             .name("hookline");
@@ -179,7 +174,6 @@ impl JetStream {
             .await?;
         let mut context = async_nats::jetstream::new(client);
         context.set_timeout(self.timeout);
-        clients.insert(key.to_owned(), context.clone());
         Ok(context)
     }
 }

@@ -8,14 +8,13 @@
 //! that uses it, to the address the SSRF guard vetted; a connection that fails is dropped
 //! and the next send opens a new one.
 
-use std::collections::HashMap;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, ConnectionAddr, ErrorKind, IntoConnectionInfo, RedisError};
-use tokio::sync::Mutex;
 
+use super::pool::{IDLE, Pool};
 use super::{Endpoint, delivered, locate, rejected, retry};
 use crate::dispatch::transport::{Attempt, Destination, Message, RetryClass};
 use crate::ssrf::Guard;
@@ -83,8 +82,8 @@ pub struct Streams {
     guard: Guard,
     connect_timeout: Duration,
     timeout: Duration,
-    /// Keyed by address, port, database and credentials (in memory only).
-    connections: Mutex<HashMap<String, MultiplexedConnection>>,
+    /// Keyed by address, port, database and credentials.
+    connections: Pool<MultiplexedConnection>,
 }
 
 impl Streams {
@@ -93,7 +92,7 @@ impl Streams {
             guard,
             connect_timeout,
             timeout,
-            connections: Mutex::new(HashMap::new()),
+            connections: Pool::new(IDLE),
         }
     }
 
@@ -108,7 +107,8 @@ impl Streams {
             Err(attempt) => return *attempt,
         };
         let key = target.endpoint.key(ip, &target.db.to_string());
-        let mut connection = match self.connection(&key, ip, &target).await {
+        let connecting = self.connections.get(&key, || self.connect(ip, &target));
+        let mut connection = match connecting.await {
             Ok(connection) => connection,
             Err(error) => return failed(started, &error),
         };
@@ -129,24 +129,19 @@ impl Streams {
             Ok(entry) => delivered(started, format!("stream {} entry {entry}", target.stream)),
             Err(error) => {
                 if error.is_io_error() || error.is_connection_dropped() || error.is_timeout() {
-                    self.connections.lock().await.remove(&key);
+                    self.connections.forget(&key);
                 }
                 failed(started, &error)
             }
         }
     }
 
-    /// The endpoint's shared connection, opened to the vetted address if there is none.
-    async fn connection(
+    /// A connection to the vetted address.
+    async fn connect(
         &self,
-        key: &str,
         ip: IpAddr,
         target: &Target,
     ) -> Result<MultiplexedConnection, RedisError> {
-        let mut connections = self.connections.lock().await;
-        if let Some(connection) = connections.get(key) {
-            return Ok(connection.clone());
-        }
         let mut redis_info = redis::RedisConnectionInfo::default().set_db(target.db);
         let endpoint = &target.endpoint;
         if let Some(username) = &endpoint.username {
@@ -161,11 +156,9 @@ impl Streams {
         let config = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(self.connect_timeout))
             .set_response_timeout(Some(self.timeout));
-        let connection = redis::Client::open(info)?
+        redis::Client::open(info)?
             .get_multiplexed_async_connection_with_config(&config)
-            .await?;
-        connections.insert(key.to_owned(), connection.clone());
-        Ok(connection)
+            .await
     }
 }
 

@@ -43,9 +43,9 @@ pub(super) fn render(e: &Event) -> Value {
 }
 
 /// The same event in binary content mode (the NATS, AMQP and MQTT protocol bindings):
-/// each attribute a `ce-` header, `data` the body and `datacontenttype` its content type.
+/// each attribute a header named with the binding's `prefix`, `data` the body and `datacontenttype` its content type.
 /// A body that is not a structured event is returned as it is.
-pub(super) fn to_binary(message: Message) -> Message {
+pub(super) fn to_binary(message: Message, prefix: &str) -> Message {
     let Ok(Value::Object(mut event)) = serde_json::from_slice::<Value>(&message.body) else {
         return message;
     };
@@ -63,7 +63,7 @@ pub(super) fn to_binary(message: Message) -> Message {
                 Value::String(text) => text,
                 other => other.to_string(),
             };
-            (format!("ce-{name}"), text)
+            (format!("{prefix}{name}"), text)
         })
         .collect();
     headers.extend(message.headers);
@@ -105,7 +105,7 @@ mod tests {
             body: render(&event()).to_string().into_bytes(),
             headers: vec![("x-team".into(), "a".into())],
         };
-        let binary = to_binary(structured);
+        let binary = to_binary(structured, "ce-");
         assert_eq!(binary.content_type, "application/json");
         let header = |name: &str| {
             binary
@@ -126,7 +126,7 @@ mod tests {
             body: b"not an event".to_vec(),
             headers: Vec::new(),
         };
-        assert_eq!(to_binary(other.clone()), other);
+        assert_eq!(to_binary(other.clone(), "ce-"), other);
     }
 
     #[test]

@@ -183,8 +183,9 @@ pub struct Renderer {
     /// Custom headers as the webhook stores them (templates, for the template format).
     headers: BTreeMap<String, String>,
     template: Option<Template>,
-    /// CloudEvents in binary content mode: the destination's protocol binding has one.
-    binary: bool,
+    /// CloudEvents in binary content mode, with this attribute header prefix: the
+    /// destination's protocol binding has one.
+    binary: Option<&'static str>,
 }
 
 impl Renderer {
@@ -207,15 +208,16 @@ impl Renderer {
             options: options.clone(),
             headers: headers.clone(),
             template,
-            binary: false,
+            binary: None,
         })
     }
 
     /// Renders for this destination: a `cloudevents` webhook on a bus whose CloudEvents
-    /// binding has a binary mode (NATS) gets it, each attribute a `ce-` header and `data`
-    /// the body, as consumers of that binding expect.
+    /// binding has a binary mode (NATS, AMQP) gets it, each attribute a header (`ce-id`,
+    /// `cloudEvents:id`) and `data` the body, as consumers of that binding expect.
     pub fn for_destination(mut self, address: &str) -> Renderer {
-        self.binary = self.format == Format::CloudEvents && super::bus::binds_cloudevents(address);
+        self.binary =
+            super::bus::cloudevents_prefix(address).filter(|_| self.format == Format::CloudEvents);
         self
     }
 
@@ -231,8 +233,8 @@ impl Renderer {
             });
         }
         let mut message = render(self.format, &self.options, event);
-        if self.binary {
-            message = cloudevents::to_binary(message);
+        if let Some(prefix) = self.binary {
+            message = cloudevents::to_binary(message, prefix);
         }
         message.headers.extend(
             self.headers

@@ -1,4 +1,5 @@
-//! A broker process of the test's own (`redis_server.rs`, `nats_server.rs`): started on a
+//! A broker process of the test's own (`redis_server.rs`, `nats_server.rs`,
+//! `rabbitmq_server.rs`): started on a
 //! free port with its files in a temporary directory, killed at once (what a crash looks
 //! like to its clients) and started again on the same port and files, killed on drop.
 
@@ -47,7 +48,8 @@ impl Broker {
                 self.program, self.program
             )
         }));
-        let deadline = Instant::now() + Duration::from_secs(10);
+        // RabbitMQ boots its Erlang VM in about 5 s, more on a busy machine.
+        let deadline = Instant::now() + Duration::from_secs(60);
         while tokio::net::TcpStream::connect(self.addr).await.is_err() {
             assert!(Instant::now() < deadline, "{} did not start", self.program);
             tokio::time::sleep(Duration::from_millis(20)).await;

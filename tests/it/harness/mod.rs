@@ -7,6 +7,7 @@ pub mod nats_server;
 pub mod pg;
 pub mod process;
 pub mod proxy;
+pub mod rabbitmq_server;
 pub mod receiver;
 pub mod redis_server;
 pub mod registry;
