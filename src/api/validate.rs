@@ -249,24 +249,14 @@ fn url(text: &str, v: &mut Violations) {
     }
     match reqwest::Url::parse(text) {
         Err(error) => v.add(FIELD, format!("not a valid URL: {error}")),
-        Ok(parsed) if parsed.scheme() == "redis" => {
-            if let Err(problem) = crate::dispatch::bus::redis::target(&parsed) {
-                v.add(FIELD, format!("a Redis destination: {problem}"));
-            }
-        }
-        Ok(parsed) if parsed.scheme() == "amqp" => {
-            if let Err(problem) = crate::dispatch::bus::amqp::target(&parsed) {
-                v.add(FIELD, format!("an AMQP destination: {problem}"));
-            }
-        }
-        Ok(parsed) if parsed.scheme() == "nats" => {
-            if let Err(problem) = crate::dispatch::bus::nats::target(&parsed) {
-                v.add(FIELD, format!("a NATS destination: {problem}"));
+        Ok(parsed) if crate::dispatch::bus::is_bus(parsed.as_str()) => {
+            if let Err(problem) = crate::dispatch::bus::check(&parsed) {
+                v.add(FIELD, problem);
             }
         }
         Ok(parsed) if !matches!(parsed.scheme(), "http" | "https") => v.add(
             FIELD,
-            "scheme must be http or https (or amqp, nats, redis for a message bus)",
+            "scheme must be http or https (or amqp, mqtt, nats, redis for a message bus)",
         ),
         Ok(parsed) if parsed.host_str().is_none_or(str::is_empty) => {
             v.add(FIELD, "host is missing")

@@ -128,6 +128,8 @@ impl Exchanges {
             Ok(Ok(channel)) => channel,
             Ok(Err(error)) => return self.failed(started, &error, &key, &channel_key, &target),
             Err(_) => {
+                // A connection that cannot open a channel in time is not one to keep.
+                self.connections.forget(&key);
                 return retry(
                     started,
                     RetryClass::Timeout,

@@ -1,11 +1,13 @@
 //! Destinations that are not HTTP: message buses. [`Router`] is the dispatcher's one
 //! [`Transport`]: it sends each message by its destination's scheme, `http(s)` through
 //! `client::Http`, `redis` to a Redis stream (`redis.rs`), `nats` to NATS JetStream
-//! (`nats.rs`), `amqp` to a RabbitMQ exchange (`amqp.rs`). Each keeps its broker
+//! (`nats.rs`), `amqp` to a RabbitMQ exchange (`amqp.rs`), `mqtt` to an MQTT 5 topic
+//! (`mqtt.rs`). Each keeps its broker
 //! connections in a [`pool::Pool`]. Every bus transport vets the broker's host with the same SSRF guard as HTTP and connects to the vetted address, and
 //! maps its broker's answers to outcomes in one place, as `client::outcome` does for HTTP.
 
 pub mod amqp;
+pub mod mqtt;
 pub mod nats;
 mod pool;
 pub mod redis;
@@ -18,7 +20,7 @@ use super::transport::{Attempt, Destination, Exchange, Message, Outcome, RetryCl
 use crate::ssrf::Guard;
 
 /// The URL schemes a webhook's destination may have.
-pub const SCHEMES: [&str; 5] = ["http", "https", "amqp", "nats", "redis"];
+pub const SCHEMES: [&str; 6] = ["http", "https", "amqp", "mqtt", "nats", "redis"];
 
 /// `url`'s scheme, in lower case ("" when it has none).
 fn scheme(url: &str) -> String {
@@ -29,18 +31,32 @@ fn scheme(url: &str) -> String {
 
 /// Where `url`'s protocol has a CloudEvents binding with a binary content mode, the
 /// prefix its attribute headers take there: `ce-` on NATS, `cloudEvents:` in AMQP
-/// application properties.
+/// application properties, none in MQTT 5 user properties.
 pub fn cloudevents_prefix(url: &str) -> Option<&'static str> {
     match scheme(url).as_str() {
         "nats" => Some("ce-"),
         "amqp" => Some("cloudEvents:"),
+        "mqtt" => Some(""),
         _ => None,
     }
 }
 
 /// Whether `url` names a message bus rather than an HTTP receiver.
 pub fn is_bus(url: &str) -> bool {
-    matches!(scheme(url).as_str(), "amqp" | "nats" | "redis")
+    matches!(scheme(url).as_str(), "amqp" | "mqtt" | "nats" | "redis")
+}
+
+/// Whether a bus URL names a destination hookline can publish to; if not, what is wrong,
+/// for the owner, naming the bus.
+pub fn check(url: &reqwest::Url) -> Result<(), String> {
+    let (bus, read) = match url.scheme() {
+        "amqp" => ("an AMQP", amqp::target(url).map(drop)),
+        "mqtt" => ("an MQTT", mqtt::target(url).map(drop)),
+        "nats" => ("a NATS", nats::target(url).map(drop)),
+        "redis" => ("a Redis", redis::target(url).map(drop)),
+        other => return Err(format!("`{other}` is not a message bus")),
+    };
+    read.map_err(|problem| format!("{bus} destination: {problem}"))
 }
 
 /// A broker's host, port and credentials, as a bus URL gives them.
@@ -97,6 +113,7 @@ pub struct Router {
     redis: redis::Streams,
     nats: nats::JetStream,
     amqp: amqp::Exchanges,
+    mqtt: mqtt::Topics,
 }
 
 impl Router {
@@ -107,7 +124,8 @@ impl Router {
             http,
             redis: redis::Streams::new(guard.clone(), connect_timeout, timeout),
             nats: nats::JetStream::new(guard.clone(), connect_timeout, timeout),
-            amqp: amqp::Exchanges::new(guard, connect_timeout, timeout),
+            amqp: amqp::Exchanges::new(guard.clone(), connect_timeout, timeout),
+            mqtt: mqtt::Topics::new(guard, connect_timeout, timeout),
         }
     }
 }
@@ -120,6 +138,7 @@ impl Transport for Router {
             "redis" => self.redis.send(destination, message).await,
             "nats" => self.nats.send(destination, message).await,
             "amqp" => self.amqp.send(destination, message).await,
+            "mqtt" => self.mqtt.send(destination, message).await,
             "http" | "https" => self.http.send(destination, message).await,
             _ => rejected(
                 Instant::now(),

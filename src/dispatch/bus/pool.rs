@@ -95,8 +95,9 @@ async fn sweep<C>(slots: Weak<Slots<C>>, idle: Duration) {
     }
 }
 
-/// A std mutex's guard; a panic while holding one cannot leave these maps inconsistent.
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+/// A std mutex's guard, poisoned or not: nothing the bus transports keep behind one can
+/// be left inconsistent by a panic.
+pub(super) fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())

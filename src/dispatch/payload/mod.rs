@@ -213,8 +213,8 @@ impl Renderer {
     }
 
     /// Renders for this destination: a `cloudevents` webhook on a bus whose CloudEvents
-    /// binding has a binary mode (NATS, AMQP) gets it, each attribute a header (`ce-id`,
-    /// `cloudEvents:id`) and `data` the body, as consumers of that binding expect.
+    /// binding has a binary mode (NATS, AMQP, MQTT) gets it, each attribute a header (`ce-id`,
+    /// `cloudEvents:id`, `id`) and `data` the body, as consumers of that binding expect.
     pub fn for_destination(mut self, address: &str) -> Renderer {
         self.binary =
             super::bus::cloudevents_prefix(address).filter(|_| self.format == Format::CloudEvents);

@@ -1,8 +1,8 @@
 //! Message buses as destinations, against real brokers of the test's own (`redis-server`,
-//! `nats-server -js`, `rabbitmq-server`), one file per bus: a push, and a real push
-//! through a real registry, reach a Redis stream, a JetStream stream and a RabbitMQ queue
-//! as messages a consumer reads with the broker's own client (redis-rs, async-nats,
-//! lapin) and verifies with the `standardwebhooks` crate, the delivery id their dedupe
+//! `nats-server -js`, `rabbitmq-server`, `mosquitto`), one file per bus: a push, and a real push
+//! through a real registry, reach a Redis stream, a JetStream stream, a RabbitMQ queue and
+//! an MQTT subscriber as messages a consumer reads with the broker's own client
+//! (redis-rs, async-nats, lapin, rumqttc) and verifies with the `standardwebhooks` crate, the delivery id their dedupe
 //! key; a broker killed and started again in the middle of a load loses nothing
 //! acknowledged (and JetStream stores each event once); refused credentials and a
 //! destination the broker has no place for are final; the URL is checked where the owner
@@ -10,6 +10,7 @@
 //! allow-list. This file has what they share.
 
 mod amqp;
+mod mqtt;
 mod nats;
 mod redis;
 
@@ -25,11 +26,13 @@ use crate::deliveries::wait_status;
 use crate::harness::api::{Deliveries, expect_code};
 use crate::harness::broker::Broker;
 use crate::harness::envelopes::push;
+use crate::harness::mosquitto_server::MosquittoServer;
 use crate::harness::nats_server::NatsServer;
 use crate::harness::rabbitmq_server::RabbitMqServer;
 use crate::harness::redis_server::RedisServer;
 use crate::harness::server::{TestServer, with_api};
 use amqp::amqp_header;
+use mqtt::property;
 use nats::{nats_header, stream_messages};
 use redis::entries;
 
@@ -78,7 +81,7 @@ fn fast(c: &mut hookline::config::Config) {
     // Enough tries to outlast a broker restart on a busy machine (RabbitMQ boots in 5-20 s).
     c.dispatch.retry_schedule = vec![Duration::from_millis(200); 300];
     // A broker down for a moment must not open the circuit's long cool-down here.
-    c.dispatch.circuit_threshold = 1000;
+    c.dispatch.circuit_threshold = u32::MAX;
 }
 
 /// A webhook named `bus` to `url`, everything else default.
@@ -96,24 +99,37 @@ async fn an_internal_broker_is_refused_without_an_allow_list() {
     .await;
     let (_, token) = server.token(TokenKind::Namespace, "acme").await;
     let mut api = server.api_client(Some(&token)).await;
-    let started = Instant::now();
-    let status = expect_code(
-        api.create_webhook(CreateWebhookRequest {
-            webhook: Some(hook("redis://127.0.0.1:6379/0?stream=s")),
-            secret: String::new(),
-        })
-        .await,
-        Code::InvalidArgument,
-    );
-    assert!(status.message().contains("refused"), "{}", status.message());
-    assert!(started.elapsed() < Duration::from_secs(5));
+    for url in [
+        "redis://127.0.0.1:6379/0?stream=s",
+        "nats://127.0.0.1:4222/registry.images",
+        "amqp://127.0.0.1:5672/?exchange=registry",
+        "mqtt://127.0.0.1:1883/registry/images",
+    ] {
+        let started = Instant::now();
+        let status = expect_code(
+            api.create_webhook(CreateWebhookRequest {
+                webhook: Some(hook(url)),
+                secret: String::new(),
+            })
+            .await,
+            Code::InvalidArgument,
+        );
+        assert!(
+            status.message().contains("refused"),
+            "{url}: {}",
+            status.message()
+        );
+        assert!(started.elapsed() < Duration::from_secs(5));
+    }
     server.stop().await;
     db.finish().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_real_push_reaches_jetstream_redis_and_rabbitmq_consumers() {
+async fn a_real_push_reaches_every_bus_consumer() {
     let db = crate::harness::db::TestDb::new(crate::harness::db::Backend::Sqlite).await;
+    let mosquitto = MosquittoServer::start(None).await;
+    let subscriber = mosquitto.subscribe("registry/pushes").await;
     let rabbit = RabbitMqServer::start().await;
     rabbit.bind("registry", "pushes", "pushes").await;
     let nats = NatsServer::start(None).await;
@@ -127,6 +143,7 @@ async fn a_real_push_reaches_jetstream_redis_and_rabbitmq_consumers() {
     let (to_redis, redis_secret) = create(&mut api, hook(&redis.url("pushes"))).await;
     let (to_rabbit, rabbit_secret) =
         create(&mut api, hook(&rabbit.url("registry", "pushes"))).await;
+    let (to_mqtt, mqtt_secret) = create(&mut api, hook(&mosquitto.url("registry/pushes"))).await;
     let registry = crate::harness::registry::Registry::start(
         &server.notify_url(),
         crate::harness::server::REGISTRY_TOKEN,
@@ -166,6 +183,14 @@ async fn a_real_push_reaches_jetstream_redis_and_rabbitmq_consumers() {
     verify_signed(&rabbit_secret, &m.delivery.data, |name| {
         amqp_header(m, name)
     });
+
+    wait_status(&mut deliveries, &to_mqtt.id, DeliveryStatus::Succeeded, 1).await;
+    let got = subscriber.wait(1).await;
+    let m = &got[0];
+    assert_eq!(property(m, "subject"), "acme/app:1.4");
+    let data: serde_json::Value = serde_json::from_slice(&m.payload).expect("json");
+    assert_eq!(data["digest"], digest.as_str());
+    verify_signed(&mqtt_secret, &m.payload, |name| property(m, name));
     server.stop().await;
     db.finish().await;
 }

@@ -3,6 +3,7 @@ pub mod broker;
 pub mod browser;
 pub mod db;
 pub mod envelopes;
+pub mod mosquitto_server;
 pub mod nats_server;
 pub mod pg;
 pub mod process;
