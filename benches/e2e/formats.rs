@@ -3,7 +3,7 @@
 //! headers), in the same run, rounds alternated so drift hits each alike.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use hookline::dispatch::payload::template::presets;
@@ -55,6 +55,10 @@ pub enum Arrivals<'a> {
     Stream(&'a str, &'a redis::Client, &'a str),
     /// A JetStream stream: the webhook's URL, a context, and the stream's name.
     JetStream(&'a str, &'a async_nats::jetstream::Context, &'a str),
+    /// A RabbitMQ queue: the webhook's URL, a channel, and the queue's name.
+    Queue(&'a str, &'a lapin::Channel, &'a str),
+    /// Whatever a consumer of ours counts (an MQTT subscriber): the webhook's URL, the count.
+    Counted(&'a str, &'a AtomicUsize),
 }
 
 impl Arrivals<'_> {
@@ -62,7 +66,9 @@ impl Arrivals<'_> {
         match self {
             Arrivals::Sink(url, _)
             | Arrivals::Stream(url, _, _)
-            | Arrivals::JetStream(url, _, _) => url,
+            | Arrivals::JetStream(url, _, _)
+            | Arrivals::Queue(url, _, _)
+            | Arrivals::Counted(url, _) => url,
         }
     }
 
@@ -79,6 +85,12 @@ impl Arrivals<'_> {
             Arrivals::JetStream(_, context, name) => {
                 context.get_stream(*name).await?.purge().await?;
             }
+            Arrivals::Queue(_, channel, name) => {
+                channel
+                    .queue_purge((*name).into(), Default::default())
+                    .await?;
+            }
+            Arrivals::Counted(_, count) => count.store(0, Ordering::Relaxed),
         }
         Ok(())
     }
@@ -100,6 +112,17 @@ impl Arrivals<'_> {
                     .state
                     .messages as usize
             }
+            Arrivals::Queue(_, channel, name) => {
+                let passive = lapin::options::QueueDeclareOptions {
+                    passive: true,
+                    ..Default::default()
+                };
+                channel
+                    .queue_declare((*name).into(), passive, Default::default())
+                    .await?
+                    .message_count() as usize
+            }
+            Arrivals::Counted(_, count) => count.load(Ordering::Relaxed),
         })
     }
 
