@@ -32,12 +32,12 @@ const QUERY_SECRET: &str = "qs-SECRET-in-url-5521";
 /// The credential part of a chat webhook's URL (Slack's `/services/T…/B…/<this>`).
 const CHAT_URL_SECRET: &str = "chatSECRETurl7d3e0b";
 
-fn text(bytes: &[u8]) -> String {
+pub(super) fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
 /// `hookline args…` against `server` with `token`; (success, stdout, stderr).
-fn cli(server: &str, token: &str, args: &[&str]) -> (bool, String, String) {
+pub(super) fn cli(server: &str, token: &str, args: &[&str]) -> (bool, String, String) {
     let output: Output = Command::new(env!("CARGO_BIN_EXE_hookline"))
         .args(args)
         .env("HOOKLINE_SERVER", server)
@@ -52,7 +52,7 @@ fn cli(server: &str, token: &str, args: &[&str]) -> (bool, String, String) {
     )
 }
 
-async fn wait_listening(addr: SocketAddr, server: &Hookline) {
+pub(super) async fn wait_listening(addr: SocketAddr, server: &Hookline) {
     let deadline = Instant::now() + Duration::from_secs(20);
     while tokio::net::TcpStream::connect(addr).await.is_err() {
         assert!(Instant::now() < deadline, "not listening\n{}", server.log());
@@ -354,7 +354,7 @@ async fn no_secret_or_token_reaches_a_log_an_error_a_metric_or_a_listing() {
 }
 
 /// The lines around the first occurrence, for a useful failure.
-fn excerpt(haystack: &str, needle: &str) -> String {
+pub(super) fn excerpt(haystack: &str, needle: &str) -> String {
     haystack
         .lines()
         .filter(|l| l.contains(needle))
