@@ -549,7 +549,7 @@ mod tests {
             ),
             ("webhook.url: required", Box::new(|w| w.url.clear())),
             (
-                "webhook.url: scheme must be http or https (or nats, redis for a message bus)",
+                "webhook.url: scheme must be http or https (or amqp, mqtt, nats, redis for a message bus)",
                 Box::new(|w| w.url = "ftp://x/y".into()),
             ),
             (
