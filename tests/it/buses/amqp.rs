@@ -3,15 +3,13 @@
 
 use std::collections::HashSet;
 
-use hookline::api::proto::{self, CreateWebhookRequest, DeliveryStatus};
+use hookline::api::proto::{self, DeliveryStatus};
 use hookline::store::TokenKind;
 use lapin::types::AMQPValue;
-use tonic::Code;
 
-use super::{attempts, fast, hook, push_through_a_restart, verify_signed};
+use super::{attempts, fast, hook, push_through_a_restart, refused_urls, verify_signed};
 use crate::api::create;
 use crate::deliveries::wait_status;
-use crate::harness::api::{expect_code, violated_fields};
 use crate::harness::envelopes::push;
 use crate::harness::rabbitmq_server::RabbitMqServer;
 use crate::harness::server::TestServer;
@@ -106,35 +104,24 @@ store_test!(
         wait_status(&mut deliveries, &w.id, DeliveryStatus::Succeeded, 2).await;
         assert_eq!(rabbit.drain("images").await.len(), 1);
 
-        for (url, says) in [
-            (
-                format!("amqp://{}/vhost", rabbit.addr),
-                "the exchange is missing",
-            ),
-            (
-                format!("amqp://{}/?exchange=x&queue=q", rabbit.addr),
-                "unknown query parameter `queue`",
-            ),
-            (
-                format!("amqp://{}/?exchange=", rabbit.addr),
-                "add `&routing_key=QUEUE`",
-            ),
-        ] {
-            let status = expect_code(
-                api.create_webhook(CreateWebhookRequest {
-                    webhook: Some(hook(&url)),
-                    secret: String::new(),
-                })
-                .await,
-                Code::InvalidArgument,
-            );
-            assert_eq!(violated_fields(&status), ["webhook.url"], "{url}");
-            assert!(
-                status.message().contains(says),
-                "{url}: {}",
-                status.message()
-            );
-        }
+        refused_urls(
+            &mut api,
+            [
+                (
+                    format!("amqp://{}/vhost", rabbit.addr),
+                    "the exchange is missing",
+                ),
+                (
+                    format!("amqp://{}/?exchange=x&queue=q", rabbit.addr),
+                    "unknown query parameter `queue`",
+                ),
+                (
+                    format!("amqp://{}/?exchange=", rabbit.addr),
+                    "add `&routing_key=QUEUE`",
+                ),
+            ],
+        )
+        .await;
         server.stop().await;
     }
 );

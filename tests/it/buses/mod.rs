@@ -23,7 +23,7 @@ use tonic::Code;
 
 use crate::api::create;
 use crate::deliveries::wait_status;
-use crate::harness::api::{Deliveries, expect_code};
+use crate::harness::api::{Client, Deliveries, expect_code, violated_fields};
 use crate::harness::broker::Broker;
 use crate::harness::envelopes::push;
 use crate::harness::mosquitto_server::MosquittoServer;
@@ -82,6 +82,27 @@ fn fast(c: &mut hookline::config::Config) {
     c.dispatch.retry_schedule = vec![Duration::from_millis(200); 300];
     // A broker down for a moment must not open the circuit's long cool-down here.
     c.dispatch.circuit_threshold = u32::MAX;
+}
+
+/// Creating a webhook to each URL is INVALID_ARGUMENT on `webhook.url`, saying what the
+/// pair says.
+async fn refused_urls<const N: usize>(api: &mut Client, urls: [(String, &str); N]) {
+    for (url, says) in urls {
+        let status = expect_code(
+            api.create_webhook(CreateWebhookRequest {
+                webhook: Some(hook(&url)),
+                secret: String::new(),
+            })
+            .await,
+            Code::InvalidArgument,
+        );
+        assert_eq!(violated_fields(&status), ["webhook.url"], "{url}");
+        assert!(
+            status.message().contains(says),
+            "{url}: {}",
+            status.message()
+        );
+    }
 }
 
 /// A webhook named `bus` to `url`, everything else default.

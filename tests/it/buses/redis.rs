@@ -8,7 +8,7 @@ use redis::AsyncCommands;
 use redis::streams::StreamRangeReply;
 use tonic::Code;
 
-use super::{attempts, fast, hook, push_through_a_restart, verify_signed};
+use super::{attempts, fast, hook, push_through_a_restart, refused_urls, verify_signed};
 use crate::api::create;
 use crate::deliveries::wait_status;
 use crate::harness::api::{expect_code, violated_fields};
@@ -139,40 +139,29 @@ store_test!(
             log[0].reason
         );
 
-        for (url, says) in [
-            (
-                format!("redis://{}/0", broker.addr),
-                "the stream is missing",
-            ),
-            (
-                format!("redis://{}/0?stream=s&group=x", broker.addr),
-                "unknown query parameter `group`",
-            ),
-            (
-                format!("redis://{}/db?stream=s", broker.addr),
-                "database number",
-            ),
-            (format!("kafka://{}/topic", broker.addr), "scheme must be"),
-            (
-                format!("nats://{}/registry.*", broker.addr),
-                "without wildcards",
-            ),
-        ] {
-            let status = expect_code(
-                api.create_webhook(CreateWebhookRequest {
-                    webhook: Some(hook(&url)),
-                    secret: String::new(),
-                })
-                .await,
-                Code::InvalidArgument,
-            );
-            assert_eq!(violated_fields(&status), ["webhook.url"], "{url}");
-            assert!(
-                status.message().contains(says),
-                "{url}: {}",
-                status.message()
-            );
-        }
+        refused_urls(
+            &mut api,
+            [
+                (
+                    format!("redis://{}/0", broker.addr),
+                    "the stream is missing",
+                ),
+                (
+                    format!("redis://{}/0?stream=s&group=x", broker.addr),
+                    "unknown query parameter `group`",
+                ),
+                (
+                    format!("redis://{}/db?stream=s", broker.addr),
+                    "database number",
+                ),
+                (format!("kafka://{}/topic", broker.addr), "scheme must be"),
+                (
+                    format!("nats://{}/registry.*", broker.addr),
+                    "without wildcards",
+                ),
+            ],
+        )
+        .await;
         let mut chat = hook(&broker.url("s"));
         chat.payload_format = proto::PayloadFormat::Slack as i32;
         let status = expect_code(

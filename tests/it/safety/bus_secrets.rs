@@ -5,15 +5,13 @@
 //! rumqttc included). Then scans the server log, every CLI output but create's (which
 //! shows the URL once, to its owner), every attempt's error and the metrics text.
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use super::push;
-use super::secrets::{cli, excerpt, text, wait_listening};
+use super::secrets::{cli, debug_server, excerpt, mint_token};
 use crate::harness::db::{Backend, TestDb};
 use crate::harness::mosquitto_server::MosquittoServer;
 use crate::harness::nats_server::NatsServer;
-use crate::harness::process::{Hookline, free_addr};
 use crate::harness::rabbitmq_server::RabbitMqServer;
 use crate::harness::redis_server::RedisServer;
 
@@ -34,42 +32,10 @@ async fn no_broker_password_reaches_a_log_an_error_a_metric_or_a_listing() {
     let rabbit = RabbitMqServer::start().await;
     rabbit.bind("registry", "images", "pushed").await;
 
-    let (api_addr, ingest_addr) = (free_addr(), free_addr());
-    let mut server = Hookline::spawn(&[
-        "serve",
-        "--db",
-        &db.url,
-        "--api-addr",
-        &api_addr.to_string(),
-        "--ingest-addr",
-        &ingest_addr.to_string(),
-        "--registry-token",
-        crate::harness::server::REGISTRY_TOKEN,
-        "--poll-interval",
-        "100ms",
-        "--log-level",
-        "debug",
-    ]);
-    server.wait_healthy(ingest_addr).await;
-    wait_listening(api_addr, &server).await;
+    let (mut server, api_addr, ingest_addr) =
+        debug_server(&db, crate::harness::server::REGISTRY_TOKEN).await;
     let api = format!("http://{api_addr}");
-    let token = Command::new(env!("CARGO_BIN_EXE_hookline"))
-        .args([
-            "tokens",
-            "create",
-            "--namespace",
-            "acme",
-            "--output",
-            "json",
-        ])
-        .args(["--db", &db.url])
-        .output()
-        .expect("tokens create");
-    assert!(token.status.success(), "{}", text(&token.stderr));
-    let token = serde_json::from_slice::<serde_json::Value>(&token.stdout).expect("json")["token"]
-        .as_str()
-        .expect("token")
-        .to_owned();
+    let (token, _) = mint_token(&db);
 
     let wrong_redis = redis
         .url("images")

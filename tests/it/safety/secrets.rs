@@ -52,20 +52,14 @@ pub(super) fn cli(server: &str, token: &str, args: &[&str]) -> (bool, String, St
     )
 }
 
-pub(super) async fn wait_listening(addr: SocketAddr, server: &Hookline) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while tokio::net::TcpStream::connect(addr).await.is_err() {
-        assert!(Instant::now() < deadline, "not listening\n{}", server.log());
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn no_secret_or_token_reaches_a_log_an_error_a_metric_or_a_listing() {
-    let db = TestDb::new(Backend::Sqlite).await;
-    let receiver = Receiver::start().await;
+/// `hookline serve` on `db` logging at `debug` for every crate, ingest taking
+/// `registry_token`, once both listeners answer; with its API and ingest addresses.
+pub(super) async fn debug_server(
+    db: &TestDb,
+    registry_token: &str,
+) -> (Hookline, SocketAddr, SocketAddr) {
     let (api_addr, ingest_addr) = (free_addr(), free_addr());
-    let mut server = Hookline::spawn(&[
+    let server = Hookline::spawn(&[
         "serve",
         "--db",
         &db.url,
@@ -74,7 +68,7 @@ async fn no_secret_or_token_reaches_a_log_an_error_a_metric_or_a_listing() {
         "--ingest-addr",
         &ingest_addr.to_string(),
         "--registry-token",
-        REGISTRY_TOKEN,
+        registry_token,
         "--poll-interval",
         "100ms",
         "--log-level",
@@ -82,11 +76,12 @@ async fn no_secret_or_token_reaches_a_log_an_error_a_metric_or_a_listing() {
     ]);
     server.wait_healthy(ingest_addr).await;
     wait_listening(api_addr, &server).await;
-    let api = format!("http://{api_addr}");
-    let mut scanned: Vec<String> = Vec::new();
+    (server, api_addr, ingest_addr)
+}
 
-    // An operator mints an API token.
-    let token_out = Command::new(env!("CARGO_BIN_EXE_hookline"))
+/// An API token for namespace `acme`, minted by the CLI at `debug`; and its stderr.
+pub(super) fn mint_token(db: &TestDb) -> (String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_hookline"))
         .args([
             "tokens",
             "create",
@@ -98,13 +93,33 @@ async fn no_secret_or_token_reaches_a_log_an_error_a_metric_or_a_listing() {
         .args(["--db", &db.url, "--log-level", "debug"])
         .output()
         .expect("tokens create");
-    assert!(token_out.status.success(), "{}", text(&token_out.stderr));
-    scanned.push(text(&token_out.stderr));
-    let api_token =
-        serde_json::from_slice::<serde_json::Value>(&token_out.stdout).expect("json")["token"]
-            .as_str()
-            .expect("token")
-            .to_owned();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let token = serde_json::from_slice::<serde_json::Value>(&out.stdout).expect("json")["token"]
+        .as_str()
+        .expect("token")
+        .to_owned();
+    (token, text(&out.stderr))
+}
+
+async fn wait_listening(addr: SocketAddr, server: &Hookline) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while tokio::net::TcpStream::connect(addr).await.is_err() {
+        assert!(Instant::now() < deadline, "not listening\n{}", server.log());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_secret_or_token_reaches_a_log_an_error_a_metric_or_a_listing() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    let receiver = Receiver::start().await;
+    let (mut server, api_addr, ingest_addr) = debug_server(&db, REGISTRY_TOKEN).await;
+    let api = format!("http://{api_addr}");
+    let mut scanned: Vec<String> = Vec::new();
+
+    // An operator mints an API token.
+    let (api_token, stderr) = mint_token(&db);
+    scanned.push(stderr);
 
     // Create with a chosen secret, a credential header and a credential in the query.
     let url = format!("{}?key={QUERY_SECRET}", receiver.url());
