@@ -155,6 +155,8 @@ pub struct DispatchConfig {
     pub connect_timeout: Duration,
     /// Whole-request timeout.
     pub request_timeout: Duration,
+    /// The operator's CAs a destination's certificate may chain to, besides the web PKI.
+    pub destination_roots: Vec<tokio_rustls::rustls::pki_types::CertificateDer<'static>>,
     /// Response body bytes kept.
     pub response_body_limit: usize,
     /// Delay before retry n (1-based) is `retry_schedule[n-1]`; past its end, give up.

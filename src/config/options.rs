@@ -149,6 +149,11 @@ settings! {
         /// Whole-request timeout of a delivery (default 15s).
         #[arg(long, env = "HOOKLINE_REQUEST_TIMEOUT")]
         pub request_timeout: HumanDuration,
+        /// PEM file of CA certificates a destination's TLS certificate may chain to, besides
+        /// the public web PKI: for HTTPS receivers and TLS brokers on a private CA (default:
+        /// none). Read at start.
+        #[arg(long, env = "HOOKLINE_DESTINATION_CA_FILE")]
+        pub destination_ca_file: PathBuf,
         /// Bytes of a receiver's response body kept in the attempt log (default 16384).
         #[arg(long, env = "HOOKLINE_RESPONSE_BODY_LIMIT")]
         pub response_body_limit: usize,

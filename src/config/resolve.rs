@@ -87,6 +87,7 @@ impl Config {
                     .unwrap_or_else(|| s.max_in_flight.unwrap_or(256)),
                 connect_timeout: d(s.connect_timeout, Duration::from_secs(5)),
                 request_timeout,
+                destination_roots: destination_roots(s.destination_ca_file.as_deref())?,
                 response_body_limit: s.response_body_limit.unwrap_or(16 * 1024),
                 retry_schedule: s
                     .retry_schedule
@@ -196,6 +197,31 @@ impl Config {
     }
 }
 
+/// The certificates of `destination_ca_file`, if set: at least one, all parseable.
+fn destination_roots(
+    path: Option<&Path>,
+) -> Result<Vec<tokio_rustls::rustls::pki_types::CertificateDer<'static>>, ConfigError> {
+    use tokio_rustls::rustls::pki_types::CertificateDer;
+    use tokio_rustls::rustls::pki_types::pem::PemObject;
+    let Some(path) = path else {
+        return Ok(Vec::new());
+    };
+    let invalid = |reason: String| ConfigError::Invalid {
+        option: "destination_ca_file",
+        reason,
+    };
+    let roots = CertificateDer::pem_file_iter(path)
+        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| invalid(format!("{}: {e}", path.display())))?;
+    if roots.is_empty() {
+        return Err(invalid(format!(
+            "{}: no PEM certificate in it",
+            path.display()
+        )));
+    }
+    Ok(roots)
+}
+
 /// The environment token's registry access from its three options: a checked URL, and
 /// credentials only with it (both or neither). The password file's content never appears
 /// in an error.
@@ -303,6 +329,25 @@ mod tests {
         assert_eq!(c.db, "sqlite://from-flag.db");
         assert_eq!(c.dispatch.poll_interval, Duration::from_millis(250));
         assert_eq!(c.roles, vec![Role::Ingest]);
+    }
+
+    #[test]
+    fn destination_ca_file_must_hold_certificates() {
+        let serve = |path: &std::path::Path| ServeSettings {
+            destination_ca_file: Some(path.to_owned()),
+            ..Default::default()
+        };
+        let missing = std::path::Path::new("/nonexistent/ca.pem");
+        let empty = file("not a certificate\n");
+        for path in [missing, empty.path()] {
+            let error = Config::resolve(CommonSettings::default(), serve(path))
+                .expect_err("refused")
+                .to_string();
+            assert!(error.contains("destination_ca_file"), "{error}");
+        }
+        let c = Config::resolve(CommonSettings::default(), ServeSettings::default())
+            .expect("defaults are valid");
+        assert!(c.dispatch.destination_roots.is_empty(), "web PKI only");
     }
 
     #[test]

@@ -20,17 +20,24 @@ use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use super::backoff::parse_retry_after;
 use super::ssrf::{self, Guard};
 use super::transport::{Attempt, Destination, Exchange, Message, Outcome, RetryClass, Transport};
+use super::trust::Trust;
 
 /// Response headers kept in the attempt log, at most.
 const MAX_LOGGED_HEADERS: usize = 32;
 
-/// Builds the dispatcher's shared client, resolving every name through `guard`.
+/// Builds the dispatcher's shared client, resolving every name through `guard`, trusting
+/// the web PKI and `trust`'s extra CAs.
 pub fn build(
     connect_timeout: Duration,
     request_timeout: Duration,
     guard: &Guard,
+    trust: &Trust,
 ) -> reqwest::Result<reqwest::Client> {
-    reqwest::Client::builder()
+    let mut builder = reqwest::Client::builder();
+    for root in trust.extra() {
+        builder = builder.add_root_certificate(reqwest::Certificate::from_der(root)?);
+    }
+    builder
         .dns_resolver(guard.resolver())
         .user_agent(concat!("hookline/", env!("CARGO_PKG_VERSION")))
         .redirect(reqwest::redirect::Policy::none())
@@ -57,9 +64,10 @@ impl Http {
         connect_timeout: Duration,
         request_timeout: Duration,
         guard: Guard,
+        trust: &Trust,
         body_limit: usize,
     ) -> reqwest::Result<Http> {
-        let client = build(connect_timeout, request_timeout, &guard)?;
+        let client = build(connect_timeout, request_timeout, &guard, trust)?;
         Ok(Http {
             client,
             guard,

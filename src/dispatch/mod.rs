@@ -26,6 +26,7 @@ pub mod sign;
 pub mod ssrf;
 mod takeover;
 pub mod transport;
+pub mod trust;
 mod window;
 
 use std::collections::{HashMap, HashSet};
@@ -110,16 +111,25 @@ pub async fn run(
     handoff: Handoff,
     shutdown: CancellationToken,
 ) {
+    let trust = match trust::Trust::new(&config.destination_roots) {
+        Ok(trust) => trust,
+        Err(error) => {
+            tracing::error!(%error, "cannot use destination_ca_file; dispatcher not started");
+            return;
+        }
+    };
     let http = client::Http::new(
         config.connect_timeout,
         config.request_timeout,
         guard.clone(),
+        &trust,
         config.response_body_limit,
     );
     let transport: Box<dyn Transport> = match http {
         Ok(http) => Box::new(bus::Router::new(
             http,
             guard,
+            trust,
             config.connect_timeout,
             config.request_timeout,
         )),

@@ -387,3 +387,77 @@ async fn the_binary_serves_tls_reloads_on_sighup_and_refuses_bad_files_by_name()
         "a failed handshake is not a warning: {log}"
     );
 }
+
+/// The first attempt of the first delivery to `webhook_id`, once made.
+async fn first_attempt(
+    deliveries: &mut crate::harness::api::Deliveries,
+    webhook_id: &str,
+) -> hookline::api::proto::Attempt {
+    use hookline::api::proto::{DeliveryStatus, GetDeliveryRequest};
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let all = [
+            DeliveryStatus::Retrying,
+            DeliveryStatus::Failed,
+            DeliveryStatus::Succeeded,
+        ];
+        let found = crate::deliveries::deliveries_in(deliveries, webhook_id, &all).await;
+        if let Some(delivery) = found.first() {
+            let attempts = deliveries
+                .get_delivery(GetDeliveryRequest {
+                    id: delivery.id.clone(),
+                })
+                .await
+                .expect("get delivery")
+                .into_inner()
+                .attempts;
+            if let Some(first) = attempts.into_iter().next() {
+                return first;
+            }
+        }
+        assert!(Instant::now() < deadline, "no attempt was made");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_https_receiver_on_a_private_ca_is_trusted_only_through_destination_ca_file() {
+    use tokio_rustls::rustls::pki_types::CertificateDer;
+    use tokio_rustls::rustls::pki_types::pem::PemObject;
+
+    // The receiver: a hookline serving HTTPS with the private CA's certificate, whose
+    // answer (401: no registry token) proves the handshake went through.
+    let receiver_db = TestDb::new(Backend::Sqlite).await;
+    let ca = TestCa::new();
+    let (receiver, _) = tls_server(&receiver_db, &ca).await;
+    let url = format!("https://localhost:{}/v1/notify", receiver.ingest.port());
+    let root = CertificateDer::from_pem_file(&ca.pem_path).expect("ca.pem");
+
+    for trusted in [true, false] {
+        let db = TestDb::new(Backend::Sqlite).await;
+        let sender = TestServer::start(&db, |c| {
+            with_api(c);
+            c.dispatch.poll_interval = Duration::from_millis(100);
+            if trusted {
+                c.dispatch.destination_roots = vec![root.clone()];
+            }
+        })
+        .await;
+        let (_, token) = sender.token(TokenKind::Namespace, "acme").await;
+        let mut api = sender.api_client(Some(&token)).await;
+        let mut deliveries = sender.deliveries_client(Some(&token)).await;
+        let (w, _) = crate::api::create(&mut api, crate::api::hook("https", &url)).await;
+        sender.notify_ok(&envelopes::push("acme/app", "1.4")).await;
+        let attempt = first_attempt(&mut deliveries, &w.id).await;
+        if trusted {
+            assert_eq!(attempt.status_code, 401, "{attempt:?}");
+        } else {
+            assert_eq!(attempt.status_code, 0, "no answer: {attempt:?}");
+            assert!(attempt.error.contains("certificate"), "{}", attempt.error);
+        }
+        sender.stop().await;
+        db.finish().await;
+    }
+    receiver.stop().await;
+    receiver_db.finish().await;
+}

@@ -17,10 +17,11 @@ use std::time::{Duration, Instant};
 
 use super::client::Http;
 use super::transport::{Attempt, Destination, Exchange, Message, Outcome, RetryClass, Transport};
+use super::trust::Trust;
 use crate::ssrf::Guard;
 
 /// The URL schemes a webhook's destination may have.
-pub const SCHEMES: [&str; 6] = ["http", "https", "amqp", "mqtt", "nats", "redis"];
+pub const SCHEMES: [&str; 7] = ["http", "https", "amqp", "mqtt", "nats", "redis", "tls"];
 
 /// `url`'s scheme, in lower case ("" when it has none).
 fn scheme(url: &str) -> String {
@@ -34,7 +35,7 @@ fn scheme(url: &str) -> String {
 /// application properties, none in MQTT 5 user properties.
 pub fn cloudevents_prefix(url: &str) -> Option<&'static str> {
     match scheme(url).as_str() {
-        "nats" => Some("ce-"),
+        "nats" | "tls" => Some("ce-"),
         "amqp" => Some("cloudEvents:"),
         "mqtt" => Some(""),
         _ => None,
@@ -43,7 +44,10 @@ pub fn cloudevents_prefix(url: &str) -> Option<&'static str> {
 
 /// Whether `url` names a message bus rather than an HTTP receiver.
 pub fn is_bus(url: &str) -> bool {
-    matches!(scheme(url).as_str(), "amqp" | "mqtt" | "nats" | "redis")
+    matches!(
+        scheme(url).as_str(),
+        "amqp" | "mqtt" | "nats" | "tls" | "redis"
+    )
 }
 
 /// Whether a bus URL names a destination hookline can publish to; if not, what is wrong,
@@ -52,7 +56,7 @@ pub fn check(url: &reqwest::Url) -> Result<(), String> {
     let (bus, read) = match url.scheme() {
         "amqp" => ("an AMQP", amqp::target(url).map(drop)),
         "mqtt" => ("an MQTT", mqtt::target(url).map(drop)),
-        "nats" => ("a NATS", nats::target(url).map(drop)),
+        "nats" | "tls" => ("a NATS", nats::target(url).map(drop)),
         "redis" => ("a Redis", redis::target(url).map(drop)),
         other => return Err(format!("`{other}` is not a message bus")),
     };
@@ -117,13 +121,19 @@ pub struct Router {
 }
 
 impl Router {
-    /// HTTP and the buses, each vetting hosts with `guard`, each publish bounded by
-    /// `timeout`.
-    pub fn new(http: Http, guard: Guard, connect_timeout: Duration, timeout: Duration) -> Router {
+    /// HTTP and the buses, each vetting hosts with `guard`, TLS brokers verified under
+    /// `trust`, each publish bounded by `timeout`.
+    pub fn new(
+        http: Http,
+        guard: Guard,
+        trust: Trust,
+        connect_timeout: Duration,
+        timeout: Duration,
+    ) -> Router {
         Router {
             http,
             redis: redis::Streams::new(guard.clone(), connect_timeout, timeout),
-            nats: nats::JetStream::new(guard.clone(), connect_timeout, timeout),
+            nats: nats::JetStream::new(guard.clone(), trust, connect_timeout, timeout),
             amqp: amqp::Exchanges::new(guard.clone(), connect_timeout, timeout),
             mqtt: mqtt::Topics::new(guard, connect_timeout, timeout),
         }
@@ -136,7 +146,7 @@ impl Transport for Router {
         let scheme = scheme(destination.address);
         match scheme.as_str() {
             "redis" => self.redis.send(destination, message).await,
-            "nats" => self.nats.send(destination, message).await,
+            "nats" | "tls" => self.nats.send(destination, message).await,
             "amqp" => self.amqp.send(destination, message).await,
             "mqtt" => self.mqtt.send(destination, message).await,
             "http" | "https" => self.http.send(destination, message).await,

@@ -1,4 +1,5 @@
-//! NATS JetStream: `nats://[user:pass@]host[:port]/SUBJECT`.
+//! NATS JetStream: `nats://[user:pass@]host[:port]/SUBJECT`, or `tls://` for TLS (the
+//! server's certificate verified for the URL's host under `trust::Trust`).
 //!
 //! Each delivery is published to the subject with the delivery id as `Nats-Msg-Id`, so the
 //! stream's duplicate window drops a re-sent message, and every header a webhook sends
@@ -19,6 +20,7 @@ use async_nats::{ConnectErrorKind, ConnectOptions};
 use super::pool::{IDLE, Pool};
 use super::{Endpoint, delivered, locate, rejected, retry};
 use crate::dispatch::transport::{Attempt, Destination, Message, RetryClass};
+use crate::dispatch::trust::Trust;
 use crate::ssrf::Guard;
 
 /// The default port.
@@ -31,6 +33,8 @@ pub struct Target {
     pub endpoint: Endpoint,
     /// The subject published to; a stream must capture it.
     pub subject: String,
+    /// TLS required (`tls://`).
+    pub tls: bool,
 }
 
 /// Reads a `nats://` URL; the error says what is wrong, for the owner.
@@ -56,12 +60,14 @@ pub fn target(url: &reqwest::Url) -> Result<Target, String> {
     Ok(Target {
         endpoint,
         subject: subject.to_owned(),
+        tls: url.scheme() == "tls",
     })
 }
 
 /// The JetStream transport: its guard, its bounds, its clients by server.
 pub struct JetStream {
     guard: Guard,
+    trust: Trust,
     connect_timeout: Duration,
     timeout: Duration,
     /// Keyed by address, port and credentials.
@@ -69,9 +75,15 @@ pub struct JetStream {
 }
 
 impl JetStream {
-    pub(super) fn new(guard: Guard, connect_timeout: Duration, timeout: Duration) -> JetStream {
+    pub(super) fn new(
+        guard: Guard,
+        trust: Trust,
+        connect_timeout: Duration,
+        timeout: Duration,
+    ) -> JetStream {
         JetStream {
             guard,
+            trust,
             connect_timeout,
             timeout,
             clients: Pool::new(IDLE),
@@ -88,11 +100,13 @@ impl JetStream {
             Ok(located) => located,
             Err(attempt) => return *attempt,
         };
-        let key = target.endpoint.key(ip, "");
-        let connecting = self.clients.get(&key, || self.connect(ip, &target));
+        let key = target.endpoint.key(ip, if target.tls { "tls" } else { "" });
+        let connecting = self
+            .clients
+            .get(&key, || self.connect(started, ip, &target));
         let context = match connecting.await {
             Ok(context) => context,
-            Err(error) => return connect_failed(started, &error),
+            Err(attempt) => return *attempt,
         };
         let mut headers = async_nats::HeaderMap::new();
         headers.insert("content-type", message.content_type.as_ref());
@@ -156,31 +170,48 @@ impl JetStream {
         }
     }
 
-    /// A client of the vetted address; it reconnects by itself.
+    /// A client of the vetted address (over TLS for `tls://`); it reconnects by itself.
+    /// Or, as an attempt, why not.
     async fn connect(
         &self,
+        started: Instant,
         ip: IpAddr,
         target: &Target,
-    ) -> Result<async_nats::jetstream::Context, async_nats::ConnectError> {
+    ) -> Result<async_nats::jetstream::Context, Box<Attempt>> {
         let mut options = ConnectOptions::new()
             .connection_timeout(self.connect_timeout)
             .name("hookline");
         let endpoint = &target.endpoint;
+        if target.tls {
+            let config = self
+                .trust
+                .for_host(&endpoint.host)
+                .map_err(|reason| Box::new(rejected(started, "invalid_url", reason)))?;
+            options = options.require_tls(true).tls_client_config(config);
+        }
         if let (Some(user), Some(password)) = (&endpoint.username, &endpoint.password) {
             options = options.user_and_password(user.clone(), password.clone());
         }
         let client = options
             .connect(SocketAddr::new(ip, endpoint.port).to_string())
-            .await?;
+            .await
+            .map_err(|error| Box::new(connect_failed(started, &error)))?;
         let mut context = async_nats::jetstream::new(client);
         context.set_timeout(self.timeout);
         Ok(context)
     }
 }
 
-/// A connection that failed: refused credentials are final, the rest retried.
+/// A connection that failed: refused credentials are final, the rest retried (a TLS
+/// failure too: a certificate may be renewed).
 fn connect_failed(started: Instant, error: &async_nats::ConnectError) -> Attempt {
     match error.kind() {
+        ConnectErrorKind::Tls => retry(
+            started,
+            RetryClass::Connect,
+            "connect",
+            format!("TLS with the server failed: {error}"),
+        ),
         ConnectErrorKind::AuthorizationViolation | ConnectErrorKind::Authentication => rejected(
             started,
             "broker",
