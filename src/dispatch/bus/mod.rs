@@ -21,7 +21,9 @@ use super::trust::Trust;
 use crate::ssrf::Guard;
 
 /// The URL schemes a webhook's destination may have.
-pub const SCHEMES: [&str; 7] = ["http", "https", "amqp", "mqtt", "nats", "redis", "tls"];
+pub const SCHEMES: [&str; 8] = [
+    "http", "https", "amqp", "mqtt", "nats", "redis", "rediss", "tls",
+];
 
 /// `url`'s scheme, in lower case ("" when it has none).
 fn scheme(url: &str) -> String {
@@ -46,7 +48,7 @@ pub fn cloudevents_prefix(url: &str) -> Option<&'static str> {
 pub fn is_bus(url: &str) -> bool {
     matches!(
         scheme(url).as_str(),
-        "amqp" | "mqtt" | "nats" | "tls" | "redis"
+        "amqp" | "mqtt" | "nats" | "tls" | "redis" | "rediss"
     )
 }
 
@@ -57,7 +59,7 @@ pub fn check(url: &reqwest::Url) -> Result<(), String> {
         "amqp" => ("an AMQP", amqp::target(url).map(drop)),
         "mqtt" => ("an MQTT", mqtt::target(url).map(drop)),
         "nats" | "tls" => ("a NATS", nats::target(url).map(drop)),
-        "redis" => ("a Redis", redis::target(url).map(drop)),
+        "redis" | "rediss" => ("a Redis", redis::target(url).map(drop)),
         other => return Err(format!("`{other}` is not a message bus")),
     };
     read.map_err(|problem| format!("{bus} destination: {problem}"))
@@ -132,7 +134,7 @@ impl Router {
     ) -> Router {
         Router {
             http,
-            redis: redis::Streams::new(guard.clone(), connect_timeout, timeout),
+            redis: redis::Streams::new(guard.clone(), trust.clone(), connect_timeout, timeout),
             nats: nats::JetStream::new(guard.clone(), trust, connect_timeout, timeout),
             amqp: amqp::Exchanges::new(guard.clone(), connect_timeout, timeout),
             mqtt: mqtt::Topics::new(guard, connect_timeout, timeout),
@@ -145,7 +147,7 @@ impl Transport for Router {
     async fn send(&self, destination: Destination<'_>, message: Message) -> Attempt {
         let scheme = scheme(destination.address);
         match scheme.as_str() {
-            "redis" => self.redis.send(destination, message).await,
+            "redis" | "rediss" => self.redis.send(destination, message).await,
             "nats" | "tls" => self.nats.send(destination, message).await,
             "amqp" => self.amqp.send(destination, message).await,
             "mqtt" => self.mqtt.send(destination, message).await,

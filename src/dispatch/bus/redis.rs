@@ -1,4 +1,6 @@
-//! Redis Streams: `redis://[user:pass@]host[:port][/DB]?stream=KEY[&maxlen=N]`.
+//! Redis Streams: `redis://[user:pass@]host[:port][/DB]?stream=KEY[&maxlen=N]`, or
+//! `rediss://` for TLS (the server's certificate verified for the URL's host under
+//! `trust::Trust`, through the tree's one rustls).
 //!
 //! Each delivery is one `XADD` to the stream with the fields `id` (the delivery id, the
 //! consumer's dedupe key), `content-type`, `payload` (the body) and every header a
@@ -9,14 +11,19 @@
 //! and the next send opens a new one.
 
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, ConnectionAddr, ErrorKind, IntoConnectionInfo, RedisError};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+use tokio_rustls::rustls::pki_types::ServerName;
 
 use super::pool::{IDLE, Pool};
 use super::{Endpoint, delivered, locate, rejected, retry};
 use crate::dispatch::transport::{Attempt, Destination, Message, RetryClass};
+use crate::dispatch::trust::Trust;
 use crate::ssrf::Guard;
 
 /// The default port.
@@ -33,6 +40,8 @@ pub struct Target {
     pub stream: String,
     /// Trim the stream to about this many entries (`MAXLEN ~`).
     pub maxlen: Option<u64>,
+    /// TLS required (`rediss://`).
+    pub tls: bool,
 }
 
 /// Reads a `redis://` URL; the error says what is wrong, for the owner.
@@ -74,12 +83,14 @@ pub fn target(url: &reqwest::Url) -> Result<Target, String> {
         db,
         stream: stream.ok_or("the stream is missing: add `?stream=KEY`")?,
         maxlen,
+        tls: url.scheme() == "rediss",
     })
 }
 
 /// The Redis transport: its guard, its bounds, its connections by endpoint.
 pub struct Streams {
     guard: Guard,
+    trust: Trust,
     connect_timeout: Duration,
     timeout: Duration,
     /// Keyed by address, port, database and credentials.
@@ -87,9 +98,15 @@ pub struct Streams {
 }
 
 impl Streams {
-    pub(super) fn new(guard: Guard, connect_timeout: Duration, timeout: Duration) -> Streams {
+    pub(super) fn new(
+        guard: Guard,
+        trust: Trust,
+        connect_timeout: Duration,
+        timeout: Duration,
+    ) -> Streams {
         Streams {
             guard,
+            trust,
             connect_timeout,
             timeout,
             connections: Pool::new(IDLE),
@@ -106,7 +123,8 @@ impl Streams {
             Ok(located) => located,
             Err(attempt) => return *attempt,
         };
-        let key = target.endpoint.key(ip, &target.db.to_string());
+        let tls = if target.tls { "|tls" } else { "" };
+        let key = target.endpoint.key(ip, &format!("{}{tls}", target.db));
         let connecting = self.connections.get(&key, || self.connect(ip, &target));
         let mut connection = match connecting.await {
             Ok(connection) => connection,
@@ -136,7 +154,7 @@ impl Streams {
         }
     }
 
-    /// A connection to the vetted address.
+    /// A connection to the vetted address, over TLS for `rediss://`.
     async fn connect(
         &self,
         ip: IpAddr,
@@ -150,15 +168,44 @@ impl Streams {
         if let Some(password) = &endpoint.password {
             redis_info = redis_info.set_password(password);
         }
-        let info = ConnectionAddr::Tcp(ip.to_string(), endpoint.port)
-            .into_connection_info()?
-            .set_redis_settings(redis_info);
         let config = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(self.connect_timeout))
             .set_response_timeout(Some(self.timeout));
+        if target.tls {
+            return self.connect_tls(ip, target, &redis_info, config).await;
+        }
+        let info = ConnectionAddr::Tcp(ip.to_string(), endpoint.port)
+            .into_connection_info()?
+            .set_redis_settings(redis_info);
         redis::Client::open(info)?
             .get_multiplexed_async_connection_with_config(&config)
             .await
+    }
+
+    /// TLS to the vetted address with the URL's host name (SNI and the certificate
+    /// check), then the same connection over it; its driver runs until it closes.
+    async fn connect_tls(
+        &self,
+        ip: IpAddr,
+        target: &Target,
+        redis_info: &redis::RedisConnectionInfo,
+        config: AsyncConnectionConfig,
+    ) -> Result<MultiplexedConnection, RedisError> {
+        let host = &target.endpoint.host;
+        let tls = self.trust.for_host(host).map_err(std::io::Error::other)?;
+        let name = ServerName::try_from(host.clone()).map_err(std::io::Error::other)?;
+        let handshake = async {
+            let tcp = TcpStream::connect((ip, target.endpoint.port)).await?;
+            tcp.set_nodelay(true)?;
+            TlsConnector::from(Arc::new(tls)).connect(name, tcp).await
+        };
+        let stream = tokio::time::timeout(self.connect_timeout, handshake)
+            .await
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "TLS connect"))??;
+        let (connection, driver) =
+            MultiplexedConnection::new_with_config(redis_info, stream, config).await?;
+        tokio::spawn(driver);
+        Ok(connection)
     }
 }
 
