@@ -21,8 +21,8 @@ use super::trust::Trust;
 use crate::ssrf::Guard;
 
 /// The URL schemes a webhook's destination may have.
-pub const SCHEMES: [&str; 8] = [
-    "http", "https", "amqp", "mqtt", "nats", "redis", "rediss", "tls",
+pub const SCHEMES: [&str; 9] = [
+    "http", "https", "amqp", "mqtt", "mqtts", "nats", "redis", "rediss", "tls",
 ];
 
 /// `url`'s scheme, in lower case ("" when it has none).
@@ -39,7 +39,7 @@ pub fn cloudevents_prefix(url: &str) -> Option<&'static str> {
     match scheme(url).as_str() {
         "nats" | "tls" => Some("ce-"),
         "amqp" => Some("cloudEvents:"),
-        "mqtt" => Some(""),
+        "mqtt" | "mqtts" => Some(""),
         _ => None,
     }
 }
@@ -48,7 +48,7 @@ pub fn cloudevents_prefix(url: &str) -> Option<&'static str> {
 pub fn is_bus(url: &str) -> bool {
     matches!(
         scheme(url).as_str(),
-        "amqp" | "mqtt" | "nats" | "tls" | "redis" | "rediss"
+        "amqp" | "mqtt" | "mqtts" | "nats" | "tls" | "redis" | "rediss"
     )
 }
 
@@ -57,7 +57,7 @@ pub fn is_bus(url: &str) -> bool {
 pub fn check(url: &reqwest::Url) -> Result<(), String> {
     let (bus, read) = match url.scheme() {
         "amqp" => ("an AMQP", amqp::target(url).map(drop)),
-        "mqtt" => ("an MQTT", mqtt::target(url).map(drop)),
+        "mqtt" | "mqtts" => ("an MQTT", mqtt::target(url).map(drop)),
         "nats" | "tls" => ("a NATS", nats::target(url).map(drop)),
         "redis" | "rediss" => ("a Redis", redis::target(url).map(drop)),
         other => return Err(format!("`{other}` is not a message bus")),
@@ -135,9 +135,9 @@ impl Router {
         Router {
             http,
             redis: redis::Streams::new(guard.clone(), trust.clone(), connect_timeout, timeout),
-            nats: nats::JetStream::new(guard.clone(), trust, connect_timeout, timeout),
+            nats: nats::JetStream::new(guard.clone(), trust.clone(), connect_timeout, timeout),
             amqp: amqp::Exchanges::new(guard.clone(), connect_timeout, timeout),
-            mqtt: mqtt::Topics::new(guard, connect_timeout, timeout),
+            mqtt: mqtt::Topics::new(guard, trust, connect_timeout, timeout),
         }
     }
 }
@@ -150,7 +150,7 @@ impl Transport for Router {
             "redis" | "rediss" => self.redis.send(destination, message).await,
             "nats" | "tls" => self.nats.send(destination, message).await,
             "amqp" => self.amqp.send(destination, message).await,
-            "mqtt" => self.mqtt.send(destination, message).await,
+            "mqtt" | "mqtts" => self.mqtt.send(destination, message).await,
             "http" | "https" => self.http.send(destination, message).await,
             _ => rejected(
                 Instant::now(),

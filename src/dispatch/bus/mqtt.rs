@@ -1,4 +1,6 @@
-//! MQTT 5: `mqtt://[user:pass@]host[:port]/TOPIC`.
+//! MQTT 5: `mqtt://[user:pass@]host[:port]/TOPIC`, or `mqtts://` for TLS (port 8883
+//! unless given; the broker's certificate verified for the URL's host under
+//! `trust::Trust`).
 //!
 //! Each delivery is one QoS 1 publish, delivered when the broker's PUBACK says it took it.
 //! The content type is the payload's; every header a webhook sends (the delivery id and
@@ -19,19 +21,21 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use rumqttc::Outgoing;
 use rumqttc::v5::mqttbytes::QoS;
 use rumqttc::v5::mqttbytes::v5::{ConnectReturnCode, Packet, PubAckReason, PublishProperties};
 use rumqttc::v5::{AsyncClient, ConnectionError, Event, EventLoop, MqttOptions};
+use rumqttc::{Outgoing, TlsConfiguration, Transport};
 use tokio::sync::oneshot;
 
 use super::pool::{IDLE, Pool, lock};
 use super::{Endpoint, delivered, locate, rejected, retry};
 use crate::dispatch::transport::{Attempt, Destination, Message, RetryClass};
+use crate::dispatch::trust::Trust;
 use crate::ssrf::Guard;
 
-/// The default port.
+/// The default port, and with TLS.
 const PORT: u16 = 1883;
+const TLS_PORT: u16 = 8883;
 
 /// Publishes one connection holds before `send` says "try again": far above any
 /// webhook's window.
@@ -44,11 +48,14 @@ pub struct Target {
     pub endpoint: Endpoint,
     /// The topic published to (the URL's path, percent-decoded).
     pub topic: String,
+    /// TLS required (`mqtts://`).
+    pub tls: bool,
 }
 
 /// Reads an `mqtt://` URL; the error says what is wrong, for the owner.
 pub fn target(url: &reqwest::Url) -> Result<Target, String> {
-    let endpoint = Endpoint::of(url, PORT, "broker")?;
+    let tls = url.scheme() == "mqtts";
+    let endpoint = Endpoint::of(url, if tls { TLS_PORT } else { PORT }, "broker")?;
     if url.query().is_some() {
         return Err("an MQTT destination takes no query parameters".into());
     }
@@ -68,12 +75,14 @@ pub fn target(url: &reqwest::Url) -> Result<Target, String> {
     Ok(Target {
         endpoint,
         topic: topic.into_owned(),
+        tls,
     })
 }
 
 /// The MQTT transport: its guard, its bounds, its connections by broker.
 pub struct Topics {
     guard: Guard,
+    trust: Trust,
     connect_timeout: Duration,
     timeout: Duration,
     /// Keyed by address, port and credentials.
@@ -81,9 +90,15 @@ pub struct Topics {
 }
 
 impl Topics {
-    pub(super) fn new(guard: Guard, connect_timeout: Duration, timeout: Duration) -> Topics {
+    pub(super) fn new(
+        guard: Guard,
+        trust: Trust,
+        connect_timeout: Duration,
+        timeout: Duration,
+    ) -> Topics {
         Topics {
             guard,
+            trust,
             connect_timeout,
             timeout,
             links: Pool::new(IDLE),
@@ -100,7 +115,7 @@ impl Topics {
             Ok(located) => located,
             Err(attempt) => return *attempt,
         };
-        let key = target.endpoint.key(ip, "");
+        let key = target.endpoint.key(ip, if target.tls { "tls" } else { "" });
         let connecting = self.links.get(&key, || self.connect(started, ip, &target));
         let link = match connecting.await {
             Ok(link) => link,
@@ -184,6 +199,14 @@ impl Topics {
         if let Some(username) = &endpoint.username {
             let password = endpoint.password.clone().unwrap_or_default();
             options.set_credentials(username.clone(), password);
+        }
+        if target.tls {
+            let config = self
+                .trust
+                .for_host(&endpoint.host)
+                .map_err(|reason| Box::new(rejected(started, "invalid_url", reason)))?;
+            let tls = TlsConfiguration::Rustls(Arc::new(config));
+            options.set_transport(Transport::tls_with_config(tls));
         }
         let (client, mut events) = AsyncClient::new(options, QUEUE);
         let accepted = async {
@@ -354,6 +377,12 @@ fn connect_failed(started: Instant, error: ConnectionError) -> Attempt {
             started,
             "broker",
             format!("the broker does not speak MQTT 5 ({code:?}), which hookline publishes with"),
+        ),
+        ConnectionError::Tls(error) => retry(
+            started,
+            RetryClass::Connect,
+            "connect",
+            format!("TLS with the broker failed: {error}"),
         ),
         ConnectionError::Io(error) => retry(
             started,

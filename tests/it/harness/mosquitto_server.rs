@@ -2,7 +2,8 @@
 //! kill and start it without touching the machine's. It saves its state after every change
 //! (`autosave_on_changes`), so a persistent session and what is queued for it survive a
 //! kill. With credentials it lets in only that user, from a password file
-//! `mosquitto_passwd` writes. [`Subscriber`] is a consumer with rumqttc's MQTT 5 client.
+//! `mosquitto_passwd` writes. It can serve TLS with a certificate of the test's own CA
+//! (`tls.rs`). [`Subscriber`] is a consumer with rumqttc's MQTT 5 client.
 
 use std::ops::{Deref, DerefMut};
 use std::process::Command;
@@ -13,24 +14,54 @@ use rumqttc::v5::mqttbytes::QoS;
 use rumqttc::v5::mqttbytes::v5::Packet;
 use rumqttc::v5::{AsyncClient, Event, MqttOptions};
 
+use std::path::PathBuf;
+
 use super::broker::Broker;
+use super::process::free_addr;
+use super::tls::TestCa;
 
 pub struct MosquittoServer {
     broker: Broker,
     credentials: Option<(String, String)>,
+    /// With TLS on `addr`: the plaintext port the test's own consumers use.
+    plain: Option<std::net::SocketAddr>,
 }
 
 impl MosquittoServer {
     /// Starts one, letting in only `user` with `password` when given.
     pub async fn start(credentials: Option<(&str, &str)>) -> MosquittoServer {
+        Self::start_with(credentials, None).await
+    }
+
+    /// Starts one serving TLS on `addr` with a certificate `ca` issued for localhost (and
+    /// plaintext on another port, for the test's own consumers).
+    pub async fn start_tls(ca: &TestCa) -> MosquittoServer {
+        let (cert, key) = ca.server_paths();
+        ca.leaf().write(&cert, &key);
+        Self::start_with(None, Some((cert, key))).await
+    }
+
+    async fn start_with(
+        credentials: Option<(&str, &str)>,
+        tls: Option<(PathBuf, PathBuf)>,
+    ) -> MosquittoServer {
         let credentials = credentials.map(|(u, p)| (u.to_owned(), p.to_owned()));
         let required = credentials.clone();
+        let plain = tls.as_ref().map(|_| free_addr());
         let broker = Broker::start("mosquitto", move |addr, dir| {
             let mut config = format!(
-                "listener {} 127.0.0.1\nuser root\npersistence true\npersistence_location {}/\nautosave_on_changes true\nautosave_interval 1\n",
-                addr.port(),
-                dir.display()
+                "user root\npersistence true\npersistence_location {}/\nautosave_on_changes true\nautosave_interval 1\nlistener {} 127.0.0.1\n",
+                dir.display(),
+                addr.port()
             );
+            if let (Some((cert, key)), Some(plain)) = (&tls, plain) {
+                config += &format!(
+                    "certfile {}\nkeyfile {}\nlistener {} 127.0.0.1\n",
+                    cert.display(),
+                    key.display(),
+                    plain.port()
+                );
+            }
             match &required {
                 Some((user, password)) => {
                     let file = dir.join("passwords");
@@ -58,7 +89,13 @@ impl MosquittoServer {
         MosquittoServer {
             broker,
             credentials,
+            plain,
         }
+    }
+
+    /// `mqtts://localhost:PORT/TOPIC`, its TLS address by the certificate's name.
+    pub fn tls_url(&self, topic: &str) -> String {
+        format!("mqtts://localhost:{}/{topic}", self.addr.port())
     }
 
     /// `mqtt://[user:password@]127.0.0.1:PORT/TOPIC`.
@@ -75,7 +112,8 @@ impl MosquittoServer {
     /// broker has confirmed the subscription.
     pub async fn subscribe(&self, topic: &str) -> Subscriber {
         let id = format!("consumer-{}", rand::random::<u32>());
-        let mut options = MqttOptions::new(id, "127.0.0.1", self.addr.port());
+        let port = self.plain.unwrap_or(self.addr).port();
+        let mut options = MqttOptions::new(id, "127.0.0.1", port);
         options
             .set_clean_start(false)
             .set_session_expiry_interval(Some(3600))
