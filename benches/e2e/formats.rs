@@ -144,8 +144,9 @@ impl Arrivals<'_> {
     }
 }
 
-/// One round: one webhook, `deliveries` envelopes from 32 clients; (deliveries/s, CPU ms
-/// per delivery over hookline, PostgreSQL and whatever `other_cpu` counts).
+/// One round: one webhook, `deliveries` envelopes from 32 clients; deliveries/s, CPU ms
+/// per delivery over hookline and PostgreSQL, and apart that of whatever `other_cpu`
+/// counts (a broker).
 pub async fn round(
     backend: &str,
     dir: &std::path::Path,
@@ -154,7 +155,7 @@ pub async fn round(
     deliveries: usize,
     round: usize,
     other_cpu: fn() -> f64,
-) -> Result<(f64, f64), Error> {
+) -> Result<Round, Error> {
     let db = fresh_db(
         backend,
         dir,
@@ -176,8 +177,7 @@ pub async fn round(
     store.close().await;
     let h = Hookline::start(&db, "ingest,dispatcher", &[]).await?;
     arrivals.reset().await?;
-    let cpu = || postgres_cpu_seconds() + other_cpu();
-    let (server_cpu, other) = (h.cpu_seconds(), cpu());
+    let (server_cpu, database, other) = (h.cpu_seconds(), postgres_cpu_seconds(), other_cpu());
     let started = Instant::now();
     drive(
         h.addr,
@@ -188,26 +188,41 @@ pub async fn round(
     .await?;
     arrivals.wait(deliveries).await?;
     let elapsed = started.elapsed();
-    let used = (h.cpu_seconds() - server_cpu) + (cpu() - other);
-    Ok((
-        deliveries as f64 / elapsed.as_secs_f64(),
-        used * 1000.0 / deliveries as f64,
-    ))
+    let used = (h.cpu_seconds() - server_cpu) + (postgres_cpu_seconds() - database);
+    let per = |seconds: f64| seconds * 1000.0 / deliveries as f64;
+    Ok(Round {
+        rate: deliveries as f64 / elapsed.as_secs_f64(),
+        cpu: per(used),
+        other_cpu: per(other_cpu() - other),
+    })
 }
 
 /// Each round's (deliveries/s, CPU ms per delivery).
-pub type Rounds = Vec<(f64, f64)>;
+/// What one round measured.
+#[derive(Clone, Copy)]
+pub struct Round {
+    /// Deliveries per second.
+    pub rate: f64,
+    /// CPU ms per delivery of hookline and PostgreSQL.
+    pub cpu: f64,
+    /// CPU ms per delivery of the other process counted (a broker), apart.
+    pub other_cpu: f64,
+}
 
-/// The median rate, the median CPU per delivery, and every round for the record.
-pub fn summary(v: &Rounds) -> (f64, f64, String) {
-    let rate = median(&mut v.iter().map(|r| r.0).collect::<Vec<_>>());
-    let cpu = median(&mut v.iter().map(|r| r.1).collect::<Vec<_>>());
+pub type Rounds = Vec<Round>;
+
+/// The median rate, the median CPU per delivery (hookline and PostgreSQL), the median of
+/// the other's, and every round for the record.
+pub fn summary(v: &Rounds) -> (f64, f64, f64, String) {
+    let rate = median(&mut v.iter().map(|r| r.rate).collect::<Vec<_>>());
+    let cpu = median(&mut v.iter().map(|r| r.cpu).collect::<Vec<_>>());
+    let other = median(&mut v.iter().map(|r| r.other_cpu).collect::<Vec<_>>());
     let each = v
         .iter()
-        .map(|(rate, cpu)| format!("{rate:.0} /s {cpu:.3} ms"))
+        .map(|r| format!("{:.0} /s {:.3} ms", r.rate, r.cpu))
         .collect::<Vec<_>>()
         .join(" · ");
-    (rate, cpu, each)
+    (rate, cpu, other, each)
 }
 
 /// No other process's CPU.
@@ -233,10 +248,10 @@ pub async fn scenarios(
             results[i].push(round(backend, dir, format, &sink, deliveries, r, none).await?);
         }
     }
-    let (base_rate, base_cpu, _) = summary(&results[0]);
+    let (base_rate, base_cpu, _, _) = summary(&results[0]);
     let mut rows = Vec::new();
     for ((name, _), runs) in formats.iter().zip(&results) {
-        let (rate, cpu, each) = summary(runs);
+        let (rate, cpu, _, each) = summary(runs);
         rows.push((
             format!("(16) format {name}, 1 webhook, {deliveries} deliveries, {ROUNDS} rounds"),
             format!(

@@ -232,10 +232,10 @@ impl Renderer {
                 headers: rendered.headers,
             });
         }
-        let mut message = render(self.format, &self.options, event);
-        if let Some(prefix) = self.binary {
-            message = cloudevents::to_binary(message, prefix);
-        }
+        let mut message = match self.binary {
+            Some(prefix) => cloudevents::render_binary(event, prefix),
+            None => render(self.format, &self.options, event),
+        };
         message.headers.extend(
             self.headers
                 .iter()
