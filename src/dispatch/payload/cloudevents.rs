@@ -117,7 +117,10 @@ mod tests {
         assert_eq!(header("ce-datacontenttype"), None, "it is the content type");
         assert_eq!(binary.headers.len(), 6);
         let data: Value = serde_json::from_slice(&binary.body).expect("json");
-        assert_eq!(data, structured["data"], "the body is the structured event's data");
+        assert_eq!(
+            data, structured["data"],
+            "the body is the structured event's data"
+        );
     }
 
     #[test]
