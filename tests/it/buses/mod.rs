@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use hookline::api::proto::{self, CreateWebhookRequest, DeliveryStatus, GetDeliveryRequest};
 use hookline::store::TokenKind;
+use tokio_rustls::rustls::pki_types::CertificateDer;
 use tonic::Code;
 
 use crate::api::create;
@@ -103,6 +104,42 @@ async fn refused_urls<const N: usize>(api: &mut Client, urls: [(String, &str); N
             status.message()
         );
     }
+}
+
+/// One push to a webhook at the TLS `url`, from a server on a fresh SQLite database that
+/// trusts `root` as the operator's CA, or the web PKI alone (`None`). Trusted: once
+/// delivered, the delivery id and the webhook's secret. Untrusted: None, once the attempt
+/// is retried for the certificate.
+async fn push_over_tls(
+    url: &str,
+    root: Option<CertificateDer<'static>>,
+) -> Option<(String, String)> {
+    let db = crate::harness::db::TestDb::new(crate::harness::db::Backend::Sqlite).await;
+    let trusted = root.is_some();
+    let server = TestServer::start(&db, |c| {
+        fast(c);
+        c.dispatch.destination_roots = root.into_iter().collect();
+    })
+    .await;
+    let (_, token) = server.token(TokenKind::Namespace, "acme").await;
+    let mut api = server.api_client(Some(&token)).await;
+    let mut deliveries = server.deliveries_client(Some(&token)).await;
+    let (w, secret) = create(&mut api, hook(url)).await;
+    server.notify_ok(&push("acme/app", "1.4")).await;
+    let delivered = if trusted {
+        let done = wait_status(&mut deliveries, &w.id, DeliveryStatus::Succeeded, 1).await;
+        Some((done[0].id.clone(), secret))
+    } else {
+        // Without the operator's CA the certificate proves nothing: retried, never sent.
+        let retrying = wait_status(&mut deliveries, &w.id, DeliveryStatus::Retrying, 1).await;
+        let log = attempts(&mut deliveries, &retrying[0].id).await;
+        assert_eq!(log[0].error_class, "connect", "{log:?}");
+        assert!(log[0].error.contains("certificate"), "{}", log[0].error);
+        None
+    };
+    server.stop().await;
+    db.finish().await;
+    delivered
 }
 
 /// A webhook named `bus` to `url`, everything else default.

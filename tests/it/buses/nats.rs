@@ -9,10 +9,9 @@ use hookline::store::TokenKind;
 use tokio_rustls::rustls::pki_types::CertificateDer;
 use tokio_rustls::rustls::pki_types::pem::PemObject;
 
-use super::{attempts, fast, hook, push_through_a_restart, verify_signed};
+use super::{attempts, fast, hook, push_over_tls, push_through_a_restart, verify_signed};
 use crate::api::create;
 use crate::deliveries::wait_status;
-use crate::harness::db::{Backend, TestDb};
 use crate::harness::envelopes::push;
 use crate::harness::nats_server::NatsServer;
 use crate::harness::server::TestServer;
@@ -163,42 +162,16 @@ async fn a_tls_server_is_verified_for_the_urls_host_under_the_operators_ca() {
     let root = CertificateDer::from_pem_file(&ca.pem_path).expect("ca.pem");
 
     // Trusted through destination_ca_file: delivered over TLS.
-    let db = TestDb::new(Backend::Sqlite).await;
-    let server = TestServer::start(&db, |c| {
-        fast(c);
-        c.dispatch.destination_roots = vec![root];
-    })
-    .await;
-    let (_, token) = server.token(TokenKind::Namespace, "acme").await;
-    let mut api = server.api_client(Some(&token)).await;
-    let mut deliveries = server.deliveries_client(Some(&token)).await;
-    let (w, secret) = create(&mut api, hook(&url)).await;
-    server.notify_ok(&push("acme/app", "1.4")).await;
-    let done = wait_status(&mut deliveries, &w.id, DeliveryStatus::Succeeded, 1).await;
+    let (id, secret) = push_over_tls(&url, Some(root)).await.expect("delivered");
     let got = stream_messages(&mut stream).await;
     assert_eq!(got.len(), 1);
-    assert_eq!(nats_header(&got[0], "Nats-Msg-Id"), done[0].id);
+    assert_eq!(nats_header(&got[0], "Nats-Msg-Id"), id);
     verify_signed(&secret, &got[0].payload, |name| nats_header(&got[0], name));
-    server.stop().await;
-    db.finish().await;
 
-    // Without the operator's CA the certificate proves nothing: retried, never sent.
-    let db = TestDb::new(Backend::Sqlite).await;
-    let server = TestServer::start(&db, fast).await;
-    let (_, token) = server.token(TokenKind::Namespace, "acme").await;
-    let mut api = server.api_client(Some(&token)).await;
-    let mut deliveries = server.deliveries_client(Some(&token)).await;
-    let (w, _) = create(&mut api, hook(&url)).await;
-    server.notify_ok(&push("acme/app", "1.5")).await;
-    let retrying = wait_status(&mut deliveries, &w.id, DeliveryStatus::Retrying, 1).await;
-    let log = attempts(&mut deliveries, &retrying[0].id).await;
-    assert_eq!(log[0].error_class, "connect");
-    assert!(log[0].error.contains("certificate"), "{}", log[0].error);
+    assert!(push_over_tls(&url, None).await.is_none());
     assert_eq!(
         stream_messages(&mut stream).await.len(),
         1,
         "nothing more arrived"
     );
-    server.stop().await;
-    db.finish().await;
 }

@@ -10,11 +10,12 @@ use tokio_rustls::rustls::pki_types::CertificateDer;
 use tokio_rustls::rustls::pki_types::pem::PemObject;
 use tonic::Code;
 
-use super::{attempts, fast, hook, push_through_a_restart, refused_urls, verify_signed};
+use super::{
+    attempts, fast, hook, push_over_tls, push_through_a_restart, refused_urls, verify_signed,
+};
 use crate::api::create;
 use crate::deliveries::wait_status;
 use crate::harness::api::{expect_code, violated_fields};
-use crate::harness::db::{Backend, TestDb};
 use crate::harness::envelopes::push;
 use crate::harness::redis_server::RedisServer;
 use crate::harness::server::TestServer;
@@ -187,36 +188,13 @@ async fn a_tls_server_is_verified_for_the_urls_host_under_the_operators_ca() {
     let broker = RedisServer::start_tls(&ca).await;
     let root = CertificateDer::from_pem_file(&ca.pem_path).expect("ca.pem");
     let url = broker.tls_url("secure");
-    for trusted in [true, false] {
-        let db = TestDb::new(Backend::Sqlite).await;
-        let server = TestServer::start(&db, |c| {
-            fast(c);
-            if trusted {
-                c.dispatch.destination_roots = vec![root.clone()];
-            }
-        })
-        .await;
-        let (_, token) = server.token(TokenKind::Namespace, "acme").await;
-        let mut api = server.api_client(Some(&token)).await;
-        let mut deliveries = server.deliveries_client(Some(&token)).await;
-        let (w, secret) = create(&mut api, hook(&url)).await;
-        server.notify_ok(&push("acme/app", "1.4")).await;
-        if trusted {
-            let done = wait_status(&mut deliveries, &w.id, DeliveryStatus::Succeeded, 1).await;
-            let got = entries(&broker, "secure").await;
-            assert_eq!(got.len(), 1);
-            let text = |name: &str| String::from_utf8(got[0][name].clone()).expect("utf-8");
-            assert_eq!(text("id"), done[0].id);
-            verify_signed(&secret, &got[0]["payload"], text);
-        } else {
-            // Without the operator's CA the certificate proves nothing: retried, unsent.
-            let retrying = wait_status(&mut deliveries, &w.id, DeliveryStatus::Retrying, 1).await;
-            let log = attempts(&mut deliveries, &retrying[0].id).await;
-            assert_eq!(log[0].error_class, "connect", "{log:?}");
-            assert!(log[0].error.contains("certificate"), "{}", log[0].error);
-            assert_eq!(entries(&broker, "secure").await.len(), 1, "nothing more");
-        }
-        server.stop().await;
-        db.finish().await;
-    }
+    let (id, secret) = push_over_tls(&url, Some(root)).await.expect("delivered");
+    let got = entries(&broker, "secure").await;
+    assert_eq!(got.len(), 1);
+    let text = |name: &str| String::from_utf8(got[0][name].clone()).expect("utf-8");
+    assert_eq!(text("id"), id);
+    verify_signed(&secret, &got[0]["payload"], text);
+
+    assert!(push_over_tls(&url, None).await.is_none());
+    assert_eq!(entries(&broker, "secure").await.len(), 1, "nothing more");
 }
