@@ -256,7 +256,7 @@ fn url(text: &str, v: &mut Violations) {
         }
         Ok(parsed) if !matches!(parsed.scheme(), "http" | "https") => v.add(
             FIELD,
-            "scheme must be http or https (or amqp, mqtt, mqtts, nats, tls, redis, rediss for a message bus)",
+            "scheme must be http or https (or amqp, amqps, mqtt, mqtts, nats, tls, redis, rediss for a message bus)",
         ),
         Ok(parsed) if parsed.host_str().is_none_or(str::is_empty) => {
             v.add(FIELD, "host is missing")
@@ -549,7 +549,7 @@ mod tests {
             ),
             ("webhook.url: required", Box::new(|w| w.url.clear())),
             (
-                "webhook.url: scheme must be http or https (or amqp, mqtt, mqtts, nats, tls, redis, rediss for a message bus)",
+                "webhook.url: scheme must be http or https (or amqp, amqps, mqtt, mqtts, nats, tls, redis, rediss for a message bus)",
                 Box::new(|w| w.url = "ftp://x/y".into()),
             ),
             (

@@ -1,4 +1,5 @@
-//! RabbitMQ (AMQP 0-9-1): `amqp://[user:pass@]host[:port]/VHOST?exchange=X[&routing_key=Y]`.
+//! RabbitMQ (AMQP 0-9-1): `amqp://[user:pass@]host[:port]/VHOST?exchange=X[&routing_key=Y]`,
+//! and `amqps://` for TLS (port 5671 unless given).
 //!
 //! Each delivery is one persistent message published `mandatory` on a channel in confirm
 //! mode: it is delivered when the broker confirms it, and only if some queue took it (an
@@ -7,31 +8,38 @@
 //! every header a webhook sends (the Standard Webhooks signature headers included) is a
 //! message header. One connection per broker, vhost and credentials, to the address the
 //! SSRF guard vetted, with one confirm channel per exchange; a connection or channel that
-//! fails is dropped and the next send opens another.
+//! fails is dropped and the next send opens another. Over TLS the certificate is checked
+//! for the URL's host by `trust::Trust`, while the socket goes to the vetted address.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
 use lapin::protocol::{AMQPErrorKind, AMQPHardError, AMQPSoftError};
+use lapin::tcp::AsyncTcpStream;
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::uri::{AMQPAuthority, AMQPScheme, AMQPUri, AMQPUserInfo};
 use lapin::{BasicProperties, Channel, Confirmation, Connection, ConnectionProperties, ErrorKind};
+use tcp_stream::RustlsConnector;
 
 use super::pool::{IDLE, Pool};
 use super::{Endpoint, delivered, locate, rejected, retry};
 use crate::dispatch::transport::{Attempt, Destination, Message, RetryClass};
+use crate::dispatch::trust::Trust;
 use crate::ssrf::Guard;
 
-/// The default port.
+/// The default port, and over TLS.
 const PORT: u16 = 5672;
+const TLS_PORT: u16 = 5671;
 
 /// Where a message goes, read from the webhook's URL.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Target {
-    /// The broker (port 5672 unless given).
+    /// The broker (port 5672 unless given, 5671 over TLS).
     pub endpoint: Endpoint,
+    /// Whether the connection is TLS (`amqps://`).
+    pub tls: bool,
     /// The virtual host (the URL's path, percent-decoded; `/` when the path is empty).
     pub vhost: String,
     /// The exchange published to; "" is the default exchange (routing key = queue name).
@@ -42,7 +50,8 @@ pub struct Target {
 
 /// Reads an `amqp://` URL; the error says what is wrong, for the owner.
 pub fn target(url: &reqwest::Url) -> Result<Target, String> {
-    let endpoint = Endpoint::of(url, PORT, "broker")?;
+    let tls = url.scheme() == "amqps";
+    let endpoint = Endpoint::of(url, if tls { TLS_PORT } else { PORT }, "broker")?;
     let vhost = match url.path().strip_prefix('/').unwrap_or_default() {
         "" => "/".to_owned(),
         path => percent_encoding::percent_decode_str(path)
@@ -78,6 +87,7 @@ pub fn target(url: &reqwest::Url) -> Result<Target, String> {
     }
     Ok(Target {
         endpoint,
+        tls,
         vhost,
         exchange,
         routing_key: routing_key.unwrap_or_default(),
@@ -87,6 +97,7 @@ pub fn target(url: &reqwest::Url) -> Result<Target, String> {
 /// The AMQP transport: its guard, its bounds, its connections and channels.
 pub struct Exchanges {
     guard: Guard,
+    trust: Trust,
     connect_timeout: Duration,
     timeout: Duration,
     /// Keyed by address, port, vhost and credentials.
@@ -97,9 +108,15 @@ pub struct Exchanges {
 }
 
 impl Exchanges {
-    pub(super) fn new(guard: Guard, connect_timeout: Duration, timeout: Duration) -> Exchanges {
+    pub(super) fn new(
+        guard: Guard,
+        trust: Trust,
+        connect_timeout: Duration,
+        timeout: Duration,
+    ) -> Exchanges {
         Exchanges {
             guard,
+            trust,
             connect_timeout,
             timeout,
             connections: Pool::new(IDLE),
@@ -117,7 +134,8 @@ impl Exchanges {
             Ok(located) => located,
             Err(attempt) => return *attempt,
         };
-        let key = target.endpoint.key(ip, &target.vhost);
+        let tls = if target.tls { "|tls" } else { "" };
+        let key = target.endpoint.key(ip, &format!("{}{tls}", target.vhost));
         let channel_key = format!("{key}|{}", target.exchange);
         let opened = tokio::time::timeout(
             self.connect_timeout,
@@ -199,7 +217,9 @@ impl Exchanges {
     async fn open_channel(&self, key: &str, ip: IpAddr, target: &Target) -> lapin::Result<Channel> {
         let connection = self
             .connections
-            .get(key, || connect(ip, target, self.connect_timeout))
+            .get(key, || {
+                connect(ip, target, &self.trust, self.connect_timeout)
+            })
             .await?;
         let channel = connection.create_channel().await?;
         channel
@@ -278,7 +298,12 @@ impl Exchanges {
 
 /// A connection to the vetted address, as the URL's user (RabbitMQ's `guest` unless given).
 /// Its channels keep it open: it closes when the last of them and of these handles go.
-async fn connect(ip: IpAddr, target: &Target, timeout: Duration) -> lapin::Result<Arc<Connection>> {
+async fn connect(
+    ip: IpAddr,
+    target: &Target,
+    trust: &Trust,
+    timeout: Duration,
+) -> lapin::Result<Arc<Connection>> {
     let endpoint = &target.endpoint;
     let mut userinfo = AMQPUserInfo::default();
     if let Some(username) = &endpoint.username {
@@ -297,7 +322,24 @@ async fn connect(ip: IpAddr, target: &Target, timeout: Duration) -> lapin::Resul
     };
     uri.query.connection_timeout = Some(timeout.as_millis() as u64);
     let properties = ConnectionProperties::default().with_connection_name("hookline".into());
-    Connection::connect_uri(uri, properties).await.map(Arc::new)
+    if !target.tls {
+        return Connection::connect_uri(uri, properties).await.map(Arc::new);
+    }
+    // lapin would check the certificate for the address it dials (the vetted IP): the
+    // handshake is ours, for the URL's host, and lapin is given the stream.
+    let config = trust
+        .for_host(&endpoint.host)
+        .map_err(std::io::Error::other)?;
+    let connector = RustlsConnector::from(Arc::new(config));
+    let (host, address) = (endpoint.host.clone(), SocketAddr::new(ip, endpoint.port));
+    let runtime = lapin::runtime::default_runtime()?;
+    let handshake = async move |_uri, runtime| -> lapin::Result<_> {
+        let tcp = AsyncTcpStream::connect(&runtime, address).await?;
+        Ok(tcp.into_rustls(&connector, &host).await?)
+    };
+    Connection::connector(uri, runtime, handshake, properties)
+        .await
+        .map(Arc::new)
 }
 
 /// A persistent message with the payload's content type, the delivery id as its id, and

@@ -1,7 +1,7 @@
 //! Destinations that are not HTTP: message buses. [`Router`] is the dispatcher's one
 //! [`Transport`]: it sends each message by its destination's scheme, `http(s)` through
 //! `client::Http`, `redis` to a Redis stream (`redis.rs`), `nats` to NATS JetStream
-//! (`nats.rs`), `amqp` to a RabbitMQ exchange (`amqp.rs`), `mqtt` to an MQTT 5 topic
+//! (`nats.rs`), `amqp(s)` to a RabbitMQ exchange (`amqp.rs`), `mqtt` to an MQTT 5 topic
 //! (`mqtt.rs`). Each keeps its broker
 //! connections in a [`pool::Pool`]. Every bus transport vets the broker's host with the same SSRF guard as HTTP and connects to the vetted address, and
 //! maps its broker's answers to outcomes in one place, as `client::outcome` does for HTTP.
@@ -21,8 +21,8 @@ use super::trust::Trust;
 use crate::ssrf::Guard;
 
 /// The URL schemes a webhook's destination may have.
-pub const SCHEMES: [&str; 9] = [
-    "http", "https", "amqp", "mqtt", "mqtts", "nats", "redis", "rediss", "tls",
+pub const SCHEMES: [&str; 10] = [
+    "http", "https", "amqp", "amqps", "mqtt", "mqtts", "nats", "redis", "rediss", "tls",
 ];
 
 /// `url`'s scheme, in lower case ("" when it has none).
@@ -38,7 +38,7 @@ fn scheme(url: &str) -> String {
 pub fn cloudevents_prefix(url: &str) -> Option<&'static str> {
     match scheme(url).as_str() {
         "nats" | "tls" => Some("ce-"),
-        "amqp" => Some("cloudEvents:"),
+        "amqp" | "amqps" => Some("cloudEvents:"),
         "mqtt" | "mqtts" => Some(""),
         _ => None,
     }
@@ -48,7 +48,7 @@ pub fn cloudevents_prefix(url: &str) -> Option<&'static str> {
 pub fn is_bus(url: &str) -> bool {
     matches!(
         scheme(url).as_str(),
-        "amqp" | "mqtt" | "mqtts" | "nats" | "tls" | "redis" | "rediss"
+        "amqp" | "amqps" | "mqtt" | "mqtts" | "nats" | "tls" | "redis" | "rediss"
     )
 }
 
@@ -56,7 +56,7 @@ pub fn is_bus(url: &str) -> bool {
 /// for the owner, naming the bus.
 pub fn check(url: &reqwest::Url) -> Result<(), String> {
     let (bus, read) = match url.scheme() {
-        "amqp" => ("an AMQP", amqp::target(url).map(drop)),
+        "amqp" | "amqps" => ("an AMQP", amqp::target(url).map(drop)),
         "mqtt" | "mqtts" => ("an MQTT", mqtt::target(url).map(drop)),
         "nats" | "tls" => ("a NATS", nats::target(url).map(drop)),
         "redis" | "rediss" => ("a Redis", redis::target(url).map(drop)),
@@ -136,7 +136,7 @@ impl Router {
             http,
             redis: redis::Streams::new(guard.clone(), trust.clone(), connect_timeout, timeout),
             nats: nats::JetStream::new(guard.clone(), trust.clone(), connect_timeout, timeout),
-            amqp: amqp::Exchanges::new(guard.clone(), connect_timeout, timeout),
+            amqp: amqp::Exchanges::new(guard.clone(), trust.clone(), connect_timeout, timeout),
             mqtt: mqtt::Topics::new(guard, trust, connect_timeout, timeout),
         }
     }
@@ -149,7 +149,7 @@ impl Transport for Router {
         match scheme.as_str() {
             "redis" | "rediss" => self.redis.send(destination, message).await,
             "nats" | "tls" => self.nats.send(destination, message).await,
-            "amqp" => self.amqp.send(destination, message).await,
+            "amqp" | "amqps" => self.amqp.send(destination, message).await,
             "mqtt" | "mqtts" => self.mqtt.send(destination, message).await,
             "http" | "https" => self.http.send(destination, message).await,
             _ => rejected(

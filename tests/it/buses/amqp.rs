@@ -7,12 +7,18 @@ use hookline::api::proto::{self, DeliveryStatus};
 use hookline::store::TokenKind;
 use lapin::types::AMQPValue;
 
-use super::{attempts, fast, hook, push_through_a_restart, refused_urls, verify_signed};
+use tokio_rustls::rustls::pki_types::CertificateDer;
+use tokio_rustls::rustls::pki_types::pem::PemObject;
+
+use super::{
+    attempts, fast, hook, push_over_tls, push_through_a_restart, refused_urls, verify_signed,
+};
 use crate::api::create;
 use crate::deliveries::wait_status;
 use crate::harness::envelopes::push;
 use crate::harness::rabbitmq_server::RabbitMqServer;
 use crate::harness::server::TestServer;
+use crate::harness::tls::TestCa;
 use crate::store_test;
 
 /// A message's header `name` as text ("" when it has none).
@@ -151,3 +157,22 @@ store_test!(
         server.stop().await;
     }
 );
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tls_rabbitmq_is_verified_for_the_urls_host_under_the_operators_ca() {
+    let ca = TestCa::new();
+    let rabbit = RabbitMqServer::start_tls(&ca).await;
+    rabbit.bind("secure", "images", "pushes").await;
+    let root = CertificateDer::from_pem_file(&ca.pem_path).expect("ca.pem");
+    let url = rabbit.tls_url("secure", "pushes");
+    let (id, secret) = push_over_tls(&url, Some(root)).await.expect("delivered");
+    let got = rabbit.drain("images").await;
+    assert_eq!(got.len(), 1);
+    assert_eq!(message_id(&got[0]), id);
+    verify_signed(&secret, &got[0].delivery.data, |name| {
+        amqp_header(&got[0], name)
+    });
+
+    assert!(push_over_tls(&url, None).await.is_none());
+    assert!(rabbit.drain("images").await.is_empty(), "nothing more");
+}

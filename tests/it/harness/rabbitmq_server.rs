@@ -3,8 +3,10 @@
 //! ports, database and logs in the broker's directory, no plugins. Started so the script
 //! execs the Erlang VM itself (`RUNNING_UNDER_SYSTEMD`), so killing the child kills the
 //! broker at once. A durable queue keeps confirmed persistent messages across a restart.
-//! It lets in `guest`/`guest` from loopback, RabbitMQ's default.
+//! It lets in `guest`/`guest` from loopback, RabbitMQ's default. It can serve TLS as well,
+//! with a certificate of the test's own CA (`tls.rs`).
 
+use std::net::SocketAddr;
 use std::ops::{Deref, DerefMut};
 use std::process::Command;
 
@@ -16,18 +18,45 @@ use lapin::{Channel, Connection, ConnectionProperties, ExchangeKind};
 
 use super::broker::Broker;
 use super::process::free_addr;
+use super::tls::TestCa;
 
 pub struct RabbitMqServer {
     broker: Broker,
+    /// Where it serves TLS, if it does.
+    tls: Option<SocketAddr>,
 }
 
 impl RabbitMqServer {
     pub async fn start() -> RabbitMqServer {
+        Self::start_with(None).await
+    }
+
+    /// Starts one that also serves TLS, with a certificate `ca` issued for localhost.
+    pub async fn start_tls(ca: &TestCa) -> RabbitMqServer {
+        let (cert, key) = ca.server_paths();
+        ca.leaf().write(&cert, &key);
+        Self::start_with(Some((cert, key, free_addr()))).await
+    }
+
+    async fn start_with(
+        tls: Option<(std::path::PathBuf, std::path::PathBuf, SocketAddr)>,
+    ) -> RabbitMqServer {
         let distribution = free_addr().port();
+        let tls_addr = tls.as_ref().map(|(_, _, addr)| *addr);
         let broker = Broker::start("rabbitmq-server", move |addr, dir| {
             let path = |name: &str| dir.join(name);
             // No plugins: an empty list, so the machine's enabled plugins stay its own.
             let _ = std::fs::write(path("enabled_plugins"), "[].");
+            let config = match &tls {
+                Some((cert, key, tls)) => format!(
+                    "listeners.ssl.default = {}\nssl_options.certfile = {}\nssl_options.keyfile = {}\nssl_options.verify = verify_none\nssl_options.fail_if_no_peer_cert = false\n",
+                    tls.port(),
+                    cert.display(),
+                    key.display()
+                ),
+                None => String::new(),
+            };
+            std::fs::write(path("rabbitmq.conf"), config).expect("rabbitmq.conf");
             let mut command = Command::new("/usr/lib/rabbitmq/bin/rabbitmq-server");
             command
                 .env("HOME", dir)
@@ -48,7 +77,19 @@ impl RabbitMqServer {
             command
         })
         .await;
-        RabbitMqServer { broker }
+        RabbitMqServer {
+            broker,
+            tls: tls_addr,
+        }
+    }
+
+    /// `amqps://guest:guest@localhost:PORT/?exchange=EXCHANGE&routing_key=KEY`, its TLS
+    /// address by the certificate's name.
+    pub fn tls_url(&self, exchange: &str, routing_key: &str) -> String {
+        let port = self.tls.expect("started with start_tls").port();
+        format!(
+            "amqps://guest:guest@localhost:{port}/?exchange={exchange}&routing_key={routing_key}"
+        )
     }
 
     /// `amqp://guest:guest@127.0.0.1:PORT/?exchange=EXCHANGE&routing_key=KEY` (vhost `/`).
