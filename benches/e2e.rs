@@ -20,6 +20,16 @@ use hookline::store::{self, OpenOptions, Store, Webhook, WebhookSecret};
 
 const TOKEN: &str = "bench-registry-token";
 const SECRET: &str = "whsec_dGVzdHNlY3JldHRlc3RzZWNyZXR0ZXN0c2VjcmV0";
+
+/// The key that seals the bench's stored secrets, given to the server it starts too.
+const BENCH_KEY: &str = "aG9va2xpbmUgYmVuY2gga2V5LCAzMiBieXRlcyBsbyE=";
+
+/// Options to open a bench database with, sealing with [`BENCH_KEY`].
+fn bench_store(url: &str) -> OpenOptions {
+    let keys = hookline::seal::Keyring::parse(BENCH_KEY).expect("the bench key");
+    OpenOptions::new(url).with_keys(std::sync::Arc::new(keys))
+}
+
 /// Hard cap on any single wait, so the whole run stays bounded.
 const WAIT_CAP: Duration = Duration::from_secs(120);
 
@@ -184,7 +194,7 @@ async fn fresh_db(backend: &str, dir: &std::path::Path, name: &str) -> Result<St
 }
 
 async fn add_webhooks(url: &str, targets: &[String]) -> Result<Store, Error> {
-    let store = store::open(&OpenOptions::new(url)).await?;
+    let store = store::open(&bench_store(url)).await?;
     for (i, target) in targets.iter().enumerate() {
         let id = format!("wh_bench_{i:04}");
         let webhook = Webhook {
@@ -242,6 +252,7 @@ impl Hookline {
             .unwrap_or_else(|_| env!("CARGO_BIN_EXE_hookline").to_owned());
         let child = Command::new(binary)
             .args(&args)
+            .env("HOOKLINE_SECRET_KEY", BENCH_KEY)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .spawn()?;
@@ -645,7 +656,7 @@ async fn run_backend(backend: &str, scale: Scale, only: Only) -> Result<String, 
         {
             eprintln!("[{backend}] ingest alone");
             let db = fresh_db(backend, dir.path(), &format!("{backend}_ingest")).await?;
-            store::open(&OpenOptions::new(&db)).await?.close().await;
+            store::open(&bench_store(&db)).await?.close().await;
             let h = Hookline::start(&db, "ingest", &[]).await?;
             let rate = wrk_ingest(h.addr, scale.wrk_secs, dir.path())?;
             rows.push((

@@ -22,6 +22,7 @@ pub mod ingest;
 pub mod present;
 pub mod ratelimit;
 pub mod registry;
+pub mod seal;
 pub mod secret;
 pub mod server;
 pub mod ssrf;

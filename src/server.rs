@@ -26,6 +26,10 @@ pub enum RunError {
         #[source]
         source: store::StoreError,
     },
+    /// The keys that seal stored secrets are missing or cannot open one (the message says
+    /// which key, and how to make one).
+    #[error("secret keys: {0}")]
+    Keys(String),
     /// A listener could not be bound.
     #[error("binding {role} address {addr}: {source}")]
     Bind {
@@ -64,9 +68,20 @@ pub struct Running {
     tasks: JoinSet<Result<(), RunError>>,
 }
 
+/// Rows per transaction of the start-up's sealing pass.
+const SEAL_BATCH: i64 = 500;
+
 /// Opens the store (running migrations), binds listeners and starts the configured roles.
 pub async fn start(config: &Config, shutdown: CancellationToken) -> Result<Running, RunError> {
-    let mut options = OpenOptions::new(&config.db);
+    let (keys, made) =
+        crate::config::keyring_for(&config.secret_keys, &config.db).map_err(RunError::Keys)?;
+    if let Some(file) = made {
+        tracing::warn!(
+            file = %file.display(),
+            "made a new secret key file to seal stored secrets: back it up apart from the database, which is useless without it"
+        );
+    }
+    let mut options = OpenOptions::new(&config.db).with_keys(keys);
     options.max_connections = config.db_max_connections;
     // One `serve` per SQLite file: its dispatcher may then take every lease it finds for a
     // dead process's (`store::Liveness`).
@@ -77,6 +92,25 @@ pub async fn start(config: &Config, shutdown: CancellationToken) -> Result<Runni
             url: store::redact_url(&config.db),
             source,
         })?;
+    // Every stored secret must open with these keys (never send unsigned); plaintext ones
+    // from before sealing are sealed now.
+    let sealed = store
+        .backend()
+        .seal_stored(false, SEAL_BATCH)
+        .await
+        .map_err(|error| match error {
+            store::StoreError::Sealing(error) => RunError::Keys(error.to_string()),
+            source => RunError::Store {
+                url: store::redact_url(&config.db),
+                source,
+            },
+        })?;
+    if sealed.sealed > 0 {
+        tracing::info!(
+            sealed = sealed.sealed,
+            "sealed stored secrets that were plaintext"
+        );
+    }
     crate::telemetry::metrics(); // install the recorder before any metric is recorded
     tracing::info!(db = %store::redact_url(&config.db), roles = ?config.roles, "starting hookline");
     // Loaded before anything listens: a bad certificate stops start-up, naming the file.

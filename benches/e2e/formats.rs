@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use hookline::dispatch::payload::template::presets;
-use hookline::store::{self, OpenOptions, PayloadOptions, Webhook, WebhookSecret};
+use hookline::store::{self, PayloadOptions, Webhook, WebhookSecret};
 
 use super::{
     Error, Hookline, SECRET, Scale, Sink, WAIT_CAP, drive, fresh_db, median, postgres_cpu_seconds,
@@ -162,7 +162,7 @@ pub async fn round(
         &format!("{backend}_fmt_{}_{round}", name.replace('-', "_")),
     )
     .await?;
-    let store = store::open(&OpenOptions::new(&db)).await?;
+    let store = store::open(&super::bench_store(&db)).await?;
     let webhook = Webhook {
         url: arrivals.url().to_owned(),
         ..webhook.clone()

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use hookline::api::proto::WatchDeliveriesRequest;
 use hookline::api::proto::delivery_service_client::DeliveryServiceClient;
-use hookline::store::{self, NewToken, OpenOptions, TokenKind};
+use hookline::store::{self, NewToken, TokenKind};
 
 use super::{
     Error, Hookline, Scale, Sink, WAIT_CAP, add_webhooks, drive, fresh_db, median, wait_count,
@@ -208,7 +208,7 @@ pub async fn scenarios(
 /// Waits until every delivery's result is recorded (nothing pending), so that stopping
 /// the process leaves no lease behind to expire in the next scenario.
 async fn settle(url: &str) -> Result<(), Error> {
-    let store = store::open(&OpenOptions::new(url)).await?;
+    let store = store::open(&super::bench_store(url)).await?;
     let deadline = Instant::now() + Duration::from_secs(30);
     while store.queue_stats(store::now_ms()).await?.pending > 0 {
         if Instant::now() > deadline {
@@ -340,7 +340,7 @@ async fn prune_until(
             return Ok((rows, secs));
         }
         if Instant::now() > deadline {
-            let store = store::open(&OpenOptions::new(db)).await?;
+            let store = store::open(&super::bench_store(db)).await?;
             let stats = store.queue_stats(store::now_ms()).await?;
             let left = store
                 .list_events(&store::EventQuery {
@@ -361,7 +361,7 @@ async fn prune_until(
 
 /// An admin API token, stored as `hookline tokens create --admin` would.
 async fn admin_token(url: &str) -> Result<String, Error> {
-    let store = store::open(&OpenOptions::new(url)).await?;
+    let store = store::open(&super::bench_store(url)).await?;
     let token = hookline::secret::generate_token();
     store
         .insert_token(&NewToken {

@@ -12,6 +12,7 @@
 mod client;
 mod deliveries;
 mod events;
+mod keys;
 mod listen;
 mod listing;
 mod show;
@@ -59,6 +60,9 @@ enum Command {
     /// Create, list and revoke API and registry tokens (works directly on the database).
     #[command(subcommand)]
     Tokens(tokens::TokensCommand),
+    /// The keys that seal stored secrets: generate one, re-seal everything under the newest.
+    #[command(subcommand)]
+    Keys(keys::KeysCommand),
     /// Manage webhooks through the gRPC API (--server, --token).
     Webhooks(webhooks::WebhooksArgs),
     /// The delivery log: list, show with attempts, redeliver, and a live tail of attempts.
@@ -108,7 +112,22 @@ pub async fn run(cli: Cli, shutdown: CancellationToken) -> anyhow::Result<()> {
         Command::Migrate => {
             let config = Config::common(cli.common)?;
             let store = open_store(&config, true).await?;
+            // Plaintext secrets from before sealing are sealed now, if there is a key.
+            let sealed = store.backend().seal_stored(false, 500).await;
             store.close().await;
+            match sealed {
+                Ok(report) if report.sealed > 0 => {
+                    println!(
+                        "sealed {} stored secrets that were plaintext",
+                        report.sealed
+                    );
+                }
+                Ok(_) => {}
+                Err(store::StoreError::Sealing(crate::seal::SealError::NoKey)) => println!(
+                    "stored secrets are not sealed yet: `serve` seals them with its key at start"
+                ),
+                Err(error) => return Err(error).context("checking the stored secrets"),
+            }
             println!("database {} is migrated", store::redact_url(&config.db));
             Ok(())
         }
@@ -133,6 +152,10 @@ pub async fn run(cli: Cli, shutdown: CancellationToken) -> anyhow::Result<()> {
             store.close().await;
             result
         }
+        Command::Keys(command) => {
+            let config = Config::common(cli.common)?;
+            keys::run(command, &config).await
+        }
         Command::Webhooks(args) => webhooks::run(args).await,
         Command::Deliveries(args) => deliveries::run(args, shutdown).await,
         Command::Events(args) => events::run(args).await,
@@ -153,8 +176,25 @@ pub async fn run(cli: Cli, shutdown: CancellationToken) -> anyhow::Result<()> {
     }
 }
 
+/// The store, with the keys that seal its secrets: those given, or on SQLite the key file
+/// beside it (made if absent); on PostgreSQL without a key, none (a secret is then an
+/// error that says how to make one).
 async fn open_store(config: &Config, migrate: bool) -> anyhow::Result<Store> {
-    let mut options = OpenOptions::new(&config.db);
+    let keys = match crate::config::keyring_for(&config.secret_keys, &config.db) {
+        Ok((keys, made)) => {
+            if let Some(file) = made {
+                eprintln!(
+                    "made {}, the key that seals stored secrets: back it up apart from the database",
+                    file.display()
+                );
+            }
+            keys
+        }
+        // PostgreSQL without a key: commands that touch no secret still work.
+        Err(_) if !config.db.starts_with("sqlite://") => Default::default(),
+        Err(error) => anyhow::bail!("secret keys: {error}"),
+    };
+    let mut options = OpenOptions::new(&config.db).with_keys(keys);
     options.migrate = migrate;
     options.max_connections = 2;
     store::open(&options)

@@ -24,8 +24,8 @@ pub enum TokensCommand {
         /// With --registry-url: a read-only user name for reading the registry.
         #[arg(long, value_name = "USER", requires = "registry_url")]
         registry_username: Option<String>,
-        /// With --registry-username: a file holding its password (one line). Stored in the
-        /// database as given, like webhook secrets: use a read-only account.
+        /// With --registry-username: a file holding its password (one line). Sealed in the
+        /// database like webhook secrets; use a read-only account all the same.
         #[arg(long, value_name = "FILE", requires = "registry_username")]
         registry_password_file: Option<std::path::PathBuf>,
         /// An API token confined to one namespace (a repository prefix such as `acme`).

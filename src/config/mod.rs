@@ -7,6 +7,7 @@
 //! its parts. The table in `docs/configuration.md` lists every option; a test checks that
 //! it stays complete.
 
+mod keys;
 mod options;
 mod resolve;
 
@@ -14,6 +15,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+pub use keys::{DEFAULT_KEY_FILE, HOW_TO_MAKE_ONE, SecretKeys, keyring_for};
 pub use options::{CommonSettings, HumanDuration, LogFormat, Role, ServeSettings, all_options};
 
 use crate::enrichment::RegistryAccess;
@@ -93,6 +95,8 @@ pub struct Config {
     pub ssrf: Guard,
     /// How long events, deliveries and attempts are kept (the dispatcher role prunes).
     pub retention: Duration,
+    /// The keys that seal stored secrets (`seal.rs`).
+    pub secret_keys: SecretKeys,
 }
 
 /// A request rate: `per_second` sustained, `burst` at once; `per_second == 0` means no limit.

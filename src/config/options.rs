@@ -71,6 +71,14 @@ settings! {
         /// Log filter in `tracing` syntax (default `info`).
         #[arg(long, env = "HOOKLINE_LOG_LEVEL", global = true, help_heading = HEADING)]
         pub log_level: String,
+        /// File of the keys that seal stored secrets: base64 keys of 32 bytes, one per line,
+        /// newest first (it seals; the older ones only open). Default on SQLite:
+        /// `hookline.key` beside the database, made on first start; PostgreSQL requires it.
+        #[arg(long, env = "HOOKLINE_SECRET_KEY_FILE", global = true, help_heading = HEADING)]
+        pub secret_key_file: PathBuf,
+        /// The keys themselves instead of a file, comma-separated, newest first.
+        #[arg(long, env = "HOOKLINE_SECRET_KEY", global = true, help_heading = HEADING, hide_env_values = true)]
+        pub secret_key: Secret,
     }
 }
 

@@ -117,6 +117,10 @@ impl Config {
             },
             ssrf: Guard::new(s.allow_cidrs.unwrap_or_default()),
             retention: d(s.retention, DEFAULT_RETENTION),
+            secret_keys: super::keys::resolve(
+                c.secret_key_file.as_deref(),
+                c.secret_key.as_ref().filter(|k| !k.expose().is_empty()),
+            )?,
         };
         config.validate()?;
         Ok(config)

@@ -10,6 +10,7 @@ use async_trait::async_trait;
 use super::log::LogStore;
 use super::sql::Sql;
 use super::{RegistryAccess, RegistrySource, StoreError};
+use crate::seal::place;
 use crate::secret::Secret;
 
 /// Storing what registries said about events.
@@ -33,6 +34,7 @@ pub trait Enrichments: Send + Sync {
 
 #[derive(sqlx::FromRow)]
 struct SourceRow {
+    id: String,
     subject: String,
     registry_url: String,
     registry_username: Option<String>,
@@ -48,22 +50,29 @@ struct EnrichmentRow {
 impl<B: LogStore> Enrichments for B {
     async fn registry_sources(&self) -> Result<Vec<RegistrySource>, StoreError> {
         let sql = Sql::new(
-            "SELECT subject, registry_url, registry_username, registry_password FROM tokens \
+            "SELECT id, subject, registry_url, registry_username, registry_password FROM tokens \
              WHERE kind = 'registry' AND revoked_at IS NULL AND registry_url IS NOT NULL \
              ORDER BY created_at, id",
         );
         let rows: Vec<SourceRow> = self.reads().fetch_all(&sql).await?;
-        Ok(rows
-            .into_iter()
-            .map(|r| RegistrySource {
-                source: r.subject,
-                access: RegistryAccess {
-                    url: r.registry_url,
-                    username: r.registry_username,
-                    password: r.registry_password.map(Secret::new),
-                },
+        let keys = self.keys();
+        rows.into_iter()
+            .map(|r| {
+                let place = place("tokens.registry_password", &r.id);
+                let password = r
+                    .registry_password
+                    .map(|sealed| keys.open(&place, &sealed).map(Secret::new))
+                    .transpose()?;
+                Ok(RegistrySource {
+                    source: r.subject,
+                    access: RegistryAccess {
+                        url: r.registry_url,
+                        username: r.registry_username,
+                        password,
+                    },
+                })
             })
-            .collect())
+            .collect()
     }
 
     async fn event_enrichment(&self, event_id: &str) -> Result<Option<String>, StoreError> {

@@ -16,6 +16,7 @@ mod migrations;
 mod postgres;
 mod queue;
 pub mod retention;
+mod sealing;
 mod serving;
 mod sessions;
 mod sql;
@@ -42,6 +43,7 @@ pub use log::{
     PruneCursor, Redelivery, ReplayOutcome, ReplayPlanner, ReplayRequest, STATS_KEPT_MS,
     StatsMinute, StatsTotals, StatusFilter,
 };
+pub use sealing::{SealReport, Sealing};
 pub use sessions::{SessionRecord, Sessions};
 pub use tail::Tail;
 pub use types::*;
@@ -107,6 +109,9 @@ pub enum StoreError {
         #[source]
         source: serde_json::Error,
     },
+    /// A secret could not be sealed or opened (no key, a missing key, altered).
+    #[error("{0}")]
+    Sealing(#[from] crate::seal::SealError),
 }
 
 impl StoreError {
@@ -137,7 +142,17 @@ pub type Planner = dyn Fn(&Event) -> Vec<NewDelivery> + Send + Sync;
 /// backend hands out; `Schema` and the claim are each backend's own. Every method is one
 /// short transaction (or none): no transaction is ever held open across anything but the database.
 pub trait Backend:
-    Schema + Liveness + Tokens + Webhooks + Events + Queue + Log + Sessions + Enrichments + Probe
+    Schema
+    + Liveness
+    + Tokens
+    + Webhooks
+    + Events
+    + Queue
+    + Log
+    + Sessions
+    + Enrichments
+    + Probe
+    + Sealing
 {
 }
 impl<T> Backend for T where
@@ -151,6 +166,7 @@ impl<T> Backend for T where
         + Sessions
         + Enrichments
         + Probe
+        + Sealing
 {
 }
 
@@ -364,6 +380,9 @@ pub struct OpenOptions {
     /// This process serves the database alone (SQLite: `serve` locks `PATH.lock` for its
     /// lifetime, and a second `serve` on the file is refused). PostgreSQL ignores it.
     pub exclusive: bool,
+    /// The keys that seal and open stored secrets (`seal.rs`); empty: a store that reads
+    /// or writes no secret (a secret it meets is an error).
+    pub keys: std::sync::Arc<crate::seal::Keyring>,
 }
 
 impl OpenOptions {
@@ -375,7 +394,14 @@ impl OpenOptions {
             acquire_timeout: Duration::from_secs(5),
             migrate: true,
             exclusive: false,
+            keys: Default::default(),
         }
+    }
+
+    /// The same, sealing and opening secrets with `keys`.
+    pub fn with_keys(mut self, keys: std::sync::Arc<crate::seal::Keyring>) -> Self {
+        self.keys = keys;
+        self
     }
 }
 

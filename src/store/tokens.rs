@@ -9,11 +9,19 @@ use async_trait::async_trait;
 use super::log::LogStore;
 use super::sql::Sql;
 use super::{NewToken, StoreError, TokenRecord, Tokens};
+use crate::seal::place;
 
 #[async_trait]
 impl<B: LogStore> Tokens for B {
     async fn insert_token(&self, token: &NewToken) -> Result<(), StoreError> {
         let registry = token.registry.as_ref();
+        let password = registry
+            .and_then(|r| r.password.as_ref())
+            .map(|p| {
+                self.keys()
+                    .seal(&place("tokens.registry_password", &token.id), p.expose())
+            })
+            .transpose()?;
         let sql = Sql::new(
             "INSERT INTO tokens (id, kind, subject, hash, created_at, registry_url, registry_username, registry_password) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
@@ -25,7 +33,7 @@ impl<B: LogStore> Tokens for B {
         .arg(token.created_at)
         .arg(registry.map(|r| r.url.as_str()))
         .arg(registry.and_then(|r| r.username.as_deref()))
-        .arg(registry.and_then(|r| r.password.as_ref()).map(|p| p.expose()));
+        .arg(password.as_deref());
         self.write().await?.execute_alone(&sql).await?;
         Ok(())
     }

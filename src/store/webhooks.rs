@@ -14,18 +14,28 @@ use super::{
     StoreError, Webhook, WebhookQuery, WebhookRow, WebhookSecret, WebhookWithSecrets, Webhooks,
     group_secrets,
 };
+use crate::seal::{Keyring, place};
 
 const WEBHOOK_COLUMNS: &str = "id, namespace, name, url, event_types, repositories, tags, format, \
      headers, signature_header, payload_options, ordered, enabled, disabled_reason, failing_since, \
      created_at, updated_at, max_concurrency, rate_limit_milli";
 
 /// The columns an update may change, with the webhook's values, in one place for the
-/// insert and the compare-and-set update.
-fn changeable(webhook: &Webhook) -> [(&'static str, Param); 15] {
+/// insert and the compare-and-set update; the custom headers and a credential URL sealed.
+fn changeable(
+    keys: &Keyring,
+    webhook: &Webhook,
+) -> Result<[(&'static str, Param); 15], StoreError> {
     let [event_types, repositories, tags, headers] = webhook.json_columns();
-    [
+    let url = if webhook.url_is_credential() {
+        keys.seal(&place("webhooks.url", &webhook.id), &webhook.url)?
+    } else {
+        webhook.url.clone()
+    };
+    let headers = keys.seal(&place("webhooks.headers", &webhook.id), &headers)?;
+    Ok([
         ("name", webhook.name.as_str().into()),
-        ("url", webhook.url.as_str().into()),
+        ("url", url.into()),
         ("event_types", event_types.into()),
         ("repositories", repositories.into()),
         ("tags", tags.into()),
@@ -42,20 +52,28 @@ fn changeable(webhook: &Webhook) -> [(&'static str, Param); 15] {
         ("payload_options", webhook.options_column().into()),
         ("max_concurrency", webhook.max_concurrency.into()),
         ("rate_limit_milli", webhook.rate_limit_milli.into()),
-    ]
+    ])
 }
 
-/// A secret row for `webhook_id`.
-fn insert_secret(webhook_id: &str, secret: &WebhookSecret) -> Sql {
-    Sql::new(
+/// A secret row for `webhook_id`, the secret sealed.
+fn insert_secret(
+    keys: &Keyring,
+    webhook_id: &str,
+    secret: &WebhookSecret,
+) -> Result<Sql, StoreError> {
+    let sealed = keys.seal(
+        &place("webhook_secrets.secret", &secret.id),
+        secret.secret.expose(),
+    )?;
+    Ok(Sql::new(
         "INSERT INTO webhook_secrets (id, webhook_id, secret, created_at, expires_at) \
          VALUES ($1, $2, $3, $4, $5)",
     )
     .arg(secret.id.as_str())
     .arg(webhook_id)
-    .arg(secret.secret.expose())
+    .arg(sealed)
     .arg(secret.created_at)
-    .arg(secret.expires_at)
+    .arg(secret.expires_at))
 }
 
 /// Marks the webhook set as changed, inside the writing transaction, and commits.
@@ -82,7 +100,7 @@ impl<B: LogStore> Webhooks for B {
             sql.bind(webhook.failing_since),
             sql.bind(webhook.created_at),
         ];
-        for (column, value) in changeable(webhook) {
+        for (column, value) in changeable(self.keys(), webhook)? {
             columns.push(column);
             values.push(sql.bind(value));
         }
@@ -93,7 +111,8 @@ impl<B: LogStore> Webhooks for B {
         ));
         let mut tx = self.write().await?;
         tx.execute(&sql).await?;
-        tx.execute(&insert_secret(&webhook.id, secret)).await?;
+        tx.execute(&insert_secret(self.keys(), &webhook.id, secret)?)
+            .await?;
         bump_revision_and_commit(tx).await
     }
 
@@ -103,7 +122,7 @@ impl<B: LogStore> Webhooks for B {
         ))
         .arg(id);
         let row: Option<WebhookRow> = self.reads().fetch_optional(&sql).await?;
-        row.map(WebhookRow::decode).transpose()
+        row.map(|row| row.decode(self.keys())).transpose()
     }
 
     async fn webhooks_revision(&self) -> Result<i64, StoreError> {
@@ -129,7 +148,7 @@ impl<B: LogStore> Webhooks for B {
         .arg(now);
         let secrets = tx.fetch_all(&secrets).await?;
         tx.commit().await?;
-        group_secrets(rows, secrets)
+        group_secrets(self.keys(), rows, secrets)
     }
 
     async fn disable_webhook(&self, id: &str, reason: &str, now: i64) -> Result<(), StoreError> {
@@ -180,10 +199,12 @@ impl<B: LogStore> Webhooks for B {
                 .map(|f| sql.bind(f.as_str()))
                 .collect();
             sql.push(&format!(" AND format NOT IN ({})", formats.join(", ")));
-            // Nor a URL with credentials in it (`user:password@`).
-            let at = sql.bind("@");
-            let has_at = dialect.contains("url", &at, false);
-            sql.push(&format!(" AND NOT {has_at}"));
+            // Nor a URL with credentials in it (`user:password@`), sealed or not yet.
+            for mark in ["@", crate::seal::PREFIX] {
+                let p = sql.bind(mark);
+                let has = dialect.contains("url", &p, false);
+                sql.push(&format!(" AND NOT {has}"));
+            }
         }
         if let Some(after_id) = &query.after_id {
             let p = sql.bind(after_id.as_str());
@@ -192,7 +213,9 @@ impl<B: LogStore> Webhooks for B {
         let limit = sql.bind(query.limit);
         sql.push(&format!(" ORDER BY id LIMIT {limit}"));
         let rows: Vec<WebhookRow> = self.reads().fetch_all(&sql).await?;
-        rows.into_iter().map(WebhookRow::decode).collect()
+        rows.into_iter()
+            .map(|row| row.decode(self.keys()))
+            .collect()
     }
 
     async fn update_webhook(
@@ -204,7 +227,7 @@ impl<B: LogStore> Webhooks for B {
         let id = sql.bind(webhook.id.as_str());
         let expected = sql.bind(expected_updated_at);
         let mut assignments = Vec::new();
-        for (column, value) in changeable(webhook) {
+        for (column, value) in changeable(self.keys(), webhook)? {
             let p = sql.bind(value);
             if column == "enabled" {
                 // SET expressions read the old row: re-enabling starts a fresh failure record.
@@ -275,7 +298,8 @@ impl<B: LogStore> Webhooks for B {
             expires_at: None,
             ..secret.clone()
         };
-        tx.execute(&insert_secret(webhook_id, &current)).await?;
+        tx.execute(&insert_secret(self.keys(), webhook_id, &current)?)
+            .await?;
         bump_revision_and_commit(tx).await?;
         Ok(true)
     }

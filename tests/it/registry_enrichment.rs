@@ -282,6 +282,7 @@ fn cli(db_url: &str, args: &[&str]) -> (bool, String, String) {
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_hookline"))
         .args(args)
         .env("HOOKLINE_DB", db_url)
+        .env("HOOKLINE_SECRET_KEY", crate::harness::db::TEST_KEY)
         .env("HOOKLINE_LOG_LEVEL", "debug")
         .output()
         .expect("run hookline");

@@ -93,15 +93,9 @@ impl Format {
     /// Whether this format posts to a chat service. A chat webhook's URL is its
     /// credential (whoever has it can post to the channel), so the API shows it redacted,
     /// and its answers are read in the service's own terms (`dialect`).
+    /// The store seals such URLs, so the list is the store's (`store::CHAT_FORMATS`).
     pub fn is_chat(self) -> bool {
-        matches!(
-            self,
-            Format::Slack
-                | Format::MsTeams
-                | Format::Discord
-                | Format::GoogleChat
-                | Format::Mattermost
-        )
+        crate::store::CHAT_FORMATS.contains(&self.as_str())
     }
 
     /// Parses a stored name. Unknown names read as `hookline` (the API stores known ones

@@ -98,6 +98,8 @@ pub(crate) trait LogStore: Send + Sync {
     async fn attempts_by_seq(&self, seqs: &[i64]) -> Result<Vec<AttemptView>, StoreError>;
     /// See [`Log::refresh_statistics`].
     async fn analyze(&self) -> Result<(), StoreError>;
+    /// The keys that seal and open stored secrets.
+    fn keys(&self) -> &crate::seal::Keyring;
 }
 
 #[async_trait]

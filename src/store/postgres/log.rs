@@ -16,6 +16,10 @@ impl LogStore for PgBackend {
         Reads::Postgres(&self.pool)
     }
 
+    fn keys(&self) -> &crate::seal::Keyring {
+        &self.keys
+    }
+
     async fn write(&self) -> Result<Tx, StoreError> {
         let pool = || {
             format!(

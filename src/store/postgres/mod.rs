@@ -36,6 +36,8 @@ pub struct PgBackend {
     pool: PgPool,
     /// This process, in tail announcements: its own attempts reach its tail directly.
     instance: String,
+    /// Seals and opens stored secrets.
+    pub(super) keys: std::sync::Arc<crate::seal::Keyring>,
 }
 
 impl PgBackend {
@@ -50,6 +52,7 @@ impl PgBackend {
         Ok(PgBackend {
             pool,
             instance: crate::ids::new_id("replica"),
+            keys: options.keys.clone(),
         })
     }
 }

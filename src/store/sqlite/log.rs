@@ -15,6 +15,10 @@ impl LogStore for SqliteBackend {
         Reads::Sqlite(&self.reader)
     }
 
+    fn keys(&self) -> &crate::seal::Keyring {
+        &self.keys
+    }
+
     async fn write(&self) -> Result<Tx, StoreError> {
         Ok(Tx::Sqlite(SqliteBackend::write(self).await?))
     }

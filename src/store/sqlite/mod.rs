@@ -39,6 +39,8 @@ pub struct SqliteBackend {
     /// When the writer connection was last handed out, while it is: what a slow
     /// `BEGIN IMMEDIATE` waits for is then this process's other transaction.
     writer_taken: Arc<Mutex<Option<Instant>>>,
+    /// Seals and opens stored secrets.
+    pub(super) keys: Arc<crate::seal::Keyring>,
 }
 
 impl SqliteBackend {
@@ -71,6 +73,7 @@ impl SqliteBackend {
             reader,
             serve_lock,
             writer_taken,
+            keys: options.keys.clone(),
         })
     }
 

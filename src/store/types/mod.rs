@@ -23,4 +23,7 @@ pub use events::{FanOutNow, FanOutReport, InsertedEvents, Stored};
 pub use rows::decode_event;
 pub(crate) use rows::{ClaimRow, WebhookRow, group_secrets, last_error, next_state_columns};
 pub use tokens::{NewToken, RegistryAccess, RegistrySource, TokenKind, TokenRecord};
-pub use webhooks::{PayloadOptions, Webhook, WebhookQuery, WebhookSecret, WebhookWithSecrets};
+pub use webhooks::{
+    CHAT_FORMATS, PayloadOptions, Webhook, WebhookQuery, WebhookSecret, WebhookWithSecrets,
+    url_is_credential,
+};

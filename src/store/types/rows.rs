@@ -10,6 +10,7 @@ use super::super::StoreError;
 use super::{
     AttemptRecord, ClaimedDelivery, Lease, NextState, Webhook, WebhookSecret, WebhookWithSecrets,
 };
+use crate::seal::{Keyring, place};
 use crate::secret::Secret;
 
 /// A `webhooks` row as read: the webhook with its plain columns, and its list, map and
@@ -63,17 +64,19 @@ where
 }
 
 impl WebhookRow {
-    /// The webhook, its JSON columns decoded.
-    pub(crate) fn decode(self) -> Result<Webhook, StoreError> {
+    /// The webhook, its sealed columns opened and its JSON columns decoded.
+    pub(crate) fn decode(self, keys: &Keyring) -> Result<Webhook, StoreError> {
         let corrupt = |source| StoreError::Corrupt {
             table: "webhooks",
             source,
         };
         let mut webhook = self.webhook;
+        webhook.url = keys.open(&place("webhooks.url", &webhook.id), &webhook.url)?;
+        let headers = keys.open(&place("webhooks.headers", &webhook.id), &self.headers)?;
         webhook.event_types = serde_json::from_str(&self.event_types).map_err(corrupt)?;
         webhook.repositories = serde_json::from_str(&self.repositories).map_err(corrupt)?;
         webhook.tags = serde_json::from_str(&self.tags).map_err(corrupt)?;
-        webhook.headers = serde_json::from_str(&self.headers).map_err(corrupt)?;
+        webhook.headers = serde_json::from_str(&headers).map_err(corrupt)?;
         webhook.payload_options = serde_json::from_str(&self.payload_options).map_err(corrupt)?;
         Ok(webhook)
     }
@@ -99,11 +102,13 @@ impl Webhook {
 
 /// Joins webhook rows with their secret rows (sorted by webhook id, current secret first).
 pub(crate) fn group_secrets(
+    keys: &Keyring,
     rows: Vec<WebhookRow>,
     secrets: Vec<(String, String, String, i64, Option<i64>)>,
 ) -> Result<Vec<WebhookWithSecrets>, StoreError> {
     let mut by_webhook: HashMap<String, Vec<WebhookSecret>> = HashMap::new();
-    for (webhook_id, id, secret, created_at, expires_at) in secrets {
+    for (webhook_id, id, sealed, created_at, expires_at) in secrets {
+        let secret = keys.open(&place("webhook_secrets.secret", &id), &sealed)?;
         by_webhook
             .entry(webhook_id)
             .or_default()
@@ -118,7 +123,7 @@ pub(crate) fn group_secrets(
         .map(|row| {
             let secrets = by_webhook.remove(&row.webhook.id).unwrap_or_default();
             Ok(WebhookWithSecrets {
-                webhook: row.decode()?,
+                webhook: row.decode(keys)?,
                 secrets,
             })
         })

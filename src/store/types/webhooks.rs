@@ -49,7 +49,24 @@ pub struct Webhook {
     pub updated_at: i64,
 }
 
+/// The formats that post to a chat service, whose URL is the credential that posts to the
+/// channel (`dispatch::payload::Format::is_chat` reads this list).
+pub const CHAT_FORMATS: [&str; 5] = ["slack", "msteams", "discord", "googlechat", "mattermost"];
+
+/// Whether a webhook of `format` to `url` has a URL that is a credential (see
+/// [`Webhook::url_is_credential`]).
+pub fn url_is_credential(format: &str, url: &str) -> bool {
+    CHAT_FORMATS.contains(&format)
+        || reqwest::Url::parse(url).is_ok_and(|url| url.password().is_some())
+}
+
 impl Webhook {
+    /// Whether its URL is a credential, and so sealed at rest: a chat webhook's URL (whoever
+    /// has it can post to the channel) or a URL with a password in it (a broker's).
+    pub fn url_is_credential(&self) -> bool {
+        url_is_credential(&self.format, &self.url)
+    }
+
     /// An enabled webhook with no filters (every non-blob event of its namespace), the
     /// `hookline` format and no custom headers; callers set what differs.
     pub fn new(

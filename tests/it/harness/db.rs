@@ -3,6 +3,9 @@
 //! `store_test!(name, |db| async move { … })` expands to two tests, `name::sqlite` and
 //! `name::postgres`, running the same body: the storage contract is one suite, not two copies.
 
+use std::sync::Arc;
+
+use hookline::seal::Keyring;
 use hookline::store::{self, OpenOptions, Store};
 
 use super::pg::{PgDatabase, fresh_database};
@@ -11,6 +14,16 @@ use super::watchdog::Watchdog;
 /// Far past any test's usual time (the longest take about 10 s), before nextest's own
 /// timeout (2 min; 5 in CI) kills it without a word.
 const HANG: std::time::Duration = std::time::Duration::from_secs(90);
+
+/// The key that seals the tests' secrets: in `hookline.key` beside every SQLite test
+/// database (where `serve` looks when no key is given), given to PostgreSQL servers
+/// (`test_config`, and `HOOKLINE_SECRET_KEY` for spawned processes).
+pub const TEST_KEY: &str = "aG9va2xpbmUgdGVzdCBrZXksIDMyIGJ5dGVzIGxvbmc=";
+
+/// [`TEST_KEY`] as a keyring.
+pub fn test_keys() -> Arc<Keyring> {
+    Arc::new(Keyring::parse(TEST_KEY).expect("the test key"))
+}
 
 /// Which database a test runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,6 +54,7 @@ impl TestDb {
             Backend::Sqlite => {
                 let dir = tempfile::tempdir().expect("temp dir for sqlite");
                 let url = format!("sqlite://{}", dir.path().join("hookline.db").display());
+                std::fs::write(dir.path().join("hookline.key"), TEST_KEY).expect("key file");
                 TestDb {
                     backend,
                     url,
@@ -64,7 +78,7 @@ impl TestDb {
 
     /// Opens a store (its own pools) on this database, migrating it.
     pub async fn store(&self) -> Store {
-        store::open(&OpenOptions::new(&self.url))
+        store::open(&OpenOptions::new(&self.url).with_keys(test_keys()))
             .await
             .expect("open store")
     }

@@ -27,6 +27,7 @@ impl Hookline {
             .env("HOOKLINE_LOG_LEVEL", "info,sqlx=warn")
             // Receivers listen on loopback, which hookline refuses unless allow-listed.
             .env("HOOKLINE_ALLOW_CIDRS", "127.0.0.0/8")
+            .env("HOOKLINE_SECRET_KEY", super::db::TEST_KEY)
             .stdin(Stdio::null())
             .stdout(log.reopen().expect("log"))
             .stderr(log.reopen().expect("log"))

@@ -48,6 +48,10 @@ pub fn test_config(db_url: &str) -> Config {
         ..Default::default()
     };
     let mut config = Config::resolve(common, serve).expect("test config is valid");
+    // SQLite finds the test key beside its database (`TestDb`); PostgreSQL is given it.
+    if !db_url.starts_with("sqlite://") {
+        config.secret_keys = hookline::config::SecretKeys::Given(super::db::test_keys());
+    }
     // Names resolve without DNS: `localhost` as usual, any other name to 127.0.0.1.
     config.ssrf = config
         .ssrf
