@@ -1,13 +1,14 @@
 //! Safety of an internet-facing service (SPEC §6), through a real server over sockets:
 //! the SSRF guard at registration and at send time (`destinations`), every input limit
 //! with its exact error (`limits`), no secret or token in any log, error, metric or
-//! listing (`secrets`), nor any broker's password (`bus_secrets`), and property tests of the two parsers that take strangers'
+//! listing (`secrets`), nor any broker's password (`bus_secrets`), no stored secret readable at rest (`sealed`), and property tests of the two parsers that take strangers'
 //! input (`props`).
 
 mod bus_secrets;
 mod destinations;
 mod limits;
 mod props;
+mod sealed;
 mod secrets;
 
 use std::sync::Arc;

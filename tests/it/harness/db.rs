@@ -118,3 +118,54 @@ macro_rules! store_test {
         }
     };
 }
+
+/// Plain SQL on a test database, beside hookline (to write what an older hookline
+/// stored, or read what this one did).
+pub enum Raw {
+    Sqlite(sqlx::SqlitePool),
+    Postgres(sqlx::PgPool),
+}
+
+impl Raw {
+    /// A pool of its own on `db`.
+    pub async fn open(db: &TestDb) -> Raw {
+        match db.backend {
+            Backend::Sqlite => {
+                let options: sqlx::sqlite::SqliteConnectOptions =
+                    db.url.parse().expect("sqlite url");
+                Raw::Sqlite(sqlx::SqlitePool::connect_with(options).await.expect("open"))
+            }
+            Backend::Postgres => Raw::Postgres(sqlx::PgPool::connect(&db.url).await.expect("open")),
+        }
+    }
+
+    /// Runs `sql` with text arguments `$1`, `$2`, ….
+    pub async fn execute(&self, sql: &str, args: &[&str]) {
+        match self {
+            Raw::Sqlite(pool) => {
+                let mut query = sqlx::query(sql);
+                for arg in args {
+                    query = query.bind(*arg);
+                }
+                query.execute(pool).await.map(drop)
+            }
+            Raw::Postgres(pool) => {
+                let mut query = sqlx::query(sql);
+                for arg in args {
+                    query = query.bind(*arg);
+                }
+                query.execute(pool).await.map(drop)
+            }
+        }
+        .expect("execute")
+    }
+
+    /// The first column of every row `sql` returns, as text.
+    pub async fn strings(&self, sql: &str) -> Vec<String> {
+        let rows: Result<Vec<(String,)>, _> = match self {
+            Raw::Sqlite(pool) => sqlx::query_as(sql).fetch_all(pool).await,
+            Raw::Postgres(pool) => sqlx::query_as(sql).fetch_all(pool).await,
+        };
+        rows.expect("query").into_iter().map(|(s,)| s).collect()
+    }
+}
