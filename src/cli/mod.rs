@@ -143,6 +143,15 @@ pub async fn run(cli: Cli, shutdown: CancellationToken) -> anyhow::Result<()> {
                 report.pending_deliveries,
                 crate::present::duration_text(report.elapsed.as_millis() as i64),
             );
+            let key = match &config.secret_keys {
+                crate::config::SecretKeys::Given(_) => "your secret key file".to_owned(),
+                crate::config::SecretKeys::BesideDatabase => {
+                    format!("{} beside the database", crate::config::DEFAULT_KEY_FILE)
+                }
+            };
+            println!(
+                "its secrets are sealed: the copy opens only with the key, {key}, which is not in it; back the key up apart from the database"
+            );
             Ok(())
         }
         Command::Tokens(command) => {

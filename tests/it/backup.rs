@@ -100,6 +100,7 @@ async fn a_backup_taken_during_load_holds_every_acknowledged_event_and_opens() {
         String::from_utf8_lossy(&backup.stderr)
     );
     assert!(stdout.contains("backed up"), "{stdout}");
+    assert!(stdout.contains("back the key up apart"), "{stdout}");
     assert!(
         during > 0,
         "ingest acknowledged nothing while any of {tries} backups ran"

@@ -10,13 +10,14 @@ async fn serve_with_no_configuration_creates_its_database_and_stops_on_sigterm()
     // Only the port is moved off 8080, so parallel tests cannot collide; the database
     // and everything else are defaults.
     let addr = free_addr();
+    let log = tempfile::NamedTempFile::new().expect("log");
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_hookline"))
         .arg("serve")
         .current_dir(dir.path())
         .env("HOOKLINE_INGEST_ADDR", addr.to_string())
         .env("HOOKLINE_API_ADDR", free_addr().to_string())
         .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
+        .stderr(log.reopen().expect("log"))
         .spawn()
         .expect("spawn");
     let client = reqwest::Client::builder()
@@ -59,6 +60,34 @@ async fn serve_with_no_configuration_creates_its_database_and_stops_on_sigterm()
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     assert!(status.success(), "{status:?}");
+    // The key that seals stored secrets was made beside the database, for its owner only,
+    // and the log said so (once: a second start finds it).
+    let key = dir.path().join("hookline.key");
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(&key).expect("key").permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o600);
+    let logged = std::fs::read_to_string(log.path()).expect("log");
+    assert!(logged.contains("made a new secret key file"), "{logged}");
+}
+
+/// PostgreSQL has no key by default: its replicas must share one, so `serve` refuses
+/// without it and says how to make one.
+#[test]
+fn serve_on_postgresql_without_a_secret_key_refuses_saying_how_to_make_one() {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_hookline"))
+        .args([
+            "serve",
+            "--db",
+            "postgres://postgres@127.0.0.1:5432/postgres",
+        ])
+        .env_remove("HOOKLINE_SECRET_KEY")
+        .env_remove("HOOKLINE_SECRET_KEY_FILE")
+        .output()
+        .expect("run");
+    assert!(!output.status.success());
+    let said = String::from_utf8_lossy(&output.stderr);
+    assert!(said.contains("hookline keys generate"), "{said}");
 }
 
 /// A dispatcher-only process listens on nothing but `--admin-addr`, where it can be probed
