@@ -7,6 +7,7 @@
 //! its parts. The table in `docs/configuration.md` lists every option; a test checks that
 //! it stays complete.
 
+mod egress;
 mod keys;
 mod options;
 mod resolve;
@@ -15,6 +16,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+pub use egress::EgressProxy;
 pub use keys::{DEFAULT_KEY_FILE, HOW_TO_MAKE_ONE, SecretKeys, keyring_for};
 pub use options::{CommonSettings, HumanDuration, LogFormat, Role, ServeSettings, all_options};
 
@@ -161,6 +163,8 @@ pub struct DispatchConfig {
     pub request_timeout: Duration,
     /// The operator's CAs a destination's certificate may chain to, besides the web PKI.
     pub destination_roots: Vec<tokio_rustls::rustls::pki_types::CertificateDer<'static>>,
+    /// The proxy every HTTP delivery goes through, if any.
+    pub egress_proxy: Option<std::sync::Arc<EgressProxy>>,
     /// Response body bytes kept.
     pub response_body_limit: usize,
     /// Delay before retry n (1-based) is `retry_schedule[n-1]`; past its end, give up.

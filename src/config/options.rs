@@ -162,6 +162,11 @@ settings! {
         /// none). Read at start.
         #[arg(long, env = "HOOKLINE_DESTINATION_CA_FILE")]
         pub destination_ca_file: PathBuf,
+        /// HTTP proxy every HTTP delivery goes through: `http(s)://[user:password@]host:port`
+        /// (default: none, deliveries connect directly). hookline still vets each
+        /// destination and asks the proxy for the vetted address.
+        #[arg(long, env = "HOOKLINE_EGRESS_PROXY", hide_env_values = true)]
+        pub egress_proxy: Secret,
         /// Bytes of a receiver's response body kept in the attempt log (default 16384).
         #[arg(long, env = "HOOKLINE_RESPONSE_BODY_LIMIT")]
         pub response_body_limit: usize,

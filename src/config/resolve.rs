@@ -88,6 +88,18 @@ impl Config {
                 connect_timeout: d(s.connect_timeout, Duration::from_secs(5)),
                 request_timeout,
                 destination_roots: destination_roots(s.destination_ca_file.as_deref())?,
+                egress_proxy: s
+                    .egress_proxy
+                    .filter(|p| !p.expose().is_empty())
+                    .map(|p| {
+                        super::EgressProxy::parse(p.expose())
+                            .map(std::sync::Arc::new)
+                            .map_err(|reason| ConfigError::Invalid {
+                                option: "egress_proxy",
+                                reason,
+                            })
+                    })
+                    .transpose()?,
                 response_body_limit: s.response_body_limit.unwrap_or(16 * 1024),
                 retry_schedule: s
                     .retry_schedule

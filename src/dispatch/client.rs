@@ -11,16 +11,24 @@
 //! `Guard::resolver`, which answers only vetted addresses, so the socket connects to an
 //! address that was vetted; IP literals are vetted here before any socket exists. A
 //! refusal comes back as [`Outcome::NotSent`], never as a connection.
+//!
+//! With an egress proxy (`proxy.rs`) requests go through hyper-util's client over the
+//! proxy connector instead of reqwest's; the answer is read the same way ([`Answer`]).
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant, SystemTime};
 
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client as HyperClient;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 
 use super::backoff::parse_retry_after;
+use super::proxy::{self, chain};
 use super::ssrf::{self, Guard};
 use super::transport::{Attempt, Destination, Exchange, Message, Outcome, RetryClass, Transport};
 use super::trust::Trust;
+use crate::config::EgressProxy;
 
 /// Response headers kept in the attempt log, at most.
 const MAX_LOGGED_HEADERS: usize = 32;
@@ -49,9 +57,19 @@ pub fn build(
         .build()
 }
 
+/// Deliveries through the egress proxy: hyper-util's client over the proxy connector.
+struct Proxied {
+    client: HyperClient<proxy::Connector, Full<Bytes>>,
+    proxy: std::sync::Arc<EgressProxy>,
+    /// The whole request's bound, as reqwest's `timeout` is for direct ones.
+    timeout: Duration,
+}
+
 /// The HTTP transport: the dispatcher's shared client and the guard it resolves through.
 pub struct Http {
     client: reqwest::Client,
+    /// Set when deliveries go through the egress proxy.
+    proxied: Option<Proxied>,
     /// Vets IP literals; the client resolves names through it too.
     guard: Guard,
     /// Response body bytes kept for the attempt log, at most.
@@ -66,10 +84,28 @@ impl Http {
         guard: Guard,
         trust: &Trust,
         body_limit: usize,
-    ) -> reqwest::Result<Http> {
-        let client = build(connect_timeout, request_timeout, &guard, trust)?;
+        proxy: Option<std::sync::Arc<EgressProxy>>,
+    ) -> Result<Http, String> {
+        let client =
+            build(connect_timeout, request_timeout, &guard, trust).map_err(|e| e.to_string())?;
+        let proxied = match proxy {
+            Some(proxy) => {
+                let connector =
+                    proxy::Connector::new(proxy.clone(), guard.clone(), trust, connect_timeout)?;
+                let client = HyperClient::builder(hyper_util::rt::TokioExecutor::new())
+                    .pool_idle_timeout(Duration::from_secs(90))
+                    .build(connector);
+                Some(Proxied {
+                    client,
+                    proxy,
+                    timeout: request_timeout,
+                })
+            }
+            None => None,
+        };
         Ok(Http {
             client,
+            proxied,
             guard,
             body_limit,
         })
@@ -79,14 +115,7 @@ impl Http {
 #[async_trait::async_trait]
 impl Transport for Http {
     async fn send(&self, destination: Destination<'_>, message: Message) -> Attempt {
-        send(
-            &self.client,
-            &self.guard,
-            destination,
-            message,
-            self.body_limit,
-        )
-        .await
+        send(self, destination, message).await
     }
 }
 
@@ -155,14 +184,119 @@ fn failure(error_class: &'static str) -> Outcome {
     }
 }
 
-/// Sends one request and captures the result. Never fails: errors are part of the result.
-pub async fn send(
-    client: &reqwest::Client,
+/// An answer being read, from either client.
+enum Answer {
+    Direct(reqwest::Response),
+    Proxied {
+        response: http::Response<hyper::body::Incoming>,
+        deadline: tokio::time::Instant,
+    },
+}
+
+impl Answer {
+    fn status(&self) -> u16 {
+        match self {
+            Answer::Direct(r) => r.status().as_u16(),
+            Answer::Proxied { response, .. } => response.status().as_u16(),
+        }
+    }
+
+    fn headers(&self) -> &HeaderMap {
+        match self {
+            Answer::Direct(r) => r.headers(),
+            Answer::Proxied { response, .. } => response.headers(),
+        }
+    }
+
+    /// The body's next bytes; `None` at its end.
+    async fn chunk(&mut self) -> Result<Option<Bytes>, String> {
+        match self {
+            Answer::Direct(r) => r.chunk().await.map_err(|e| describe(e).1),
+            Answer::Proxied { response, deadline } => loop {
+                let frame = tokio::time::timeout_at(*deadline, response.body_mut().frame())
+                    .await
+                    .map_err(|_| "timed out".to_owned())?;
+                match frame {
+                    None => return Ok(None),
+                    Some(Err(e)) => return Err(chain(&e)),
+                    Some(Ok(frame)) => {
+                        if let Ok(data) = frame.into_data() {
+                            return Ok(Some(data));
+                        }
+                    }
+                }
+            },
+        }
+    }
+}
+
+/// Sends through the egress proxy: `url` as it is for `https` (tunnelled to the vetted
+/// address), in absolute form to the vetted address for `http`.
+async fn via_proxy(
+    proxied: &Proxied,
     guard: &Guard,
-    destination: Destination<'_>,
-    message: Message,
-    body_limit: usize,
-) -> Attempt {
+    url: &reqwest::Url,
+    mut headers: HeaderMap,
+    body: Bytes,
+) -> Result<Answer, (&'static str, String)> {
+    let deadline = tokio::time::Instant::now() + proxied.timeout;
+    let uri: http::Uri = if url.scheme() == "http" {
+        let (uri, host) = proxy::absolute(guard, url).await.map_err(|e| {
+            let error: &(dyn std::error::Error + 'static) = &*e;
+            match ssrf::refused_in(error) {
+                Some(refused) => ("refused", refused.to_string()),
+                None => ("connect", format!("connection failed: {}", chain(error))),
+            }
+        })?;
+        if let Ok(host) = HeaderValue::try_from(host) {
+            headers.insert(http::header::HOST, host);
+        }
+        // A tunnel carries it in its CONNECT; an absolute-form request in its own headers.
+        if let Some(authorization) = &proxied.proxy.authorization
+            && let Ok(mut value) = HeaderValue::try_from(authorization.expose())
+        {
+            value.set_sensitive(true);
+            headers.insert(http::header::PROXY_AUTHORIZATION, value);
+        }
+        uri
+    } else {
+        url.as_str()
+            .parse()
+            .map_err(|e| ("invalid_url", format!("the webhook URL is invalid: {e}")))?
+    };
+    headers.insert(
+        http::header::USER_AGENT,
+        HeaderValue::from_static(concat!("hookline/", env!("CARGO_PKG_VERSION"))),
+    );
+    let mut request = http::Request::post(uri)
+        .body(Full::new(body))
+        .map_err(|e| ("request", format!("request failed: {e}")))?;
+    *request.headers_mut() = headers;
+    match tokio::time::timeout_at(deadline, proxied.client.request(request)).await {
+        Err(_) => Err(("timeout", "timed out".to_owned())),
+        Ok(Err(error)) => {
+            if let Some(refused) = ssrf::refused_in(&error) {
+                return Err(("refused", refused.to_string()));
+            }
+            let class = if error.is_connect() {
+                "connect"
+            } else {
+                "request"
+            };
+            let kind = if error.is_connect() {
+                "connection failed"
+            } else {
+                "request failed"
+            };
+            Err((class, format!("{kind}: {}", chain(&error))))
+        }
+        Ok(Ok(response)) => Ok(Answer::Proxied { response, deadline }),
+    }
+}
+
+/// Sends one request and captures the result. Never fails: errors are part of the result.
+async fn send(http: &Http, destination: Destination<'_>, message: Message) -> Attempt {
+    let (guard, body_limit) = (&http.guard, http.body_limit);
     let started_at = crate::store::now_ms();
     let started = Instant::now();
     let failed = |error: String, class: &'static str| Attempt {
@@ -201,24 +335,32 @@ pub async fn send(
     if let Ok(v) = HeaderValue::try_from(message.content_type.as_ref()) {
         headers.insert(reqwest::header::CONTENT_TYPE, v);
     }
-    let result = client
-        .post(url)
-        .headers(headers)
-        .body(message.body)
-        .send()
-        .await;
+    let result = match &http.proxied {
+        None => {
+            let sent = http.client.post(url).headers(headers).body(message.body);
+            match sent.send().await {
+                Ok(response) => Ok(Answer::Direct(response)),
+                // The resolver's refusal surfaces as a connect error; find the verdict in it.
+                Err(error) => match ssrf::refused_in(&error) {
+                    Some(refused) => Err(("refused", refused.to_string())),
+                    None => Err(describe(error)),
+                },
+            }
+        }
+        Some(proxied) => via_proxy(proxied, guard, &url, headers, Bytes::from(message.body)).await,
+    };
     let mut response = match result {
         Ok(response) => response,
-        Err(error) => {
-            // The resolver's refusal surfaces as a connect error; find the verdict in it.
-            if let Some(refused) = ssrf::refused_in(&error) {
-                return failed(refused.to_string(), "refused");
-            }
-            let (class, text) = describe(error);
-            return failed(text, class);
-        }
+        Err((class, text)) => return failed(text, class),
     };
-    let status = response.status().as_u16();
+    let status = response.status();
+    if status == 407 && http.proxied.is_some() {
+        // The proxy's answer, not the receiver's: retried until the operator fixes it.
+        return failed(
+            "the egress proxy refused hookline's credentials (HTTP 407 Proxy Authentication Required): check egress_proxy".into(),
+            "proxy",
+        );
+    }
     let retry_after = if status == 429 || status == 503 {
         response
             .headers()
@@ -246,7 +388,7 @@ pub async fn send(
             Ok(None) => break,
             Err(e) => {
                 // The status already decided the outcome; a broken body is only noted.
-                error = Some(format!("reading the response body: {}", describe(e).1));
+                error = Some(format!("reading the response body: {e}"));
                 break;
             }
         }

@@ -20,6 +20,7 @@ mod handoff;
 mod lanes;
 pub mod matcher;
 pub mod payload;
+mod proxy;
 mod recorder;
 mod serving;
 pub mod sign;
@@ -124,6 +125,7 @@ pub async fn run(
         guard.clone(),
         &trust,
         config.response_body_limit,
+        config.egress_proxy.clone(),
     );
     let transport: Box<dyn Transport> = match http {
         Ok(http) => Box::new(bus::Router::new(

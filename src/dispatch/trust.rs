@@ -46,6 +46,17 @@ impl Trust {
         &self.extra
     }
 
+    /// A client config checking the certificate for the server name it is handed, under
+    /// these roots (for a handshake of hookline's own, with the right name).
+    pub fn standard(&self) -> Result<ClientConfig, String> {
+        let provider = Arc::new(ring::default_provider());
+        Ok(ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| format!("TLS versions: {e}"))?
+            .with_root_certificates(self.roots.clone())
+            .with_no_client_auth())
+    }
+
     /// A client config that accepts only a certificate valid for `host` (a name or an IP
     /// literal) under these roots, whatever server name the library passes.
     pub fn for_host(&self, host: &str) -> Result<ClientConfig, String> {

@@ -10,6 +10,7 @@ mod concurrency;
 mod console;
 mod deliveries;
 mod dispatch;
+mod egress;
 mod faults;
 mod harness;
 mod ingest;

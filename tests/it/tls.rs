@@ -30,7 +30,7 @@ fn https_client(ca: &TestCa, addr: SocketAddr) -> reqwest::Client {
 }
 
 /// A TLS server (ingest and api) on SQLite with a fresh certificate from `ca`.
-async fn tls_server(db: &TestDb, ca: &TestCa) -> (TestServer, Leaf) {
+pub(crate) async fn tls_server(db: &TestDb, ca: &TestCa) -> (TestServer, Leaf) {
     let (cert, key) = ca.server_paths();
     let leaf = ca.leaf();
     leaf.write(&cert, &key);
@@ -389,7 +389,7 @@ async fn the_binary_serves_tls_reloads_on_sighup_and_refuses_bad_files_by_name()
 }
 
 /// The first attempt of the first delivery to `webhook_id`, once made.
-async fn first_attempt(
+pub(crate) async fn first_attempt(
     deliveries: &mut crate::harness::api::Deliveries,
     webhook_id: &str,
 ) -> hookline::api::proto::Attempt {

@@ -56,6 +56,11 @@ impl Broker {
         }
     }
 
+    /// Its files' directory.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
     /// Kills it at once.
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {

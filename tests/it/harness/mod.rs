@@ -14,6 +14,7 @@ pub mod redis_server;
 pub mod registry;
 pub mod resolver;
 pub mod server;
+pub mod tinyproxy_server;
 pub mod tls;
 pub mod token_issuer;
 pub mod vendor;
