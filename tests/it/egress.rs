@@ -16,7 +16,7 @@ use crate::harness::db::{Backend, TestDb};
 use crate::harness::envelopes::push;
 use crate::harness::receiver::Receiver;
 use crate::harness::server::{TestServer, with_api};
-use crate::harness::tinyproxy_server::Tinyproxy;
+use crate::harness::tinyproxy_server::{Tinyproxy, TlsFront};
 use crate::harness::tls::TestCa;
 use crate::tls::{first_attempt, tls_server};
 
@@ -205,4 +205,56 @@ async fn a_proxy_that_wants_credentials_is_retried_saying_why() {
     // its own 401, which hookline cannot tell from a receiver's: docs/security.md).
     let attempts = attempts_through(proxy.url_with(Some("not-the-password"))).await;
     blames_the_proxy(&attempts[0]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_https_proxy_is_spoken_to_over_tls_verified_like_a_destination() {
+    let proxy = Tinyproxy::start(Some((PROXY_USER, PROXY_PASSWORD))).await;
+    let ca = TestCa::new();
+    let front = TlsFront::start(&ca, proxy.addr).await;
+    let root = CertificateDer::from_pem_file(&ca.pem_path).expect("ca.pem");
+    let receiver = Receiver::start().await;
+    let db = TestDb::new(Backend::Sqlite).await;
+    let url = format!(
+        "https://{PROXY_USER}:{PROXY_PASSWORD}@localhost:{}",
+        front.addr.port()
+    );
+    let sender = TestServer::start(&db, through(url.clone(), vec![root])).await;
+    let (_, token) = sender.token(TokenKind::Namespace, "acme").await;
+    let mut api = sender.api_client(Some(&token)).await;
+    let (_, secret) =
+        crate::api::create(&mut api, crate::api::hook("plain", &receiver.url())).await;
+    sender.notify_ok(&push("acme/app", "1.4")).await;
+    let got = receiver.wait_for(1, Duration::from_secs(20)).await;
+    assert!(got[0].signed_with(&secret));
+    let port = port_of(&receiver.url());
+    assert!(
+        proxy
+            .requests()
+            .contains(&format!("POST http://127.0.0.1:{port}/hook HTTP/1.1")),
+        "{:?}",
+        proxy.requests()
+    );
+    sender.stop().await;
+    db.finish().await;
+
+    // Without the proxy's CA, its certificate proves nothing: retried, never sent.
+    let db = TestDb::new(Backend::Sqlite).await;
+    let sender = TestServer::start(&db, through(url, Vec::new())).await;
+    let (_, token) = sender.token(TokenKind::Namespace, "acme").await;
+    let mut api = sender.api_client(Some(&token)).await;
+    let mut deliveries = sender.deliveries_client(Some(&token)).await;
+    let (w, _) = crate::api::create(&mut api, crate::api::hook("plain", &receiver.url())).await;
+    sender.notify_ok(&push("acme/app", "1.5")).await;
+    let attempt = first_attempt(&mut deliveries, &w.id).await;
+    assert_eq!(attempt.outcome, "retry", "{attempt:?}");
+    assert!(
+        attempt.error.contains("TLS to the egress proxy"),
+        "{}",
+        attempt.error
+    );
+    assert!(!attempt.error.contains(PROXY_PASSWORD), "{}", attempt.error);
+    assert_eq!(receiver.received().len(), 1, "nothing more arrived");
+    sender.stop().await;
+    db.finish().await;
 }
