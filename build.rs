@@ -28,6 +28,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             "hookline.v1.CreateWebhookResponse",
             "hookline.v1.RotateWebhookSecretRequest",
             "hookline.v1.RotateWebhookSecretResponse",
+            "hookline.v1.Webhook",
         ])
         .compile_fds(fds)?;
     Ok(())

@@ -133,6 +133,13 @@ pub(crate) fn webhook_to_proto(w: &Webhook) -> proto::Webhook {
         health: None,
         max_concurrency: w.max_concurrency.and_then(|n| i32::try_from(n).ok()),
         rate_limit: w.rate_limit_milli.map(|m| m as f64 / 1000.0),
+        client_certificate: w
+            .client_identity
+            .as_ref()
+            .map(|i| i.certificate.clone())
+            .unwrap_or_default(),
+        // Write-only: the key never leaves the server.
+        client_key: String::new(),
     }
 }
 

@@ -55,6 +55,34 @@ impl std::fmt::Debug for RotateWebhookSecretResponse {
     }
 }
 
+impl std::fmt::Debug for Webhook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Webhook")
+            .field("id", &self.id)
+            .field("namespace", &self.namespace)
+            .field("name", &self.name)
+            .field("url", &self.url)
+            .field("event_types", &self.event_types)
+            .field("repositories", &self.repositories)
+            .field("tags", &self.tags)
+            .field("payload_format", &self.payload_format)
+            .field("headers", &self.headers)
+            .field("ordered", &self.ordered)
+            .field("enabled", &self.enabled)
+            .field("disabled_reason", &self.disabled_reason)
+            .field("created_at", &self.created_at)
+            .field("updated_at", &self.updated_at)
+            .field("signature_header", &self.signature_header)
+            .field("payload_options", &self.payload_options)
+            .field("health", &self.health)
+            .field("max_concurrency", &self.max_concurrency)
+            .field("rate_limit", &self.rate_limit)
+            .field("client_certificate", &self.client_certificate)
+            .field("client_key", &redacted(&self.client_key))
+            .finish()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -90,6 +118,13 @@ mod tests {
                 RotateWebhookSecretResponse {
                     secret: secret.into(),
                     previous_secret_expires_at: None
+                }
+            ),
+            format!(
+                "{:?}",
+                Webhook {
+                    client_key: format!("-----BEGIN PRIVATE KEY-----\n{secret}"),
+                    ..Default::default()
                 }
             ),
         ];

@@ -227,6 +227,7 @@ impl WebhookService for WebhookApi {
             tags: fields.tags,
             format: fields.format,
             headers: fields.headers,
+            client_identity: fields.client_identity,
             signature_header: fields.signature_header,
             payload_options: fields.payload_options,
             ordered: input.ordered,

@@ -15,6 +15,7 @@ use super::convert::{event_type_from_proto, format_from_proto};
 use super::error::Violations;
 use super::proto;
 
+mod identity;
 mod payload;
 use crate::config::ApiConfig;
 use crate::dispatch::matcher::compile_filters;
@@ -77,6 +78,7 @@ pub(crate) struct Fields {
     pub payload_options: crate::store::PayloadOptions,
     pub max_concurrency: Option<i64>,
     pub rate_limit_milli: Option<i64>,
+    pub client_identity: Option<crate::store::ClientIdentity>,
 }
 
 /// The most requests in flight an owner may allow one webhook.
@@ -173,9 +175,12 @@ pub(crate) fn fields(
         namespace,
         v,
     );
+    let client_identity =
+        identity::client_identity(&w.client_certificate, &w.client_key, &w.url, v);
     Fields {
         max_concurrency,
         rate_limit_milli,
+        client_identity,
         name: w.name.clone(),
         url: w.url.clone(),
         event_types,

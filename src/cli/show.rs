@@ -56,6 +56,7 @@ pub(super) fn webhook_json(w: &proto::Webhook) -> Value {
         "ordered": w.ordered,
         "max_concurrency": w.max_concurrency,
         "rate_limit": w.rate_limit,
+        "client_certificate": (!w.client_certificate.is_empty()).then_some(&w.client_certificate),
         "enabled": w.enabled.unwrap_or(true),
         "disabled_reason": (!w.disabled_reason.is_empty()).then_some(&w.disabled_reason),
         "created_at": time_text(w.created_at.as_ref()),
@@ -224,6 +225,14 @@ pub(super) fn print_webhook(w: &proto::Webhook, output: Output) {
         ("format options", options_text(w)),
         ("ordered", w.ordered.to_string()),
         ("limits", limits_text(w)),
+        (
+            "client certificate",
+            if w.client_certificate.is_empty() {
+                String::new()
+            } else {
+                "presented to the receiver (its key is sealed, never shown)".to_owned()
+            },
+        ),
         ("enabled", w.enabled.unwrap_or(true).to_string()),
         ("disabled reason", w.disabled_reason.clone()),
         ("created", time_text(w.created_at.as_ref())),

@@ -146,6 +146,7 @@ pub async fn run(args: WebhooksArgs) -> anyhow::Result<()> {
 }
 
 async fn create(c: &ClientArgs, client: &mut Client, a: CreateArgs) -> anyhow::Result<()> {
+    let client_cert = a.client_cert.read()?.unwrap_or_default();
     let request = proto::CreateWebhookRequest {
         webhook: Some(proto::Webhook {
             namespace: a.namespace,
@@ -164,6 +165,8 @@ async fn create(c: &ClientArgs, client: &mut Client, a: CreateArgs) -> anyhow::R
             enabled: Some(!a.disabled),
             max_concurrency: a.max_concurrency,
             rate_limit: a.rate_limit,
+            client_certificate: client_cert.0,
+            client_key: client_cert.1,
             signature_header: a.signature_header.unwrap_or_default(),
             payload_options: Some(proto::PayloadOptions {
                 include_host_in_repo_name: a.include_host_in_repo_name,
@@ -310,6 +313,12 @@ async fn update(c: &ClientArgs, client: &mut Client, a: UpdateArgs) -> anyhow::R
     if a.rate_limit.is_some() || a.no_rate_limit {
         webhook.rate_limit = a.rate_limit;
         paths.push("rate_limit");
+    }
+    if let Some((certificate, key)) = a.client_cert.read()? {
+        (webhook.client_certificate, webhook.client_key) = (certificate, key);
+        paths.push("client_certificate");
+    } else if a.no_client_cert {
+        paths.push("client_certificate");
     }
     if a.include_host_in_repo_name.is_some()
         || a.harbor_deletes.is_some()

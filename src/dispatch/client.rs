@@ -15,7 +15,8 @@
 //! With an egress proxy (`proxy.rs`) requests go through hyper-util's client over the
 //! proxy connector instead of reqwest's; the answer is read the same way ([`Answer`]).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
@@ -26,24 +27,30 @@ use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use super::backoff::parse_retry_after;
 use super::proxy::{self, chain};
 use super::ssrf::{self, Guard};
-use super::transport::{Attempt, Destination, Exchange, Message, Outcome, RetryClass, Transport};
+use super::transport::{
+    Attempt, Destination, Exchange, Identity, Message, Outcome, RetryClass, Transport,
+};
 use super::trust::Trust;
 use crate::config::EgressProxy;
 
 /// Response headers kept in the attempt log, at most.
 const MAX_LOGGED_HEADERS: usize = 32;
 
-/// Builds the dispatcher's shared client, resolving every name through `guard`, trusting
-/// the web PKI and `trust`'s extra CAs.
+/// Builds a delivery client, resolving every name through `guard`, trusting the web PKI
+/// and `trust`'s extra CAs, presenting `identity` (PEM chain and key) if given.
 pub fn build(
     connect_timeout: Duration,
     request_timeout: Duration,
     guard: &Guard,
     trust: &Trust,
+    identity: Option<&str>,
 ) -> reqwest::Result<reqwest::Client> {
     let mut builder = reqwest::Client::builder();
     for root in trust.extra() {
         builder = builder.add_root_certificate(reqwest::Certificate::from_der(root)?);
+    }
+    if let Some(pem) = identity {
+        builder = builder.identity(reqwest::Identity::from_pem(pem.as_bytes())?);
     }
     builder
         .dns_resolver(guard.resolver())
@@ -58,57 +65,121 @@ pub fn build(
 }
 
 /// Deliveries through the egress proxy: hyper-util's client over the proxy connector.
+#[derive(Clone)]
 struct Proxied {
     client: HyperClient<proxy::Connector, Full<Bytes>>,
-    proxy: std::sync::Arc<EgressProxy>,
+    proxy: Arc<EgressProxy>,
     /// The whole request's bound, as reqwest's `timeout` is for direct ones.
     timeout: Duration,
 }
 
-/// The HTTP transport: the dispatcher's shared client and the guard it resolves through.
+/// The pooled clients of one identity (or of none): reqwest's, or hyper-util's through the
+/// egress proxy when there is one.
+#[derive(Clone)]
+enum Clients {
+    Direct(reqwest::Client),
+    Proxied(Box<Proxied>),
+}
+
+/// How long a client certificate's clients are kept unused (a rotated certificate's old
+/// ones go after this).
+const IDENTITY_IDLE: Duration = Duration::from_secs(600);
+
+/// What every client is built from.
+struct Settings {
+    connect_timeout: Duration,
+    request_timeout: Duration,
+    trust: Trust,
+    proxy: Option<Arc<EgressProxy>>,
+}
+
+impl Settings {
+    /// The clients presenting `identity` (PEM chain and key), or no certificate.
+    fn clients(&self, guard: &Guard, identity: Option<&str>) -> Result<Clients, String> {
+        let Some(proxy) = &self.proxy else {
+            let (connect, request) = (self.connect_timeout, self.request_timeout);
+            let client = build(connect, request, guard, &self.trust, identity);
+            return client.map(Clients::Direct).map_err(|e| e.to_string());
+        };
+        let connector = proxy::Connector::new(
+            proxy.clone(),
+            guard.clone(),
+            &self.trust,
+            self.connect_timeout,
+            identity,
+        )?;
+        let client = HyperClient::builder(hyper_util::rt::TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(90))
+            .build(connector);
+        Ok(Clients::Proxied(Box::new(Proxied {
+            client,
+            proxy: proxy.clone(),
+            timeout: self.request_timeout,
+        })))
+    }
+}
+
+/// The HTTP transport: the dispatcher's shared clients and the guard they resolve through.
 pub struct Http {
-    client: reqwest::Client,
-    /// Set when deliveries go through the egress proxy.
-    proxied: Option<Proxied>,
-    /// Vets IP literals; the client resolves names through it too.
+    /// The clients of webhooks without a client certificate: nearly all of them.
+    shared: Clients,
+    /// Clients presenting a webhook's client certificate, by [`Identity::key`], with when
+    /// each was last used.
+    identities: Mutex<HashMap<String, (Clients, Instant)>>,
+    settings: Settings,
+    /// Vets IP literals; the clients resolve names through it too.
     guard: Guard,
     /// Response body bytes kept for the attempt log, at most.
     body_limit: usize,
 }
 
 impl Http {
-    /// The transport over [`build`]'s client.
+    /// The transport, its clients built from these settings.
     pub fn new(
         connect_timeout: Duration,
         request_timeout: Duration,
         guard: Guard,
         trust: &Trust,
         body_limit: usize,
-        proxy: Option<std::sync::Arc<EgressProxy>>,
+        proxy: Option<Arc<EgressProxy>>,
     ) -> Result<Http, String> {
-        let client =
-            build(connect_timeout, request_timeout, &guard, trust).map_err(|e| e.to_string())?;
-        let proxied = match proxy {
-            Some(proxy) => {
-                let connector =
-                    proxy::Connector::new(proxy.clone(), guard.clone(), trust, connect_timeout)?;
-                let client = HyperClient::builder(hyper_util::rt::TokioExecutor::new())
-                    .pool_idle_timeout(Duration::from_secs(90))
-                    .build(connector);
-                Some(Proxied {
-                    client,
-                    proxy,
-                    timeout: request_timeout,
-                })
-            }
-            None => None,
+        let settings = Settings {
+            connect_timeout,
+            request_timeout,
+            trust: trust.clone(),
+            proxy,
         };
         Ok(Http {
-            client,
-            proxied,
+            shared: settings.clients(&guard, None)?,
+            identities: Mutex::default(),
+            settings,
             guard,
             body_limit,
         })
+    }
+
+    /// The clients to send with: the shared ones, or those of `identity`, built on its
+    /// first use (the API checked that its certificate and key work together).
+    fn clients(&self, identity: Option<&Identity>) -> Result<Clients, String> {
+        let Some(identity) = identity else {
+            return Ok(self.shared.clone());
+        };
+        let mut identities = self
+            .identities
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let now = Instant::now();
+        if let Some((clients, used)) = identities.get_mut(&identity.key) {
+            *used = now;
+            return Ok(clients.clone());
+        }
+        identities.retain(|_, (_, used)| now.duration_since(*used) < IDENTITY_IDLE);
+        let clients = self
+            .settings
+            .clients(&self.guard, Some(identity.pem.expose()))
+            .map_err(|e| format!("the webhook's client certificate cannot be used: {e}"))?;
+        identities.insert(identity.key.clone(), (clients.clone(), now));
+        Ok(clients)
     }
 }
 
@@ -335,9 +406,13 @@ async fn send(http: &Http, destination: Destination<'_>, message: Message) -> At
     if let Ok(v) = HeaderValue::try_from(message.content_type.as_ref()) {
         headers.insert(reqwest::header::CONTENT_TYPE, v);
     }
-    let result = match &http.proxied {
-        None => {
-            let sent = http.client.post(url).headers(headers).body(message.body);
+    let clients = match http.clients(destination.identity) {
+        Ok(clients) => clients,
+        Err(error) => return failed(error, "request"),
+    };
+    let result = match &clients {
+        Clients::Direct(client) => {
+            let sent = client.post(url).headers(headers).body(message.body);
             match sent.send().await {
                 Ok(response) => Ok(Answer::Direct(response)),
                 // The resolver's refusal surfaces as a connect error; find the verdict in it.
@@ -347,14 +422,16 @@ async fn send(http: &Http, destination: Destination<'_>, message: Message) -> At
                 },
             }
         }
-        Some(proxied) => via_proxy(proxied, guard, &url, headers, Bytes::from(message.body)).await,
+        Clients::Proxied(proxied) => {
+            via_proxy(proxied, guard, &url, headers, Bytes::from(message.body)).await
+        }
     };
     let mut response = match result {
         Ok(response) => response,
         Err((class, text)) => return failed(text, class),
     };
     let status = response.status();
-    if status == 407 && http.proxied.is_some() {
+    if status == 407 && matches!(clients, Clients::Proxied(_)) {
         // The proxy's answer, not the receiver's: retried until the operator fixes it.
         return failed(
             "the egress proxy refused hookline's credentials (HTTP 407 Proxy Authentication Required): check egress_proxy".into(),

@@ -281,6 +281,7 @@ impl Dispatcher {
         let destination = Destination {
             address: &webhook.webhook.url,
             dialect: Dialect::of(webhook.format),
+            identity: webhook.identity.as_ref(),
         };
         let started = Instant::now();
         let Attempt { outcome, exchange } = tokio::select! {
@@ -535,6 +536,7 @@ mod tests {
         let destination = Destination {
             address: "https://receiver.example/hook",
             dialect: Dialect::Http,
+            identity: None,
         };
         let sent = transport.send(destination, message).await;
         decide(

@@ -181,6 +181,8 @@ pub struct CompiledWebhook {
     /// The current secret, verbatim, when the webhook wants a GitHub-style signature
     /// header too (that header carries one signature, so only the current secret signs).
     pub github_secret: Option<Secret>,
+    /// The client certificate presented to the receiver, if any.
+    pub identity: Option<super::transport::Identity>,
     filters: Filters,
 }
 
@@ -212,9 +214,14 @@ impl CompiledWebhook {
         let renderer = payload::Renderer::new(format, &webhook.payload_options, &webhook.headers)
             .map(|renderer| renderer.for_destination(&webhook.url))
             .map_err(|error| error.to_string());
+        let identity = webhook
+            .client_identity
+            .as_ref()
+            .map(super::transport::Identity::of);
         Ok(CompiledWebhook {
             format,
             renderer,
+            identity,
             webhook,
             keys,
             github_secret,
@@ -239,6 +246,7 @@ impl CompiledWebhook {
             webhook,
             keys: Vec::new(),
             github_secret: None,
+            identity: None,
             filters,
         })
     }

@@ -141,17 +141,20 @@ pub struct Connector {
 
 impl Connector {
     /// A connector through `proxy`, vetting with `guard`, trusting `trust`.
+    /// With `identity` (PEM chain and key) it presents that client certificate to
+    /// receivers.
     pub fn new(
         proxy: Arc<EgressProxy>,
         guard: Guard,
         trust: &Trust,
         timeout: std::time::Duration,
+        identity: Option<&str>,
     ) -> Result<Connector, String> {
-        let mut destination = trust.standard()?;
+        let mut destination = trust.standard(identity)?;
         destination.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
         let to_proxy = ToProxy {
             proxy: proxy.clone(),
-            tls: TlsConnector::from(Arc::new(trust.standard()?)),
+            tls: TlsConnector::from(Arc::new(trust.standard(None)?)),
         };
         Ok(Connector {
             guard,

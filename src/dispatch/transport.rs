@@ -21,6 +21,37 @@ pub struct Destination<'a> {
     pub address: &'a str,
     /// How its answers read: a chat service's, or plain HTTP.
     pub dialect: Dialect,
+    /// The client certificate to present (mutual TLS), if the webhook has one.
+    pub identity: Option<&'a Identity>,
+}
+
+/// A client certificate a webhook presents (mutual TLS), compiled once per webhook.
+pub struct Identity {
+    /// Names this certificate and key (a digest of both): the HTTP transport keeps one
+    /// client per identity, so a rotated certificate gets a client of its own.
+    pub key: String,
+    /// The certificate chain and its private key, PEM, one after the other.
+    pub pem: crate::secret::Secret,
+}
+
+impl std::fmt::Debug for Identity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Identity").field("key", &self.key).finish()
+    }
+}
+
+impl Identity {
+    /// The identity of a stored certificate and key.
+    pub fn of(stored: &crate::store::ClientIdentity) -> Identity {
+        use sha2::{Digest, Sha256};
+        let pem = format!("{}\n{}", stored.certificate.trim_end(), stored.key.expose());
+        let digest = Sha256::digest(pem.as_bytes());
+        let key = digest[..12].iter().map(|b| format!("{b:02x}")).collect();
+        Identity {
+            key,
+            pem: crate::secret::Secret::new(pem),
+        }
+    }
 }
 
 /// One way out of hookline. Never fails: every error is part of the [`Attempt`].

@@ -14,7 +14,8 @@ use tokio_rustls::rustls::client::danger::{
     HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier,
 };
 use tokio_rustls::rustls::crypto::{CryptoProvider, ring};
-use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use tokio_rustls::rustls::pki_types::pem::PemObject;
+use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use tokio_rustls::rustls::{ClientConfig, DigitallySignedStruct, Error, RootCertStore};
 
 /// The roots a destination's certificate must chain to.
@@ -48,13 +49,24 @@ impl Trust {
 
     /// A client config checking the certificate for the server name it is handed, under
     /// these roots (for a handshake of hookline's own, with the right name).
-    pub fn standard(&self) -> Result<ClientConfig, String> {
+    /// With `identity` (a certificate chain and its key, PEM) it presents that certificate.
+    pub fn standard(&self, identity: Option<&str>) -> Result<ClientConfig, String> {
         let provider = Arc::new(ring::default_provider());
-        Ok(ClientConfig::builder_with_provider(provider)
+        let builder = ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
             .map_err(|e| format!("TLS versions: {e}"))?
-            .with_root_certificates(self.roots.clone())
-            .with_no_client_auth())
+            .with_root_certificates(self.roots.clone());
+        let Some(pem) = identity else {
+            return Ok(builder.with_no_client_auth());
+        };
+        let chain = CertificateDer::pem_slice_iter(pem.as_bytes())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| format!("the client certificate: {e}"))?;
+        let key = PrivateKeyDer::from_pem_slice(pem.as_bytes())
+            .map_err(|e| format!("the client certificate's key: {e}"))?;
+        builder
+            .with_client_auth_cert(chain, key)
+            .map_err(|e| format!("the client certificate: {e}"))
     }
 
     /// A client config that accepts only a certificate valid for `host` (a name or an IP

@@ -28,10 +28,11 @@ pub struct SealReport {
 
 /// Every stored secret, by table, column, and whether the column holds some plain values
 /// (a URL is sealed only if it is a credential).
-const COLUMNS: [(&str, &str); 4] = [
+const COLUMNS: [(&str, &str); 5] = [
     ("webhook_secrets", "secret"),
     ("webhooks", "headers"),
     ("webhooks", "url"),
+    ("webhooks", "client_key"),
     ("tokens", "registry_password"),
 ];
 

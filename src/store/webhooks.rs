@@ -18,14 +18,14 @@ use crate::seal::{Keyring, place};
 
 const WEBHOOK_COLUMNS: &str = "id, namespace, name, url, event_types, repositories, tags, format, \
      headers, signature_header, payload_options, ordered, enabled, disabled_reason, failing_since, \
-     created_at, updated_at, max_concurrency, rate_limit_milli";
+     created_at, updated_at, max_concurrency, rate_limit_milli, client_certificate, client_key";
 
 /// The columns an update may change, with the webhook's values, in one place for the
 /// insert and the compare-and-set update; the custom headers and a credential URL sealed.
 fn changeable(
     keys: &Keyring,
     webhook: &Webhook,
-) -> Result<[(&'static str, Param); 15], StoreError> {
+) -> Result<[(&'static str, Param); 17], StoreError> {
     let [event_types, repositories, tags, headers] = webhook.json_columns();
     let url = if webhook.url_is_credential() {
         keys.seal(&place("webhooks.url", &webhook.id), &webhook.url)?
@@ -33,6 +33,10 @@ fn changeable(
         webhook.url.clone()
     };
     let headers = keys.seal(&place("webhooks.headers", &webhook.id), &headers)?;
+    let identity = webhook.client_identity.as_ref();
+    let client_key = identity
+        .map(|i| keys.seal(&place("webhooks.client_key", &webhook.id), i.key.expose()))
+        .transpose()?;
     Ok([
         ("name", webhook.name.as_str().into()),
         ("url", url.into()),
@@ -52,6 +56,11 @@ fn changeable(
         ("payload_options", webhook.options_column().into()),
         ("max_concurrency", webhook.max_concurrency.into()),
         ("rate_limit_milli", webhook.rate_limit_milli.into()),
+        (
+            "client_certificate",
+            identity.map(|i| i.certificate.as_str()).into(),
+        ),
+        ("client_key", client_key.as_deref().into()),
     ])
 }
 

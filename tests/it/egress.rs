@@ -16,8 +16,8 @@ use crate::harness::db::{Backend, TestDb};
 use crate::harness::envelopes::push;
 use crate::harness::receiver::Receiver;
 use crate::harness::server::{TestServer, with_api};
-use crate::harness::tinyproxy_server::{Tinyproxy, TlsFront};
-use crate::harness::tls::TestCa;
+use crate::harness::tinyproxy_server::Tinyproxy;
+use crate::harness::tls::{TestCa, TlsFront};
 use crate::tls::{first_attempt, tls_server};
 
 const PROXY_USER: &str = "hookline";

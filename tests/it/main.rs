@@ -17,6 +17,7 @@ mod ingest;
 mod layers;
 mod limits;
 mod listen;
+mod mtls;
 mod payloads;
 mod pg_selftest;
 mod registry_enrichment;

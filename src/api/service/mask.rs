@@ -14,7 +14,7 @@ use crate::api::validate::Fields;
 use crate::store::Webhook;
 
 /// The fields UpdateWebhook may change.
-pub(crate) const UPDATABLE: [&str; 13] = [
+pub(crate) const UPDATABLE: [&str; 14] = [
     "name",
     "url",
     "event_types",
@@ -28,6 +28,7 @@ pub(crate) const UPDATABLE: [&str; 13] = [
     "payload_options",
     "max_concurrency",
     "rate_limit",
+    "client_certificate",
 ];
 
 /// Whether `name` is a field of the webhook a CreateWebhook or UpdateWebhook violation
@@ -39,7 +40,7 @@ pub(crate) const UPDATABLE: [&str; 13] = [
     reason = "the console's form is to call it instead of its own list"
 )]
 pub(crate) fn is_webhook_field(name: &str) -> bool {
-    matches!(name, "namespace" | "secret") || UPDATABLE.contains(&name)
+    matches!(name, "namespace" | "secret" | "client_key") || UPDATABLE.contains(&name)
 }
 
 /// Copies each named field of `$from` the mask names into `$to`; `copy` fields are `Copy`.
@@ -105,13 +106,19 @@ impl Mask {
         let mut merged = webhook_to_proto(current);
         // The API shows a chat webhook's URL redacted; what is kept is the stored one.
         merged.url = current.url.clone();
+        // The stored key is never shown, so the stored identity is not validated again:
+        // only one the request sets (`client_certificate` names the key too).
+        merged.client_certificate.clear();
         take_masked!(
             self,
             merged,
             input,
-            [name, url, event_types, repositories, tags, headers, signature_header, payload_options],
+            [name, url, event_types, repositories, tags, headers, signature_header, payload_options, client_certificate],
             copy [payload_format, max_concurrency, rate_limit]
         );
+        if self.has("client_certificate") {
+            merged.client_key = input.client_key.clone();
+        }
         merged
     }
 
@@ -141,6 +148,9 @@ impl Mask {
         next.payload_options = fields.payload_options;
         next.max_concurrency = fields.max_concurrency;
         next.rate_limit_milli = fields.rate_limit_milli;
+        if self.has("client_certificate") {
+            next.client_identity = fields.client_identity;
+        }
         if self.has("ordered") {
             next.ordered = input.ordered;
         }

@@ -123,6 +123,8 @@ pub(super) struct CreateArgs {
     pub(super) chat: ChatArgs,
     #[command(flatten)]
     pub(super) template: TemplateArgs,
+    #[command(flatten)]
+    pub(super) client_cert: ClientCertArgs,
     /// At most this many requests in flight to it at once (a ceiling for its adaptive window).
     #[arg(long, value_name = "N")]
     pub(super) max_concurrency: Option<i32>,
@@ -222,6 +224,11 @@ pub(super) struct UpdateArgs {
     pub(super) chat: ChatArgs,
     #[command(flatten)]
     pub(super) template: TemplateArgs,
+    #[command(flatten)]
+    pub(super) client_cert: ClientCertArgs,
+    /// Stop presenting a client certificate.
+    #[arg(long, conflicts_with_all = ["client_cert", "client_key"])]
+    pub(super) no_client_cert: bool,
     /// At most this many requests in flight to it at once.
     #[arg(long, value_name = "N")]
     pub(super) max_concurrency: Option<i32>,
@@ -301,6 +308,33 @@ impl TemplateArgs {
                 .with_context(|| format!("reading the template file {}", path.display()))?
         };
         Ok(Some(text))
+    }
+}
+
+/// Mutual TLS: the client certificate presented to the receiver, the same for create and
+/// update (where giving both again rotates it).
+#[derive(Debug, Args)]
+pub(super) struct ClientCertArgs {
+    /// The client certificate chain (PEM) to present to the https receiver.
+    #[arg(long, value_name = "PATH", requires = "client_key")]
+    pub(super) client_cert: Option<std::path::PathBuf>,
+    /// Its private key (PEM), sent once and sealed; never shown again.
+    #[arg(long, value_name = "PATH", requires = "client_cert")]
+    pub(super) client_key: Option<std::path::PathBuf>,
+}
+
+impl ClientCertArgs {
+    /// The certificate and key, read from their files, if given.
+    pub(super) fn read(&self) -> anyhow::Result<Option<(String, String)>> {
+        use anyhow::Context;
+        let (Some(cert), Some(key)) = (&self.client_cert, &self.client_key) else {
+            return Ok(None);
+        };
+        let read = |path: &std::path::Path, what: &str| {
+            std::fs::read_to_string(path)
+                .with_context(|| format!("reading the client {what} {}", path.display()))
+        };
+        Ok(Some((read(cert, "certificate")?, read(key, "key")?)))
     }
 }
 

@@ -13,8 +13,9 @@ use crate::api::service::UPDATABLE;
 use crate::console::session::field;
 
 /// Fields the form has besides those UpdateWebhook may change: the create-only namespace
-/// and secret, and the two payload options that `UPDATABLE` names as one.
-const FORM_ONLY: [&str; 9] = [
+/// and secret, the payload options that `UPDATABLE` names as one, and the client key
+/// (`client_certificate` names both).
+const FORM_ONLY: [&str; 10] = [
     "namespace",
     "include_host",
     "harbor_deletes",
@@ -24,6 +25,7 @@ const FORM_ONLY: [&str; 9] = [
     "template_content_type",
     "preset",
     "secret",
+    "client_key",
 ];
 
 /// The names of the form's fields: every field UpdateWebhook may change, and those of
@@ -61,9 +63,20 @@ pub(super) struct WebhookForm {
     pub(super) max_concurrency: String,
     pub(super) rate_limit: String,
     pub(super) secret: String,
+    /// The client certificate chain (PEM), shown as stored.
+    pub(super) client_certificate: String,
+    /// Its private key: write-only, so always empty when the form is shown.
+    pub(super) client_key: String,
 }
 
 impl WebhookForm {
+    /// Whether a save changes the client certificate: a new key was pasted (a rotation),
+    /// or the certificate was cleared. Otherwise the stored one, whose key the form never
+    /// holds, stays.
+    pub(super) fn changes_client_certificate(&self) -> bool {
+        !self.client_key.trim().is_empty() || self.client_certificate.trim().is_empty()
+    }
+
     pub(super) fn blank() -> WebhookForm {
         WebhookForm {
             enabled: true,
@@ -105,6 +118,8 @@ impl WebhookForm {
             max_concurrency: w.max_concurrency.map(|n| n.to_string()).unwrap_or_default(),
             rate_limit: w.rate_limit.map(|r| r.to_string()).unwrap_or_default(),
             secret: String::new(),
+            client_certificate: w.client_certificate.clone(),
+            client_key: String::new(),
         }
     }
 
@@ -137,6 +152,8 @@ impl WebhookForm {
             max_concurrency: field(form, "max_concurrency").trim().to_owned(),
             rate_limit: field(form, "rate_limit").trim().to_owned(),
             secret: field(form, "secret").trim().to_owned(),
+            client_certificate: field(form, "client_certificate").replace("\r\n", "\n"),
+            client_key: field(form, "client_key").replace("\r\n", "\n"),
         }
     }
 
@@ -182,6 +199,8 @@ impl WebhookForm {
         Ok(proto::Webhook {
             max_concurrency,
             rate_limit,
+            client_certificate: self.client_certificate.clone(),
+            client_key: self.client_key.clone(),
             namespace: (!self.namespace.is_empty()).then(|| self.namespace.clone()),
             name: self.name.clone(),
             url: self.url.clone(),
@@ -282,6 +301,21 @@ impl Errors {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_stored_client_certificate_is_kept_unless_a_new_key_comes_or_it_is_cleared() {
+        let stored = proto::Webhook {
+            client_certificate: "-----BEGIN CERTIFICATE-----".into(),
+            ..Default::default()
+        };
+        let mut form = WebhookForm::from_webhook(&stored);
+        assert!(form.client_key.is_empty(), "the key is never in the form");
+        assert!(!form.changes_client_certificate());
+        form.client_key = "-----BEGIN PRIVATE KEY-----".into();
+        assert!(form.changes_client_certificate(), "a rotation");
+        let cleared = WebhookForm::from_fields(&[("client_certificate".into(), " ".into())]);
+        assert!(cleared.changes_client_certificate(), "a removal");
+    }
 
     #[test]
     fn problems_about_no_field_of_the_form_go_on_top() {

@@ -309,6 +309,20 @@ pub(super) fn form_with_preview(
             }, Some(html! {
                 "Optional, for receivers that must not be hurried (0.5: one every two seconds)."
             })))
+            (m.field("client_certificate", "Client certificate (mutual TLS)", html! {
+                textarea #client_certificate name="client_certificate" rows="4" spellcheck="false"
+                    placeholder="-----BEGIN CERTIFICATE-----"
+                    aria-invalid=[m.invalid("client_certificate")] aria-describedby=(m.described("client_certificate", true)) { (form.client_certificate) }
+            }, Some(html! {
+                "Optional, for an https receiver that demands one: the chain in PEM, presented on every connection. Empty it to stop presenting one."
+            })))
+            (m.field("client_key", "Client certificate's private key", html! {
+                textarea #client_key name="client_key" rows="3" spellcheck="false" autocomplete="off"
+                    placeholder=(if id.is_some() && !form.client_certificate.is_empty() { "sealed and never shown: paste a new key only with a new certificate" } else { "-----BEGIN PRIVATE KEY-----" })
+                    aria-invalid=[m.invalid("client_key")] aria-describedby=(m.described("client_key", true)) {}
+            }, Some(html! {
+                "PEM. Sealed when saved and never shown again."
+            })))
             (m.check("ordered", "Ordered: one delivery at a time per repository:tag, in event order", form.ordered))
             (m.check("enabled", "Enabled", form.enabled))
             @if id.is_none() {
@@ -438,6 +452,9 @@ pub(crate) async fn update(
                     paths: UPDATABLE
                         .iter()
                         .filter(|p| **p != "url" || !form.url.contains(REDACTED))
+                        .filter(|p| {
+                            **p != "client_certificate" || form.changes_client_certificate()
+                        })
                         .map(|p| (*p).to_owned())
                         .collect(),
                 }),
@@ -458,7 +475,7 @@ mod tests {
     #[test]
     fn every_problem_stands_beside_its_field() {
         let fields: Vec<&str> = field_names().collect();
-        assert_eq!(fields.len(), 21);
+        assert_eq!(fields.len(), 23);
         let mut errors = Errors::default();
         for &field in &fields {
             errors.add(field, format!("bad {field}"));

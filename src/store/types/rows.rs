@@ -8,7 +8,8 @@ use std::collections::HashMap;
 
 use super::super::StoreError;
 use super::{
-    AttemptRecord, ClaimedDelivery, Lease, NextState, Webhook, WebhookSecret, WebhookWithSecrets,
+    AttemptRecord, ClaimedDelivery, ClientIdentity, Lease, NextState, Webhook, WebhookSecret,
+    WebhookWithSecrets,
 };
 use crate::seal::{Keyring, place};
 use crate::secret::Secret;
@@ -26,6 +27,8 @@ pub(crate) struct WebhookRow {
     pub tags: String,
     pub headers: String,
     pub payload_options: String,
+    pub client_certificate: Option<String>,
+    pub client_key: Option<String>,
 }
 
 impl<'r, R: sqlx::Row> sqlx::FromRow<'r, R> for WebhookRow
@@ -34,6 +37,7 @@ where
     String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
     i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
     bool: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    Option<String>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
 {
     fn from_row(row: &'r R) -> Result<Self, sqlx::Error> {
         let mut webhook = Webhook::new(
@@ -59,6 +63,8 @@ where
             tags: row.try_get("tags")?,
             headers: row.try_get("headers")?,
             payload_options: row.try_get("payload_options")?,
+            client_certificate: row.try_get("client_certificate")?,
+            client_key: row.try_get("client_key")?,
         })
     }
 }
@@ -78,6 +84,13 @@ impl WebhookRow {
         webhook.tags = serde_json::from_str(&self.tags).map_err(corrupt)?;
         webhook.headers = serde_json::from_str(&headers).map_err(corrupt)?;
         webhook.payload_options = serde_json::from_str(&self.payload_options).map_err(corrupt)?;
+        if let (Some(certificate), Some(key)) = (self.client_certificate, self.client_key) {
+            let key = keys.open(&place("webhooks.client_key", &webhook.id), &key)?;
+            webhook.client_identity = Some(ClientIdentity {
+                certificate,
+                key: Secret::new(key),
+            });
+        }
         Ok(webhook)
     }
 }

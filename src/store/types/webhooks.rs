@@ -27,6 +27,9 @@ pub struct Webhook {
     pub format: String,
     /// Custom headers sent verbatim.
     pub headers: BTreeMap<String, String>,
+    /// The client certificate (PEM chain) presented to the receiver, and its private key
+    /// (mutual TLS); both or neither.
+    pub client_identity: Option<ClientIdentity>,
     /// Name of an extra GitHub-style signature header (`X-Hub-Signature-256`), if any.
     pub signature_header: Option<String>,
     /// Format-specific choices (dockerhub `repo_name`, harbor deletes).
@@ -85,6 +88,7 @@ impl Webhook {
             tags: Vec::new(),
             format: "hookline".into(),
             headers: BTreeMap::new(),
+            client_identity: None,
             signature_header: None,
             payload_options: PayloadOptions::default(),
             ordered: false,
@@ -97,6 +101,15 @@ impl Webhook {
             updated_at: now,
         }
     }
+}
+
+/// A client certificate a webhook presents to its receiver (mutual TLS).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientIdentity {
+    /// The certificate chain, PEM (public: the API shows it).
+    pub certificate: String,
+    /// Its private key, PEM: a secret, sealed at rest and never shown.
+    pub key: Secret,
 }
 
 /// Choices a webhook makes about its payload format, stored as JSON. Options of other

@@ -167,3 +167,82 @@ pub async fn get(stream: &mut TlsStream<TcpStream>, path: &str) -> u16 {
         }
     }
 }
+
+/// TLS in front of a plain server: accepts TLS on its own port with a certificate for
+/// `localhost` from `ca` and relays the bytes to `to` (an `https://` egress proxy, or an
+/// HTTPS receiver made of `receiver::Receiver`). It can demand a client certificate.
+pub struct TlsFront {
+    pub addr: SocketAddr,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl TlsFront {
+    pub async fn start(ca: &TestCa, to: SocketAddr) -> TlsFront {
+        Self::start_with(ca, None, to).await
+    }
+
+    /// One that completes a handshake only with a client certificate `client_ca` issued.
+    pub async fn requiring_client_certificates(
+        ca: &TestCa,
+        client_ca: &TestCa,
+        to: SocketAddr,
+    ) -> TlsFront {
+        Self::start_with(ca, Some(client_ca), to).await
+    }
+
+    async fn start_with(ca: &TestCa, client_ca: Option<&TestCa>, to: SocketAddr) -> TlsFront {
+        use tokio_rustls::rustls::ServerConfig;
+        use tokio_rustls::rustls::pki_types::pem::PemObject;
+        use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        use tokio_rustls::rustls::server::WebPkiClientVerifier;
+
+        let leaf = ca.leaf();
+        let chain = vec![CertificateDer::from_pem_slice(leaf.cert_pem.as_bytes()).expect("cert")];
+        let key = PrivateKeyDer::from_pem_slice(leaf.key_pem.as_bytes()).expect("key");
+        let builder = ServerConfig::builder_with_provider(Arc::new(ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .expect("protocol versions");
+        let builder = match client_ca {
+            None => builder.with_no_client_auth(),
+            Some(client_ca) => {
+                let mut roots = RootCertStore::empty();
+                roots
+                    .add(client_ca.issuer.der().clone())
+                    .expect("client CA");
+                let verifier = WebPkiClientVerifier::builder_with_provider(
+                    Arc::new(roots),
+                    Arc::new(ring::default_provider()),
+                )
+                .build()
+                .expect("client verifier");
+                builder.with_client_cert_verifier(verifier)
+            }
+        };
+        let config = builder.with_single_cert(chain, key).expect("server config");
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let task = tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    let Ok(mut tls) = acceptor.accept(tcp).await else {
+                        return;
+                    };
+                    if let Ok(mut upstream) = tokio::net::TcpStream::connect(to).await {
+                        let _ = tokio::io::copy_bidirectional(&mut tls, &mut upstream).await;
+                    }
+                });
+            }
+        });
+        TlsFront { addr, task }
+    }
+}
+
+impl Drop for TlsFront {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}

@@ -1,6 +1,6 @@
 //! Secrets sealed at rest (`seal.rs`): a set of distinctive secrets (signing secrets
 //! before and after a rotation, a custom header value, a broker's password, a chat
-//! webhook's URL, a registry password) is nowhere in the SQLite file, its WAL, a `hookline
+//! webhook's URL, a registry password, a client certificate's key) is nowhere in the SQLite file, its WAL, a `hookline
 //! backup` copy or a `pg_dump`; a rotation of the key re-sealed by `keys rewrap` during a
 //! load loses no signature; a start without the key that sealed refuses, naming it; a
 //! database from before sealing is sealed at start and keeps delivering.
@@ -39,10 +39,11 @@ const SECRETS: [&str; 6] = [
     REGISTRY_PASSWORD,
 ];
 
-/// Panics if `haystack` (`what`) holds any of the secrets; checks it holds sealed values.
-fn assert_sealed(what: &str, haystack: &[u8]) {
+/// Panics if `haystack` (`what`) holds any of the secrets or `more`; checks it holds
+/// sealed values.
+fn assert_sealed(what: &str, haystack: &[u8], more: &[&str]) {
     let text = String::from_utf8_lossy(haystack);
-    for secret in SECRETS {
+    for secret in SECRETS.iter().chain(more) {
         assert!(
             !text.contains(secret),
             "{what} holds `{secret}` in the clear"
@@ -101,6 +102,19 @@ store_test!(
         let mut slack = hook("chat", &chat);
         slack.payload_format = proto::PayloadFormat::Slack as i32;
         create_with(&mut api, slack, "").await;
+        // A client certificate's private key; a line of its base64 is what to look for.
+        let leaf = crate::harness::tls::TestCa::new().leaf();
+        let mut mtls = hook("mtls", "https://localhost:1/hook");
+        mtls.client_certificate = leaf.cert_pem.clone();
+        mtls.client_key = leaf.key_pem.clone();
+        create_with(&mut api, mtls, "").await;
+        let key_line = leaf
+            .key_pem
+            .lines()
+            .nth(1)
+            .expect("a base64 line")
+            .to_owned();
+        let more = [key_line.as_str()];
         server
             .store
             .insert_token(&NewToken {
@@ -137,13 +151,17 @@ store_test!(
                 let wal = std::fs::read(format!("{file}-wal")).unwrap_or_default();
                 let mut both = std::fs::read(&file).expect("database file");
                 both.extend_from_slice(&wal);
-                assert_sealed("the SQLite file and its WAL", &both);
+                assert_sealed("the SQLite file and its WAL", &both, &more);
                 let copy = tempfile::tempdir().expect("dir");
                 let path = copy.path().join("copy.db");
                 hookline::store::backup::backup(&db.url, &path)
                     .await
                     .expect("backup");
-                assert_sealed("a hookline backup", &std::fs::read(&path).expect("copy"));
+                assert_sealed(
+                    "a hookline backup",
+                    &std::fs::read(&path).expect("copy"),
+                    &more,
+                );
             }
             Backend::Postgres => {
                 let dump = std::process::Command::new("pg_dump")
@@ -155,7 +173,7 @@ store_test!(
                     "{}",
                     String::from_utf8_lossy(&dump.stderr)
                 );
-                assert_sealed("pg_dump", &dump.stdout);
+                assert_sealed("pg_dump", &dump.stdout, &more);
             }
         }
         server.stop().await;
