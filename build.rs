@@ -29,6 +29,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             "hookline.v1.RotateWebhookSecretRequest",
             "hookline.v1.RotateWebhookSecretResponse",
             "hookline.v1.Webhook",
+            "hookline.v1.OAuthClientCredentials",
         ])
         .compile_fds(fds)?;
     Ok(())

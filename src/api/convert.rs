@@ -140,6 +140,13 @@ pub(crate) fn webhook_to_proto(w: &Webhook) -> proto::Webhook {
             .unwrap_or_default(),
         // Write-only: the key never leaves the server.
         client_key: String::new(),
+        oauth: w.oauth.as_ref().map(|o| proto::OAuthClientCredentials {
+            token_url: o.token_url.clone(),
+            client_id: o.client_id.clone(),
+            // Write-only too.
+            client_secret: String::new(),
+            scopes: o.scopes.clone(),
+        }),
     }
 }
 

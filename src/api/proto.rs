@@ -79,6 +79,18 @@ impl std::fmt::Debug for Webhook {
             .field("rate_limit", &self.rate_limit)
             .field("client_certificate", &self.client_certificate)
             .field("client_key", &redacted(&self.client_key))
+            .field("oauth", &self.oauth)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for OAuthClientCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OAuthClientCredentials")
+            .field("token_url", &self.token_url)
+            .field("client_id", &self.client_id)
+            .field("client_secret", &redacted(&self.client_secret))
+            .field("scopes", &self.scopes)
             .finish()
     }
 }
@@ -124,6 +136,10 @@ mod tests {
                 "{:?}",
                 Webhook {
                     client_key: format!("-----BEGIN PRIVATE KEY-----\n{secret}"),
+                    oauth: Some(OAuthClientCredentials {
+                        client_secret: secret.into(),
+                        ..Default::default()
+                    }),
                     ..Default::default()
                 }
             ),

@@ -212,6 +212,9 @@ impl WebhookService for WebhookApi {
         };
         v.check()?;
         validate::destination(&self.guard, &fields.url).await?;
+        if let Some(oauth) = &fields.oauth {
+            validate::vetted(&self.guard, "webhook.oauth.token_url", &oauth.token_url).await?;
+        }
         self.check_quota(&caller, &namespace).await?;
         let Some(secret) = secret else {
             return Err(Violations::one("secret", "invalid"));
@@ -228,6 +231,7 @@ impl WebhookService for WebhookApi {
             format: fields.format,
             headers: fields.headers,
             client_identity: fields.client_identity,
+            oauth: fields.oauth,
             signature_header: fields.signature_header,
             payload_options: fields.payload_options,
             ordered: input.ordered,
@@ -355,6 +359,9 @@ impl WebhookService for WebhookApi {
             v.check()?;
             if mask.has("url") && fields.url != current.url {
                 validate::destination(&self.guard, &fields.url).await?;
+            }
+            if let Some(oauth) = fields.oauth.as_ref().filter(|_| mask.has("oauth")) {
+                validate::vetted(&self.guard, "webhook.oauth.token_url", &oauth.token_url).await?;
             }
             let next = mask.apply(&current, fields, &input, now_ms());
             if self.store.update_webhook(&next, current.updated_at).await? {

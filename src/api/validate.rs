@@ -79,6 +79,7 @@ pub(crate) struct Fields {
     pub max_concurrency: Option<i64>,
     pub rate_limit_milli: Option<i64>,
     pub client_identity: Option<crate::store::ClientIdentity>,
+    pub oauth: Option<crate::store::OAuthClient>,
 }
 
 /// The most requests in flight an owner may allow one webhook.
@@ -177,10 +178,12 @@ pub(crate) fn fields(
     );
     let client_identity =
         identity::client_identity(&w.client_certificate, &w.client_key, &w.url, v);
+    let oauth = identity::oauth(w.oauth.as_ref(), &w.url, v);
     Fields {
         max_concurrency,
         rate_limit_milli,
         client_identity,
+        oauth,
         name: w.name.clone(),
         url: w.url.clone(),
         event_types,
@@ -458,13 +461,18 @@ pub(crate) fn page_size(value: i32, max: u32, v: &mut Violations) -> i64 {
 /// resolves to now, must be public or allow-listed. INVALID_ARGUMENT on `webhook.url`
 /// otherwise (quoting the host and address, never the path or query).
 pub(crate) async fn destination(guard: &Guard, url: &str) -> Result<(), tonic::Status> {
+    vetted(guard, "webhook.url", url).await
+}
+
+/// The guard's verdict on `url` (the webhook's, or its token endpoint's), as `field`'s.
+pub(crate) async fn vetted(guard: &Guard, field: &str, url: &str) -> Result<(), tonic::Status> {
     let Ok(parsed) = reqwest::Url::parse(url) else {
-        return Err(Violations::one("webhook.url", "not a valid URL"));
+        return Err(Violations::one(field, "not a valid URL"));
     };
     guard
         .vet_url(&parsed)
         .await
-        .map_err(|error| Violations::one("webhook.url", error.to_string()))
+        .map_err(|error| Violations::one(field, error.to_string()))
 }
 
 /// An optional list filter text ("" means no filter).

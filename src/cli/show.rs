@@ -57,6 +57,11 @@ pub(super) fn webhook_json(w: &proto::Webhook) -> Value {
         "max_concurrency": w.max_concurrency,
         "rate_limit": w.rate_limit,
         "client_certificate": (!w.client_certificate.is_empty()).then_some(&w.client_certificate),
+        "oauth": w.oauth.as_ref().map(|o| serde_json::json!({
+            "token_url": o.token_url,
+            "client_id": o.client_id,
+            "scopes": o.scopes,
+        })),
         "enabled": w.enabled.unwrap_or(true),
         "disabled_reason": (!w.disabled_reason.is_empty()).then_some(&w.disabled_reason),
         "created_at": time_text(w.created_at.as_ref()),
@@ -232,6 +237,23 @@ pub(super) fn print_webhook(w: &proto::Webhook, output: Output) {
             } else {
                 "presented to the receiver (its key is sealed, never shown)".to_owned()
             },
+        ),
+        (
+            "oauth",
+            w.oauth
+                .as_ref()
+                .map(|o| {
+                    let scopes = if o.scopes.is_empty() {
+                        String::new()
+                    } else {
+                        format!(", scopes {}", o.scopes.join(" "))
+                    };
+                    format!(
+                        "client {} at {}{scopes} (secret sealed)",
+                        o.client_id, o.token_url
+                    )
+                })
+                .unwrap_or_default(),
         ),
         ("enabled", w.enabled.unwrap_or(true).to_string()),
         ("disabled reason", w.disabled_reason.clone()),

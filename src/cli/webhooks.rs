@@ -167,6 +167,7 @@ async fn create(c: &ClientArgs, client: &mut Client, a: CreateArgs) -> anyhow::R
             rate_limit: a.rate_limit,
             client_certificate: client_cert.0,
             client_key: client_cert.1,
+            oauth: a.oauth.read()?,
             signature_header: a.signature_header.unwrap_or_default(),
             payload_options: Some(proto::PayloadOptions {
                 include_host_in_repo_name: a.include_host_in_repo_name,
@@ -319,6 +320,12 @@ async fn update(c: &ClientArgs, client: &mut Client, a: UpdateArgs) -> anyhow::R
         paths.push("client_certificate");
     } else if a.no_client_cert {
         paths.push("client_certificate");
+    }
+    if let Some(oauth) = a.oauth.read()? {
+        webhook.oauth = Some(oauth);
+        paths.push("oauth");
+    } else if a.no_oauth {
+        paths.push("oauth");
     }
     if a.include_host_in_repo_name.is_some()
         || a.harbor_deletes.is_some()

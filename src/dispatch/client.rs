@@ -25,6 +25,7 @@ use hyper_util::client::legacy::Client as HyperClient;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 
 use super::backoff::parse_retry_after;
+use super::oauth;
 use super::proxy::{self, chain};
 use super::ssrf::{self, Guard};
 use super::transport::{
@@ -126,6 +127,8 @@ pub struct Http {
     /// Clients presenting a webhook's client certificate, by [`Identity::key`], with when
     /// each was last used.
     identities: Mutex<HashMap<String, (Clients, Instant)>>,
+    /// Bearer tokens of webhooks with OAuth client credentials.
+    tokens: oauth::Tokens,
     settings: Settings,
     /// Vets IP literals; the clients resolve names through it too.
     guard: Guard,
@@ -152,6 +155,7 @@ impl Http {
         Ok(Http {
             shared: settings.clients(&guard, None)?,
             identities: Mutex::default(),
+            tokens: oauth::Tokens::default(),
             settings,
             guard,
             body_limit,
@@ -370,8 +374,8 @@ async fn send(http: &Http, destination: Destination<'_>, message: Message) -> At
     let (guard, body_limit) = (&http.guard, http.body_limit);
     let started_at = crate::store::now_ms();
     let started = Instant::now();
-    let failed = |error: String, class: &'static str| Attempt {
-        outcome: failure(class),
+    let ended = |outcome: Outcome, error: String, class: &'static str| Attempt {
+        outcome,
         exchange: Exchange {
             started_at,
             duration: started.elapsed(),
@@ -380,6 +384,7 @@ async fn send(http: &Http, destination: Destination<'_>, message: Message) -> At
             ..Exchange::default()
         },
     };
+    let failed = |error: String, class: &'static str| ended(failure(class), error, class);
     let url = match reqwest::Url::parse(destination.address) {
         Ok(url) => url,
         Err(error) => {
@@ -410,25 +415,39 @@ async fn send(http: &Http, destination: Destination<'_>, message: Message) -> At
         Ok(clients) => clients,
         Err(error) => return failed(error, "request"),
     };
-    let result = match &clients {
-        Clients::Direct(client) => {
-            let sent = client.post(url).headers(headers).body(message.body);
-            match sent.send().await {
-                Ok(response) => Ok(Answer::Direct(response)),
-                // The resolver's refusal surfaces as a connect error; find the verdict in it.
-                Err(error) => match ssrf::refused_in(&error) {
-                    Some(refused) => Err(("refused", refused.to_string())),
-                    None => Err(describe(error)),
-                },
+    let body = Bytes::from(message.body);
+    // With OAuth, a bearer token; a 401 gets one fresh token and one more try.
+    let mut bearer = None;
+    let mut response = loop {
+        let mut sent = headers.clone();
+        if let Some(credentials) = destination.oauth {
+            let token = match token(http, &clients, credentials).await {
+                Ok(token) => token,
+                Err(oauth::Refusal::Final(reason)) => {
+                    let outcome = Outcome::Rejected {
+                        reason: reason.clone(),
+                        disable: None,
+                    };
+                    return ended(outcome, reason, "oauth");
+                }
+                Err(oauth::Refusal::Retry(reason)) => return failed(reason, "oauth"),
+            };
+            if let Ok(mut value) = HeaderValue::try_from(format!("Bearer {}", token.expose())) {
+                value.set_sensitive(true);
+                sent.insert(reqwest::header::AUTHORIZATION, value);
             }
+            bearer = Some((credentials, token, bearer.is_some()));
         }
-        Clients::Proxied(proxied) => {
-            via_proxy(proxied, guard, &url, headers, Bytes::from(message.body)).await
+        let response = match post(&clients, guard, &url, sent, body.clone()).await {
+            Ok(response) => response,
+            Err((class, text)) => return failed(text, class),
+        };
+        match &bearer {
+            Some((credentials, token, false)) if response.status() == 401 => {
+                http.tokens.forget(credentials, token).await;
+            }
+            _ => break response,
         }
-    };
-    let mut response = match result {
-        Ok(response) => response,
-        Err((class, text)) => return failed(text, class),
     };
     let status = response.status();
     if status == 407 && matches!(clients, Clients::Proxied(_)) {
@@ -454,22 +473,7 @@ async fn send(http: &Http, destination: Destination<'_>, message: Message) -> At
         .filter_map(|(k, v)| Some((k.as_str(), v.to_str().ok()?)))
         .collect();
     let headers_json = serde_json::to_string(&logged).ok();
-    let mut body = Vec::new();
-    let mut error = None;
-    while body.len() < body_limit {
-        match response.chunk().await {
-            Ok(Some(chunk)) => {
-                let room = body_limit - body.len();
-                body.extend_from_slice(&chunk[..chunk.len().min(room)]);
-            }
-            Ok(None) => break,
-            Err(e) => {
-                // The status already decided the outcome; a broken body is only noted.
-                error = Some(format!("reading the response body: {e}"));
-                break;
-            }
-        }
-    }
+    let (body, error) = read_body(&mut response, body_limit).await;
     let outcome = destination.dialect.outcome(status, retry_after, &body);
     let error_class = (outcome != Outcome::Delivered).then_some("http");
     Attempt {
@@ -486,6 +490,90 @@ async fn send(http: &Http, destination: Destination<'_>, message: Message) -> At
         },
     }
 }
+
+/// One POST of `body` to `url` and the answer's head, through `clients`.
+async fn post(
+    clients: &Clients,
+    guard: &Guard,
+    url: &reqwest::Url,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Answer, (&'static str, String)> {
+    match clients {
+        Clients::Direct(client) => {
+            match client
+                .post(url.clone())
+                .headers(headers)
+                .body(body)
+                .send()
+                .await
+            {
+                Ok(response) => Ok(Answer::Direct(response)),
+                // The resolver's refusal surfaces as a connect error; find the verdict in it.
+                Err(error) => match ssrf::refused_in(&error) {
+                    Some(refused) => Err(("refused", refused.to_string())),
+                    None => Err(describe(error)),
+                },
+            }
+        }
+        Clients::Proxied(proxied) => via_proxy(proxied, guard, url, headers, body).await,
+    }
+}
+
+/// At most `limit` bytes of the answer's body, and what broke reading it, if anything
+/// (the status already decided the outcome; a broken body is only noted).
+async fn read_body(response: &mut Answer, limit: usize) -> (Vec<u8>, Option<String>) {
+    let mut body = Vec::new();
+    while body.len() < limit {
+        match response.chunk().await {
+            Ok(Some(chunk)) => {
+                let room = limit - body.len();
+                body.extend_from_slice(&chunk[..chunk.len().min(room)]);
+            }
+            Ok(None) => break,
+            Err(e) => return (body, Some(format!("reading the response body: {e}"))),
+        }
+    }
+    (body, None)
+}
+
+/// A bearer token for `credentials`: the kept one, or one from its token endpoint, asked
+/// like a receiver is (the same clients: the SSRF guard, the egress proxy).
+async fn token(
+    http: &Http,
+    clients: &Clients,
+    credentials: &oauth::Credentials,
+) -> Result<crate::secret::Secret, oauth::Refusal> {
+    let fetch = || async {
+        let url = reqwest::Url::parse(&credentials.token_url).map_err(|e| e.to_string())?;
+        http.guard
+            .vet_literal(&url)
+            .map_err(|refused| format!("refused: {refused}"))?;
+        let mut headers = HeaderMap::new();
+        let mut basic = HeaderValue::try_from(credentials.authorization.expose())
+            .map_err(|_| "the client id or secret cannot be sent in a header".to_owned())?;
+        basic.set_sensitive(true);
+        headers.insert(reqwest::header::AUTHORIZATION, basic);
+        headers.insert(
+            reqwest::header::CONTENT_TYPE,
+            HeaderValue::from_static("application/x-www-form-urlencoded"),
+        );
+        headers.insert(
+            reqwest::header::ACCEPT,
+            HeaderValue::from_static("application/json"),
+        );
+        let body = Bytes::from(credentials.form.clone());
+        let mut answer = post(clients, &http.guard, &url, headers, body)
+            .await
+            .map_err(|(_, text)| text)?;
+        let (body, _) = read_body(&mut answer, TOKEN_ANSWER_LIMIT).await;
+        Ok((answer.status(), body))
+    };
+    http.tokens.get(credentials, fetch).await
+}
+
+/// The most of a token endpoint's answer read.
+const TOKEN_ANSWER_LIMIT: usize = 64 * 1024;
 
 /// A transport error's class and one line describing it, without the URL.
 fn describe(error: reqwest::Error) -> (&'static str, String) {

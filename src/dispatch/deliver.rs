@@ -282,6 +282,7 @@ impl Dispatcher {
             address: &webhook.webhook.url,
             dialect: Dialect::of(webhook.format),
             identity: webhook.identity.as_ref(),
+            oauth: webhook.oauth.as_ref(),
         };
         let started = Instant::now();
         let Attempt { outcome, exchange } = tokio::select! {
@@ -537,6 +538,7 @@ mod tests {
             address: "https://receiver.example/hook",
             dialect: Dialect::Http,
             identity: None,
+            oauth: None,
         };
         let sent = transport.send(destination, message).await;
         decide(

@@ -183,6 +183,8 @@ pub struct CompiledWebhook {
     pub github_secret: Option<Secret>,
     /// The client certificate presented to the receiver, if any.
     pub identity: Option<super::transport::Identity>,
+    /// The OAuth client credentials of its bearer token, if any.
+    pub oauth: Option<super::oauth::Credentials>,
     filters: Filters,
 }
 
@@ -218,10 +220,12 @@ impl CompiledWebhook {
             .client_identity
             .as_ref()
             .map(super::transport::Identity::of);
+        let oauth = webhook.oauth.as_ref().map(super::oauth::Credentials::of);
         Ok(CompiledWebhook {
             format,
             renderer,
             identity,
+            oauth,
             webhook,
             keys,
             github_secret,
@@ -247,6 +251,7 @@ impl CompiledWebhook {
             keys: Vec::new(),
             github_secret: None,
             identity: None,
+            oauth: None,
             filters,
         })
     }

@@ -19,6 +19,7 @@ pub mod dialect;
 mod handoff;
 mod lanes;
 pub mod matcher;
+mod oauth;
 pub mod payload;
 mod proxy;
 mod recorder;

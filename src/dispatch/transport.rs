@@ -23,6 +23,8 @@ pub struct Destination<'a> {
     pub dialect: Dialect,
     /// The client certificate to present (mutual TLS), if the webhook has one.
     pub identity: Option<&'a Identity>,
+    /// The OAuth client credentials its bearer token comes from, if it has them.
+    pub oauth: Option<&'a super::oauth::Credentials>,
 }
 
 /// A client certificate a webhook presents (mutual TLS), compiled once per webhook.

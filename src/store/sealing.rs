@@ -28,11 +28,12 @@ pub struct SealReport {
 
 /// Every stored secret, by table, column, and whether the column holds some plain values
 /// (a URL is sealed only if it is a credential).
-const COLUMNS: [(&str, &str); 5] = [
+const COLUMNS: [(&str, &str); 6] = [
     ("webhook_secrets", "secret"),
     ("webhooks", "headers"),
     ("webhooks", "url"),
     ("webhooks", "client_key"),
+    ("webhooks", "oauth_client_secret"),
     ("tokens", "registry_password"),
 ];
 

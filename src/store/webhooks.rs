@@ -18,14 +18,15 @@ use crate::seal::{Keyring, place};
 
 const WEBHOOK_COLUMNS: &str = "id, namespace, name, url, event_types, repositories, tags, format, \
      headers, signature_header, payload_options, ordered, enabled, disabled_reason, failing_since, \
-     created_at, updated_at, max_concurrency, rate_limit_milli, client_certificate, client_key";
+     created_at, updated_at, max_concurrency, rate_limit_milli, client_certificate, client_key, \
+     oauth, oauth_client_secret";
 
 /// The columns an update may change, with the webhook's values, in one place for the
 /// insert and the compare-and-set update; the custom headers and a credential URL sealed.
 fn changeable(
     keys: &Keyring,
     webhook: &Webhook,
-) -> Result<[(&'static str, Param); 17], StoreError> {
+) -> Result<[(&'static str, Param); 19], StoreError> {
     let [event_types, repositories, tags, headers] = webhook.json_columns();
     let url = if webhook.url_is_credential() {
         keys.seal(&place("webhooks.url", &webhook.id), &webhook.url)?
@@ -37,6 +38,16 @@ fn changeable(
     let client_key = identity
         .map(|i| keys.seal(&place("webhooks.client_key", &webhook.id), i.key.expose()))
         .transpose()?;
+    let oauth = webhook.oauth.as_ref();
+    let oauth_secret = oauth
+        .map(|o| {
+            keys.seal(
+                &place("webhooks.oauth_client_secret", &webhook.id),
+                o.client_secret.expose(),
+            )
+        })
+        .transpose()?;
+    let oauth = oauth.map(|o| serde_json::to_string(o).unwrap_or_else(|_| "{}".into()));
     Ok([
         ("name", webhook.name.as_str().into()),
         ("url", url.into()),
@@ -61,6 +72,8 @@ fn changeable(
             identity.map(|i| i.certificate.as_str()).into(),
         ),
         ("client_key", client_key.as_deref().into()),
+        ("oauth", oauth.as_deref().into()),
+        ("oauth_client_secret", oauth_secret.as_deref().into()),
     ])
 }
 

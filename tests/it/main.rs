@@ -18,6 +18,7 @@ mod layers;
 mod limits;
 mod listen;
 mod mtls;
+mod oauth;
 mod payloads;
 mod pg_selftest;
 mod registry_enrichment;

@@ -14,7 +14,7 @@ use crate::api::validate::Fields;
 use crate::store::Webhook;
 
 /// The fields UpdateWebhook may change.
-pub(crate) const UPDATABLE: [&str; 14] = [
+pub(crate) const UPDATABLE: [&str; 15] = [
     "name",
     "url",
     "event_types",
@@ -29,6 +29,7 @@ pub(crate) const UPDATABLE: [&str; 14] = [
     "max_concurrency",
     "rate_limit",
     "client_certificate",
+    "oauth",
 ];
 
 /// Whether `name` is a field of the webhook a CreateWebhook or UpdateWebhook violation
@@ -109,11 +110,12 @@ impl Mask {
         // The stored key is never shown, so the stored identity is not validated again:
         // only one the request sets (`client_certificate` names the key too).
         merged.client_certificate.clear();
+        merged.oauth = None;
         take_masked!(
             self,
             merged,
             input,
-            [name, url, event_types, repositories, tags, headers, signature_header, payload_options, client_certificate],
+            [name, url, event_types, repositories, tags, headers, signature_header, payload_options, client_certificate, oauth],
             copy [payload_format, max_concurrency, rate_limit]
         );
         if self.has("client_certificate") {
@@ -150,6 +152,9 @@ impl Mask {
         next.rate_limit_milli = fields.rate_limit_milli;
         if self.has("client_certificate") {
             next.client_identity = fields.client_identity;
+        }
+        if self.has("oauth") {
+            next.oauth = fields.oauth;
         }
         if self.has("ordered") {
             next.ordered = input.ordered;

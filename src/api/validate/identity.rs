@@ -1,5 +1,7 @@
-//! A webhook's client certificate and key (mutual TLS): both or neither, PEM that parses,
-//! a key rustls can sign with for that certificate, and only for an `https` receiver.
+//! A webhook's credentials towards its receiver: a client certificate and key (mutual
+//! TLS: both or neither, PEM that parses, a key rustls can sign with for that certificate,
+//! only for an `https` receiver), and OAuth 2.0 client credentials (a token endpoint URL,
+//! a client id and secret, scopes that are RFC 6749 scope tokens).
 
 use tokio_rustls::rustls::ClientConfig;
 use tokio_rustls::rustls::crypto::ring;
@@ -7,8 +9,74 @@ use tokio_rustls::rustls::pki_types::pem::PemObject;
 use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
 use super::Violations;
+use crate::api::proto;
 use crate::secret::Secret;
-use crate::store::ClientIdentity;
+use crate::store::{ClientIdentity, OAuthClient};
+
+/// Most scopes one webhook may ask for.
+const MAX_SCOPES: usize = 20;
+/// Longest client id, and longest scope.
+const MAX_ID: usize = 255;
+/// Longest client secret.
+const MAX_SECRET: usize = 1024;
+
+/// The client credentials `oauth` gives, or None for none; each problem names its field
+/// (under `webhook.oauth.`) and never quotes the secret. The token URL's guard check is
+/// the service's (`validate::destination`).
+pub(super) fn oauth(
+    oauth: Option<&proto::OAuthClientCredentials>,
+    url: &str,
+    v: &mut Violations,
+) -> Option<OAuthClient> {
+    let o = oauth?;
+    let field = |name: &str| format!("webhook.oauth.{name}");
+    if !(url.starts_with("https://") || url.starts_with("http://")) {
+        v.add(
+            field("token_url"),
+            "a bearer token is sent to an http(s) receiver only",
+        );
+    }
+    match reqwest::Url::parse(&o.token_url) {
+        Ok(token_url) if matches!(token_url.scheme(), "http" | "https") => {}
+        Ok(_) => v.add(
+            field("token_url"),
+            "the token endpoint must be http:// or https://",
+        ),
+        Err(e) => v.add(field("token_url"), format!("not a URL: {e}")),
+    }
+    if o.client_id.is_empty() || o.client_id.len() > MAX_ID {
+        v.add(field("client_id"), format!("1 to {MAX_ID} bytes"));
+    }
+    if o.client_secret.is_empty() || o.client_secret.len() > MAX_SECRET {
+        v.add(
+            field("client_secret"),
+            format!("1 to {MAX_SECRET} bytes; give it anew with every change of oauth"),
+        );
+    }
+    if o.scopes.len() > MAX_SCOPES {
+        v.add(field("scopes"), format!("at most {MAX_SCOPES}"));
+    }
+    for (i, scope) in o.scopes.iter().enumerate() {
+        // RFC 6749 §3.3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E )
+        let token = !scope.is_empty()
+            && scope.len() <= MAX_ID
+            && scope
+                .bytes()
+                .all(|b| b == 0x21 || (0x23..=0x5b).contains(&b) || (0x5d..=0x7e).contains(&b));
+        if !token {
+            v.add(
+                format!("webhook.oauth.scopes[{i}]"),
+                "a scope token: printable ASCII without spaces, quotes or backslashes",
+            );
+        }
+    }
+    Some(OAuthClient {
+        token_url: o.token_url.clone(),
+        client_id: o.client_id.clone(),
+        client_secret: Secret::new(o.client_secret.clone()),
+        scopes: o.scopes.clone(),
+    })
+}
 
 /// Longest PEM accepted for either: a chain of a few certificates, or a key.
 const MAX_PEM: usize = 32 * 1024;

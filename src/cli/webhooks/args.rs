@@ -8,6 +8,7 @@
 use clap::{ArgGroup, Args, Subcommand};
 
 use crate::api::convert::{event_type_to_proto, format_to_proto};
+use crate::api::proto;
 use crate::cli::Output;
 use crate::config::HumanDuration;
 use crate::dispatch::payload::Format;
@@ -125,6 +126,8 @@ pub(super) struct CreateArgs {
     pub(super) template: TemplateArgs,
     #[command(flatten)]
     pub(super) client_cert: ClientCertArgs,
+    #[command(flatten)]
+    pub(super) oauth: OAuthArgs,
     /// At most this many requests in flight to it at once (a ceiling for its adaptive window).
     #[arg(long, value_name = "N")]
     pub(super) max_concurrency: Option<i32>,
@@ -229,6 +232,11 @@ pub(super) struct UpdateArgs {
     /// Stop presenting a client certificate.
     #[arg(long, conflicts_with_all = ["client_cert", "client_key"])]
     pub(super) no_client_cert: bool,
+    #[command(flatten)]
+    pub(super) oauth: OAuthArgs,
+    /// Stop sending an OAuth bearer token.
+    #[arg(long, conflicts_with_all = ["oauth_token_url", "oauth_client_id", "oauth_client_secret_file", "oauth_scope"])]
+    pub(super) no_oauth: bool,
     /// At most this many requests in flight to it at once.
     #[arg(long, value_name = "N")]
     pub(super) max_concurrency: Option<i32>,
@@ -335,6 +343,47 @@ impl ClientCertArgs {
                 .with_context(|| format!("reading the client {what} {}", path.display()))
         };
         Ok(Some((read(cert, "certificate")?, read(key, "key")?)))
+    }
+}
+
+/// OAuth 2.0 client credentials, the same for create and update (where all are given
+/// anew, the secret included).
+#[derive(Debug, Args)]
+pub(super) struct OAuthArgs {
+    /// The token endpoint hookline gets a bearer token from (client credentials grant).
+    #[arg(long, value_name = "URL", requires_all = ["oauth_client_id", "oauth_client_secret_file"])]
+    pub(super) oauth_token_url: Option<String>,
+    /// The OAuth client id.
+    #[arg(long, value_name = "ID", requires = "oauth_token_url")]
+    pub(super) oauth_client_id: Option<String>,
+    /// A file holding the client secret (one line; sealed, never shown again).
+    #[arg(long, value_name = "PATH", requires = "oauth_token_url")]
+    pub(super) oauth_client_secret_file: Option<std::path::PathBuf>,
+    /// A scope to ask for (repeat for several).
+    #[arg(
+        long = "oauth-scope",
+        value_name = "SCOPE",
+        requires = "oauth_token_url"
+    )]
+    pub(super) oauth_scope: Vec<String>,
+}
+
+impl OAuthArgs {
+    /// The credentials, the secret read from its file, if given.
+    pub(super) fn read(&self) -> anyhow::Result<Option<proto::OAuthClientCredentials>> {
+        use anyhow::Context;
+        let (Some(token_url), Some(path)) = (&self.oauth_token_url, &self.oauth_client_secret_file)
+        else {
+            return Ok(None);
+        };
+        let secret = std::fs::read_to_string(path)
+            .with_context(|| format!("reading the OAuth client secret {}", path.display()))?;
+        Ok(Some(proto::OAuthClientCredentials {
+            token_url: token_url.clone(),
+            client_id: self.oauth_client_id.clone().unwrap_or_default(),
+            client_secret: secret.trim_end_matches(['\r', '\n']).to_owned(),
+            scopes: self.oauth_scope.clone(),
+        }))
     }
 }
 

@@ -67,6 +67,12 @@ pub(super) struct WebhookForm {
     pub(super) client_certificate: String,
     /// Its private key: write-only, so always empty when the form is shown.
     pub(super) client_key: String,
+    /// OAuth client credentials (the `oauth` field): the token endpoint, the client id,
+    /// the secret (write-only, always empty when shown) and the scopes, one per line.
+    pub(super) oauth_token_url: String,
+    pub(super) oauth_client_id: String,
+    pub(super) oauth_client_secret: String,
+    pub(super) oauth_scopes: String,
 }
 
 impl WebhookForm {
@@ -75,6 +81,12 @@ impl WebhookForm {
     /// holds, stays.
     pub(super) fn changes_client_certificate(&self) -> bool {
         !self.client_key.trim().is_empty() || self.client_certificate.trim().is_empty()
+    }
+
+    /// Whether a save changes the OAuth credentials: a secret was typed, or the token
+    /// endpoint was cleared (the stored secret is never in the form).
+    pub(super) fn changes_oauth(&self) -> bool {
+        !self.oauth_client_secret.is_empty() || self.oauth_token_url.is_empty()
     }
 
     pub(super) fn blank() -> WebhookForm {
@@ -120,6 +132,22 @@ impl WebhookForm {
             secret: String::new(),
             client_certificate: w.client_certificate.clone(),
             client_key: String::new(),
+            oauth_token_url: w
+                .oauth
+                .as_ref()
+                .map(|o| o.token_url.clone())
+                .unwrap_or_default(),
+            oauth_client_id: w
+                .oauth
+                .as_ref()
+                .map(|o| o.client_id.clone())
+                .unwrap_or_default(),
+            oauth_client_secret: String::new(),
+            oauth_scopes: w
+                .oauth
+                .as_ref()
+                .map(|o| o.scopes.join("\n"))
+                .unwrap_or_default(),
         }
     }
 
@@ -154,6 +182,10 @@ impl WebhookForm {
             secret: field(form, "secret").trim().to_owned(),
             client_certificate: field(form, "client_certificate").replace("\r\n", "\n"),
             client_key: field(form, "client_key").replace("\r\n", "\n"),
+            oauth_token_url: field(form, "oauth_token_url").trim().to_owned(),
+            oauth_client_id: field(form, "oauth_client_id").trim().to_owned(),
+            oauth_client_secret: field(form, "oauth_client_secret").trim().to_owned(),
+            oauth_scopes: field(form, "oauth_scopes").to_owned(),
         }
     }
 
@@ -201,6 +233,12 @@ impl WebhookForm {
             rate_limit,
             client_certificate: self.client_certificate.clone(),
             client_key: self.client_key.clone(),
+            oauth: (!self.oauth_token_url.is_empty()).then(|| proto::OAuthClientCredentials {
+                token_url: self.oauth_token_url.clone(),
+                client_id: self.oauth_client_id.clone(),
+                client_secret: self.oauth_client_secret.clone(),
+                scopes: lines(&self.oauth_scopes),
+            }),
             namespace: (!self.namespace.is_empty()).then(|| self.namespace.clone()),
             name: self.name.clone(),
             url: self.url.clone(),

@@ -323,6 +323,17 @@ pub(super) fn form_with_preview(
             }, Some(html! {
                 "PEM. Sealed when saved and never shown again."
             })))
+            (m.field("oauth", "OAuth 2.0 client credentials", html! {
+                input #oauth name="oauth_token_url" value=(form.oauth_token_url) spellcheck="false"
+                    placeholder="token endpoint: https://idp.example/oauth/token"
+                    aria-invalid=[m.invalid("oauth")] aria-describedby=(m.described("oauth", true));
+                input name="oauth_client_id" value=(form.oauth_client_id) spellcheck="false" placeholder="client id" aria-label="OAuth client id";
+                input name="oauth_client_secret" type="password" autocomplete="off" spellcheck="false" aria-label="OAuth client secret"
+                    placeholder=(if id.is_some() && !form.oauth_token_url.is_empty() { "client secret: sealed, never shown; type it again to change these" } else { "client secret" });
+                textarea name="oauth_scopes" rows="2" spellcheck="false" placeholder="scopes, one per line" aria-label="OAuth scopes" { (form.oauth_scopes) }
+            }, Some(html! {
+                "Optional, for a receiver that wants a bearer token: hookline gets one from the token endpoint (client credentials) and renews it before it expires. Empty the endpoint to stop."
+            })))
             (m.check("ordered", "Ordered: one delivery at a time per repository:tag, in event order", form.ordered))
             (m.check("enabled", "Enabled", form.enabled))
             @if id.is_none() {
@@ -455,6 +466,7 @@ pub(crate) async fn update(
                         .filter(|p| {
                             **p != "client_certificate" || form.changes_client_certificate()
                         })
+                        .filter(|p| **p != "oauth" || form.changes_oauth())
                         .map(|p| (*p).to_owned())
                         .collect(),
                 }),
@@ -475,7 +487,7 @@ mod tests {
     #[test]
     fn every_problem_stands_beside_its_field() {
         let fields: Vec<&str> = field_names().collect();
-        assert_eq!(fields.len(), 23);
+        assert_eq!(fields.len(), 24);
         let mut errors = Errors::default();
         for &field in &fields {
             errors.add(field, format!("bad {field}"));

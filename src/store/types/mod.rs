@@ -24,6 +24,6 @@ pub use rows::decode_event;
 pub(crate) use rows::{ClaimRow, WebhookRow, group_secrets, last_error, next_state_columns};
 pub use tokens::{NewToken, RegistryAccess, RegistrySource, TokenKind, TokenRecord};
 pub use webhooks::{
-    CHAT_FORMATS, ClientIdentity, PayloadOptions, Webhook, WebhookQuery, WebhookSecret,
-    WebhookWithSecrets, url_is_credential,
+    CHAT_FORMATS, ClientIdentity, OAuthClient, PayloadOptions, Webhook, WebhookQuery,
+    WebhookSecret, WebhookWithSecrets, url_is_credential,
 };

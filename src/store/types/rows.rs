@@ -8,8 +8,8 @@ use std::collections::HashMap;
 
 use super::super::StoreError;
 use super::{
-    AttemptRecord, ClaimedDelivery, ClientIdentity, Lease, NextState, Webhook, WebhookSecret,
-    WebhookWithSecrets,
+    AttemptRecord, ClaimedDelivery, ClientIdentity, Lease, NextState, OAuthClient, Webhook,
+    WebhookSecret, WebhookWithSecrets,
 };
 use crate::seal::{Keyring, place};
 use crate::secret::Secret;
@@ -29,6 +29,8 @@ pub(crate) struct WebhookRow {
     pub payload_options: String,
     pub client_certificate: Option<String>,
     pub client_key: Option<String>,
+    pub oauth: Option<String>,
+    pub oauth_client_secret: Option<String>,
 }
 
 impl<'r, R: sqlx::Row> sqlx::FromRow<'r, R> for WebhookRow
@@ -65,6 +67,8 @@ where
             payload_options: row.try_get("payload_options")?,
             client_certificate: row.try_get("client_certificate")?,
             client_key: row.try_get("client_key")?,
+            oauth: row.try_get("oauth")?,
+            oauth_client_secret: row.try_get("oauth_client_secret")?,
         })
     }
 }
@@ -90,6 +94,12 @@ impl WebhookRow {
                 certificate,
                 key: Secret::new(key),
             });
+        }
+        if let (Some(oauth), Some(secret)) = (self.oauth, self.oauth_client_secret) {
+            let mut client: OAuthClient = serde_json::from_str(&oauth).map_err(corrupt)?;
+            let place = place("webhooks.oauth_client_secret", &webhook.id);
+            client.client_secret = Secret::new(keys.open(&place, &secret)?);
+            webhook.oauth = Some(client);
         }
         Ok(webhook)
     }

@@ -30,6 +30,8 @@ pub struct Webhook {
     /// The client certificate (PEM chain) presented to the receiver, and its private key
     /// (mutual TLS); both or neither.
     pub client_identity: Option<ClientIdentity>,
+    /// OAuth 2.0 client credentials: hookline fetches a bearer token for each request.
+    pub oauth: Option<OAuthClient>,
     /// Name of an extra GitHub-style signature header (`X-Hub-Signature-256`), if any.
     pub signature_header: Option<String>,
     /// Format-specific choices (dockerhub `repo_name`, harbor deletes).
@@ -89,6 +91,7 @@ impl Webhook {
             format: "hookline".into(),
             headers: BTreeMap::new(),
             client_identity: None,
+            oauth: None,
             signature_header: None,
             payload_options: PayloadOptions::default(),
             ordered: false,
@@ -110,6 +113,21 @@ pub struct ClientIdentity {
     pub certificate: String,
     /// Its private key, PEM: a secret, sealed at rest and never shown.
     pub key: Secret,
+}
+
+/// OAuth 2.0 client credentials (RFC 6749 §4.4) a webhook fetches its bearer token with.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct OAuthClient {
+    /// The token endpoint.
+    pub token_url: String,
+    /// The client id.
+    pub client_id: String,
+    /// The client secret: sealed at rest, never shown.
+    #[serde(skip)]
+    pub client_secret: Secret,
+    /// The scopes asked for (none: the endpoint's default).
+    #[serde(default)]
+    pub scopes: Vec<String>,
 }
 
 /// Choices a webhook makes about its payload format, stored as JSON. Options of other

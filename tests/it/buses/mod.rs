@@ -38,7 +38,7 @@ use nats::{nats_header, stream_messages};
 use redis::entries;
 
 /// A delivery's attempts, from the log.
-async fn attempts(deliveries: &mut Deliveries, id: &str) -> Vec<proto::Attempt> {
+pub(crate) async fn attempts(deliveries: &mut Deliveries, id: &str) -> Vec<proto::Attempt> {
     deliveries
         .get_delivery(GetDeliveryRequest { id: id.into() })
         .await

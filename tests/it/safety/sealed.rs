@@ -1,6 +1,6 @@
 //! Secrets sealed at rest (`seal.rs`): a set of distinctive secrets (signing secrets
 //! before and after a rotation, a custom header value, a broker's password, a chat
-//! webhook's URL, a registry password, a client certificate's key) is nowhere in the SQLite file, its WAL, a `hookline
+//! webhook's URL, a registry password, a client certificate's key, an OAuth client secret) is nowhere in the SQLite file, its WAL, a `hookline
 //! backup` copy or a `pg_dump`; a rotation of the key re-sealed by `keys rewrap` during a
 //! load loses no signature; a start without the key that sealed refuses, naming it; a
 //! database from before sealing is sealed at start and keeps delivering.
@@ -28,9 +28,11 @@ const HEADER_VALUE: &str = "Bearer hdr-SEALED-7f3a91";
 const BUS_PASSWORD: &str = "busSEALEDpw91c";
 const CHAT_SECRET: &str = "chatSEALED4e2b8";
 const REGISTRY_PASSWORD: &str = "regSEALEDpw55d";
+const OAUTH_SECRET: &str = "oauthSEALEDcs3f1";
 
 /// Every distinctive secret, to look for.
-const SECRETS: [&str; 6] = [
+const SECRETS: [&str; 7] = [
+    OAUTH_SECRET,
     FIRST_SECRET,
     SECOND_SECRET,
     HEADER_VALUE,
@@ -107,6 +109,12 @@ store_test!(
         let mut mtls = hook("mtls", "https://localhost:1/hook");
         mtls.client_certificate = leaf.cert_pem.clone();
         mtls.client_key = leaf.key_pem.clone();
+        mtls.oauth = Some(proto::OAuthClientCredentials {
+            token_url: "http://127.0.0.1:1/token".into(),
+            client_id: "deployer".into(),
+            client_secret: OAUTH_SECRET.into(),
+            scopes: Vec::new(),
+        });
         create_with(&mut api, mtls, "").await;
         let key_line = leaf
             .key_pem
