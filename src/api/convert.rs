@@ -118,11 +118,21 @@ pub(crate) fn webhook_to_proto(w: &Webhook) -> proto::Webhook {
         repositories: w.repositories.clone(),
         tags: w.tags.clone(),
         payload_format: format_to_proto(&w.format) as i32,
+        // A header's value is a secret unless its owner marked it plain.
         headers: w
             .headers
             .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
+            .map(|(k, v)| {
+                let plain = w.plain_headers.iter().any(|p| p.eq_ignore_ascii_case(k));
+                let shown = if plain {
+                    v.clone()
+                } else {
+                    REDACTED.to_owned()
+                };
+                (k.clone(), shown)
+            })
             .collect(),
+        plain_headers: w.plain_headers.clone(),
         ordered: w.ordered,
         enabled: Some(w.enabled),
         disabled_reason: w.disabled_reason.clone().unwrap_or_default(),

@@ -67,6 +67,7 @@ impl std::fmt::Debug for Webhook {
             .field("tags", &self.tags)
             .field("payload_format", &self.payload_format)
             .field("headers", &self.headers)
+            .field("plain_headers", &self.plain_headers)
             .field("ordered", &self.ordered)
             .field("enabled", &self.enabled)
             .field("disabled_reason", &self.disabled_reason)

@@ -230,6 +230,7 @@ impl WebhookService for WebhookApi {
             tags: fields.tags,
             format: fields.format,
             headers: fields.headers,
+            plain_headers: fields.plain_headers,
             client_identity: fields.client_identity,
             oauth: fields.oauth,
             signature_header: fields.signature_header,

@@ -8,13 +8,14 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
-use axum::http::{HeaderName, HeaderValue};
+use axum::http::HeaderName;
 
 use super::auth::within;
 use super::convert::{event_type_from_proto, format_from_proto};
 use super::error::Violations;
 use super::proto;
 
+mod headers;
 mod identity;
 mod payload;
 use crate::config::ApiConfig;
@@ -80,6 +81,7 @@ pub(crate) struct Fields {
     pub rate_limit_milli: Option<i64>,
     pub client_identity: Option<crate::store::ClientIdentity>,
     pub oauth: Option<crate::store::OAuthClient>,
+    pub plain_headers: Vec<String>,
 }
 
 /// The most requests in flight an owner may allow one webhook.
@@ -162,7 +164,8 @@ pub(crate) fn fields(
             String::new()
         }
     };
-    headers(&w.headers, limits.max_custom_headers, v);
+    headers::check(&w.headers, limits.max_custom_headers, v);
+    let plain_headers = headers::plain(&w.plain_headers, &w.headers, v);
     signature_header(&w.signature_header, &w.headers, v);
     let (max_concurrency, rate_limit_milli) = owner_limits(w, v);
     let payload_options = super::convert::options_from_proto(w.payload_options.as_ref());
@@ -184,6 +187,7 @@ pub(crate) fn fields(
         rate_limit_milli,
         client_identity,
         oauth,
+        plain_headers,
         name: w.name.clone(),
         url: w.url.clone(),
         event_types,
@@ -349,56 +353,6 @@ pub(crate) fn confined(pattern: &str, namespace: &str) -> bool {
     literal
         .strip_prefix(namespace)
         .is_some_and(|rest| rest.starts_with('/'))
-}
-
-fn headers(map: &HashMap<String, String>, max: usize, v: &mut Violations) {
-    if map.len() > max {
-        return v.add(
-            "webhook.headers",
-            format!("at most {max} headers (got {})", map.len()),
-        );
-    }
-    let total: usize = map.iter().map(|(k, v)| k.len() + v.len()).sum();
-    if total > MAX_HEADERS_BYTES {
-        return v.add(
-            "webhook.headers",
-            format!("at most {MAX_HEADERS_BYTES} bytes of names and values together (got {total})"),
-        );
-    }
-    let mut names: Vec<&String> = map.keys().collect();
-    names.sort();
-    for name in names {
-        let value = &map[name];
-        let field = format!("webhook.headers[{name:?}]");
-        let lower = name.to_ascii_lowercase();
-        if name.len() > MAX_HEADER_NAME {
-            v.add(
-                "webhook.headers",
-                format!("a header name is longer than {MAX_HEADER_NAME} bytes"),
-            );
-        } else if HeaderName::from_bytes(name.as_bytes()).is_err() {
-            v.add(
-                field,
-                "not a valid header name (letters, digits and !#$%&'*+-.^_`|~ only)",
-            );
-        } else if RESERVED_HEADERS.contains(&lower.as_str()) || lower.starts_with("webhook-") {
-            v.add(
-                field,
-                "set by hookline or hop-by-hop (host, content-*, connection, te, upgrade, \
-                 proxy-*, webhook-*, …); it cannot be set",
-            );
-        } else if value.len() > MAX_HEADER_VALUE {
-            v.add(
-                field,
-                format!("value is longer than {MAX_HEADER_VALUE} bytes"),
-            );
-        } else if HeaderValue::from_str(value).is_err() || value.chars().any(char::is_control) {
-            v.add(
-                field,
-                "value must be visible ASCII or spaces, without control characters",
-            );
-        }
-    }
 }
 
 /// A user-supplied signing secret: `whsec_` and the standard base64 of 24 to 64 bytes.

@@ -160,7 +160,8 @@ async fn create(c: &ClientArgs, client: &mut Client, a: CreateArgs) -> anyhow::R
             } else {
                 proto::PayloadFormat::Hookline as i32
             }),
-            headers: a.headers.into_iter().collect(),
+            plain_headers: a.plain_headers.iter().map(|(k, _)| k.clone()).collect(),
+            headers: a.headers.into_iter().chain(a.plain_headers).collect(),
             ordered: a.ordered,
             enabled: Some(!a.disabled),
             max_concurrency: a.max_concurrency,
@@ -291,8 +292,9 @@ async fn update(c: &ClientArgs, client: &mut Client, a: UpdateArgs) -> anyhow::R
         webhook.payload_format = format;
         paths.push("payload_format");
     }
-    if !a.headers.is_empty() || a.no_headers {
-        webhook.headers = a.headers.into_iter().collect();
+    if !a.headers.is_empty() || !a.plain_headers.is_empty() || a.no_headers {
+        webhook.plain_headers = a.plain_headers.iter().map(|(k, _)| k.clone()).collect();
+        webhook.headers = a.headers.into_iter().chain(a.plain_headers).collect();
         paths.push("headers");
     }
     if let Some(ordered) = a.ordered {

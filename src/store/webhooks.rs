@@ -19,14 +19,14 @@ use crate::seal::{Keyring, place};
 const WEBHOOK_COLUMNS: &str = "id, namespace, name, url, event_types, repositories, tags, format, \
      headers, signature_header, payload_options, ordered, enabled, disabled_reason, failing_since, \
      created_at, updated_at, max_concurrency, rate_limit_milli, client_certificate, client_key, \
-     oauth, oauth_client_secret";
+     oauth, oauth_client_secret, plain_headers";
 
 /// The columns an update may change, with the webhook's values, in one place for the
 /// insert and the compare-and-set update; the custom headers and a credential URL sealed.
 fn changeable(
     keys: &Keyring,
     webhook: &Webhook,
-) -> Result<[(&'static str, Param); 19], StoreError> {
+) -> Result<[(&'static str, Param); 20], StoreError> {
     let [event_types, repositories, tags, headers] = webhook.json_columns();
     let url = if webhook.url_is_credential() {
         keys.seal(&place("webhooks.url", &webhook.id), &webhook.url)?
@@ -48,6 +48,8 @@ fn changeable(
         })
         .transpose()?;
     let oauth = oauth.map(|o| serde_json::to_string(o).unwrap_or_else(|_| "{}".into()));
+    let plain_headers = (!webhook.plain_headers.is_empty())
+        .then(|| serde_json::to_string(&webhook.plain_headers).unwrap_or_else(|_| "[]".into()));
     Ok([
         ("name", webhook.name.as_str().into()),
         ("url", url.into()),
@@ -74,6 +76,7 @@ fn changeable(
         ("client_key", client_key.as_deref().into()),
         ("oauth", oauth.as_deref().into()),
         ("oauth_client_secret", oauth_secret.as_deref().into()),
+        ("plain_headers", plain_headers.as_deref().into()),
     ])
 }
 

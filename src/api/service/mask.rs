@@ -107,6 +107,8 @@ impl Mask {
         let mut merged = webhook_to_proto(current);
         // The API shows a chat webhook's URL redacted; what is kept is the stored one.
         merged.url = current.url.clone();
+        // Likewise secret header values.
+        merged.headers = current.headers.clone().into_iter().collect();
         // The stored key is never shown, so the stored identity is not validated again:
         // only one the request sets (`client_certificate` names the key too).
         merged.client_certificate.clear();
@@ -120,6 +122,17 @@ impl Mask {
         );
         if self.has("client_certificate") {
             merged.client_key = input.client_key.clone();
+        }
+        if self.has("headers") {
+            merged.plain_headers = input.plain_headers.clone();
+            // A value sent back as shown (redacted) keeps the stored one.
+            for (name, value) in merged.headers.iter_mut() {
+                if value == crate::api::convert::REDACTED
+                    && let Some(stored) = current.headers.get(name)
+                {
+                    value.clone_from(stored);
+                }
+            }
         }
         merged
     }
@@ -146,6 +159,7 @@ impl Mask {
             next.format = fields.format;
         }
         next.headers = fields.headers;
+        next.plain_headers = fields.plain_headers;
         next.signature_header = fields.signature_header;
         next.payload_options = fields.payload_options;
         next.max_concurrency = fields.max_concurrency;

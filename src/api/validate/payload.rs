@@ -64,6 +64,8 @@ pub(crate) fn expand_preset(w: &mut proto::Webhook, v: &mut Violations) {
     for (header, value) in preset.headers {
         if !w.headers.keys().any(|k| k.eq_ignore_ascii_case(header)) {
             w.headers.insert((*header).to_owned(), (*value).to_owned());
+            // The preset's own text, no secret: shown back.
+            w.plain_headers.push((*header).to_owned());
         }
     }
 }

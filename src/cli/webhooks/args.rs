@@ -105,9 +105,13 @@ pub(super) struct CreateArgs {
     /// --preset or --template-file).
     #[arg(long, value_parser = parse_format)]
     pub(super) format: Option<i32>,
-    /// Custom header sent with every delivery, repeatable.
+    /// Custom header sent with every delivery, repeatable. Its value is a secret: sealed,
+    /// and shown as `…redacted` (a receiver's token, often).
     #[arg(long = "header", value_name = "NAME=VALUE", value_parser = parse_header)]
     pub(super) headers: Vec<(String, String)>,
+    /// A custom header whose value is not secret, shown back as it is; repeatable.
+    #[arg(long = "plain-header", value_name = "NAME=VALUE", value_parser = parse_header)]
+    pub(super) plain_headers: Vec<(String, String)>,
     /// Deliver one repository:tag's events one at a time, in order.
     #[arg(long)]
     pub(super) ordered: bool,
@@ -202,11 +206,14 @@ pub(super) struct UpdateArgs {
     /// New payload format (see `create --help`).
     #[arg(long, value_parser = parse_format)]
     pub(super) format: Option<i32>,
-    /// Replace the custom headers, repeatable.
+    /// Replace the custom headers, repeatable (values secret: shown redacted).
     #[arg(long = "header", value_name = "NAME=VALUE", value_parser = parse_header)]
     pub(super) headers: Vec<(String, String)>,
+    /// With --header: a custom header whose value is not secret, shown back; repeatable.
+    #[arg(long = "plain-header", value_name = "NAME=VALUE", value_parser = parse_header)]
+    pub(super) plain_headers: Vec<(String, String)>,
     /// Remove every custom header.
-    #[arg(long, conflicts_with = "headers")]
+    #[arg(long, conflicts_with_all = ["headers", "plain_headers"])]
     pub(super) no_headers: bool,
     /// Ordered delivery on or off.
     #[arg(long, value_name = "BOOL")]

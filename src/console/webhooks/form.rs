@@ -15,7 +15,7 @@ use crate::console::session::field;
 /// Fields the form has besides those UpdateWebhook may change: the create-only namespace
 /// and secret, the payload options that `UPDATABLE` names as one, and the client key
 /// (`client_certificate` names both).
-const FORM_ONLY: [&str; 10] = [
+const FORM_ONLY: [&str; 11] = [
     "namespace",
     "include_host",
     "harbor_deletes",
@@ -26,6 +26,7 @@ const FORM_ONLY: [&str; 10] = [
     "preset",
     "secret",
     "client_key",
+    "plain_headers",
 ];
 
 /// The names of the form's fields: every field UpdateWebhook may change, and those of
@@ -49,6 +50,8 @@ pub(super) struct WebhookForm {
     pub(super) tags: String,
     pub(super) payload_format: i32,
     pub(super) headers: String,
+    /// Names of the headers whose values are shown (not secret), one per line.
+    pub(super) plain_headers: String,
     pub(super) ordered: bool,
     pub(super) enabled: bool,
     pub(super) signature_header: String,
@@ -113,6 +116,7 @@ impl WebhookForm {
                 .map(|(k, v)| format!("{k}: {v}"))
                 .collect::<Vec<_>>()
                 .join("\n"),
+            plain_headers: w.plain_headers.join("\n"),
             ordered: w.ordered,
             enabled: w.enabled.unwrap_or(true),
             signature_header: w.signature_header.clone(),
@@ -166,6 +170,7 @@ impl WebhookForm {
             tags: field(form, "tags").to_owned(),
             payload_format: field(form, "payload_format").parse().unwrap_or(0),
             headers: field(form, "headers").to_owned(),
+            plain_headers: field(form, "plain_headers").to_owned(),
             ordered: checked("ordered"),
             enabled: checked("enabled"),
             signature_header: field(form, "signature_header").trim().to_owned(),
@@ -247,6 +252,7 @@ impl WebhookForm {
             tags: lines(&self.tags),
             payload_format: self.payload_format,
             headers,
+            plain_headers: lines(&self.plain_headers),
             ordered: self.ordered,
             enabled: Some(self.enabled),
             signature_header: self.signature_header.clone(),

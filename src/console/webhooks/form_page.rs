@@ -241,7 +241,11 @@ pub(super) fn form_with_preview(
             (m.field("headers", "Extra headers", html! {
                 textarea #headers name="headers" rows="2" spellcheck="false"
                     aria-invalid=[m.invalid("headers")] aria-describedby=(m.described("headers", true)) { (form.headers) }
-            }, Some(html! { "One per line: " code { "Name: value" } "." })))
+            }, Some(html! { "One per line: " code { "Name: value" } ". Values are secret: sealed, and shown as " code { "…redacted" } ", which keeps the stored value when saved." })))
+            (m.field("plain_headers", "Headers that are not secret", html! {
+                textarea #plain_headers name="plain_headers" rows="1" spellcheck="false"
+                    aria-invalid=[m.invalid("plain_headers")] aria-describedby=(m.described("plain_headers", true)) { (form.plain_headers) }
+            }, Some(html! { "Optional: names of extra headers whose values are shown, one per line." })))
             (m.field("signature_header", "GitHub-style signature header", html! {
                 input #signature_header name="signature_header" value=(form.signature_header) spellcheck="false"
                     placeholder="X-Hub-Signature-256"
@@ -487,7 +491,7 @@ mod tests {
     #[test]
     fn every_problem_stands_beside_its_field() {
         let fields: Vec<&str> = field_names().collect();
-        assert_eq!(fields.len(), 24);
+        assert_eq!(fields.len(), 25);
         let mut errors = Errors::default();
         for &field in &fields {
             errors.add(field, format!("bad {field}"));

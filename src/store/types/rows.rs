@@ -31,6 +31,7 @@ pub(crate) struct WebhookRow {
     pub client_key: Option<String>,
     pub oauth: Option<String>,
     pub oauth_client_secret: Option<String>,
+    pub plain_headers: Option<String>,
 }
 
 impl<'r, R: sqlx::Row> sqlx::FromRow<'r, R> for WebhookRow
@@ -69,6 +70,7 @@ where
             client_key: row.try_get("client_key")?,
             oauth: row.try_get("oauth")?,
             oauth_client_secret: row.try_get("oauth_client_secret")?,
+            plain_headers: row.try_get("plain_headers")?,
         })
     }
 }
@@ -94,6 +96,9 @@ impl WebhookRow {
                 certificate,
                 key: Secret::new(key),
             });
+        }
+        if let Some(plain) = self.plain_headers {
+            webhook.plain_headers = serde_json::from_str(&plain).map_err(corrupt)?;
         }
         if let (Some(oauth), Some(secret)) = (self.oauth, self.oauth_client_secret) {
             let mut client: OAuthClient = serde_json::from_str(&oauth).map_err(corrupt)?;

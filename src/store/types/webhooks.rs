@@ -27,6 +27,9 @@ pub struct Webhook {
     pub format: String,
     /// Custom headers sent verbatim.
     pub headers: BTreeMap<String, String>,
+    /// Names of the custom headers whose values are not secret (the API shows them);
+    /// every other value is shown redacted.
+    pub plain_headers: Vec<String>,
     /// The client certificate (PEM chain) presented to the receiver, and its private key
     /// (mutual TLS); both or neither.
     pub client_identity: Option<ClientIdentity>,
@@ -90,6 +93,7 @@ impl Webhook {
             tags: Vec::new(),
             format: "hookline".into(),
             headers: BTreeMap::new(),
+            plain_headers: Vec::new(),
             client_identity: None,
             oauth: None,
             signature_header: None,
