@@ -419,7 +419,12 @@ async fn send(http: &Http, destination: Destination<'_>, message: Message) -> At
     // With OAuth, a bearer token; a 401 gets one fresh token and one more try.
     let mut bearer = None;
     let mut response = loop {
-        let mut sent = headers.clone();
+        // Only OAuth sends twice; otherwise the headers go as they are, uncopied.
+        let mut sent = if destination.oauth.is_some() {
+            headers.clone()
+        } else {
+            std::mem::take(&mut headers)
+        };
         if let Some(credentials) = destination.oauth {
             let token = match token(http, &clients, credentials).await {
                 Ok(token) => token,

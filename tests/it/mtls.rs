@@ -10,7 +10,6 @@ use hookline::api::proto::{self, GetWebhookRequest, UpdateWebhookRequest};
 use hookline::store::TokenKind;
 use tokio_rustls::rustls::pki_types::CertificateDer;
 use tokio_rustls::rustls::pki_types::pem::PemObject;
-use tonic::Code;
 
 use crate::harness::db::{Backend, TestDb};
 use crate::harness::envelopes::push;
@@ -190,24 +189,8 @@ async fn a_bad_client_certificate_is_refused_naming_the_field() {
         ),
     ];
     for (webhook, field) in cases {
-        let status = crate::harness::api::expect_code(
-            api.create_webhook(proto::CreateWebhookRequest {
-                webhook: Some(webhook),
-                secret: String::new(),
-            })
-            .await,
-            Code::InvalidArgument,
-        );
-        assert!(
-            status.message().contains(field),
-            "{field}: {}",
-            status.message()
-        );
-        assert!(
-            !status.message().contains("PRIVATE KEY"),
-            "no key quoted: {}",
-            status.message()
-        );
+        let said = crate::harness::api::refused_naming(&mut api, webhook, field).await;
+        assert!(!said.contains("PRIVATE KEY"), "no key quoted: {said}");
     }
     server.stop().await;
     db.finish().await;
@@ -229,21 +212,8 @@ async fn the_cli_sets_and_rotates_a_client_certificate_and_never_shows_its_key()
         std::fs::write(&key, &leaf.key_pem).expect("key");
         (cert.display().to_string(), key.display().to_string())
     };
-    let cli = |args: &[&str]| {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_hookline"))
-            .args(args)
-            .env("HOOKLINE_SERVER", server.api_url())
-            .env("HOOKLINE_TOKEN", &token)
-            .output()
-            .expect("hookline");
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert!(out.status.success(), "{args:?}: {text}");
-        text
-    };
+    let api_url = server.api_url();
+    let cli = |args: &[&str]| crate::harness::api::cli_ok(&api_url, &token, args);
     let first = ca.leaf();
     let (cert, key) = files(&first, "first");
     let created = cli(&[

@@ -13,7 +13,6 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use hookline::api::proto::{self, DeliveryStatus, GetWebhookRequest};
 use hookline::store::TokenKind;
-use tonic::Code;
 
 use crate::deliveries::wait_status;
 use crate::harness::db::{Backend, TestDb};
@@ -249,20 +248,8 @@ async fn oauth_credentials_are_checked_naming_the_field_and_the_secret_never_sho
             "webhook.oauth.token_url",
         ),
     ] {
-        let status = crate::harness::api::expect_code(
-            api.create_webhook(proto::CreateWebhookRequest {
-                webhook: Some(webhook),
-                secret: String::new(),
-            })
-            .await,
-            Code::InvalidArgument,
-        );
-        assert!(
-            status.message().contains(field),
-            "{field}: {}",
-            status.message()
-        );
-        assert!(!status.message().contains(CLIENT_SECRET));
+        let said = crate::harness::api::refused_naming(&mut api, webhook, field).await;
+        assert!(!said.contains(CLIENT_SECRET));
     }
     let (w, _) = crate::api::create(&mut api, webhook(base, CLIENT_SECRET, &["read"])).await;
     let got = api
@@ -291,19 +278,9 @@ async fn the_cli_sets_oauth_credentials_and_never_shows_the_secret() {
     let dir = tempfile::tempdir().expect("dir");
     let secret_file = dir.path().join("secret");
     std::fs::write(&secret_file, format!("{CLIENT_SECRET}\n")).expect("secret file");
+    let api_url = server.api_url();
     let cli = |args: &[&str]| {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_hookline"))
-            .args(args)
-            .env("HOOKLINE_SERVER", server.api_url())
-            .env("HOOKLINE_TOKEN", &token)
-            .output()
-            .expect("hookline");
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert!(out.status.success(), "{args:?}: {text}");
+        let text = crate::harness::api::cli_ok(&api_url, &token, args);
         assert!(!text.contains(CLIENT_SECRET), "never shown: {text}");
         text
     };

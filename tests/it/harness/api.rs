@@ -1,6 +1,7 @@
 //! gRPC clients for the api role: webhooks with a bearer token, health, reflection, and
 //! helpers to read a failed call's status.
 
+use hookline::api::proto;
 use hookline::api::proto::delivery_service_client::DeliveryServiceClient;
 use hookline::api::proto::webhook_service_client::WebhookServiceClient;
 use tonic::metadata::{Ascii, MetadataValue};
@@ -62,6 +63,40 @@ pub fn expect_code<T: std::fmt::Debug>(result: Result<T, Status>, code: Code) ->
             status
         }
     }
+}
+
+/// Asserts CreateWebhook refuses `webhook` with INVALID_ARGUMENT naming `field`; returns
+/// the status's message.
+pub async fn refused_naming(api: &mut Client, webhook: proto::Webhook, field: &str) -> String {
+    let status = expect_code(
+        api.create_webhook(proto::CreateWebhookRequest {
+            webhook: Some(webhook),
+            secret: String::new(),
+        })
+        .await,
+        Code::InvalidArgument,
+    );
+    let message = status.message().to_owned();
+    assert!(message.contains(field), "{field}: {message}");
+    message
+}
+
+/// Runs the `hookline` CLI against the API at `api_url` with `token`; panics unless it
+/// succeeds; its stdout and stderr together.
+pub fn cli_ok(api_url: &str, token: &str, args: &[&str]) -> String {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_hookline"))
+        .args(args)
+        .env("HOOKLINE_SERVER", api_url)
+        .env("HOOKLINE_TOKEN", token)
+        .output()
+        .expect("hookline");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{args:?}: {text}");
+    text
 }
 
 /// The fields named by a status's `google.rpc.BadRequest` detail.
