@@ -62,7 +62,7 @@ async fn push_through_a_restart(server: &TestServer, broker: &mut Broker, events
 
 /// Checks a bus message's signature as an HTTP receiver would, with the `standardwebhooks`
 /// crate: over `payload`, with the three headers `header` gives by name.
-fn verify_signed(secret: &str, payload: &[u8], header: impl Fn(&str) -> String) {
+pub(crate) fn verify_signed(secret: &str, payload: &[u8], header: impl Fn(&str) -> String) {
     let mut headers = HeaderMap::new();
     for name in ["webhook-id", "webhook-timestamp", "webhook-signature"] {
         headers.insert(
