@@ -76,6 +76,14 @@ impl IntoResponse for IngestError {
                 axum::http::HeaderValue::from(seconds as u64),
             );
         }
+        if matches!(self, IngestError::TooLarge(_)) {
+            // The rest of the body is never read, so this connection cannot carry another
+            // request: say so, or a client may reuse it and fail writing its next one.
+            response.headers_mut().insert(
+                axum::http::header::CONNECTION,
+                axum::http::HeaderValue::from_static("close"),
+            );
+        }
         if status == StatusCode::UNAUTHORIZED {
             response.headers_mut().insert(
                 axum::http::header::WWW_AUTHENTICATE,
