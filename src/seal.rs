@@ -220,8 +220,7 @@ pub fn key_id(raw: &[u8; KEY_LEN]) -> String {
         .chain_update(b"hookline secret key id\0")
         .chain_update(raw)
         .finalize();
-    let hex: String = digest[..4].iter().map(|b| format!("{b:02x}")).collect();
-    format!("k{hex}")
+    format!("k{}", crate::secret::hex(&digest[..4]))
 }
 
 /// A new random key, in base64 (a line of a key file).

@@ -68,7 +68,7 @@ impl Credentials {
             .chain_update(form.as_bytes())
             .finalize();
         Credentials {
-            key: digest[..12].iter().map(|b| format!("{b:02x}")).collect(),
+            key: crate::secret::hex(&digest[..12]),
             token_url: client.token_url.clone(),
             authorization: Secret::new(format!("Basic {basic}")),
             form,

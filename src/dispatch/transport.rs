@@ -48,7 +48,7 @@ impl Identity {
         use sha2::{Digest, Sha256};
         let pem = format!("{}\n{}", stored.certificate.trim_end(), stored.key.expose());
         let digest = Sha256::digest(pem.as_bytes());
-        let key = digest[..12].iter().map(|b| format!("{b:02x}")).collect();
+        let key = crate::secret::hex(&digest[..12]);
         Identity {
             key,
             pem: crate::secret::Secret::new(pem),
