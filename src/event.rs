@@ -191,6 +191,13 @@ pub struct Event {
     /// `events.enrichment` before rendering.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub enrichment: Option<crate::enrichment::Enrichment>,
+    /// The W3C `traceparent` of the notify request that stored it, when traces are on: a
+    /// dispatcher continues that trace (`telemetry::traces`). No payload format shows it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace_parent: Option<String>,
+    /// The W3C `tracestate` that came with `trace_parent`, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace_state: Option<String>,
     /// When hookline received it (Unix milliseconds).
     pub received_at: i64,
     /// The registry's original event object, kept verbatim for the `distribution` payload format.
@@ -233,6 +240,8 @@ impl Event {
             previous_digest: None,
             changed: None,
             enrichment: None,
+            trace_parent: None,
+            trace_state: None,
             received_at,
             original: serde_json::Value::Null,
         }

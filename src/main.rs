@@ -7,14 +7,13 @@ use tokio_util::sync::CancellationToken;
 
 fn main() -> ExitCode {
     let cli = hookline::cli::Cli::parse();
-    let (format, level) = match cli.logging() {
-        Ok(logging) => logging,
+    let (format, level, traces) = match cli.telemetry() {
+        Ok(telemetry) => telemetry,
         Err(error) => {
             eprintln!("error: {error}");
             return ExitCode::from(2);
         }
     };
-    hookline::telemetry::init_logging(format, &level);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -25,7 +24,18 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    runtime.block_on(async {
+    // The trace exporter's gRPC channel is made on the runtime.
+    let traces = {
+        let _runtime = runtime.enter();
+        match hookline::telemetry::init(format, &level, traces.as_ref()) {
+            Ok(traces) => traces,
+            Err(error) => {
+                eprintln!("error: {error}");
+                return ExitCode::from(2);
+            }
+        }
+    };
+    let code = runtime.block_on(async {
         let shutdown = CancellationToken::new();
         tokio::spawn(cancel_on_signal(shutdown.clone()));
         match hookline::cli::run(cli, shutdown).await {
@@ -35,7 +45,12 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         }
-    })
+    });
+    // While the runtime still runs the exporter's channel: the last spans leave.
+    if let Some(traces) = traces {
+        traces.shutdown();
+    }
+    code
 }
 
 /// The error and its causes on one line, each cause once: many of our errors already

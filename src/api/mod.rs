@@ -113,6 +113,7 @@ pub async fn serve(
     let server = tonic::transport::Server::builder()
         .accept_http1(true)
         .timeout(CALL_TIMEOUT)
+        .trace_fn(call_span)
         .add_routes(routes);
     match tls {
         None => {
@@ -131,4 +132,35 @@ pub async fn serve(
         }
     }
     .map_err(std::io::Error::other)
+}
+
+/// The span of one call (an RPC, or a console page: they share the listener), continuing
+/// the caller's trace when it sends a `traceparent`.
+fn call_span(request: &http::Request<()>) -> tracing::Span {
+    let path = request.uri().path();
+    let grpc = request
+        .headers()
+        .get(http::header::CONTENT_TYPE)
+        .is_some_and(|t| t.as_bytes().starts_with(b"application/grpc"));
+    let span = match path.strip_prefix('/').and_then(|p| p.split_once('/')) {
+        Some((service, method)) if grpc => tracing::trace_span!(
+            target: crate::telemetry::traces::TARGET,
+            "rpc",
+            otel.name = %path.trim_start_matches('/'),
+            otel.kind = "server",
+            rpc.system = "grpc",
+            rpc.service = service,
+            rpc.method = method,
+        ),
+        _ => tracing::trace_span!(
+            target: crate::telemetry::traces::TARGET,
+            "http",
+            otel.name = %format_args!("{} {}", request.method(), path),
+            otel.kind = "server",
+            http.request.method = %request.method(),
+            url.path = path,
+        ),
+    };
+    crate::telemetry::traces::continue_from_headers(&span, request.headers());
+    span
 }

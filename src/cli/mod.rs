@@ -92,12 +92,25 @@ pub enum Output {
 }
 
 impl Cli {
-    /// The log format and filter the command asked for (before the config file is read).
-    pub fn logging(
+    /// The log format and filter the command asked for, and for `serve` where its traces
+    /// go. A `serve` whose options do not resolve gets no traces here: `run` reports why.
+    pub fn telemetry(
         &self,
-    ) -> Result<(crate::config::LogFormat, String), crate::config::ConfigError> {
+    ) -> Result<
+        (
+            crate::config::LogFormat,
+            String,
+            Option<crate::config::TraceConfig>,
+        ),
+        crate::config::ConfigError,
+    > {
+        if let Command::Serve(settings) = &self.command
+            && let Ok(config) = Config::resolve(self.common.clone(), (**settings).clone())
+        {
+            return Ok((config.log_format, config.log_level, config.traces));
+        }
         let config = Config::common(self.common.clone())?;
-        Ok((config.log_format, config.log_level))
+        Ok((config.log_format, config.log_level, None))
     }
 }
 

@@ -11,6 +11,7 @@ mod egress;
 mod keys;
 mod options;
 mod resolve;
+mod traces;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -19,6 +20,7 @@ use std::time::Duration;
 pub use egress::EgressProxy;
 pub use keys::{DEFAULT_KEY_FILE, HOW_TO_MAKE_ONE, SecretKeys, keyring_for};
 pub use options::{CommonSettings, HumanDuration, LogFormat, Role, ServeSettings, all_options};
+pub use traces::{Sampler, TraceConfig};
 
 use crate::enrichment::RegistryAccess;
 use crate::secret::Secret;
@@ -99,6 +101,8 @@ pub struct Config {
     pub retention: Duration,
     /// The keys that seal stored secrets (`seal.rs`).
     pub secret_keys: SecretKeys,
+    /// Where `serve` exports traces; `None`: nowhere, and spans cost nothing.
+    pub traces: Option<TraceConfig>,
 }
 
 /// A request rate: `per_second` sustained, `burst` at once; `per_second == 0` means no limit.

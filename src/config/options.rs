@@ -232,6 +232,27 @@ settings! {
         /// Most live tails (WatchDeliveries) one api process serves at once (default 64).
         #[arg(long, env = "HOOKLINE_MAX_WATCHERS")]
         pub max_watchers: usize,
+        /// OpenTelemetry collector to export traces to over OTLP/gRPC, such as
+        /// `http://otel-collector:4317` (default: none, no traces). The exporter also reads
+        /// `OTEL_EXPORTER_OTLP_HEADERS` and `OTEL_EXPORTER_OTLP_TIMEOUT`.
+        #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
+        pub otlp_endpoint: String,
+        /// OTLP protocol: only `grpc` (the default) is spoken.
+        #[arg(long, env = "OTEL_EXPORTER_OTLP_PROTOCOL")]
+        pub otlp_protocol: String,
+        /// `service.name` of hookline's spans (default `hookline`).
+        #[arg(long, env = "OTEL_SERVICE_NAME")]
+        pub trace_service_name: String,
+        /// Which traces are kept: `parentbased_always_on` (default), `always_on`,
+        /// `always_off`, `traceidratio`, `parentbased_traceidratio`, `parentbased_always_off`.
+        #[arg(long, env = "OTEL_TRACES_SAMPLER")]
+        pub trace_sampler: String,
+        /// The ratio of the `traceidratio` samplers, 0 to 1 (default 1).
+        #[arg(long, env = "OTEL_TRACES_SAMPLER_ARG")]
+        pub trace_sampler_arg: String,
+        /// More resource attributes of every span, `key=value,key=value` (default: none).
+        #[arg(long, env = "OTEL_RESOURCE_ATTRIBUTES")]
+        pub trace_resource_attributes: String,
     }
 }
 

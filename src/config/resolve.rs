@@ -133,6 +133,14 @@ impl Config {
                 c.secret_key_file.as_deref(),
                 c.secret_key.as_ref().filter(|k| !k.expose().is_empty()),
             )?,
+            traces: super::traces::resolve(super::traces::TraceOptions {
+                endpoint: s.otlp_endpoint,
+                protocol: s.otlp_protocol,
+                service_name: s.trace_service_name,
+                sampler: s.trace_sampler,
+                sampler_arg: s.trace_sampler_arg,
+                resource_attributes: s.trace_resource_attributes,
+            })?,
         };
         config.validate()?;
         Ok(config)

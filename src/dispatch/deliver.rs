@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use super::backoff::{Decision, RetryPolicy};
 use super::lanes::Feedback;
@@ -26,6 +27,7 @@ use crate::store::{
     AttemptContext, AttemptRecord, CircuitView, ClaimedDelivery, Finished, NextState, decode_event,
     now_ms,
 };
+use crate::telemetry::traces;
 
 /// How an attempt ended, for the attempt log and metrics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -251,10 +253,36 @@ impl Dispatcher {
                 .give_up_unsent(delivery, "the webhook has no usable signing secret")
                 .await;
         }
+        // The attempt continues the trace of the notify request that stored its event.
+        let span = tracing::trace_span!(
+            target: traces::TARGET,
+            "attempt",
+            otel.kind = "client",
+            otel.status_code = tracing::field::Empty,
+            hookline.webhook.id = %webhook_id,
+            hookline.delivery.id = %delivery.lease.delivery_id,
+            hookline.attempt = delivery.attempts + 1,
+            hookline.event.id = %event.id,
+            hookline.event.type = event.kind.as_str(),
+            hookline.repository = %event.repository,
+            hookline.tag = event.tag.as_deref(),
+            hookline.outcome = tracing::field::Empty,
+            hookline.window = tracing::field::Empty,
+            http.response.status_code = tracing::field::Empty,
+            error.type = tracing::field::Empty,
+        );
+        traces::continue_from(
+            &span,
+            event.trace_parent.as_deref(),
+            event.trace_state.as_deref(),
+        );
         // Enrichment from the registry: stored on the event once, so every attempt renders
         // the same bytes; a no-op for sources without a registry URL.
         let event = match &self.enricher {
-            Some(enricher) => enricher.enrich(&self.store, event).await,
+            Some(enricher) => {
+                let read = enricher.enrich(&self.store, event);
+                read.instrument(span.clone()).await
+            }
             None => event,
         };
         // A template that cannot render this event sends nothing: no half-made body.
@@ -278,6 +306,7 @@ impl Dispatcher {
         };
         let timestamp = now_ms() / 1000;
         sign::sign_message(&mut message, &webhook.keys, &delivery_id, timestamp, github);
+        traces::inject(&span, &mut message.headers);
         let destination = Destination {
             address: &webhook.webhook.url,
             dialect: Dialect::of(webhook.format),
@@ -350,6 +379,13 @@ impl Dispatcher {
             },
         };
         let window = lock(&self.shared).lanes.window(&webhook_id);
+        span.record("hookline.outcome", verdict.as_str());
+        span.record("hookline.window", window);
+        span.record("http.response.status_code", attempt.status_code);
+        if let Some(class) = &attempt.error_class {
+            span.record("error.type", class.as_str());
+            span.record("otel.status_code", "ERROR");
+        }
         let context = AttemptContext {
             webhook_id: webhook_id.clone(),
             namespace: webhook.webhook.namespace.clone(),

@@ -28,12 +28,14 @@ use axum::serve::IncomingStream;
 use tokio::net::TcpListener;
 use tokio_rustls::rustls::ServerConfig;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 pub use auth::RegistryAuth;
 pub use error::IngestError;
 
 use crate::config::IngestConfig;
 use crate::store::{Store, now_ms};
+use crate::telemetry::traces;
 
 /// Media types a distribution registry sends envelopes with.
 const ENVELOPE_MEDIA_TYPES: &[&str] = &[
@@ -135,11 +137,47 @@ struct NotifyResponse {
     rejected: Vec<envelope::Rejected>,
 }
 
+/// The notify request, as a span of the trace its events' deliveries join (a registry's
+/// own `traceparent` is continued).
 async fn notify(
+    state: State<IngestState>,
+    peer: Option<Extension<ConnectInfo<PeerAddr>>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let span = tracing::trace_span!(
+        target: traces::TARGET,
+        "notify",
+        otel.name = "POST /v1/notify",
+        otel.kind = "server",
+        otel.status_code = tracing::field::Empty,
+        http.request.method = "POST",
+        http.route = "/v1/notify",
+        http.response.status_code = tracing::field::Empty,
+        hookline.registry = tracing::field::Empty,
+        hookline.events.accepted = tracing::field::Empty,
+        hookline.events.duplicate = tracing::field::Empty,
+        hookline.events.rejected = tracing::field::Empty,
+    );
+    traces::continue_from_headers(&span, &headers);
+    let response = store_envelope(state, peer, headers, body, &span)
+        .instrument(span.clone())
+        .await
+        .unwrap_or_else(IntoResponse::into_response);
+    let status = response.status();
+    span.record("http.response.status_code", status.as_u16());
+    if status.is_server_error() {
+        span.record("otel.status_code", "ERROR");
+    }
+    response
+}
+
+async fn store_envelope(
     State(state): State<IngestState>,
     peer: Option<Extension<ConnectInfo<PeerAddr>>>,
     headers: HeaderMap,
     body: Body,
+    span: &tracing::Span,
 ) -> Result<Response, IngestError> {
     let started = Instant::now();
     // Cheap checks first: an unauthenticated caller cannot make us read a body.
@@ -162,9 +200,18 @@ async fn notify(
     })?;
     check_media_type(&headers)?;
     let body = read_body(body, &headers, state.max_body_bytes).await?;
-    let parsed = envelope::parse(&body, &source, now_ms(), state.max_events, || {
+    span.record("hookline.registry", source.as_str());
+    let mut parsed = envelope::parse(&body, &source, now_ms(), state.max_events, || {
         crate::ids::new_id("evt")
     })?;
+    span.record("hookline.events.rejected", parsed.rejected.len());
+    // Each event carries the trace on to whichever dispatcher delivers it.
+    if let Some((parent, trace_state)) = traces::context_of(span) {
+        for event in &mut parsed.events {
+            event.trace_parent = Some(parent.clone());
+            event.trace_state.clone_from(&trace_state);
+        }
+    }
     for rejected in &parsed.rejected {
         tracing::warn!(
             source = %source,
@@ -180,13 +227,21 @@ async fn notify(
     } else {
         // A commit that cannot finish in time answers 503 and the registry retries. If it
         // did commit after all, the retry is deduplicated: still stored exactly once.
-        tokio::time::timeout(state.commit_timeout, state.committer.commit(parsed.events))
+        let commit = tracing::trace_span!(
+            target: traces::TARGET,
+            "commit",
+            hookline.events = parsed.events.len(),
+        );
+        let committed = state.committer.commit(parsed.events).instrument(commit);
+        tokio::time::timeout(state.commit_timeout, committed)
             .await
             .map_err(|_| {
                 tracing::warn!(source = %source, "commit timed out; answering 503 (a slow step logs what the write waits for)");
                 IngestError::Unavailable
             })??
     };
+    span.record("hookline.events.accepted", inserted.inserted);
+    span.record("hookline.events.duplicate", inserted.duplicates);
     metrics::counter!("hookline_events_received_total").increment(inserted.inserted as u64);
     metrics::counter!("hookline_events_duplicate_total").increment(inserted.duplicates as u64);
     metrics::histogram!("hookline_ingest_seconds").record(started.elapsed().as_secs_f64());

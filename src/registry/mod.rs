@@ -18,6 +18,7 @@ mod image;
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
+use tracing::Instrument;
 
 use tokio_util::sync::CancellationToken;
 
@@ -121,10 +122,27 @@ impl Enricher {
     /// `event` with its enrichment, if its source has a registry URL: the stored one, else
     /// read now (at most `enrichment_timeout`) and stored, unless another delivery stored
     /// one first, which is then used. Any other event is returned untouched.
-    pub async fn enrich(&self, store: &Store, mut event: Event) -> Event {
+    pub async fn enrich(&self, store: &Store, event: Event) -> Event {
         let Some(access) = self.access(&event) else {
             return event;
         };
+        let span = tracing::trace_span!(
+            target: crate::telemetry::traces::TARGET,
+            "enrichment",
+            hookline.event.id = %event.id,
+            hookline.registry = %event.source,
+        );
+        self.enrich_from(access, store, event)
+            .instrument(span)
+            .await
+    }
+
+    async fn enrich_from(
+        &self,
+        access: Arc<RegistryAccess>,
+        store: &Store,
+        mut event: Event,
+    ) -> Event {
         match store.event_enrichment(&event.id).await {
             Ok(Some(stored)) => {
                 event.enrichment = Some(decode(&stored));

@@ -31,4 +31,5 @@ mod stalls;
 mod store_contract;
 mod takeover;
 mod tls;
+mod traces;
 mod upgrade;

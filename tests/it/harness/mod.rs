@@ -5,6 +5,7 @@ pub mod db;
 pub mod envelopes;
 pub mod mosquitto_server;
 pub mod nats_server;
+pub mod otlp;
 pub mod pg;
 pub mod process;
 pub mod proxy;

@@ -21,9 +21,15 @@ pub fn free_addr() -> SocketAddr {
 impl Hookline {
     /// Spawns `hookline <args>`.
     pub fn spawn(args: &[&str]) -> Hookline {
+        Hookline::spawn_env(args, &[])
+    }
+
+    /// Spawns `hookline <args>` with more environment variables.
+    pub fn spawn_env(args: &[&str], env: &[(&str, &str)]) -> Hookline {
         let log = tempfile::NamedTempFile::new().expect("log file");
         let child = Command::new(env!("CARGO_BIN_EXE_hookline"))
             .args(args)
+            .envs(env.iter().copied())
             .env("HOOKLINE_LOG_LEVEL", "info,sqlx=warn")
             // Receivers listen on loopback, which hookline refuses unless allow-listed.
             .env("HOOKLINE_ALLOW_CIDRS", "127.0.0.0/8")

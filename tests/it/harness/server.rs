@@ -76,7 +76,7 @@ impl TestServer {
     pub async fn start_url(db_url: &str, tweak: impl FnOnce(&mut Config)) -> TestServer {
         // Logs show up in a failing test's output (filter with HOOKLINE_TEST_LOG).
         let filter = std::env::var("HOOKLINE_TEST_LOG").unwrap_or_else(|_| "info".into());
-        hookline::telemetry::init_logging(hookline::config::LogFormat::Text, &filter);
+        let _ = hookline::telemetry::init(hookline::config::LogFormat::Text, &filter, None);
         let mut config = test_config(db_url);
         tweak(&mut config);
         let shutdown = CancellationToken::new();

@@ -1,30 +1,65 @@
-//! Logs and metrics set-up.
+//! Logs, metrics and traces set-up.
 //!
 //! Logs go to stderr as text or JSON lines (`--log-format`). Metrics use the `metrics`
 //! facade with a Prometheus recorder installed once per process; the ingest role serves
-//! its rendering on `GET /metrics`. Metric names are listed in ARCHITECTURE.md.
+//! its rendering on `GET /metrics`. Metric names are listed in ARCHITECTURE.md. Traces
+//! (`traces.rs`) are exported over OTLP when an endpoint is configured.
+
+pub mod traces;
 
 use std::sync::OnceLock;
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::filter::Targets;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer};
 
-use crate::config::LogFormat;
+use crate::config::{LogFormat, TraceConfig};
 
-/// Installs the global log subscriber. Call once, from `main`.
-pub fn init_logging(format: LogFormat, filter: &str) {
+/// Installs the global log subscriber and, given `traces`, the layer that exports
+/// hookline's spans (inside the runtime: its gRPC channel lives there). Call once, from
+/// `main`; the returned exporter is shut down there before the runtime ends.
+pub fn init(
+    format: LogFormat,
+    filter: &str,
+    traces: Option<&TraceConfig>,
+) -> Result<Option<traces::Traces>, String> {
     let filter = EnvFilter::try_new(filter).unwrap_or_else(|_| EnvFilter::new("info"));
+    let (exporter, tracer) = match traces {
+        Some(config) => {
+            let (exporter, tracer) = traces::Traces::start(config)?;
+            (Some(exporter), Some(tracer))
+        }
+        None => (None, None),
+    };
+    // Only hookline's own spans are exported, whatever the log filter; with no exporter
+    // there is no such layer, and those spans' callsites stay disabled.
+    let spans = tracer.map(|tracer| {
+        tracing_opentelemetry::layer()
+            .with_tracer(tracer)
+            .with_location(false)
+            .with_threads(false)
+            .with_tracked_inactivity(false)
+            .with_target(false)
+            .with_level(false)
+            .with_filter(Targets::new().with_target(traces::TARGET, tracing::Level::TRACE))
+    });
     // Colours only for a person at a terminal: a file or journald gets plain text.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let logs = tracing_subscriber::fmt::layer()
         .with_ansi(ansi)
         .with_writer(std::io::stderr);
-    // A second init (tests starting several servers) is harmless, so its error is ignored.
-    let _ = match format {
-        LogFormat::Text => builder.try_init(),
-        LogFormat::Json => builder.json().try_init(),
+    let logs = match format {
+        LogFormat::Text => logs.boxed(),
+        LogFormat::Json => logs.json().boxed(),
     };
+    // A second init (tests starting several servers) is harmless, so its error is ignored.
+    let _ = tracing_subscriber::registry()
+        .with(spans)
+        .with(logs.with_filter(filter))
+        .try_init();
+    Ok(exporter)
 }
 
 /// Bucket bounds of every `*_seconds` histogram: webhook latencies, from a local receiver's
