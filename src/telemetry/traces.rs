@@ -56,18 +56,6 @@ impl Traces {
             .with_endpoint(config.endpoint.clone())
             .build()
             .map_err(|error| format!("cannot export traces to {}: {error}", config.endpoint))?;
-        let queued = Arc::new(AtomicUsize::new(0));
-        let batches = BatchSpanProcessor::builder(Counted {
-            inner: exporter,
-            queued: queued.clone(),
-            failing: AtomicBool::new(false),
-        })
-        .with_batch_config(
-            BatchConfigBuilder::default()
-                .with_max_queue_size(QUEUE)
-                .build(),
-        )
-        .build();
         let resource = Resource::builder_empty()
             .with_service_name(config.service_name.clone())
             .with_attribute(KeyValue::new("service.version", env!("CARGO_PKG_VERSION")))
@@ -79,10 +67,7 @@ impl Traces {
             )
             .build();
         let provider = SdkTracerProvider::builder()
-            .with_span_processor(Bounded {
-                inner: batches,
-                queued,
-            })
+            .with_span_processor(Bounded::new(exporter, BatchConfigBuilder::default()))
             .with_sampler(sampler(&config.sampler))
             .with_resource(resource)
             .build();
@@ -115,6 +100,23 @@ fn sampler(sampler: &Sampler) -> opentelemetry_sdk::trace::Sampler {
 struct Bounded {
     inner: BatchSpanProcessor,
     queued: Arc<AtomicUsize>,
+}
+
+impl Bounded {
+    /// A batch processor of `exporter`, configured by `config` (which reads the standard
+    /// `OTEL_BSP_…` variables) but for its queue, which is [`QUEUE`] long.
+    fn new<E: SpanExporter + 'static>(exporter: E, config: BatchConfigBuilder) -> Bounded {
+        let queued = Arc::new(AtomicUsize::new(0));
+        let exporter = Counted {
+            inner: exporter,
+            queued: queued.clone(),
+            failing: AtomicBool::new(false),
+        };
+        let inner = BatchSpanProcessor::builder(exporter)
+            .with_batch_config(config.with_max_queue_size(QUEUE).build())
+            .build();
+        Bounded { inner, queued }
+    }
 }
 
 impl SpanProcessor for Bounded {
@@ -236,5 +238,57 @@ pub fn inject(span: &tracing::Span, headers: &mut Vec<(String, String)>) {
         if let Some(state) = state {
             headers.push(("tracestate".to_owned(), state));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicU64;
+
+    use opentelemetry::trace::{Span as _, Tracer as _};
+
+    use super::*;
+
+    /// An exporter that takes its time, as a slow collector does, counting what it got.
+    #[derive(Debug)]
+    struct Slow(Arc<AtomicU64>);
+
+    impl SpanExporter for Slow {
+        async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
+            std::thread::sleep(Duration::from_millis(200));
+            self.0.fetch_add(batch.len() as u64, Ordering::Relaxed);
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn spans_past_the_queue_are_dropped_and_counted_and_none_is_lost_uncounted() {
+        let exported = Arc::new(AtomicU64::new(0));
+        let config = BatchConfigBuilder::default()
+            .with_max_export_batch_size(QUEUE)
+            .with_scheduled_delay(Duration::from_millis(50));
+        let provider = SdkTracerProvider::builder()
+            .with_span_processor(Bounded::new(Slow(exported.clone()), config))
+            .build();
+        let tracer = provider.tracer("test");
+        let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+        let handle = recorder.handle();
+        let sent = 3 * QUEUE as u64;
+        metrics::with_local_recorder(&recorder, || {
+            for _ in 0..sent {
+                tracer.start("span").end();
+            }
+        });
+        provider.shutdown().expect("shutdown");
+        let text = handle.render();
+        let dropped: u64 = text
+            .lines()
+            .find(|l| l.starts_with("hookline_trace_spans_dropped_total{reason=\"queue_full\"}"))
+            .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+            .unwrap_or(0);
+        let exported = exported.load(Ordering::Relaxed);
+        assert!(dropped > 0, "a slow collector drops spans: {text}");
+        assert!(exported >= QUEUE as u64, "a full queue is still exported");
+        assert_eq!(exported + dropped, sent, "every span exported or counted");
     }
 }
