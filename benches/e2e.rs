@@ -1,4 +1,4 @@
-//! hookline end-to-end benchmark: `cargo bench --bench e2e [-- --quick] [-- --backend sqlite|postgres] [-- --log-only | --receivers-only | --latency-only | --core-only | --enrichment-only | --replicas-only | --formats-only | --buses-only]`.
+//! hookline end-to-end benchmark: `cargo bench --bench e2e [-- --quick] [-- --backend sqlite|postgres] [-- --log-only | --receivers-only | --latency-only | --core-only | --enrichment-only | --replicas-only | --formats-only | --buses-only | --traces-only]`.
 //! `HOOKLINE_BENCH_BIN=PATH` runs another hookline build (an earlier commit's) instead.
 //!
 //! Starts the release `hookline` binary against SQLite, then PostgreSQL, with a fast
@@ -45,6 +45,8 @@ mod log;
 mod receivers;
 #[path = "e2e/replicas.rs"]
 mod replicas;
+#[path = "e2e/traces.rs"]
+mod traces;
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
 
@@ -100,6 +102,8 @@ fn main() -> Result<(), Error> {
         Only::Formats
     } else if args.iter().any(|a| a == "--buses-only") {
         Only::Buses
+    } else if args.iter().any(|a| a == "--traces-only") {
+        Only::Traces
     } else {
         Only::All
     };
@@ -592,6 +596,8 @@ enum Only {
     Formats,
     /// Only a message bus as the destination, scenario (17).
     Buses,
+    /// Only what OpenTelemetry tracing costs, scenario (18).
+    Traces,
 }
 
 async fn run_backend(backend: &str, scale: Scale, only: Only) -> Result<String, Error> {
@@ -627,6 +633,10 @@ async fn run_backend(backend: &str, scale: Scale, only: Only) -> Result<String, 
         }
         Only::Buses => {
             rows.extend(buses::scenarios(backend, scale, dir.path(), &sink_url, &sink).await?);
+            return Ok(table(backend, rows));
+        }
+        Only::Traces => {
+            rows.extend(traces::scenarios(backend, scale, dir.path(), &sink_url, &sink).await?);
             return Ok(table(backend, rows));
         }
         Only::Core | Only::All => {}

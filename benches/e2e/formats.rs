@@ -150,11 +150,36 @@ impl Arrivals<'_> {
 pub async fn round(
     backend: &str,
     dir: &std::path::Path,
+    webhook: &(&str, Webhook),
+    arrivals: &Arrivals<'_>,
+    deliveries: usize,
+    round: usize,
+    other_cpu: fn() -> f64,
+) -> Result<Round, Error> {
+    round_with(
+        backend,
+        dir,
+        webhook,
+        arrivals,
+        deliveries,
+        round,
+        other_cpu,
+        &[],
+    )
+    .await
+}
+
+/// [`round`], with more flags for `hookline serve`.
+#[allow(clippy::too_many_arguments)]
+pub async fn round_with(
+    backend: &str,
+    dir: &std::path::Path,
     (name, webhook): &(&str, Webhook),
     arrivals: &Arrivals<'_>,
     deliveries: usize,
     round: usize,
     other_cpu: fn() -> f64,
+    flags: &[&str],
 ) -> Result<Round, Error> {
     let db = fresh_db(
         backend,
@@ -175,7 +200,7 @@ pub async fn round(
     };
     store.insert_webhook(&webhook, &secret).await?;
     store.close().await;
-    let h = Hookline::start(&db, "ingest,dispatcher", &[]).await?;
+    let h = Hookline::start(&db, "ingest,dispatcher", flags).await?;
     arrivals.reset().await?;
     let (server_cpu, database, other) = (h.cpu_seconds(), postgres_cpu_seconds(), other_cpu());
     let started = Instant::now();
