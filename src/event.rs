@@ -43,11 +43,26 @@ pub enum EventType {
     /// Delivered only to webhooks that ask for it, so one push is one `image.pushed`.
     #[serde(rename = "manifest.pushed")]
     ManifestPushed,
+    /// Owner notice: a webhook's deliveries started failing (after it last succeeded).
+    #[serde(rename = "webhook.failing")]
+    WebhookFailing,
+    /// Owner notice: a webhook's circuit opened; its deliveries wait for the cool-down.
+    #[serde(rename = "webhook.circuit_opened")]
+    WebhookCircuitOpened,
+    /// Owner notice: hookline disabled a webhook (gone, or failing for too long).
+    #[serde(rename = "webhook.disabled")]
+    WebhookDisabled,
+    /// Owner notice: a failing webhook delivered again.
+    #[serde(rename = "webhook.recovered")]
+    WebhookRecovered,
+    /// Owner notice: deliveries gave up (one notice may summarise many).
+    #[serde(rename = "delivery.failed")]
+    DeliveryFailed,
 }
 
 impl EventType {
     /// Every event type, in documentation order.
-    pub const ALL: [EventType; 10] = [
+    pub const ALL: [EventType; 15] = [
         EventType::ImagePushed,
         EventType::ManifestPushed,
         EventType::ImageDeleted,
@@ -58,6 +73,20 @@ impl EventType {
         EventType::BlobPulled,
         EventType::BlobMounted,
         EventType::Ping,
+        EventType::WebhookFailing,
+        EventType::WebhookCircuitOpened,
+        EventType::WebhookDisabled,
+        EventType::WebhookRecovered,
+        EventType::DeliveryFailed,
+    ];
+
+    /// The owner notices, which hookline raises about webhooks (`dispatch/notices.rs`).
+    pub const NOTICES: [EventType; 5] = [
+        EventType::WebhookFailing,
+        EventType::WebhookCircuitOpened,
+        EventType::WebhookDisabled,
+        EventType::WebhookRecovered,
+        EventType::DeliveryFailed,
     ];
 
     /// The stable name, e.g. `image.pushed`.
@@ -73,6 +102,11 @@ impl EventType {
             EventType::BlobPulled => "blob.pulled",
             EventType::BlobMounted => "blob.mounted",
             EventType::Ping => "ping",
+            EventType::WebhookFailing => "webhook.failing",
+            EventType::WebhookCircuitOpened => "webhook.circuit_opened",
+            EventType::WebhookDisabled => "webhook.disabled",
+            EventType::WebhookRecovered => "webhook.recovered",
+            EventType::DeliveryFailed => "delivery.failed",
         }
     }
 
@@ -84,7 +118,13 @@ impl EventType {
     /// Events a webhook gets only by naming them: blob events are noisy (one per layer),
     /// untagged manifest pushes are parts of an image whose tagged push is the event.
     pub fn is_opt_in(self) -> bool {
-        self.is_blob() || self == EventType::ManifestPushed
+        self.is_blob() || self == EventType::ManifestPushed || self.is_notice()
+    }
+
+    /// Owner notices: about webhooks, not images; a webhook that asks for one is a notice
+    /// destination.
+    pub fn is_notice(self) -> bool {
+        EventType::NOTICES.contains(&self)
     }
 
     /// Blob events: layers and configs.
@@ -113,6 +153,28 @@ pub struct Reference {
     /// Its size in bytes, when the registry said.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub size: Option<i64>,
+}
+
+/// What an owner notice is about: the webhook (in the event's `repository`, its
+/// namespace) and what happened to it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Notice {
+    /// The webhook the notice is about.
+    pub webhook_id: String,
+    /// Its name.
+    pub webhook_name: String,
+    /// Why: the last failure's reason, why it was disabled, why deliveries gave up.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Since when it has been failing (RFC 3339), for `webhook.failing` and `.recovered`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failing_since: Option<String>,
+    /// For `delivery.failed`: how many deliveries gave up, and the first ids of them.
+    #[serde(default)]
+    pub deliveries: u64,
+    /// Up to 20 of their ids.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub delivery_ids: Vec<String>,
 }
 
 /// One registry event, normalised. Serialised as-is into the `events.body` column.
@@ -191,6 +253,9 @@ pub struct Event {
     /// `events.enrichment` before rendering.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub enrichment: Option<crate::enrichment::Enrichment>,
+    /// For an owner notice: what it is about.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notice: Option<Notice>,
     /// The W3C `traceparent` of the notify request that stored it, when traces are on: a
     /// dispatcher continues that trace (`telemetry::traces`). No payload format shows it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -240,6 +305,7 @@ impl Event {
             previous_digest: None,
             changed: None,
             enrichment: None,
+            notice: None,
             trace_parent: None,
             trace_state: None,
             received_at,

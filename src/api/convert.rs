@@ -27,6 +27,11 @@ pub(crate) fn event_type_to_proto(kind: EventType) -> proto::EventType {
         EventType::BlobPulled => P::BlobPulled,
         EventType::BlobMounted => P::BlobMounted,
         EventType::Ping => P::Ping,
+        EventType::WebhookFailing => P::WebhookFailing,
+        EventType::WebhookCircuitOpened => P::WebhookCircuitOpened,
+        EventType::WebhookDisabled => P::WebhookDisabled,
+        EventType::WebhookRecovered => P::WebhookRecovered,
+        EventType::DeliveryFailed => P::DeliveryFailed,
     }
 }
 

@@ -22,6 +22,7 @@ use crate::config::ApiConfig;
 use crate::dispatch::matcher::compile_filters;
 use crate::dispatch::sign;
 use crate::dispatch::ssrf::Guard;
+use crate::event::EventType;
 use crate::secret::Secret;
 pub(crate) use payload::{expand_preset, template_field};
 
@@ -164,6 +165,7 @@ pub(crate) fn fields(
             String::new()
         }
     };
+    notice_format(&format, &event_types, v);
     headers::check(&w.headers, limits.max_custom_headers, v);
     let plain_headers = headers::plain(&w.plain_headers, &w.headers, v);
     signature_header(&w.signature_header, &w.headers, v);
@@ -293,6 +295,28 @@ fn event_types(values: &[i32], v: &mut Violations) -> Vec<String> {
         }
     }
     names
+}
+
+/// A notice destination takes a format that can say what a notice is about: the registry
+/// formats (Docker Hub's, Harbor's, distribution's) describe images only.
+fn notice_format(format: &str, event_types: &[String], v: &mut Violations) {
+    use crate::dispatch::payload::Format;
+    let notices = event_types
+        .iter()
+        .any(|t| EventType::parse(t).is_some_and(EventType::is_notice));
+    if notices
+        && matches!(
+            Format::parse(format),
+            Format::DockerHub | Format::Harbor | Format::Distribution
+        )
+    {
+        v.add(
+            "webhook.payload_format",
+            format!(
+                "{format} describes images only and cannot carry owner notices (webhook.*, delivery.failed): use hookline, cloudevents, a chat format or a template"
+            ),
+        );
+    }
 }
 
 /// Repository globs (`confine` = the namespace) or tag globs (`confine` = None).

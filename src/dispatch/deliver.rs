@@ -22,7 +22,7 @@ use super::matcher::CompiledWebhook;
 use super::recorder::Outcome as Recorded;
 use super::transport::{Attempt, Destination, Dialect, Outcome};
 use super::window::Signal;
-use super::{Dispatcher, Shared, lock, payload, sign};
+use super::{Dispatcher, Shared, lock, notices, payload, sign};
 use crate::store::{
     AttemptContext, AttemptRecord, CircuitView, ClaimedDelivery, Finished, NextState, decode_event,
     now_ms,
@@ -354,7 +354,14 @@ impl Dispatcher {
         }
         tracing::debug!(%delivery_id, webhook_id = %webhook_id, status = ?exchange.status_code, error = ?exchange.error, outcome = verdict.as_str(), "attempt");
 
-        let circuit = self.track_health(&webhook, &decided, now).await;
+        // No notice is ever about a notice's own delivery: no loops.
+        let may_report = !event.kind.is_notice() && notices::may_report(&webhook.webhook);
+        let circuit = self.track_health(&webhook, &decided, now, may_report).await;
+        if may_report && decided.next == NextState::Failed && !success {
+            let reason = decided.reason.as_deref().unwrap_or("failed");
+            self.notices
+                .delivery_failed(&webhook.webhook, &delivery_id, reason);
+        }
         let feedback = Feedback {
             started,
             signal: decided.signal,
@@ -416,16 +423,38 @@ impl Dispatcher {
         webhook: &CompiledWebhook,
         decided: &Decided,
         now: i64,
+        may_report: bool,
     ) -> CircuitView {
         let id = &webhook.webhook.id;
-        let (transition, failing_too_long, circuit) = learn(
-            &mut lock(&self.shared),
-            id,
-            webhook.webhook.failing_since,
-            decided.delivered(),
-            self.config.disable_after,
-            now,
-        );
+        let (transition, failing_too_long, circuit, since) = {
+            let mut shared = lock(&self.shared);
+            let (transition, failing_too_long, circuit) = learn(
+                &mut shared,
+                id,
+                webhook.webhook.failing_since,
+                decided.delivered(),
+                self.config.disable_after,
+                now,
+            );
+            let since = shared.failing_since.get(id).copied().flatten();
+            (transition, failing_too_long, circuit, since)
+        };
+        if may_report {
+            let notices = &self.notices;
+            match since {
+                None if decided.delivered() => notices.delivered(&webhook.webhook),
+                None => {}
+                Some(since) => {
+                    // The first failure starts the run; a second is worth telling.
+                    if transition.is_none() {
+                        notices.failed_again(&webhook.webhook, since, decided.reason.as_deref());
+                    }
+                    if matches!(circuit, CircuitView::Open { .. }) {
+                        notices.circuit_opened(&webhook.webhook, since);
+                    }
+                }
+            }
+        }
         let disable = decided.disable.clone().or(failing_too_long);
         if let Some(since) = transition
             && let Err(error) = self.store.set_failing_since(id, since).await
@@ -437,6 +466,9 @@ impl Dispatcher {
                 Ok(()) => {
                     metrics::counter!("hookline_webhooks_disabled_total").increment(1);
                     tracing::warn!(webhook_id = %id, %reason, "webhook disabled");
+                    if may_report {
+                        self.notices.disabled(&webhook.webhook, now, &reason);
+                    }
                 }
                 Err(error) => {
                     tracing::warn!(webhook_id = %id, %error, "could not disable the webhook")

@@ -19,6 +19,7 @@ pub mod dialect;
 mod handoff;
 mod lanes;
 pub mod matcher;
+mod notices;
 mod oauth;
 pub mod payload;
 mod proxy;
@@ -49,6 +50,7 @@ use transport::Transport;
 
 pub use claim::ordering_key;
 pub use handoff::{Handoff, Ticket};
+pub use notices::PER_NAMESPACE_PER_HOUR as NOTICES_PER_NAMESPACE_PER_HOUR;
 
 /// How often queue depth gauges are refreshed.
 const STATS_EVERY: Duration = Duration::from_secs(15);
@@ -102,6 +104,8 @@ struct Dispatcher {
     shutdown: CancellationToken,
     /// Reads registries to enrich events (`crate::registry`).
     enricher: Option<Arc<crate::registry::Enricher>>,
+    /// Tells webhooks' owners what happens to them (`notices.rs`).
+    notices: Arc<notices::Notices>,
 }
 
 /// Runs the dispatcher role until `shutdown` fires, then drains: in-flight requests get
@@ -175,6 +179,7 @@ pub async fn run(
         }),
         slot_freed: Notify::new(),
         timer_at: Mutex::new(None),
+        notices: notices::Notices::new(store.clone()),
         store,
         config,
         transport,

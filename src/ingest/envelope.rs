@@ -253,6 +253,7 @@ fn normalise(raw: &serde_json::Value, source: &str, received_at: i64) -> Result<
         previous_digest: None,
         changed: None,
         enrichment: None,
+        notice: None,
         trace_parent: None,
         trace_state: None,
         received_at,

@@ -18,6 +18,7 @@ mod layers;
 mod limits;
 mod listen;
 mod mtls;
+mod notices;
 mod oauth;
 mod payloads;
 mod pg_selftest;

@@ -68,6 +68,7 @@ fn data(e: &Event) -> Value {
         "actor": e.actor,
         "from_repository": e.from_repository,
         "hookline_source": e.source,
+        "notice": e.notice,
     })
 }
 

@@ -12,9 +12,10 @@ use crate::event::{Event, EventType};
 
 /// The body.
 pub(super) fn render(e: &Event) -> Value {
-    // A ping or a whole-repository delete names no image a deploy tool could use.
+    // A ping, a whole-repository delete or a notice names no image a deploy tool could use.
     let image = match e.kind {
         EventType::Ping | EventType::RepositoryDeleted => None,
+        kind if kind.is_notice() => None,
         _ => Some(image_reference(e)),
     };
     json!({
@@ -44,6 +45,7 @@ pub(super) fn render(e: &Event) -> Value {
             "useragent": e.request_useragent,
         },
         "received_at": rfc3339(e.received_at),
+        "notice": e.notice,
     })
 }
 

@@ -5,6 +5,28 @@
 use crate::enrichment::{Enrichment, Facts};
 use crate::event::{Event, EventType, Reference};
 
+/// A realistic owner notice of `kind` about a webhook in `namespace`.
+fn notice(kind: EventType, namespace: &str, now: i64) -> Event {
+    let failing = kind != EventType::WebhookDisabled;
+    let notice = crate::event::Notice {
+        webhook_id: "wh_01936b1f0a7c7e3c9d4b2a1f0e9d8c7b".into(),
+        webhook_name: "deploy".into(),
+        reason: (kind != EventType::WebhookRecovered)
+            .then(|| "HTTP 503 is retried: attempt 3 of 10 in 2m".into()),
+        failing_since: failing.then(|| super::rfc3339(now - 600_000)),
+        deliveries: u64::from(kind == EventType::DeliveryFailed) * 3,
+        delivery_ids: if kind == EventType::DeliveryFailed {
+            (1..=3).map(|i| format!("dlv_sample{i}")).collect()
+        } else {
+            Vec::new()
+        },
+    };
+    let mut e = Event::new("evt_sample", "hookline", "sample", kind, namespace, now);
+    e.original = serde_json::to_value(&notice).unwrap_or_default();
+    e.notice = Some(notice);
+    e
+}
+
 /// A realistic event of `kind` in `namespace`, received at `now` (Unix ms).
 pub fn sample(kind: EventType, namespace: &str, now: i64) -> Event {
     let repository = if namespace.is_empty() {
@@ -20,6 +42,9 @@ pub fn sample(kind: EventType, namespace: &str, now: i64) -> Event {
         "sha256:{}",
         "1f3b5e6f9b0a8c7d2e4f6a8b0c2d4e6f8a0b2c4d6e8f0a2b4c6d8e0f2a4b6c8d"
     );
+    if kind.is_notice() {
+        return notice(kind, namespace, now);
+    }
     let blob = kind.is_blob();
     let mut e = Event::new("evt_sample", "default", "sample", kind, repository, now);
     e.registry_host = Some("registry.example.com".into());

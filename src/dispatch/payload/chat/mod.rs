@@ -12,6 +12,7 @@ mod discord;
 mod googlechat;
 mod mattermost;
 mod msteams;
+mod notice;
 mod slack;
 
 use super::{event_time_text, image_reference};
@@ -93,6 +94,9 @@ impl Tone {
 impl Summary {
     /// Everything a chat message says about `e`.
     pub fn of(e: &Event, options: &PayloadOptions) -> Summary {
+        if let Some(notice) = &e.notice {
+            return notice::summary(e, notice, options);
+        }
         let subject = subject(e);
         let title = match e.kind {
             EventType::Ping => "Test message from hookline: this webhook reaches you".to_owned(),
@@ -155,6 +159,12 @@ fn action(kind: EventType) -> &'static str {
         EventType::BlobPulled => "Pulled blob from",
         EventType::BlobMounted => "Mounted blob into",
         EventType::Ping => "Tested",
+        // Notices carry their own title (`notice.rs`).
+        EventType::WebhookFailing
+        | EventType::WebhookCircuitOpened
+        | EventType::WebhookDisabled
+        | EventType::WebhookRecovered
+        | EventType::DeliveryFailed => "Notice about",
     }
 }
 
