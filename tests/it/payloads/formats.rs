@@ -109,6 +109,12 @@ fn one_of_each_type() -> Vec<Event> {
     ping.request_useragent = None;
     ping.timestamp = Some("2026-11-25T01:20:00.000Z".into());
     events.push(ping);
+    // The owner notices, about a webhook in `acme`.
+    for (i, kind) in EventType::NOTICES.into_iter().enumerate() {
+        let mut notice = hookline::dispatch::payload::sample(kind, "acme", RECEIVED_AT);
+        notice.id = event_id(24 + i);
+        events.push(notice);
+    }
     let kinds: BTreeSet<&str> = events.iter().map(|e| e.kind.as_str()).collect();
     assert_eq!(kinds.len(), EventType::ALL.len(), "{kinds:?}");
     events
