@@ -88,13 +88,12 @@ pub async fn scenarios(
             vec!["--otlp-endpoint", &down, "--trace-sampler", "always_on"],
         ),
     ];
-    let webhook = (
-        "traces",
-        Webhook {
-            name: "bench traces".into(),
-            ..Webhook::new("wh_bench_traces", "acme", "", store::now_ms())
-        },
-    );
+    let webhook = Webhook {
+        name: "bench traces".into(),
+        ..Webhook::new("wh_bench_traces", "acme", "", store::now_ms())
+    };
+    // Each setting's rounds get databases of their own.
+    let labels = ["trace_off", "trace_on", "trace_down"];
     let mut results: Vec<Rounds> = vec![Vec::new(); settings.len()];
     let mut exported = 0;
     for r in 0..ROUNDS {
@@ -102,8 +101,9 @@ pub async fn scenarios(
             eprintln!("[{backend}] tracing {name}, round {}", r + 1);
             let before = spans.load(Ordering::Relaxed);
             let sink = Arrivals::Sink(sink_url, sink);
+            let labelled = (labels[i], webhook.clone());
             let round =
-                round_with(backend, dir, &webhook, &sink, deliveries, r, none, flags).await?;
+                round_with(backend, dir, &labelled, &sink, deliveries, r, none, flags).await?;
             results[i].push(round);
             if i == 1 {
                 exported += spans.load(Ordering::Relaxed) - before;

@@ -43,6 +43,8 @@ pub fn init(
             .with_tracked_inactivity(false)
             .with_target(false)
             .with_level(false)
+            // Nothing reads OpenTelemetry's current context: entering a span need not set it.
+            .with_context_activation(false)
             .with_filter(Targets::new().with_target(traces::TARGET, tracing::Level::TRACE))
     });
     // Colours only for a person at a terminal: a file or journald gets plain text.

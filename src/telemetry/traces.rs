@@ -21,7 +21,7 @@ use std::time::Duration;
 use opentelemetry::propagation::TextMapPropagator;
 use opentelemetry::trace::{TraceContextExt, TracerProvider};
 use opentelemetry::{Context, KeyValue};
-use opentelemetry_otlp::WithExportConfig;
+use opentelemetry_otlp::{WithExportConfig, WithTonicConfig};
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
@@ -54,6 +54,9 @@ impl Traces {
         let exporter = opentelemetry_otlp::SpanExporter::builder()
             .with_tonic()
             .with_endpoint(config.endpoint.clone())
+            // One retry for a blip: each try converts the whole batch again, and while
+            // the collector is down that is work for nothing.
+            .with_retry_policy(opentelemetry_otlp::RetryPolicy::recommended().with_max_retries(1))
             .build()
             .map_err(|error| format!("cannot export traces to {}: {error}", config.endpoint))?;
         let resource = Resource::builder_empty()

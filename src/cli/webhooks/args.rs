@@ -90,8 +90,10 @@ pub(super) struct CreateArgs {
     /// Namespace (repository prefix); defaults to the token's. Admin tokens must give one ("" = every repository).
     #[arg(long)]
     pub(super) namespace: Option<String>,
-    /// Event type to deliver, repeatable (default: every type but the blob events and
-    /// manifest.pushed, which come only when named).
+    /// Event type to deliver, repeatable (default: every type but the blob events,
+    /// manifest.pushed and the owner notices, which come only when named). A webhook given
+    /// the notices (webhook.failing, webhook.circuit_opened, webhook.disabled,
+    /// webhook.recovered, delivery.failed) hears about the webhooks of its namespace.
     #[arg(long = "event-type", value_name = "TYPE", value_parser = parse_event_type)]
     pub(super) event_types: Vec<i32>,
     /// Repository glob inside the namespace, repeatable (`acme/*`, `acme/tools/**`).

@@ -20,7 +20,7 @@ use crate::console::{BASE, Console, Failure, Page, Session, back_to, call, page}
 use crate::dispatch::payload::template::presets;
 
 /// Event types offered in the form, with what they mean.
-const EVENT_CHOICES: [(proto::EventType, &str); 10] = [
+const EVENT_CHOICES: [(proto::EventType, &str); 15] = [
     (
         proto::EventType::ImagePushed,
         "an image was pushed under a tag",
@@ -55,6 +55,26 @@ const EVENT_CHOICES: [(proto::EventType, &str); 10] = [
         "a manifest was pushed without a tag: platform manifests, signatures (only when asked for)",
     ),
     (proto::EventType::Ping, "test pings"),
+    (
+        proto::EventType::WebhookFailing,
+        "owner notice: a webhook of this namespace started failing",
+    ),
+    (
+        proto::EventType::WebhookCircuitOpened,
+        "owner notice: a webhook's circuit opened",
+    ),
+    (
+        proto::EventType::WebhookDisabled,
+        "owner notice: hookline disabled a webhook, and why",
+    ),
+    (
+        proto::EventType::WebhookRecovered,
+        "owner notice: a failing webhook delivers again",
+    ),
+    (
+        proto::EventType::DeliveryFailed,
+        "owner notice: deliveries gave up (summarised)",
+    ),
 ];
 
 const FORMAT_CHOICES: [(proto::PayloadFormat, &str); 11] = [
