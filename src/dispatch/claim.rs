@@ -213,6 +213,7 @@ impl Loop {
         self.matcher = Arc::new(Matcher::new(webhooks));
         self.revision = Some(revision);
         self.handoff.publish(revision, self.matcher.clone());
+        self.d.notices.destinations(self.matcher.clone());
         tracing::debug!(revision, webhooks = self.matcher.len(), "webhooks loaded");
         Ok(())
     }

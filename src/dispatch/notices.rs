@@ -13,12 +13,13 @@
 //! webhook over [`SUMMARY_WINDOW`]; and a namespace gets at most [`PER_NAMESPACE_PER_HOUR`]
 //! notices an hour (the rest are counted in `hookline_notices_total{outcome="suppressed"}`).
 //! No loops: nothing is raised about a webhook that asks for notices, nor about the
-//! delivery of a notice.
+//! delivery of a notice. A notice no webhook asks for is not stored.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use super::matcher::Matcher;
 use crate::event::{Event, EventType, Notice};
 use crate::store::{Store, Webhook, now_ms};
 
@@ -37,6 +38,9 @@ const HOUR_MS: i64 = 3_600_000;
 pub(super) struct Notices {
     store: Store,
     state: Mutex<State>,
+    /// The enabled webhooks, as the claim loop last loaded them: a notice nobody asks
+    /// for is not stored at all.
+    destinations: Mutex<Arc<Matcher>>,
 }
 
 #[derive(Default)]
@@ -78,7 +82,16 @@ impl Notices {
         Arc::new(Notices {
             store,
             state: Mutex::new(State::default()),
+            destinations: Mutex::new(Arc::new(Matcher::default())),
         })
+    }
+
+    /// The webhooks notices may go to, whenever the claim loop reloads them.
+    pub(super) fn destinations(&self, matcher: Arc<Matcher>) {
+        *self
+            .destinations
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = matcher;
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -224,11 +237,6 @@ impl Notices {
     /// the state change, so raising it twice stores it once.
     fn raise(&self, kind: EventType, webhook: &Webhook, key: String, notice: Notice) {
         let now = now_ms();
-        if !self.take_budget(&webhook.namespace, now) {
-            metrics::counter!("hookline_notices_total", "outcome" => "suppressed").increment(1);
-            tracing::info!(webhook_id = %webhook.id, notice = kind.as_str(), "owner notice suppressed: the namespace had its share this hour");
-            return;
-        }
         let mut event = Event::new(
             crate::ids::new_id("evt"),
             "hookline",
@@ -237,6 +245,19 @@ impl Notices {
             webhook.namespace.clone(),
             now,
         );
+        let destinations = self
+            .destinations
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone();
+        if destinations.matching(&event).is_empty() {
+            return;
+        }
+        if !self.take_budget(&webhook.namespace, now) {
+            metrics::counter!("hookline_notices_total", "outcome" => "suppressed").increment(1);
+            tracing::info!(webhook_id = %webhook.id, notice = kind.as_str(), "owner notice suppressed: the namespace had its share this hour");
+            return;
+        }
         event.original = serde_json::to_value(&notice).unwrap_or_default();
         event.notice = Some(notice);
         let store = self.store.clone();
