@@ -166,24 +166,32 @@ store_test!(
     a_gone_receiver_gives_webhook_disabled_with_the_reason,
     async |db: &TestDb| {
         let server = TestServer::start(db, quick).await;
-        let (target, owner) = (Receiver::start().await, Receiver::start().await);
+        let (target, owner, operator) = (
+            Receiver::start().await,
+            Receiver::start().await,
+            Receiver::start().await,
+        );
         target.set_default(Reply::status(410));
         register(&server.store, "acme/team", &target.url(), |_| {}).await;
         // The owner's destination is a namespace above: it hears about those below.
         register(&server.store, "acme", &owner.url(), notices).await;
+        // The operator's, at the root, hears about every namespace.
+        register(&server.store, "", &operator.url(), notices).await;
         server.notify_ok(&push("acme/team/app", "1.0")).await;
-        let got = wait_for_types(&owner, &["webhook.disabled"]).await;
-        let disabled = got
-            .iter()
-            .find(|n| n["type"] == "webhook.disabled")
-            .expect("disabled");
-        assert_eq!(disabled["repository"], "acme/team");
-        assert!(
-            disabled["notice"]["reason"]
-                .as_str()
-                .is_some_and(|r| r.contains("410")),
-            "{disabled}"
-        );
+        for receiver in [&owner, &operator] {
+            let got = wait_for_types(receiver, &["webhook.disabled"]).await;
+            let disabled = got
+                .iter()
+                .find(|n| n["type"] == "webhook.disabled")
+                .expect("disabled");
+            assert_eq!(disabled["repository"], "acme/team");
+            assert!(
+                disabled["notice"]["reason"]
+                    .as_str()
+                    .is_some_and(|r| r.contains("410")),
+                "{disabled}"
+            );
+        }
         server.stop().await;
     }
 );
