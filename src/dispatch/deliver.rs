@@ -22,7 +22,7 @@ use super::matcher::CompiledWebhook;
 use super::recorder::Outcome as Recorded;
 use super::transport::{Attempt, Destination, Dialect, Outcome};
 use super::window::Signal;
-use super::{Dispatcher, Shared, lock, notices, payload, sign};
+use super::{Dispatcher, lock, notices, payload, sign};
 use crate::store::{
     AttemptContext, AttemptRecord, CircuitView, ClaimedDelivery, Finished, NextState, decode_event,
     now_ms,
@@ -55,17 +55,17 @@ impl Verdict {
 
 /// What one outcome means for the delivery, its endpoint and its webhook.
 #[derive(Debug, Clone, PartialEq)]
-struct Decided {
+pub(super) struct Decided {
     verdict: Verdict,
     next: NextState,
     /// Why it was retried or why it is final.
-    reason: Option<String>,
+    pub(super) reason: Option<String>,
     /// What the outcome says about the endpoint's load, for its window.
     signal: Signal,
     /// Pause the whole endpoint this long: the destination's `Retry-After`, capped.
     pause: Option<Duration>,
     /// Disable the webhook, for this reason (the destination is gone).
-    disable: Option<String>,
+    pub(super) disable: Option<String>,
 }
 
 impl Decided {
@@ -81,7 +81,7 @@ impl Decided {
         }
     }
 
-    fn delivered(&self) -> bool {
+    pub(super) fn delivered(&self) -> bool {
         self.verdict == Verdict::Succeeded
     }
 }
@@ -173,50 +173,6 @@ fn decide(
             }
         }
     }
-}
-
-/// The circuit breaker and the "failing since" clock after one attempt, under the lock:
-/// how the clock changed (to write to the store), whether the webhook has failed for
-/// longer than `disable_after` (why, to disable it), and the circuit as its owner sees it.
-/// `stored_since` is the clock as the webhook was loaded, for its first attempt here.
-fn learn(
-    shared: &mut Shared,
-    id: &str,
-    stored_since: Option<i64>,
-    delivered: bool,
-    disable_after: Duration,
-    now: i64,
-) -> (Option<Option<i64>>, Option<String>, CircuitView) {
-    let known = *shared
-        .failing_since
-        .entry(id.to_owned())
-        .or_insert(stored_since);
-    if delivered {
-        shared.lanes.circuits.on_success(id);
-        shared.failing_since.insert(id.to_owned(), None);
-        return (known.is_some().then_some(None), None, CircuitView::Closed);
-    }
-    let instant = Instant::now();
-    if shared.lanes.circuits.on_failure(id, instant) {
-        tracing::warn!(webhook_id = %id, "circuit opened: holding this webhook's deliveries for the cool-down");
-    }
-    let circuit = shared.lanes.circuits.view(id, instant, now);
-    let (transition, disable) = match known {
-        None => {
-            shared.failing_since.insert(id.to_owned(), Some(now));
-            (Some(Some(now)), None)
-        }
-        Some(since) if now - since >= disable_after.as_millis() as i64 => {
-            let reason = format!(
-                "failing continuously since {} (longer than {})",
-                payload::rfc3339(since),
-                humantime::format_duration(disable_after)
-            );
-            (None, Some(reason))
-        }
-        Some(_) => (None, None),
-    };
-    (transition, disable, circuit)
 }
 
 impl Dispatcher {
@@ -416,68 +372,6 @@ impl Dispatcher {
         self.finish_slot(&webhook_id, feedback);
     }
 
-    /// Circuit breaker, "failing since" clock, and disabling the webhook when it is gone
-    /// or has failed for too long.
-    async fn track_health(
-        &self,
-        webhook: &CompiledWebhook,
-        decided: &Decided,
-        now: i64,
-        may_report: bool,
-    ) -> CircuitView {
-        let id = &webhook.webhook.id;
-        let (transition, failing_too_long, circuit, since) = {
-            let mut shared = lock(&self.shared);
-            let (transition, failing_too_long, circuit) = learn(
-                &mut shared,
-                id,
-                webhook.webhook.failing_since,
-                decided.delivered(),
-                self.config.disable_after,
-                now,
-            );
-            let since = shared.failing_since.get(id).copied().flatten();
-            (transition, failing_too_long, circuit, since)
-        };
-        if may_report {
-            let notices = &self.notices;
-            match since {
-                None if decided.delivered() => notices.delivered(&webhook.webhook),
-                None => {}
-                Some(since) => {
-                    // The first failure starts the run; a second is worth telling.
-                    if transition.is_none() {
-                        notices.failed_again(&webhook.webhook, since, decided.reason.as_deref());
-                    }
-                    if matches!(circuit, CircuitView::Open { .. }) {
-                        notices.circuit_opened(&webhook.webhook, since);
-                    }
-                }
-            }
-        }
-        let disable = decided.disable.clone().or(failing_too_long);
-        if let Some(since) = transition
-            && let Err(error) = self.store.set_failing_since(id, since).await
-        {
-            tracing::warn!(webhook_id = %id, %error, "could not record the webhook's failure clock");
-        }
-        if let Some(reason) = disable {
-            match self.store.disable_webhook(id, &reason, now).await {
-                Ok(()) => {
-                    metrics::counter!("hookline_webhooks_disabled_total").increment(1);
-                    tracing::warn!(webhook_id = %id, %reason, "webhook disabled");
-                    if may_report {
-                        self.notices.disabled(&webhook.webhook, now, &reason);
-                    }
-                }
-                Err(error) => {
-                    tracing::warn!(webhook_id = %id, %error, "could not disable the webhook")
-                }
-            }
-        }
-        circuit
-    }
-
     /// Fails a delivery that was never sent, recording why as its attempt.
     pub(super) async fn give_up_unsent(&self, delivery: ClaimedDelivery, reason: &str) {
         let ordered = delivery.ordering_key.is_some();
@@ -556,7 +450,9 @@ mod tests {
     use std::sync::Mutex;
 
     use super::*;
+    use crate::dispatch::Shared;
     use crate::dispatch::circuit::Circuits;
+    use crate::dispatch::health::learn;
     use crate::dispatch::lanes::Lanes;
     use crate::dispatch::transport::{Exchange, Message, RetryClass, Transport};
     use crate::dispatch::window::Window;

@@ -17,6 +17,7 @@ pub mod client;
 mod deliver;
 pub mod dialect;
 mod handoff;
+mod health;
 mod lanes;
 pub mod matcher;
 mod notices;
