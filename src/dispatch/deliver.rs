@@ -22,7 +22,7 @@ use super::matcher::CompiledWebhook;
 use super::recorder::Outcome as Recorded;
 use super::transport::{Attempt, Destination, Dialect, Outcome};
 use super::window::Signal;
-use super::{Dispatcher, lock, notices, payload, sign};
+use super::{Dispatcher, lock, payload, sign};
 use crate::store::{
     AttemptContext, AttemptRecord, CircuitView, ClaimedDelivery, Finished, NextState, decode_event,
     now_ms,
@@ -311,7 +311,7 @@ impl Dispatcher {
         tracing::debug!(%delivery_id, webhook_id = %webhook_id, status = ?exchange.status_code, error = ?exchange.error, outcome = verdict.as_str(), "attempt");
 
         // No notice is ever about a notice's own delivery: no loops.
-        let may_report = !event.kind.is_notice() && notices::may_report(&webhook.webhook);
+        let may_report = !event.kind.is_notice() && !webhook.asks_for_notices();
         let circuit = self.track_health(&webhook, &decided, now, may_report).await;
         if may_report && decided.next == NextState::Failed && !success {
             let reason = decided.reason.as_deref().unwrap_or("failed");

@@ -81,7 +81,8 @@ impl Dispatcher {
         if may_report {
             let notices = &self.notices;
             match since {
-                None if decided.delivered() => notices.delivered(&webhook.webhook),
+                // Only a stopped clock can end a run that was reported.
+                None if transition == Some(None) => notices.delivered(&webhook.webhook),
                 None => {}
                 Some(since) => {
                     // The first failure starts the run; a second is worth telling.

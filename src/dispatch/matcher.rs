@@ -263,6 +263,14 @@ impl CompiledWebhook {
             && in_namespace(&self.webhook.namespace, &event.repository)
             && self.accepts(event)
     }
+
+    /// Whether it asks for owner notices (from its compiled event types): a notice
+    /// destination, about which no notice is ever raised.
+    pub fn asks_for_notices(&self) -> bool {
+        EventType::NOTICES
+            .into_iter()
+            .any(|kind| self.filters.types.contains(kind))
+    }
 }
 
 impl std::fmt::Debug for CompiledWebhook {

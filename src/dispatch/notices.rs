@@ -12,8 +12,8 @@
 //! circuit is reported once per run of failures; failed deliveries are summarised per
 //! webhook over [`SUMMARY_WINDOW`]; and a namespace gets at most [`PER_NAMESPACE_PER_HOUR`]
 //! notices an hour (the rest are counted in `hookline_notices_total{outcome="suppressed"}`).
-//! No loops: nothing is raised about a webhook that asks for notices, nor about the
-//! delivery of a notice. A notice no webhook asks for is not stored.
+//! No loops: nothing is raised about a webhook that asks for notices
+//! (`CompiledWebhook::asks_for_notices`), nor about the delivery of a notice. A notice no webhook asks for is not stored.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -66,15 +66,6 @@ struct Failed {
     count: u64,
     ids: Vec<String>,
     reason: String,
-}
-
-/// Whether anything may be said about `webhook`: not if it asks for notices itself (a
-/// notice destination that fails must not notify about itself).
-pub(super) fn may_report(webhook: &Webhook) -> bool {
-    !webhook
-        .event_types
-        .iter()
-        .any(|t| EventType::parse(t).is_some_and(EventType::is_notice))
 }
 
 impl Notices {
