@@ -250,6 +250,18 @@ pub fn summary(v: &Rounds) -> (f64, f64, f64, String) {
     (rate, cpu, other, each)
 }
 
+/// The median rate and CPU per delivery of `runs`, each against those of `base` (named
+/// `base_name`), and every round for the record.
+pub fn against(runs: &Rounds, base: &Rounds, base_name: &str) -> String {
+    let (base_rate, base_cpu, _, _) = summary(base);
+    let (rate, cpu, _, each) = summary(runs);
+    format!(
+        "median {rate:.0} deliveries/s ({:+.0} % vs {base_name}), {cpu:.3} ms CPU per delivery ({:+.0} %); rounds: {each}",
+        100.0 * (rate / base_rate - 1.0),
+        100.0 * (cpu / base_cpu - 1.0),
+    )
+}
+
 /// No other process's CPU.
 pub fn none() -> f64 {
     0.0
@@ -273,18 +285,11 @@ pub async fn scenarios(
             results[i].push(round(backend, dir, format, &sink, deliveries, r, none).await?);
         }
     }
-    let (base_rate, base_cpu, _, _) = summary(&results[0]);
     let mut rows = Vec::new();
     for ((name, _), runs) in formats.iter().zip(&results) {
-        let (rate, cpu, _, each) = summary(runs);
         rows.push((
             format!("(16) format {name}, 1 webhook, {deliveries} deliveries, {ROUNDS} rounds"),
-            format!(
-                "median {rate:.0} deliveries/s ({:+.0} % vs hookline), {cpu:.3} ms CPU per delivery ({:+.0} %); rounds: {}",
-                100.0 * (rate / base_rate - 1.0),
-                100.0 * (cpu / base_cpu - 1.0),
-                each
-            ),
+            against(runs, &results[0], "hookline"),
         ));
     }
     Ok(rows)

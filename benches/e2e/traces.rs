@@ -14,7 +14,7 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
 
-use super::formats::{Arrivals, Rounds, none, round_with, summary};
+use super::formats::{Arrivals, Rounds, against, none, round_with};
 use super::{Error, Scale, Sink};
 
 /// Rounds of each setting.
@@ -110,18 +110,11 @@ pub async fn scenarios(
             }
         }
     }
-    let (base_rate, base_cpu, _, _) = summary(&results[0]);
     let mut rows = Vec::new();
     for ((name, _), runs) in settings.iter().zip(&results) {
-        let (rate, cpu, _, each) = summary(runs);
         rows.push((
             format!("(18) tracing {name}, 1 webhook, {deliveries} deliveries, {ROUNDS} rounds"),
-            format!(
-                "median {rate:.0} deliveries/s ({:+.0} % vs off), {cpu:.3} ms CPU per delivery ({:+.0} %); rounds: {}",
-                100.0 * (rate / base_rate - 1.0),
-                100.0 * (cpu / base_cpu - 1.0),
-                each
-            ),
+            against(runs, &results[0], "off"),
         ));
     }
     rows.push((
