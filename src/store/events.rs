@@ -85,9 +85,13 @@ impl<B: LogStore> Events for B {
         plan: &Planner,
     ) -> Result<FanOutReport, StoreError> {
         let mut tx = self.write().await?;
+        // Fan-outs take turns: on PostgreSQL a second one waits for the rows the first
+        // holds (not `SKIP LOCKED`), then skips what it fanned out. Were it to fan out the
+        // newer events past them and commit first, an ordered lane's newer delivery could
+        // be claimed and sent before the older one existed. SQLite's writer is exclusive.
         let lock = match tx.dialect() {
             Dialect::Sqlite => "",
-            Dialect::Postgres => " FOR UPDATE SKIP LOCKED",
+            Dialect::Postgres => " FOR UPDATE",
         };
         let pending = Sql::new(format!(
             "SELECT seq, body FROM events WHERE NOT fanned_out ORDER BY seq LIMIT $1{lock}"

@@ -10,6 +10,7 @@ use hookline::store::{
 };
 use hookline::{ids::new_id, secret::Secret};
 
+use crate::harness::db::Raw;
 use crate::store_test;
 
 const OWNER: &str = "test-owner";
@@ -547,6 +548,63 @@ store_test!(fan_out_creates_deliveries_once, async |db: &TestDb| {
     }
     store.close().await;
 });
+
+store_test!(
+    fan_out_waits_for_an_earlier_fan_out_of_older_events,
+    async |db: &TestDb| {
+        let store = db.store().await;
+        // Two pushes of one tag to an ordered webhook, stored for a dispatcher to fan out.
+        let (older, newer) = (
+            event("main", "r1", "acme/app", Some("1")),
+            event("main", "r2", "acme/app", Some("1")),
+        );
+        store
+            .insert_events(&[older.clone(), newer.clone()])
+            .await
+            .expect("insert");
+        let plan = |e: &Event| {
+            vec![NewDelivery {
+                id: new_id("dlv"),
+                event_id: e.id.clone(),
+                webhook_id: "wh_1".into(),
+                namespace: "acme".into(),
+                ordering_key: Some("wh_1 acme/app:1".into()),
+            }]
+        };
+        // Another dispatcher is part-way through fanning out the older event: its
+        // transaction holds that row. Were the newer event fanned out and committed now,
+        // its delivery could be claimed and sent before the older one exists.
+        let raw = Raw::open(db).await;
+        let other = raw
+            .hold(
+                "UPDATE events SET fanned_out = fanned_out WHERE id = $1",
+                &[&older.id],
+            )
+            .await;
+        let fanning = tokio::spawn({
+            let store = store.clone();
+            async move { store.fan_out(100, T0, 0, &plan).await }
+        });
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(
+            store
+                .deliveries_for_event(&newer.id)
+                .await
+                .expect("rows")
+                .is_empty(),
+            "a newer event was fanned out past an older one still being fanned out"
+        );
+        drop(other);
+        let report = fanning.await.expect("task").expect("fan out");
+        assert_eq!((report.events, report.deliveries), (2, 2));
+        let mut seqs = Vec::new();
+        for e in [&older, &newer] {
+            seqs.push(store.deliveries_for_event(&e.id).await.expect("rows")[0].seq);
+        }
+        assert!(seqs[0] < seqs[1], "{seqs:?}");
+        store.close().await;
+    }
+);
 
 store_test!(claim_finish_and_retry, async |db: &TestDb| {
     let store = db.store().await;

@@ -160,6 +160,31 @@ impl Raw {
         .expect("execute")
     }
 
+    /// Runs `sql` (text arguments) in a transaction that stays open, holding its locks,
+    /// until the returned [`Held`] is dropped (rolled back).
+    pub async fn hold(&self, sql: &str, args: &[&str]) -> Held {
+        match self {
+            Raw::Sqlite(pool) => {
+                let mut tx = pool.begin().await.expect("begin");
+                let mut query = sqlx::query(sql);
+                for arg in args {
+                    query = query.bind(*arg);
+                }
+                query.execute(&mut *tx).await.expect("execute");
+                Held::Sqlite(tx)
+            }
+            Raw::Postgres(pool) => {
+                let mut tx = pool.begin().await.expect("begin");
+                let mut query = sqlx::query(sql);
+                for arg in args {
+                    query = query.bind(*arg);
+                }
+                query.execute(&mut *tx).await.expect("execute");
+                Held::Postgres(tx)
+            }
+        }
+    }
+
     /// The first column of every row `sql` returns, as text.
     pub async fn strings(&self, sql: &str) -> Vec<String> {
         let rows: Result<Vec<(String,)>, _> = match self {
@@ -168,4 +193,10 @@ impl Raw {
         };
         rows.expect("query").into_iter().map(|(s,)| s).collect()
     }
+}
+
+/// An open transaction from [`Raw::hold`]; dropping it rolls it back.
+pub enum Held {
+    Sqlite(sqlx::Transaction<'static, sqlx::Sqlite>),
+    Postgres(sqlx::Transaction<'static, sqlx::Postgres>),
 }
