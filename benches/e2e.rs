@@ -1,4 +1,4 @@
-//! hookline end-to-end benchmark: `cargo bench --bench e2e [-- --quick] [-- --backend sqlite|postgres] [-- --log-only | --receivers-only | --latency-only | --core-only | --enrichment-only | --replicas-only | --formats-only | --buses-only | --traces-only]`.
+//! hookline end-to-end benchmark: `cargo bench --bench e2e [-- --quick] [-- --backend sqlite|postgres] [-- --log-only | --receivers-only | --latency-only | --core-only | --enrichment-only | --replicas-only | --formats-only | --buses-only | --traces-only | --instructions-only]`.
 //! `HOOKLINE_BENCH_BIN=PATH` runs another hookline build (an earlier commit's) instead.
 //!
 //! Starts the release `hookline` binary against SQLite, then PostgreSQL, with a fast
@@ -39,6 +39,8 @@ mod buses;
 mod enrichment;
 #[path = "e2e/formats.rs"]
 mod formats;
+#[path = "e2e/instructions.rs"]
+mod instructions;
 #[path = "e2e/log.rs"]
 mod log;
 #[path = "e2e/receivers.rs"]
@@ -104,6 +106,8 @@ fn main() -> Result<(), Error> {
         Only::Buses
     } else if args.iter().any(|a| a == "--traces-only") {
         Only::Traces
+    } else if args.iter().any(|a| a == "--instructions-only") {
+        Only::Instructions
     } else {
         Only::All
     };
@@ -224,6 +228,18 @@ struct Hookline {
 
 impl Hookline {
     async fn start(db: &str, roles: &str, extra: &[&str]) -> Result<Hookline, Error> {
+        Hookline::start_under(&[], Duration::from_secs(30), db, roles, extra).await
+    }
+
+    /// [`Hookline::start`] as the arguments of `wrapper` (e.g. `valgrind`), ready within
+    /// `ready_within`.
+    async fn start_under(
+        wrapper: &[&str],
+        ready_within: Duration,
+        db: &str,
+        roles: &str,
+        extra: &[&str],
+    ) -> Result<Hookline, Error> {
         let addr = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
         let mut args = vec![
             "serve".to_string(),
@@ -254,7 +270,15 @@ impl Hookline {
         // drivers, for a same-run comparison.
         let binary = std::env::var("HOOKLINE_BENCH_BIN")
             .unwrap_or_else(|_| env!("CARGO_BIN_EXE_hookline").to_owned());
-        let child = Command::new(binary)
+        let mut command = match wrapper.split_first() {
+            Some((program, wrapper_args)) => {
+                let mut command = Command::new(program);
+                command.args(wrapper_args).arg(binary);
+                command
+            }
+            None => Command::new(binary),
+        };
+        let child = command
             .args(&args)
             .env("HOOKLINE_SECRET_KEY", BENCH_KEY)
             .stdin(Stdio::null())
@@ -262,7 +286,7 @@ impl Hookline {
             .spawn()?;
         let h = Hookline { child, addr };
         let client = reqwest::Client::new();
-        let deadline = Instant::now() + Duration::from_secs(30);
+        let deadline = Instant::now() + ready_within;
         while client
             .get(format!("http://{addr}/healthz"))
             .send()
@@ -598,6 +622,7 @@ enum Only {
     Buses,
     /// Only what OpenTelemetry tracing costs, scenario (18).
     Traces,
+    Instructions,
 }
 
 async fn run_backend(backend: &str, scale: Scale, only: Only) -> Result<String, Error> {
@@ -637,6 +662,10 @@ async fn run_backend(backend: &str, scale: Scale, only: Only) -> Result<String, 
         }
         Only::Traces => {
             rows.extend(traces::scenarios(backend, scale, dir.path(), &sink_url, &sink).await?);
+            return Ok(table(backend, rows));
+        }
+        Only::Instructions => {
+            rows.extend(instructions::scenarios(backend, dir.path(), &sink_url, &sink).await?);
             return Ok(table(backend, rows));
         }
         Only::Core | Only::All => {}
