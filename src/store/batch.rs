@@ -1,18 +1,10 @@
-//! Rows for set-based statements: many rows in one JSON parameter.
-//!
-//! Both backends turn a JSON array into rows inside SQL (SQLite `json_each`, PostgreSQL
-//! `jsonb_to_recordset`), so a batch of events, deliveries or results costs one statement
-//! instead of one per row. The field names here are the column names the SQL reads.
+//! The rows a batch of results writes, and the set-based statements that write them: one
+//! statement per table however many results (`sql::Rows` binds the rows). The column
+//! names here are the names the SQL reads.
 
-use serde_json::{Value, json};
-
-use super::sql::{Column, Dialect};
+use super::sql::{Column, Columns, Dialect, Rows, Sql};
 use super::{Finished, NewDelivery, StoreError, last_error, next_state_columns};
 use crate::event::Event;
-
-fn encode(value: &Value, table: &'static str) -> Result<String, StoreError> {
-    serde_json::to_string(value).map_err(|source| StoreError::Corrupt { table, source })
-}
 
 /// Per-envelope counts, from the ids of the events that were new.
 pub(crate) fn count_inserted(
@@ -51,14 +43,14 @@ pub(crate) fn plan_stored(pending: &[(i64, String)], plan: &super::Planner) -> V
     deliveries
 }
 
-/// The rows a batch of results writes, each a JSON array: attempts to insert, delivery
-/// updates, one health row per webhook (its latest attempt, its latest success), and one
-/// stats row per webhook and minute (counts to add).
+/// The rows a batch of results writes: attempts to insert, delivery updates, one health
+/// row per webhook (its latest attempt, its latest success), and one stats row per webhook
+/// and minute (counts to add).
 pub(crate) struct ResultRows {
-    pub attempts: String,
-    pub updates: String,
-    pub health: String,
-    pub stats: String,
+    pub attempts: Rows,
+    pub updates: Rows,
+    pub health: Rows,
+    pub stats: Rows,
 }
 
 /// Upper bounds (ms) of the latency histogram's buckets in `webhook_stats`, each a column
@@ -66,13 +58,10 @@ pub(crate) struct ResultRows {
 pub(crate) const LATENCY_BOUNDS_MS: [i64; 10] =
     [10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000];
 
-/// The `webhook_stats` columns of the latency histogram, in bucket order.
-pub(crate) fn latency_columns() -> Vec<String> {
-    LATENCY_BOUNDS_MS
-        .iter()
-        .map(|b| format!("le_{b}"))
-        .chain(std::iter::once("le_inf".to_owned()))
-        .collect()
+/// The `webhook_stats` columns of the latency histogram, in bucket order: `le_<bound>`
+/// for each of [`LATENCY_BOUNDS_MS`], then `le_inf`.
+pub(crate) fn latency_columns() -> Vec<&'static str> {
+    STATS_ROW[5..].iter().map(|(name, _)| *name).collect()
 }
 
 /// One webhook's attempts in one minute, as a batch adds them up.
@@ -100,9 +89,9 @@ impl MinuteStats {
 }
 
 /// Attempt rows, delivery updates and webhook health for a batch of results.
-pub(crate) fn result_rows(results: &[Finished], now: i64) -> Result<ResultRows, StoreError> {
-    let mut attempts = Vec::with_capacity(results.len());
-    let mut updates = Vec::with_capacity(results.len());
+pub(crate) fn result_rows(results: &[Finished], now: i64) -> ResultRows {
+    let mut attempts = Rows::new(ATTEMPT_ROW);
+    let mut updates = Rows::new(UPDATE_ROW);
     // Per webhook: the result whose attempt started last, and the last success.
     let mut latest: std::collections::BTreeMap<&str, (&Finished, Option<i64>)> =
         std::collections::BTreeMap::new();
@@ -110,32 +99,32 @@ pub(crate) fn result_rows(results: &[Finished], now: i64) -> Result<ResultRows, 
         std::collections::BTreeMap::new();
     for r in results {
         let a = &r.attempt;
-        attempts.push(json!({
-            "id": a.id,
-            "delivery_id": a.delivery_id,
-            "number": a.number,
-            "started_at": a.started_at,
-            "duration_ms": a.duration_ms,
-            "status_code": a.status_code,
-            "response_headers": a.response_headers,
-            "response_body": a.response_body,
-            "error": a.error,
-            "outcome": a.outcome,
-            "error_class": a.error_class,
-            "reason": a.reason,
-            "next_attempt_at": a.next_attempt_at,
-        }));
+        attempts.push([
+            a.id.as_str().into(),
+            a.delivery_id.as_str().into(),
+            a.number.into(),
+            a.started_at.into(),
+            a.duration_ms.into(),
+            a.status_code.into(),
+            a.response_headers.as_deref().into(),
+            a.response_body.as_deref().into(),
+            a.error.as_deref().into(),
+            a.outcome.as_str().into(),
+            a.error_class.as_deref().into(),
+            a.reason.as_deref().into(),
+            a.next_attempt_at.into(),
+        ]);
         let (status, next_at) = next_state_columns(r.next, now);
-        updates.push(json!({
-            "id": r.lease.delivery_id,
-            "lease_id": r.lease.lease_id,
-            "status": status,
-            "next_at": next_at,
-            "last_error": last_error(a),
-            "last_status_code": a.status_code,
-            "last_duration_ms": a.duration_ms,
-            "last_attempt_at": a.started_at,
-        }));
+        updates.push([
+            r.lease.delivery_id.as_str().into(),
+            r.lease.lease_id.as_str().into(),
+            status.into(),
+            next_at.into(),
+            last_error(a).into(),
+            a.status_code.into(),
+            a.duration_ms.into(),
+            a.started_at.into(),
+        ]);
         let success = (a.outcome == "succeeded").then_some(a.started_at);
         let entry = latest
             .entry(r.context.webhook_id.as_str())
@@ -150,49 +139,57 @@ pub(crate) fn result_rows(results: &[Finished], now: i64) -> Result<ResultRows, 
             .or_default()
             .add(&a.outcome, a.duration_ms);
     }
-    let health: Vec<Value> = latest
-        .into_iter()
-        .filter(|(webhook_id, _)| !webhook_id.is_empty())
-        .map(|(webhook_id, (r, last_success))| {
-            json!({
-                "webhook_id": webhook_id,
-                "last_attempt_at": r.attempt.started_at,
-                "last_status_code": r.attempt.status_code,
-                "last_error": last_error(&r.attempt),
-                "last_outcome": r.attempt.outcome,
-                "last_success_at": last_success,
-                "circuit": r.circuit.as_str(),
-                "circuit_until": r.circuit.until(),
-                "concurrency_window": r.context.concurrency_window,
-            })
-        })
-        .collect();
-    let columns = latency_columns();
-    let stats: Vec<Value> = minutes
-        .into_iter()
-        .filter(|((webhook_id, _), _)| !webhook_id.is_empty())
-        .map(|((webhook_id, minute), m)| {
-            let mut row = serde_json::Map::new();
-            row.insert("webhook_id".into(), json!(webhook_id));
-            row.insert("minute".into(), json!(minute));
-            row.insert("succeeded".into(), json!(m.succeeded));
-            row.insert("retried".into(), json!(m.retried));
-            row.insert("failed".into(), json!(m.failed));
-            for (column, count) in columns.iter().zip(m.latency) {
-                row.insert(column.clone(), json!(count));
-            }
-            Value::Object(row)
-        })
-        .collect();
-    Ok(ResultRows {
-        attempts: encode(&Value::Array(attempts), "attempts")?,
-        updates: encode(&Value::Array(updates), "deliveries")?,
-        health: encode(&Value::Array(health), "webhook_health")?,
-        stats: encode(&Value::Array(stats), "webhook_stats")?,
-    })
+    let mut health = Rows::new(HEALTH_ROW);
+    for (webhook_id, (r, last_success)) in latest {
+        if webhook_id.is_empty() {
+            continue;
+        }
+        health.push([
+            webhook_id.into(),
+            r.attempt.started_at.into(),
+            r.attempt.status_code.into(),
+            last_error(&r.attempt).into(),
+            r.attempt.outcome.as_str().into(),
+            last_success.into(),
+            r.circuit.as_str().into(),
+            r.circuit.until().into(),
+            r.context.concurrency_window.into(),
+        ]);
+    }
+    let mut stats = Rows::new(STATS_ROW);
+    for ((webhook_id, minute), m) in minutes {
+        if webhook_id.is_empty() {
+            continue;
+        }
+        let [l0, l1, l2, l3, l4, l5, l6, l7, l8, l9, l10] = m.latency;
+        stats.push([
+            webhook_id.into(),
+            minute.into(),
+            m.succeeded.into(),
+            m.retried.into(),
+            m.failed.into(),
+            l0.into(),
+            l1.into(),
+            l2.into(),
+            l3.into(),
+            l4.into(),
+            l5.into(),
+            l6.into(),
+            l7.into(),
+            l8.into(),
+            l9.into(),
+            l10.into(),
+        ]);
+    }
+    ResultRows {
+        attempts,
+        updates,
+        health,
+        stats,
+    }
 }
 
-const ATTEMPT_ROW: [(&str, Column); 13] = [
+const ATTEMPT_ROW: Columns = &[
     ("id", Column::Text),
     ("delivery_id", Column::Text),
     ("number", Column::Int),
@@ -208,58 +205,63 @@ const ATTEMPT_ROW: [(&str, Column); 13] = [
     ("next_attempt_at", Column::Int),
 ];
 
-/// `INSERT` of the attempts of [`ResultRows::attempts`] (parameter `$1`).
-pub(crate) fn insert_attempts_sql(dialect: Dialect) -> String {
+/// `INSERT` of the attempts of [`ResultRows::attempts`], bound as `table`.
+pub(crate) fn insert_attempts_sql(table: &str) -> String {
     let columns: Vec<&str> = ATTEMPT_ROW.iter().map(|(name, _)| *name).collect();
     let columns = columns.join(", ");
-    format!(
-        "INSERT INTO attempts ({columns}) SELECT {columns} FROM {} AS r",
-        dialect.json_rows("$1", &ATTEMPT_ROW)
-    )
+    format!("INSERT INTO attempts ({columns}) SELECT {columns} FROM {table} AS r")
 }
 
-/// The columns of a JSON row, from words: `name` is text, `name:int` an integer.
-fn columns(words: &'static str) -> Vec<(&'static str, Column)> {
-    words
-        .split_whitespace()
-        .map(|word| match word.strip_suffix(":int") {
-            Some(name) => (name, Column::Int),
-            None => (word, Column::Text),
-        })
-        .collect()
-}
+const UPDATE_ROW: Columns = &[
+    ("id", Column::Text),
+    ("lease_id", Column::Text),
+    ("status", Column::Text),
+    ("next_at", Column::Int),
+    ("last_error", Column::Text),
+    ("last_status_code", Column::Int),
+    ("last_duration_ms", Column::Int),
+    ("last_attempt_at", Column::Int),
+];
 
-/// `UPDATE` moving each delivery of [`ResultRows::updates`] (`$1`; `$2` is now) to its
-/// next state. Only a delivery whose lease is still ours moves on; a lost lease keeps its state.
-pub(crate) fn finish_deliveries_sql(dialect: Dialect) -> String {
-    let rows = dialect.json_rows(
-        "$1",
-        &columns(
-            "id lease_id status next_at:int last_error last_status_code:int \
-             last_duration_ms:int last_attempt_at:int",
-        ),
-    );
-    format!(
+/// `UPDATE` moving each delivery of [`ResultRows::updates`] to its next state. Only a
+/// delivery whose lease is still ours moves on; a lost lease keeps its state.
+pub(crate) fn finish_deliveries_sql(
+    dialect: Dialect,
+    updates: Rows,
+    now: i64,
+) -> Result<Sql, StoreError> {
+    let mut sql = Sql::new("");
+    let rows = sql.rows(dialect, updates)?;
+    let now = sql.bind(now);
+    sql.push(&format!(
         "UPDATE deliveries SET status = r.status, next_attempt_at = r.next_at, \
            attempts = deliveries.attempts + 1, last_error = r.last_error, \
            last_status_code = r.last_status_code, last_duration_ms = r.last_duration_ms, \
            last_attempt_at = r.last_attempt_at, lease_id = NULL, lease_owner = NULL, \
-           lease_until = NULL, updated_at = $2 \
+           lease_until = NULL, updated_at = {now} \
          FROM {rows} AS r WHERE deliveries.id = r.id AND deliveries.lease_id = r.lease_id"
-    )
+    ));
+    Ok(sql)
 }
+
+const HEALTH_ROW: Columns = &[
+    ("webhook_id", Column::Text),
+    ("last_attempt_at", Column::Int),
+    ("last_status_code", Column::Int),
+    ("last_error", Column::Text),
+    ("last_outcome", Column::Text),
+    ("last_success_at", Column::Int),
+    ("circuit", Column::Text),
+    ("circuit_until", Column::Int),
+    ("concurrency_window", Column::Int),
+];
 
 /// Upsert of [`ResultRows::health`] (`$1`): each webhook's latest attempt wins, and its
 /// last success only moves forward. Rows go in webhook order, so replicas writing the same
 /// webhooks lock them in the same order.
-pub(crate) fn upsert_health_sql(dialect: Dialect) -> String {
-    let rows = dialect.json_rows(
-        "$1",
-        &columns(
-            "webhook_id last_attempt_at:int last_status_code:int last_error last_outcome \
-             last_success_at:int circuit circuit_until:int concurrency_window:int",
-        ),
-    );
+pub(crate) fn upsert_health_sql(dialect: Dialect, health: Rows) -> Result<Sql, StoreError> {
+    let mut sql = Sql::new("");
+    let rows = sql.rows(dialect, health)?;
     let newer = "excluded.last_attempt_at >= webhook_health.last_attempt_at";
     let latest = |column: &str| {
         format!(
@@ -279,7 +281,7 @@ pub(crate) fn upsert_health_sql(dialect: Dialect) -> String {
         ),
         latest("last_attempt_at"), // every right-hand side reads the row as it was
     ];
-    format!(
+    sql.push(&format!(
         "INSERT INTO webhook_health (webhook_id, last_attempt_at, last_status_code, last_error, \
            last_outcome, last_success_at, circuit, circuit_until, concurrency_window) \
          SELECT r.webhook_id, r.last_attempt_at, r.last_status_code, r.last_error, r.last_outcome, \
@@ -290,27 +292,40 @@ pub(crate) fn upsert_health_sql(dialect: Dialect) -> String {
              (webhook_health.last_success_at IS NULL OR excluded.last_success_at > webhook_health.last_success_at) \
              THEN excluded.last_success_at ELSE webhook_health.last_success_at END, {}",
         assignments.join(", ")
-    )
+    ));
+    Ok(sql)
 }
 
-/// Upsert of [`ResultRows::stats`] (`$1`): adds each row's counts to its webhook's minute.
+const STATS_ROW: Columns = &[
+    ("webhook_id", Column::Text),
+    ("minute", Column::Int),
+    ("succeeded", Column::Int),
+    ("retried", Column::Int),
+    ("failed", Column::Int),
+    ("le_10", Column::Int),
+    ("le_25", Column::Int),
+    ("le_50", Column::Int),
+    ("le_100", Column::Int),
+    ("le_250", Column::Int),
+    ("le_500", Column::Int),
+    ("le_1000", Column::Int),
+    ("le_2500", Column::Int),
+    ("le_5000", Column::Int),
+    ("le_10000", Column::Int),
+    ("le_inf", Column::Int),
+];
+
+/// Upsert of [`ResultRows::stats`]: adds each row's counts to its webhook's minute.
 /// Rows go in (webhook, minute) order, so replicas lock them in the same order.
-pub(crate) fn upsert_stats_sql(dialect: Dialect) -> String {
-    let latency = latency_columns();
-    let mut row: Vec<(&str, Column)> = vec![
-        ("webhook_id", Column::Text),
-        ("minute", Column::Int),
-        ("succeeded", Column::Int),
-        ("retried", Column::Int),
-        ("failed", Column::Int),
-    ];
-    row.extend(latency.iter().map(|c| (c.as_str(), Column::Int)));
-    let columns: Vec<&str> = row.iter().map(|(name, _)| *name).collect();
+pub(crate) fn upsert_stats_sql(dialect: Dialect, stats: Rows) -> Result<Sql, StoreError> {
+    let mut sql = Sql::new("");
+    let rows = sql.rows(dialect, stats)?;
+    let columns: Vec<&str> = STATS_ROW.iter().map(|(name, _)| *name).collect();
     let counts: Vec<String> = columns[2..]
         .iter()
         .map(|c| format!("{c} = webhook_stats.{c} + excluded.{c}"))
         .collect();
-    format!(
+    sql.push(&format!(
         "INSERT INTO webhook_stats ({columns}) SELECT {selected} FROM {rows} AS r WHERE true \
          ORDER BY r.webhook_id, r.minute \
          ON CONFLICT (webhook_id, minute) DO UPDATE SET {counts}",
@@ -320,7 +335,22 @@ pub(crate) fn upsert_stats_sql(dialect: Dialect) -> String {
             .map(|c| format!("r.{c}"))
             .collect::<Vec<_>>()
             .join(", "),
-        rows = dialect.json_rows("$1", &row),
         counts = counts.join(", "),
-    )
+    ));
+    Ok(sql)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_stats_row_has_a_latency_column_per_bucket() {
+        let expected: Vec<String> = LATENCY_BOUNDS_MS
+            .iter()
+            .map(|b| format!("le_{b}"))
+            .chain(std::iter::once("le_inf".to_owned()))
+            .collect();
+        assert_eq!(latency_columns(), expected);
+    }
 }

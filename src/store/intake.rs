@@ -14,9 +14,7 @@
 use std::borrow::Cow;
 use std::collections::HashSet;
 
-use serde_json::json;
-
-use super::sql::{Column, Dialect, Sql, Tx};
+use super::sql::{Column, Columns, Dialect, Rows, Sql, Tx};
 use super::{ClaimedDelivery, FanOutNow, Lease, NewDelivery, StoreError, Stored, batch, tag_heads};
 use crate::event::Event;
 
@@ -56,18 +54,18 @@ pub(crate) async fn store(
         }
         let lease_id = crate::ids::new_id("lease");
         let until = now + plan.lease.as_millis() as i64;
-        let mut rows = Vec::with_capacity(deliveries.len());
+        let mut rows = Rows::new(DELIVERY);
         for (delivery, body) in deliveries {
             // Ordered deliveries wait for their predecessors: a claim decides when.
             let lease = leased.len() < plan.limit
                 && delivery.ordering_key.is_none()
                 && !plan.skip_webhooks.contains(&delivery.webhook_id)
                 && plan.served.is_none_or(|s| s.contains(&delivery.webhook_id));
-            rows.push(delivery_row(
-                rows.len(),
+            push_delivery(
+                &mut rows,
                 &delivery,
                 lease.then_some((lease_id.as_str(), plan.owner, until)),
-            ));
+            );
             if lease {
                 leased.push(ClaimedDelivery {
                     lease: Lease {
@@ -87,7 +85,10 @@ pub(crate) async fn store(
                 work_left = true;
             }
         }
-        insert_delivery_rows(&mut tx, rows, now).await?;
+        if !rows.is_empty() {
+            tx.execute(&deliveries_insert(tx.dialect(), rows, now)?)
+                .await?;
+        }
     }
     if work_left {
         tx.announce_work().await?;
@@ -127,42 +128,35 @@ async fn insert_events(
     bodies: &[String],
     fanned_out: bool,
 ) -> Result<Vec<String>, StoreError> {
-    let rows: Vec<serde_json::Value> = events
-        .iter()
-        .zip(bodies)
-        .enumerate()
-        .map(|(n, (event, body))| {
-            json!({
-                "n": n,
-                "id": event.id,
-                "source": event.source,
-                "registry_event_id": event.registry_event_id,
-                "type": event.kind.as_str(),
-                "repository": event.repository,
-                "tag": event.tag,
-                "digest": event.digest,
-                "body": body,
-                "received_at": event.received_at,
-            })
-        })
-        .collect();
+    const EVENT: Columns = &[
+        ("n", Column::Int),
+        ("id", Column::Text),
+        ("source", Column::Text),
+        ("registry_event_id", Column::Text),
+        ("type", Column::Text),
+        ("repository", Column::Text),
+        ("tag", Column::Text),
+        ("digest", Column::Text),
+        ("body", Column::Text),
+        ("received_at", Column::Int),
+    ];
+    let mut rows = Rows::new(EVENT);
+    for (n, (event, body)) in events.iter().zip(bodies).enumerate() {
+        rows.push([
+            (n as i64).into(),
+            event.id.as_str().into(),
+            event.source.as_str().into(),
+            event.registry_event_id.as_str().into(),
+            event.kind.as_str().into(),
+            event.repository.as_str().into(),
+            event.tag.as_deref().into(),
+            event.digest.as_deref().into(),
+            body.as_str().into(),
+            event.received_at.into(),
+        ]);
+    }
     let mut sql = Sql::new("");
-    let param = sql.bind(serde_json::Value::Array(rows).to_string());
-    let source = tx.dialect().json_rows(
-        &param,
-        &[
-            ("n", Column::Int),
-            ("id", Column::Text),
-            ("source", Column::Text),
-            ("registry_event_id", Column::Text),
-            ("type", Column::Text),
-            ("repository", Column::Text),
-            ("tag", Column::Text),
-            ("digest", Column::Text),
-            ("body", Column::Text),
-            ("received_at", Column::Int),
-        ],
-    );
+    let source = sql.rows(tx.dialect(), rows)?;
     // Rows in slice order, so `seq` follows event order; `WHERE true` lets SQLite parse
     // the upsert clause after a SELECT.
     sql.push(&format!(
@@ -175,73 +169,54 @@ async fn insert_events(
     Ok(inserted.into_iter().map(|(id,)| id).collect())
 }
 
-/// The `n`th delivery row for [`insert_delivery_rows`], leased when `lease` says to whom.
-fn delivery_row(
-    n: usize,
-    delivery: &NewDelivery,
-    lease: Option<(&str, &str, i64)>,
-) -> serde_json::Value {
+/// The columns of a delivery row: see [`push_delivery`].
+const DELIVERY: Columns = &[
+    ("n", Column::Int),
+    ("id", Column::Text),
+    ("event_id", Column::Text),
+    ("webhook_id", Column::Text),
+    ("namespace", Column::Text),
+    ("ordering_key", Column::Text),
+    ("lease_id", Column::Text),
+    ("lease_owner", Column::Text),
+    ("lease_until", Column::Int),
+];
+
+/// Adds the next delivery row for [`deliveries_insert`], leased when `lease` says to whom.
+fn push_delivery(rows: &mut Rows, delivery: &NewDelivery, lease: Option<(&str, &str, i64)>) {
     let (lease_id, owner, until) = match lease {
         Some((id, owner, until)) => (Some(id), Some(owner), Some(until)),
         None => (None, None, None),
     };
-    json!({
-        "n": n,
-        "id": delivery.id,
-        "event_id": delivery.event_id,
-        "webhook_id": delivery.webhook_id,
-        "namespace": delivery.namespace,
-        "ordering_key": delivery.ordering_key,
-        "lease_id": lease_id,
-        "lease_owner": owner,
-        "lease_until": until,
-    })
-}
-
-/// Inserts pending deliveries created at `now`, in order (so `seq` follows it): due at
-/// `now`, or, when leased, at the lease's end, as a claim would leave them.
-async fn insert_delivery_rows(
-    tx: &mut Tx,
-    rows: Vec<serde_json::Value>,
-    now: i64,
-) -> Result<(), StoreError> {
-    if rows.is_empty() {
-        return Ok(());
-    }
-    tx.execute(&deliveries_insert(tx.dialect(), rows, now))
-        .await?;
-    Ok(())
+    rows.push([
+        (rows.len() as i64).into(),
+        delivery.id.as_str().into(),
+        delivery.event_id.as_str().into(),
+        delivery.webhook_id.as_str().into(),
+        delivery.namespace.as_str().into(),
+        delivery.ordering_key.as_deref().into(),
+        lease_id.into(),
+        owner.into(),
+        until.into(),
+    ]);
 }
 
 /// Unleased delivery rows, due at once: what fan-out and enqueueing insert.
-pub(crate) fn unleased_rows(deliveries: &[NewDelivery]) -> Vec<serde_json::Value> {
-    deliveries
-        .iter()
-        .enumerate()
-        .map(|(n, d)| delivery_row(n, d, None))
-        .collect()
+pub(crate) fn unleased_rows(deliveries: &[NewDelivery]) -> Rows {
+    let mut rows = Rows::new(DELIVERY);
+    for delivery in deliveries {
+        push_delivery(&mut rows, delivery, None);
+    }
+    rows
 }
 
-/// The one statement that inserts deliveries (rows from [`delivery_row`]), for either
-/// dialect.
-pub(crate) fn deliveries_insert(dialect: Dialect, rows: Vec<serde_json::Value>, now: i64) -> Sql {
+/// The one statement that inserts pending deliveries created at `now` (rows from
+/// [`push_delivery`]), in order (so `seq` follows it): due at `now`, or, when leased, at
+/// the lease's end, as a claim would leave them.
+pub(crate) fn deliveries_insert(dialect: Dialect, rows: Rows, now: i64) -> Result<Sql, StoreError> {
     let mut sql = Sql::new("");
-    let param = sql.bind(serde_json::Value::Array(rows).to_string());
+    let source = sql.rows(dialect, rows)?;
     let now = sql.bind(now);
-    let source = dialect.json_rows(
-        &param,
-        &[
-            ("n", Column::Int),
-            ("id", Column::Text),
-            ("event_id", Column::Text),
-            ("webhook_id", Column::Text),
-            ("namespace", Column::Text),
-            ("ordering_key", Column::Text),
-            ("lease_id", Column::Text),
-            ("lease_owner", Column::Text),
-            ("lease_until", Column::Int),
-        ],
-    );
     sql.push(&format!(
         "INSERT INTO deliveries (id, event_id, webhook_id, namespace, status, next_attempt_at, \
            ordering_key, lease_id, lease_owner, lease_until, created_at, updated_at) \
@@ -249,5 +224,5 @@ pub(crate) fn deliveries_insert(dialect: Dialect, rows: Vec<serde_json::Value>, 
            r.ordering_key, r.lease_id, r.lease_owner, r.lease_until, {now}, {now} \
          FROM {source} AS r ORDER BY r.n"
     ));
-    sql
+    Ok(sql)
 }

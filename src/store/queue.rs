@@ -12,7 +12,7 @@
 use async_trait::async_trait;
 
 use super::log::LogStore;
-use super::sql::{ATTEMPT_COLUMNS, Column, DELIVERY_COLUMNS, Sql, Tx};
+use super::sql::{ATTEMPT_COLUMNS, Column, Columns, DELIVERY_COLUMNS, Rows, Sql, Tx};
 use super::{
     AttemptRecord, Claim, ClaimedDelivery, DeliveryRecord, Finished, Lease, NewDelivery, Only,
     Queue, QueueStats, StoreError, batch,
@@ -28,7 +28,7 @@ pub(crate) trait QueueStore: LogStore {
     /// `lease_id` until `until`, in one statement, with their event bodies.
     async fn claim(&self, claim: &Claim<'_>, lease_id: &str, until: i64) -> Claimed;
     /// Inserts a batch's attempts (`batch::ResultRows::attempts`) in `tx`.
-    async fn insert_attempts(&self, tx: &mut Tx, attempts: String) -> Result<(), StoreError>;
+    async fn insert_attempts(&self, tx: &mut Tx, attempts: Rows) -> Result<(), StoreError>;
 }
 
 /// What a claim may take, for `FROM deliveries d`: pending, due at `$4`, and for an
@@ -81,16 +81,17 @@ pub(crate) async fn release_dead<B: LogStore>(backend: &B, sql: &Sql) -> Result<
     Ok(released)
 }
 
-/// Leases as a JSON array of `{id, lease_id}` rows.
-fn lease_rows(leases: &[Lease]) -> Result<String, StoreError> {
-    let rows: Vec<serde_json::Value> = leases
-        .iter()
-        .map(|l| serde_json::json!({"id": l.delivery_id, "lease_id": l.lease_id}))
-        .collect();
-    serde_json::to_string(&rows).map_err(|source| StoreError::Corrupt {
-        table: "deliveries",
-        source,
-    })
+/// Leases as rows `(id, lease_id)`.
+fn lease_rows(leases: &[Lease]) -> Rows {
+    const LEASE: Columns = &[("id", Column::Text), ("lease_id", Column::Text)];
+    let mut rows = Rows::new(LEASE);
+    for lease in leases {
+        rows.push([
+            lease.delivery_id.as_str().into(),
+            lease.lease_id.as_str().into(),
+        ]);
+    }
+    rows
 }
 
 #[async_trait]
@@ -112,13 +113,10 @@ impl<B: QueueStore> Queue for B {
         if leases.is_empty() {
             return Ok(0);
         }
-        let mut sql = Sql::new("");
-        let rows = sql.bind(lease_rows(leases)?);
-        let until = sql.bind(until);
         let tx = self.write().await?;
-        let rows = tx
-            .dialect()
-            .json_rows(&rows, &[("id", Column::Text), ("lease_id", Column::Text)]);
+        let mut sql = Sql::new("");
+        let rows = sql.rows(tx.dialect(), lease_rows(leases))?;
+        let until = sql.bind(until);
         sql.push(&format!(
             "UPDATE deliveries SET lease_until = {until}, next_attempt_at = {until} \
              FROM {rows} AS l \
@@ -132,35 +130,37 @@ impl<B: QueueStore> Queue for B {
         if results.is_empty() {
             return Ok(0);
         }
-        let rows = batch::result_rows(results, now)?;
+        let rows = batch::result_rows(results, now);
         let mut tx = self.write().await?;
         let dialect = tx.dialect();
         self.insert_attempts(&mut tx, rows.attempts).await?;
-        let updates = Sql::new(batch::finish_deliveries_sql(dialect))
-            .arg(rows.updates)
-            .arg(now);
-        let held = tx.execute(&updates).await?;
-        tx.execute(&Sql::new(batch::upsert_health_sql(dialect)).arg(rows.health))
+        let held = tx
+            .execute(&batch::finish_deliveries_sql(dialect, rows.updates, now)?)
             .await?;
-        tx.execute(&Sql::new(batch::upsert_stats_sql(dialect)).arg(rows.stats))
+        tx.execute(&batch::upsert_health_sql(dialect, rows.health)?)
+            .await?;
+        tx.execute(&batch::upsert_stats_sql(dialect, rows.stats)?)
             .await?;
         tx.commit().await?;
         Ok(held)
     }
 
     async fn release(&self, leases: &[Lease], now: i64) -> Result<u64, StoreError> {
-        let mut tx = self.write().await?;
-        let mut released = 0;
-        for lease in leases {
-            let sql = Sql::new(
-                "UPDATE deliveries SET lease_id = NULL, lease_owner = NULL, lease_until = NULL, next_attempt_at = $3, updated_at = $3 \
-                 WHERE id = $1 AND lease_id = $2 AND status = 'pending'",
-            )
-            .arg(lease.delivery_id.as_str())
-            .arg(lease.lease_id.as_str())
-            .arg(now);
-            released += tx.execute(&sql).await?;
+        if leases.is_empty() {
+            return Ok(0);
         }
+        let mut tx = self.write().await?;
+        let mut sql = Sql::new("");
+        let rows = sql.rows(tx.dialect(), lease_rows(leases))?;
+        let now = sql.bind(now);
+        sql.push(&format!(
+            "UPDATE deliveries SET lease_id = NULL, lease_owner = NULL, lease_until = NULL, \
+               next_attempt_at = {now}, updated_at = {now} \
+             FROM {rows} AS l \
+             WHERE deliveries.id = l.id AND deliveries.lease_id = l.lease_id \
+               AND deliveries.status = 'pending'"
+        ));
+        let released = tx.execute(&sql).await?;
         if released > 0 {
             tx.announce_work().await?;
         }

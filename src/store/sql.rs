@@ -2,7 +2,8 @@
 //!
 //! Most statements are the same in SQLite and PostgreSQL once placeholders are written
 //! `$1`, `$2`… (sqlx binds SQLite's `$N` by number too). What differs is small and named
-//! here, in [`Dialect`]: how a JSON array parameter becomes rows, how text is searched. A
+//! here, in [`Dialect`] (how text is searched, how a list parameter becomes rows) and in
+//! `rows.rs` (how a batch of rows becomes one table). A
 //! statement written once ([`Sql`]) is run by [`Reads`] (a pool: the read pool, or a
 //! backend's migration pool) or [`Tx`] (a write transaction or a read snapshot), which
 //! hold either database, so the store's concerns built on them (log, webhooks, queue,
@@ -16,6 +17,10 @@ use sqlx::sqlite::SqliteRow;
 use sqlx::{
     Arguments, Database, Encode, FromRow, PgPool, Postgres, Sqlite, SqlitePool, Transaction, Type,
 };
+
+mod rows;
+
+pub(crate) use rows::{Column, Columns, Rows};
 
 use super::migrations::{self, Applied, Standing};
 use super::writes::watched;
@@ -41,13 +46,6 @@ pub(crate) const EVENT_COLUMNS: &str = "e.seq, e.id, e.source, e.type AS kind, e
 pub(crate) enum Dialect {
     Sqlite,
     Postgres,
-}
-
-/// A column type, for reading JSON rows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Column {
-    Text,
-    Int,
 }
 
 impl Dialect {
@@ -82,44 +80,6 @@ impl Dialect {
             (Dialect::Postgres, true) => format!(
                 "strpos(lower({column} COLLATE \"C\"), lower(CAST({param} AS TEXT) COLLATE \"C\")) > 0"
             ),
-        }
-    }
-
-    /// A JSON array of objects in parameter `param` as a table with these columns (the
-    /// objects' keys), to be used as `FROM {rows} AS r`.
-    pub(crate) fn json_rows(self, param: &str, columns: &[(&str, Column)]) -> String {
-        match self {
-            // Each object is made binary JSON once (`jsonb`), in a materialized step, and
-            // the columns are read from that. `json_each` hands each object back as text,
-            // which every `json_extract` of it would parse again: a third of SQLite's work
-            // per delivery (BENCHMARKS.md, run (9)).
-            Dialect::Sqlite => {
-                let fields: Vec<String> = columns
-                    .iter()
-                    .map(|(name, _)| format!("json_extract(o, '$.{name}') AS {name}"))
-                    .collect();
-                format!(
-                    "(WITH objects(o) AS MATERIALIZED (SELECT jsonb(value) FROM json_each({param})) \
-                     SELECT {} FROM objects)",
-                    fields.join(", ")
-                )
-            }
-            Dialect::Postgres => {
-                let fields: Vec<String> = columns
-                    .iter()
-                    .map(|(name, column)| {
-                        let ty = match column {
-                            Column::Text => "text",
-                            Column::Int => "bigint",
-                        };
-                        format!("{name} {ty}")
-                    })
-                    .collect();
-                format!(
-                    "(SELECT * FROM jsonb_to_recordset({param}::jsonb) AS x({}))",
-                    fields.join(", ")
-                )
-            }
         }
     }
 }
@@ -158,6 +118,11 @@ impl From<bool> for Param {
 impl From<Option<i64>> for Param {
     fn from(v: Option<i64>) -> Self {
         Param::OptInt(v)
+    }
+}
+impl From<Option<String>> for Param {
+    fn from(v: Option<String>) -> Self {
+        Param::OptText(v)
     }
 }
 impl From<Option<&str>> for Param {
@@ -209,23 +174,24 @@ impl Sql {
         self.push(&text)
     }
 
-    /// The parameters, ready for `sqlx::query_with` on database `DB`.
-    pub(crate) fn arguments<'q, DB: Database>(&self) -> Result<DB::Arguments<'q>, StoreError>
+    /// The parameters, ready for `sqlx::query_with` on database `DB`, borrowing the text
+    /// (a batch's event bodies are not copied once more).
+    pub(crate) fn arguments<'q, DB: Database>(&'q self) -> Result<DB::Arguments<'q>, StoreError>
     where
         i64: Encode<'q, DB> + Type<DB>,
-        String: Encode<'q, DB> + Type<DB>,
+        &'q str: Encode<'q, DB> + Type<DB>,
         bool: Encode<'q, DB> + Type<DB>,
         Option<i64>: Encode<'q, DB>,
-        Option<String>: Encode<'q, DB>,
+        Option<&'q str>: Encode<'q, DB>,
     {
         let mut args = DB::Arguments::default();
         for param in &self.params {
             let added = match param {
                 Param::Int(v) => args.add(*v),
-                Param::Text(v) => args.add(v.clone()),
+                Param::Text(v) => args.add(v.as_str()),
                 Param::Bool(v) => args.add(*v),
                 Param::OptInt(v) => args.add(*v),
-                Param::OptText(v) => args.add(v.clone()),
+                Param::OptText(v) => args.add(v.as_deref()),
             };
             added.map_err(|e| StoreError::Database(sqlx::Error::Encode(e)))?;
         }
@@ -417,8 +383,12 @@ impl Tx {
             return Ok(());
         }
         let rows = super::intake::unleased_rows(deliveries);
-        self.execute(&super::intake::deliveries_insert(self.dialect(), rows, now))
-            .await?;
+        self.execute(&super::intake::deliveries_insert(
+            self.dialect(),
+            rows,
+            now,
+        )?)
+        .await?;
         Ok(())
     }
 
@@ -477,19 +447,5 @@ mod tests {
             "SELECT 1 WHERE a = $1 AND (ns = CAST($2 AS TEXT) OR substr(ns, 1, length(CAST($2 AS TEXT)) + 1) = CAST($2 AS TEXT) || '/')"
         );
         assert_eq!(sql.params, vec![Param::Int(1), Param::Text("acme".into())]);
-    }
-
-    #[test]
-    fn json_rows_per_dialect() {
-        let cols = [("id", Column::Text), ("n", Column::Int)];
-        assert_eq!(
-            Dialect::Sqlite.json_rows("$1", &cols),
-            "(WITH objects(o) AS MATERIALIZED (SELECT jsonb(value) FROM json_each($1)) \
-             SELECT json_extract(o, '$.id') AS id, json_extract(o, '$.n') AS n FROM objects)"
-        );
-        assert_eq!(
-            Dialect::Postgres.json_rows("$1", &cols),
-            "(SELECT * FROM jsonb_to_recordset($1::jsonb) AS x(id text, n bigint))"
-        );
     }
 }

@@ -13,10 +13,8 @@
 use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 
-use serde_json::json;
-
 use super::StoreError;
-use super::sql::{Column, Sql, Tx};
+use super::sql::{Column, Columns, Rows, Sql, Tx};
 use crate::event::{Event, EventType};
 
 /// (source, repository, tag).
@@ -96,20 +94,21 @@ async fn current_heads(
     tx: &mut Tx,
     keys: &HashSet<TagKey>,
 ) -> Result<HashMap<TagKey, String>, StoreError> {
-    let rows: Vec<_> = keys
-        .iter()
-        .map(|(source, repository, tag)| json!({"source": source, "repository": repository, "tag": tag}))
-        .collect();
+    const KEY: Columns = &[
+        ("source", Column::Text),
+        ("repository", Column::Text),
+        ("tag", Column::Text),
+    ];
+    let mut rows = Rows::new(KEY);
+    for (source, repository, tag) in keys {
+        rows.push([
+            source.as_str().into(),
+            repository.as_str().into(),
+            tag.as_str().into(),
+        ]);
+    }
     let mut sql = Sql::new("");
-    let param = sql.bind(serde_json::Value::Array(rows).to_string());
-    let wanted = tx.dialect().json_rows(
-        &param,
-        &[
-            ("source", Column::Text),
-            ("repository", Column::Text),
-            ("tag", Column::Text),
-        ],
-    );
+    let wanted = sql.rows(tx.dialect(), rows)?;
     // A correlated lookup per wanted tag reads the primary key; PostgreSQL plans a join
     // with unanalysed tables as a hash join over every head.
     sql.push(&format!(
@@ -144,7 +143,7 @@ pub(crate) async fn advance(
     }
     let (set, forget): (Vec<HeadMove>, Vec<HeadMove>) =
         last.into_values().partition(|head| head.digest.is_some());
-    let columns = [
+    const HEAD: Columns = &[
         ("source", Column::Text),
         ("repository", Column::Text),
         ("tag", Column::Text),
@@ -153,21 +152,22 @@ pub(crate) async fn advance(
         ("updated_at", Column::Int),
     ];
     let rows = |heads: &[HeadMove]| {
-        let rows: Vec<_> = heads
-            .iter()
-            .map(|head| {
-                json!({
-                    "source": head.key.0, "repository": head.key.1, "tag": head.key.2,
-                    "digest": head.digest, "event_id": head.event_id, "updated_at": now,
-                })
-            })
-            .collect();
-        serde_json::Value::Array(rows).to_string()
+        let mut rows = Rows::new(HEAD);
+        for head in heads {
+            rows.push([
+                head.key.0.as_str().into(),
+                head.key.1.as_str().into(),
+                head.key.2.as_str().into(),
+                head.digest.as_deref().into(),
+                head.event_id.as_str().into(),
+                now.into(),
+            ]);
+        }
+        rows
     };
     if !set.is_empty() {
         let mut sql = Sql::new("");
-        let param = sql.bind(rows(&set));
-        let source = tx.dialect().json_rows(&param, &columns);
+        let source = sql.rows(tx.dialect(), rows(&set))?;
         // `WHERE true` lets SQLite parse the upsert clause after a SELECT.
         sql.push(&format!(
             "INSERT INTO tag_heads (source, repository, tag, digest, event_id, updated_at) \
@@ -179,8 +179,7 @@ pub(crate) async fn advance(
     }
     if !forget.is_empty() {
         let mut sql = Sql::new("");
-        let param = sql.bind(rows(&forget));
-        let gone = tx.dialect().json_rows(&param, &columns);
+        let gone = sql.rows(tx.dialect(), rows(&forget))?;
         sql.push(&format!(
             "DELETE FROM tag_heads WHERE EXISTS (SELECT 1 FROM {gone} AS g \
              WHERE g.source = tag_heads.source AND g.repository = tag_heads.repository \

@@ -594,7 +594,7 @@ store_test!(
                 .is_empty(),
             "a newer event was fanned out past an older one still being fanned out"
         );
-        drop(other);
+        other.release().await;
         let report = fanning.await.expect("task").expect("fan out");
         assert_eq!((report.events, report.deliveries), (2, 2));
         let mut seqs = Vec::new();

@@ -11,7 +11,7 @@ use async_trait::async_trait;
 
 use super::{PgBackend, TAIL_CHANNEL};
 use crate::store::queue::{CLAIMABLE, Claimed, QueueStore, only};
-use crate::store::sql::{Dialect, Sql, Tx};
+use crate::store::sql::{Dialect, Rows, Sql, Tx};
 use crate::store::{Claim, ClaimRow, StoreError, batch};
 
 #[async_trait]
@@ -44,15 +44,16 @@ impl QueueStore for PgBackend {
             .collect())
     }
 
-    async fn insert_attempts(&self, tx: &mut Tx, attempts: String) -> Result<(), StoreError> {
+    async fn insert_attempts(&self, tx: &mut Tx, attempts: Rows) -> Result<(), StoreError> {
         // The live tail of other replicas learns which attempts to read, once this commits.
-        let sql = Sql::new(format!(
+        let mut sql = Sql::new("");
+        let table = sql.rows(Dialect::Postgres, attempts)?;
+        let instance = sql.bind(self.instance.as_str());
+        sql.push(&format!(
             "WITH inserted AS ({} RETURNING seq) \
-             SELECT pg_notify('{TAIL_CHANNEL}', CAST($2 AS TEXT) || ':' || string_agg(CAST(seq AS TEXT), ',')) FROM inserted",
-            batch::insert_attempts_sql(Dialect::Postgres)
-        ))
-        .arg(attempts)
-        .arg(self.instance.as_str());
+             SELECT pg_notify('{TAIL_CHANNEL}', CAST({instance} AS TEXT) || ':' || string_agg(CAST(seq AS TEXT), ',')) FROM inserted",
+            batch::insert_attempts_sql(&table)
+        ));
         tx.execute(&sql).await?;
         Ok(())
     }

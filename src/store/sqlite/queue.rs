@@ -9,7 +9,7 @@ use async_trait::async_trait;
 
 use super::SqliteBackend;
 use crate::store::queue::{CLAIMABLE, Claimed, QueueStore, only};
-use crate::store::sql::{Dialect, Sql, Tx};
+use crate::store::sql::{Dialect, Rows, Sql, Tx};
 use crate::store::{Claim, ClaimRow, StoreError, batch};
 
 fn json_list<T: serde::Serialize>(items: &[T], table: &'static str) -> Result<String, StoreError> {
@@ -58,9 +58,11 @@ impl QueueStore for SqliteBackend {
             .collect())
     }
 
-    async fn insert_attempts(&self, tx: &mut Tx, attempts: String) -> Result<(), StoreError> {
-        tx.execute(&Sql::new(batch::insert_attempts_sql(Dialect::Sqlite)).arg(attempts))
-            .await?;
+    async fn insert_attempts(&self, tx: &mut Tx, attempts: Rows) -> Result<(), StoreError> {
+        let mut sql = Sql::new("");
+        let table = sql.rows(Dialect::Sqlite, attempts)?;
+        sql.push(&batch::insert_attempts_sql(&table));
+        tx.execute(&sql).await?;
         Ok(())
     }
 }

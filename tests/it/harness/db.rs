@@ -161,7 +161,7 @@ impl Raw {
     }
 
     /// Runs `sql` (text arguments) in a transaction that stays open, holding its locks,
-    /// until the returned [`Held`] is dropped (rolled back).
+    /// until the returned [`Held`] is released.
     pub async fn hold(&self, sql: &str, args: &[&str]) -> Held {
         match self {
             Raw::Sqlite(pool) => {
@@ -195,8 +195,19 @@ impl Raw {
     }
 }
 
-/// An open transaction from [`Raw::hold`]; dropping it rolls it back.
+/// An open transaction from [`Raw::hold`].
 pub enum Held {
     Sqlite(sqlx::Transaction<'static, sqlx::Sqlite>),
     Postgres(sqlx::Transaction<'static, sqlx::Postgres>),
+}
+
+impl Held {
+    /// Rolls it back, letting go of its locks.
+    pub async fn release(self) {
+        match self {
+            Held::Sqlite(tx) => tx.rollback().await,
+            Held::Postgres(tx) => tx.rollback().await,
+        }
+        .expect("rollback");
+    }
 }
