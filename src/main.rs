@@ -5,6 +5,12 @@ use std::process::ExitCode;
 use clap::Parser;
 use tokio_util::sync::CancellationToken;
 
+/// mimalloc, not the system allocator: a delivery makes a few hundred short-lived
+/// allocations across threads, and glibc's malloc spent a fifth of all instructions on
+/// them (BENCHMARKS.md, run (9)). Built to commit memory on demand (`.cargo/config.toml`).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = hookline::cli::Cli::parse();
     let (format, level, traces) = match cli.telemetry() {
