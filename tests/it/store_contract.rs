@@ -500,21 +500,24 @@ store_test!(
     }
 );
 
+/// A fan-out plan's deliveries for `e`: one, to `wh_1`, with this ordering key.
+fn one_delivery(e: &Event, ordering_key: Option<&str>) -> Vec<NewDelivery> {
+    vec![NewDelivery {
+        id: new_id("dlv"),
+        event_id: e.id.clone(),
+        webhook_id: "wh_1".into(),
+        namespace: "acme".into(),
+        ordering_key: ordering_key.map(Into::into),
+    }]
+}
+
 store_test!(fan_out_creates_deliveries_once, async |db: &TestDb| {
     let store = db.store().await;
     let events: Vec<Event> = (0..5)
         .map(|i| event("main", &format!("r{i}"), "acme/app", Some("1")))
         .collect();
     store.insert_events(&events).await.expect("insert");
-    let plan = |e: &Event| {
-        vec![NewDelivery {
-            id: new_id("dlv"),
-            event_id: e.id.clone(),
-            webhook_id: "wh_1".into(),
-            namespace: "acme".into(),
-            ordering_key: None,
-        }]
-    };
+    let plan = |e: &Event| one_delivery(e, None);
     let first = store.fan_out(3, T0, 0, &plan).await.expect("fan out");
     assert_eq!((first.events, first.deliveries), (3, 3));
     let second = store.fan_out(100, T0, 0, &plan).await.expect("fan out");
@@ -562,15 +565,7 @@ store_test!(
             .insert_events(&[older.clone(), newer.clone()])
             .await
             .expect("insert");
-        let plan = |e: &Event| {
-            vec![NewDelivery {
-                id: new_id("dlv"),
-                event_id: e.id.clone(),
-                webhook_id: "wh_1".into(),
-                namespace: "acme".into(),
-                ordering_key: Some("wh_1 acme/app:1".into()),
-            }]
-        };
+        let plan = |e: &Event| one_delivery(e, Some("wh_1 acme/app:1"));
         // Another dispatcher is part-way through fanning out the older event: its
         // transaction holds that row. Were the newer event fanned out and committed now,
         // its delivery could be claimed and sent before the older one exists.
