@@ -12,7 +12,7 @@
 use async_trait::async_trait;
 
 use super::log::LogStore;
-use super::sql::{ATTEMPT_COLUMNS, Column, Columns, DELIVERY_COLUMNS, Rows, Sql, Tx};
+use super::sql::{ATTEMPT_COLUMNS, Column, Columns, DELIVERY_COLUMNS, Dialect, Rows, Sql, Tx};
 use super::{
     AttemptRecord, Claim, ClaimedDelivery, DeliveryRecord, Finished, Lease, NewDelivery, Only,
     Queue, QueueStats, StoreError, batch,
@@ -81,8 +81,14 @@ pub(crate) async fn release_dead<B: LogStore>(backend: &B, sql: &Sql) -> Result<
     Ok(released)
 }
 
-/// Leases as rows `(id, lease_id)`.
-fn lease_rows(leases: &[Lease]) -> Rows {
+/// `UPDATE` of the pending deliveries `leases` still hold (id and lease id both match),
+/// setting `set`, given the placeholder bound to `at`.
+fn update_held(
+    dialect: Dialect,
+    leases: &[Lease],
+    at: i64,
+    set: impl FnOnce(&str) -> String,
+) -> Result<Sql, StoreError> {
     const LEASE: Columns = &[("id", Column::Text), ("lease_id", Column::Text)];
     let mut rows = Rows::new(LEASE);
     for lease in leases {
@@ -91,7 +97,16 @@ fn lease_rows(leases: &[Lease]) -> Rows {
             lease.lease_id.as_str().into(),
         ]);
     }
-    rows
+    let mut sql = Sql::new("");
+    let held = sql.rows(dialect, rows)?;
+    let at = sql.bind(at);
+    sql.push(&format!(
+        "UPDATE deliveries SET {} FROM {held} AS l \
+         WHERE deliveries.id = l.id AND deliveries.lease_id = l.lease_id \
+           AND deliveries.status = 'pending'",
+        set(&at)
+    ));
+    Ok(sql)
 }
 
 #[async_trait]
@@ -114,15 +129,9 @@ impl<B: QueueStore> Queue for B {
             return Ok(0);
         }
         let tx = self.write().await?;
-        let mut sql = Sql::new("");
-        let rows = sql.rows(tx.dialect(), lease_rows(leases))?;
-        let until = sql.bind(until);
-        sql.push(&format!(
-            "UPDATE deliveries SET lease_until = {until}, next_attempt_at = {until} \
-             FROM {rows} AS l \
-             WHERE deliveries.id = l.id AND deliveries.lease_id = l.lease_id \
-               AND deliveries.status = 'pending'"
-        ));
+        let sql = update_held(tx.dialect(), leases, until, |until| {
+            format!("lease_until = {until}, next_attempt_at = {until}")
+        })?;
         tx.execute_alone(&sql).await
     }
 
@@ -150,16 +159,12 @@ impl<B: QueueStore> Queue for B {
             return Ok(0);
         }
         let mut tx = self.write().await?;
-        let mut sql = Sql::new("");
-        let rows = sql.rows(tx.dialect(), lease_rows(leases))?;
-        let now = sql.bind(now);
-        sql.push(&format!(
-            "UPDATE deliveries SET lease_id = NULL, lease_owner = NULL, lease_until = NULL, \
-               next_attempt_at = {now}, updated_at = {now} \
-             FROM {rows} AS l \
-             WHERE deliveries.id = l.id AND deliveries.lease_id = l.lease_id \
-               AND deliveries.status = 'pending'"
-        ));
+        let sql = update_held(tx.dialect(), leases, now, |now| {
+            format!(
+                "lease_id = NULL, lease_owner = NULL, lease_until = NULL, \
+                 next_attempt_at = {now}, updated_at = {now}"
+            )
+        })?;
         let released = tx.execute(&sql).await?;
         if released > 0 {
             tx.announce_work().await?;

@@ -142,20 +142,8 @@ impl Raw {
     /// Runs `sql` with text arguments `$1`, `$2`, ….
     pub async fn execute(&self, sql: &str, args: &[&str]) {
         match self {
-            Raw::Sqlite(pool) => {
-                let mut query = sqlx::query(sql);
-                for arg in args {
-                    query = query.bind(*arg);
-                }
-                query.execute(pool).await.map(drop)
-            }
-            Raw::Postgres(pool) => {
-                let mut query = sqlx::query(sql);
-                for arg in args {
-                    query = query.bind(*arg);
-                }
-                query.execute(pool).await.map(drop)
-            }
+            Raw::Sqlite(pool) => bound(sql, args).execute(pool).await.map(drop),
+            Raw::Postgres(pool) => bound(sql, args).execute(pool).await.map(drop),
         }
         .expect("execute")
     }
@@ -166,20 +154,12 @@ impl Raw {
         match self {
             Raw::Sqlite(pool) => {
                 let mut tx = pool.begin().await.expect("begin");
-                let mut query = sqlx::query(sql);
-                for arg in args {
-                    query = query.bind(*arg);
-                }
-                query.execute(&mut *tx).await.expect("execute");
+                bound(sql, args).execute(&mut *tx).await.expect("execute");
                 Held::Sqlite(tx)
             }
             Raw::Postgres(pool) => {
                 let mut tx = pool.begin().await.expect("begin");
-                let mut query = sqlx::query(sql);
-                for arg in args {
-                    query = query.bind(*arg);
-                }
-                query.execute(&mut *tx).await.expect("execute");
+                bound(sql, args).execute(&mut *tx).await.expect("execute");
                 Held::Postgres(tx)
             }
         }
@@ -193,6 +173,18 @@ impl Raw {
         };
         rows.expect("query").into_iter().map(|(s,)| s).collect()
     }
+}
+
+/// `sql` with text arguments `$1`, `$2`, … bound, on database `DB`.
+fn bound<'q, DB: sqlx::Database>(
+    sql: &'q str,
+    args: &[&'q str],
+) -> sqlx::query::Query<'q, DB, DB::Arguments<'q>>
+where
+    &'q str: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+{
+    args.iter()
+        .fold(sqlx::query(sql), |query, arg| query.bind(*arg))
 }
 
 /// An open transaction from [`Raw::hold`].
